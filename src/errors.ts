@@ -1,0 +1,58 @@
+/**
+ * The one error catalogue of MorphNet Edge. Every failure a user can cause has a stable
+ * `MORPH_ERR_*` code, an HTTP status for the API, and a CLI exit code, so that the CLI, the REST
+ * API and the tests all speak of the same thing. Messages say what was received and what to do.
+ */
+
+export const ERROR_CODES = {
+  MORPH_ERR_BAD_ARGUMENT: { status: 400, exit: 2, summary: 'A command-line flag or API field is missing or has a bad value.' },
+  MORPH_ERR_NOT_FOUND: { status: 404, exit: 2, summary: 'A file, model, device or other named thing does not exist.' },
+  MORPH_ERR_NOT_JSON: { status: 400, exit: 2, summary: 'A file or body that must be JSON does not parse as JSON.' },
+  MORPH_ERR_NOT_A_MODEL: { status: 400, exit: 2, summary: 'JSON that is not a tfjs model.json nor a Keras model config.' },
+  MORPH_ERR_BAD_TOPOLOGY: { status: 400, exit: 2, summary: 'The model topology is malformed: an unknown tensor reference, a cycle, a missing input.' },
+  MORPH_ERR_SHAPE: { status: 400, exit: 2, summary: 'A tensor shape cannot be inferred or does not fit the layer that consumes it.' },
+  MORPH_ERR_WEIGHTS_MISSING: { status: 400, exit: 2, summary: 'A weights file named by the weightsManifest cannot be read.' },
+  MORPH_ERR_WEIGHTS_MISMATCH: { status: 400, exit: 2, summary: 'The weights do not match the topology (missing, extra, wrong shape or size).' },
+  MORPH_ERR_BAD_STRUCTURE: { status: 400, exit: 2, summary: 'A width structure names unknown layers, gives non-positive widths or conflicting widths for one group.' },
+  MORPH_ERR_OUTPUT_EXISTS: { status: 409, exit: 2, summary: 'The output directory exists and is not empty.' },
+  MORPH_ERR_DATASET: { status: 400, exit: 2, summary: 'A dataset cannot be used: a malformed or truncated file, a wrong magic number, mismatched image/label counts, a label out of range, an undecodable image.' },
+  MORPH_ERR_DATASET_MISMATCH: { status: 400, exit: 2, summary: 'The dataset does not fit the model: its image shape or number of classes differs from the model input or output.' },
+  MORPH_ERR_BACKEND: { status: 501, exit: 2, summary: 'The requested compute backend (tfjs-node, wasm, cpu) cannot be loaded on this machine.' },
+  MORPH_ERR_LIMIT: { status: 413, exit: 2, summary: 'An input is over a configured size limit.' },
+  MORPH_ERR_INTERNAL: { status: 500, exit: 1, summary: 'A bug: please report it with the command that caused it.' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+export const VALID_ERROR_CODES = Object.keys(ERROR_CODES) as ErrorCode[];
+
+/** An error a user can act on: it carries a stable code and a message naming what was wrong. */
+export class MorphError extends Error {
+  readonly code: ErrorCode;
+  /** Extra machine-readable facts (file, layer, limit) for `--json` and API clients. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = 'MorphError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {
+    return Object.keys(this.details).length > 0
+      ? { code: this.code, message: this.message, details: { ...this.details } }
+      : { code: this.code, message: this.message };
+  }
+}
+
+export function isMorphError(err: unknown): err is MorphError {
+  return err instanceof MorphError;
+}

@@ -1,0 +1,60 @@
+/** Merge layers: element-wise ones tie their operands' channels; Concatenate joins them. */
+import type { OpDescriptor } from './op.ts';
+import { fmt, shapeError } from './shape-utils.ts';
+
+export const elementwise: OpDescriptor<{ op: string }> = {
+  classNames: ['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum'],
+  kind: 'elementwise',
+  parseAttrs: (_config, ctx) => ({ op: ctx.className }),
+  outputShape(_a, inputs, ctx) {
+    if (inputs.length < 2) throw shapeError(ctx, `needs at least two inputs, got ${inputs.length}`);
+    const first = inputs[0];
+    for (const s of inputs.slice(1)) {
+      if (s.length !== first.length || s.some((d, i) => i > 0 && d !== first[i])) {
+        throw shapeError(ctx, `inputs have different shapes ${inputs.map(fmt).join(' and ')}; element-wise merges need equal shapes`);
+      }
+    }
+    return first;
+  },
+  weightRoles: () => [],
+  weightShapes: () => [],
+  channelRule: () => ({ type: 'tie' }),
+  macs: () => 0,
+};
+
+export interface ConcatAttrs {
+  axis: number;
+}
+
+export const concatenate: OpDescriptor<ConcatAttrs> = {
+  classNames: ['Concatenate'],
+  kind: 'concat',
+  parseAttrs(config, ctx) {
+    const axis = config.axis ?? -1;
+    if (typeof axis !== 'number' || !Number.isInteger(axis)) throw shapeError(ctx, `config.axis ${JSON.stringify(axis)} is not an integer`);
+    return { axis };
+  },
+  outputShape(a, inputs, ctx) {
+    if (inputs.length < 2) throw shapeError(ctx, `needs at least two inputs, got ${inputs.length}`);
+    const rank = inputs[0].length;
+    const axis = a.axis < 0 ? rank + a.axis : a.axis;
+    if (axis <= 0 || axis >= rank) throw shapeError(ctx, `axis ${a.axis} is out of range for rank-${rank} inputs`);
+    let total = 0;
+    for (const s of inputs) {
+      if (s.length !== rank || s.some((d, i) => i > 0 && i !== axis && d !== inputs[0][i])) {
+        throw shapeError(ctx, `inputs ${inputs.map(fmt).join(', ')} differ outside the concatenation axis ${a.axis}`);
+      }
+      const d = s[axis];
+      if (typeof d !== 'number') throw shapeError(ctx, `input ${fmt(s)} has an unknown size on the concatenation axis`);
+      total += d;
+    }
+    const out = [...inputs[0]];
+    out[axis] = total;
+    return out;
+  },
+  weightRoles: () => [],
+  weightShapes: () => [],
+  // Concatenating along a spatial axis keeps the channel axis aligned, which ties channels.
+  channelRule: (a, inputs) => (a.axis === -1 || a.axis === inputs[0].length - 1 ? { type: 'concat' } : { type: 'tie' }),
+  macs: () => 0,
+};
