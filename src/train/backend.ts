@@ -109,7 +109,11 @@ export async function selectBackend(options: SelectBackendOptions = {}): Promise
   return describeActive('cpu', fellBackFrom);
 }
 
-/** Reports what each backend would do here, without changing the active backend. */
+/**
+ * Reports what each backend would do here, without changing the active backend. Loading
+ * tfjs-node registers its backend with tfjs, so call `selectBackend` before any tfjs work rather
+ * than relying on tfjs's own default choice.
+ */
 export async function probeBackends(): Promise<BackendReport> {
   const node = await loadTfjsNode();
   const wasm = await loadWasm();

@@ -3,9 +3,10 @@
  * `model.fit` fails on any model with a DepthwiseConv2D or SeparableConv2D).
  *
  * dW[i,j,c,m] = Σ_{n,oh,ow} x[n, oh·sh + i − top, ow·sw + j − left, c] · dy[n, oh, ow, c·M + m].
- * Channels never mix, so this is not a convolution that sums over anything but positions; per
- * filter tap (i, j) it is one strided window of x times dy, summed over batch and positions.
- * Filters are small (k×k taps), so k² elementwise products + reductions stay cheap and exact.
+ * Channels never mix, so fold the batch into the channels: x as one image [1, Hw, Ww, N·C] and dy
+ * as a depthwise filter [Ho, Wo, N·C, M], dilated by the stride, give by one forward depthwise
+ * convolution the per-sample gradients [fh, fw, N·C·M]; summing over N gives dW. (A version that
+ * took one strided window of x per filter tap was 10–30× slower: wasm's StridedSlice is slow.)
  */
 
 import * as tf from '@tensorflow/tfjs';
@@ -20,7 +21,6 @@ function depthwiseBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw, outHeight: ho, outWidth: wo } = info;
   const [n, , , c] = x.shape;
   const m = attrs.filterShape[3];
-  const positions = n * ho * wo;
 
   return runComposite(args.backend, [x, dy] as const, (xt, dyt) => {
     const window = padOrCrop(
@@ -28,24 +28,13 @@ function depthwiseBackpropFilter(args: KernelArgs): tf.TensorInfo {
       { start: -info.padInfo.top, length: (ho - 1) * sh + fh },
       { start: -info.padInfo.left, length: (wo - 1) * sw + fw },
     );
-    const dyFlat = tf.reshape(dyt, [positions, c, m]);
-    const taps: tf.Tensor[] = [];
-    for (let i = 0; i < fh; i++) {
-      for (let j = 0; j < fw; j++) {
-        const tap = tf.stridedSlice(
-          window,
-          [0, i, j, 0],
-          [n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c],
-          [1, sh, sw, 1],
-        );
-        // [P, C, 1] · [P, C, M] summed over positions → [C, M]; sum over the outer axis of a
-        // [P, C·M] matrix is done as a matmul with a row of ones, which wasm runs without the
-        // transpose its Sum kernel needs for a non-innermost axis.
-        const product = tf.mul(tf.reshape(tap, [positions, c, 1]), dyFlat);
-        taps.push(tf.matMul(tf.ones([1, positions]), tf.reshape(product, [positions, c * m])));
-      }
-    }
-    return tf.reshape(tf.concat(taps, 0), [fh, fw, c, m]);
+    const hw = window.shape[1];
+    const ww = window.shape[2];
+    // Batch folded into channels: input [1, Hw, Ww, N·C], filter [Ho, Wo, N·C, M].
+    const input = tf.reshape(tf.transpose(window, [1, 2, 0, 3]), [1, hw, ww, n * c]) as tf.Tensor4D;
+    const filter = tf.reshape(tf.transpose(tf.reshape(dyt, [n, ho, wo, c * m]), [1, 2, 0, 3]), [ho, wo, n * c, m]) as tf.Tensor4D;
+    const perSample = tf.depthwiseConv2d(input, filter, 1, 'valid', 'NHWC', [sh, sw]); // [1, fh, fw, N·C·M]
+    return tf.sum(tf.reshape(perSample, [fh * fw, n, c * m]), 1).reshape([fh, fw, c, m]);
   });
 }
 

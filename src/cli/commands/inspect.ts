@@ -1,0 +1,113 @@
+/** `morphnet inspect`: layers, shapes, channel groups and costs of a model. */
+import { layoutOf } from '../../graph/channel-groups.ts';
+import { networkCost } from '../../cost/counts.ts';
+import { manifestParams } from '../../graph/weights.ts';
+import { parseFlags, type Command } from '../args.ts';
+import { human, shapeText, table } from '../format.ts';
+import { loadModelInput, type ModelInput } from '../model-source.ts';
+
+const USAGE = `Usage: morphnet inspect MODEL.json [--json]
+       morphnet inspect --seed mobilenet|resnet|vgg [--json]
+
+Prints every layer (class, output shape, MACs, params, channel group), the channel groups
+(layers whose channels must keep equal widths, and whether MorphNet may resize them) and the
+totals at batch 1: MACs, FLOPs (= 2·MACs), params (every weight, as tfjs countParams counts).
+
+Options:
+  --json        one JSON object: {layers, macs, flops, params, activationBytes, groups, perLayer, ...}
+  --seed NAME   inspect a built-in seed model instead of a file
+  -h, --help    this text`;
+
+export interface InspectReport {
+  readonly model: string;
+  readonly format: string;
+  readonly modelClass: string;
+  /** Number of layers. */
+  readonly layers: number;
+  readonly macs: number;
+  readonly flops: number;
+  readonly params: number;
+  readonly activationBytes: number;
+  readonly inputs: { layer: string; shape: (number | null)[] }[];
+  readonly outputs: { layer: string; shape: (number | null)[] }[];
+  readonly hasWeights: boolean;
+  readonly groups: { id: number; layers: string[]; channels: number; regularized: boolean; resizable: boolean; fixedReasons: string[] }[];
+  readonly perLayer: { name: string; className: string; outputShape: (number | null)[]; macs: number; params: number; group: number | number[] }[];
+  readonly warnings: string[];
+}
+
+export function inspectReport(m: ModelInput): InspectReport {
+  const { graph, analysis } = m;
+  const cost = networkCost(graph, manifestParams(m.weightsManifest, graph));
+  const shapeOf = (layer: string): (number | null)[] => [...graph.layers.find((l) => l.name === layer)!.calls[0].outputShape];
+  return {
+    model: m.path,
+    format: m.format,
+    modelClass: graph.modelClass,
+    layers: graph.layers.length,
+    macs: cost.macs,
+    flops: cost.flops,
+    params: cost.params,
+    activationBytes: cost.activationBytes,
+    inputs: graph.inputs.map((r) => ({ layer: r.layer, shape: shapeOf(r.layer) })),
+    outputs: graph.outputs.map((r) => ({ layer: r.layer, shape: shapeOf(r.layer) })),
+    hasWeights: m.weights !== null,
+    groups: analysis.groups.map((g) => ({
+      id: g.id,
+      layers: [...g.layers],
+      channels: g.channels,
+      regularized: g.regularized,
+      resizable: g.resizable,
+      fixedReasons: [...g.fixedReasons],
+    })),
+    perLayer: graph.layers.map((l, i) => {
+      const segs = layoutOf(analysis, { layer: l.name, nodeIndex: 0, tensorIndex: 0 }).segments.map((s) => s.group);
+      return {
+        name: l.name,
+        className: l.className,
+        outputShape: [...l.calls[0].outputShape],
+        macs: cost.layers[i].macs,
+        params: cost.layers[i].params,
+        group: segs.length === 1 ? segs[0] : segs,
+      };
+    }),
+    warnings: [...graph.warnings],
+  };
+}
+
+function render(r: InspectReport): string {
+  const layerRows = r.perLayer.map((l) => [l.name, l.className, shapeText(l.outputShape), human(l.macs), human(l.params), Array.isArray(l.group) ? l.group.join('+') : String(l.group)]);
+  const groupRows = r.groups.map((g) => [
+    String(g.id),
+    String(g.channels),
+    g.regularized ? 'regularized' : g.resizable ? 'resizable' : `fixed: ${g.fixedReasons.join('; ')}`,
+    g.layers.length > 4 ? `${g.layers.slice(0, 4).join(', ')}, … (${g.layers.length})` : g.layers.join(', '),
+  ]);
+  return [
+    `${r.model}: ${r.modelClass}, ${r.layers} layers, input ${r.inputs.map((i) => shapeText(i.shape)).join(' ')} → output ${r.outputs.map((o) => shapeText(o.shape)).join(' ')}${r.hasWeights ? '' : ' (topology only, no weights)'}`,
+    '',
+    table(['layer', 'class', 'output', 'MACs', 'params', 'group'], layerRows),
+    '',
+    table(['group', 'channels', 'state', 'layers'], groupRows),
+    '',
+    `total: ${human(r.macs)} MACs (${r.macs}), ${human(r.flops)} FLOPs, ${human(r.params)} params (${r.params}), ${human(r.activationBytes)}B activations at batch 1`,
+    ...r.warnings.map((w) => `warning: ${w}`),
+  ].join('\n');
+}
+
+export const inspectCommand: Command = {
+  name: 'inspect',
+  summary: 'layers, channel groups, MACs/FLOPs/params of a model',
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags('inspect', argv, { json: { type: 'boolean' }, seed: { type: 'string' } });
+    if (values.help) {
+      io.out(USAGE);
+      return 0;
+    }
+    const m = await loadModelInput('inspect', positionals[0], values.seed);
+    const report = inspectReport(m);
+    io.out(values.json ? JSON.stringify(report, null, 2) : render(report));
+    return 0;
+  },
+};
