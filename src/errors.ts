@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   MORPH_ERR_DATASET: { status: 400, exit: 2, summary: 'A dataset cannot be used: a malformed or truncated file, a wrong magic number, mismatched image/label counts, a label out of range, an undecodable image.' },
   MORPH_ERR_DATASET_MISMATCH: { status: 400, exit: 2, summary: 'The dataset does not fit the model: its image shape or number of classes differs from the model input or output.' },
   MORPH_ERR_BACKEND: { status: 501, exit: 2, summary: 'The requested compute backend (tfjs-node, wasm, cpu) cannot be loaded on this machine.' },
+  MORPH_ERR_TARGET: { status: 400, exit: 2, summary: 'A cost target the network cannot meet: below the cost of its fixed parts, or above the seed\'s cost.' },
   MORPH_ERR_LIMIT: { status: 413, exit: 2, summary: 'An input is over a configured size limit.' },
   MORPH_ERR_INTERNAL: { status: 500, exit: 1, summary: 'A bug: please report it with the command that caused it.' },
 } as const;

@@ -3,11 +3,10 @@ import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { analyzeChannels, expandLayout, layoutOf, layoutWidth, type ChannelAnalysis, type ChannelGroup } from '../../src/graph/channel-groups.ts';
 import type { Graph } from '../../src/graph/graph.ts';
-import type { ModelConfigJson, TfjsModelJson } from '../../src/graph/keras-json.ts';
+import type { LayerJson, ModelConfigJson, TfjsModelJson } from '../../src/graph/keras-json.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { seedModel } from '../../src/seeds/index.ts';
 import { concatNet, depthwiseNet, residualNet, type ReferenceModel } from '../fixtures/reference-models.ts';
-import { concatSliceNet } from '../helpers/tfjs-io.ts';
 
 const built: ReferenceModel[] = [];
 after(() => {
@@ -98,43 +97,52 @@ describe('analyzeChannels', () => {
       gammaLayers: ['stem_bn'],
     });
     assert.deepEqual(summary(groupOf(analysis, 'branch_b_1x1')), { layers: bnRelu('branch_b_1x1'), channels: 8, resizable: true, regularized: true, gammaLayers: ['branch_b_1x1_bn'] });
-    // mixed_add adds a single-group conv output to the three-slice concat: the analysis does not
-    // split a conv's group into slices, so it keeps every group on both sides fixed, with a reason.
+    // The outer concat joins the conv's group and the three slices again: all stay resizable.
     const mix = groupOf(analysis, 'mixed_conv');
-    assert.deepEqual(summary(mix).layers, [...bnRelu('mixed_conv'), 'mixed_add', 'gap'].sort());
+    assert.deepEqual(summary(mix), { layers: bnRelu('mixed_conv'), channels: 32, resizable: true, regularized: true, gammaLayers: ['mixed_conv_bn'] });
+    assert.deepEqual(layoutOf(analysis, { layer: 'mixed_out', nodeIndex: 0, tensorIndex: 0 }).segments, [mix.id, a.id, b.id, c.id].map((group) => ({ group, repeat: 1 })));
+    assert.deepEqual(layoutOf(analysis, { layer: 'gap', nodeIndex: 0, tensorIndex: 0 }).segments.length, 4);
     for (const g of [a, b, c, mix]) {
-      assert.equal(g.resizable, false, `group ${g.id}`);
-      assert.equal(g.regularized, false);
-      assert.ok(g.fixedReasons.some((x) => x.includes('"mixed_add"')), g.fixedReasons.join('; '));
+      assert.equal(g.resizable, true, `group ${g.id}`);
+      assert.equal(g.regularized, true, `group ${g.id}`);
+      assert.deepEqual(g.fixedReasons, []);
     }
     assert.equal(analysis.groups.length, 8);
     assert.deepEqual(groupOf(analysis, 'input').fixedReasons, ['network input']);
     assert.deepEqual(groupOf(analysis, 'predictions').fixedReasons, ['network output']);
   });
 
-  it('concat slices are resizable where nothing merges them with another split', () => {
-    const m = concatSliceNet();
-    try {
-      const { analysis } = analyze({ format: 'layers-model', modelTopology: m.toJSON(null, false) });
-      const a = groupOf(analysis, 'branch_a');
-      const b = groupOf(analysis, 'branch_b');
-      assert.deepEqual(summary(a), { layers: bnRelu('branch_a'), channels: 6, resizable: true, regularized: true, gammaLayers: ['branch_a_bn', 'mixed_bn'] });
-      assert.deepEqual(summary(b), { layers: bnRelu('branch_b'), channels: 10, resizable: true, regularized: true, gammaLayers: ['branch_b_bn', 'mixed_bn'] });
-      const head = layoutOf(analysis, { layer: 'head', nodeIndex: 0, tensorIndex: 0 });
-      assert.deepEqual(layoutOf(analysis, { layer: 'mixed_relu', nodeIndex: 0, tensorIndex: 0 }).segments, [
-        { group: a.id, repeat: 1 },
-        { group: b.id, repeat: 1 },
-      ]);
-      assert.equal(head.segments.length, 1);
-      // Channel j of the concat is channel j of a, then channel j-6 of b.
-      const pos = expandLayout(layoutOf(analysis, { layer: 'mixed', nodeIndex: 0, tensorIndex: 0 }), (g) => analysis.groups[g].channels);
-      assert.equal(pos.length, 16);
-      assert.deepEqual(pos[0], { group: a.id, channel: 0 });
-      assert.deepEqual(pos[5], { group: a.id, channel: 5 });
-      assert.deepEqual(pos[6], { group: b.id, channel: 0 });
-      assert.deepEqual(pos[15], { group: b.id, channel: 9 });
-    } finally {
-      m.dispose();
+  it('an element-wise merge of differently split tensors keeps both sides fixed, with a reason', () => {
+    // Add(conv output, concat of two groups): the analysis does not split a conv's group into
+    // slices, so it fixes every group on both sides and says why.
+    const conv = (name: string, filters: number, src: string): LayerJson => ({
+      class_name: 'Conv2D',
+      name,
+      config: { name, filters, kernel_size: 1 },
+      inbound_nodes: [[[src, 0, 0, {}]]],
+    });
+    const json: ModelConfigJson = {
+      class_name: 'Functional',
+      config: {
+        name: 'split_add',
+        layers: [
+          { class_name: 'InputLayer', name: 'in', config: { name: 'in', batch_input_shape: [null, 4, 4, 3] }, inbound_nodes: [] },
+          conv('a', 2, 'in'),
+          conv('b', 3, 'in'),
+          conv('c', 5, 'in'),
+          { class_name: 'Concatenate', name: 'cat', config: { name: 'cat' }, inbound_nodes: [[['a', 0, 0, {}], ['b', 0, 0, {}]]] },
+          { class_name: 'Add', name: 'sum', config: { name: 'sum' }, inbound_nodes: [[['c', 0, 0, {}], ['cat', 0, 0, {}]]] },
+          conv('out', 2, 'sum'),
+        ],
+        input_layers: [['in', 0, 0]],
+        output_layers: [['out', 0, 0]],
+      },
+    };
+    const { analysis } = analyze(json);
+    for (const name of ['a', 'b', 'c']) {
+      const g = groupOf(analysis, name);
+      assert.equal(g.resizable, false, name);
+      assert.ok(g.fixedReasons.some((r) => r.includes('"sum"')), g.fixedReasons.join('; '));
     }
   });
 

@@ -83,31 +83,3 @@ export function randomInput(shape: number[], seed = 7): tf.Tensor {
 export function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
-
-type T = tf.SymbolicTensor;
-
-function convBnRelu(x: T, name: string, filters: number, kernelSize: number): T {
-  let y = tf.layers.conv2d({ filters, kernelSize, padding: 'same', useBias: false, name }).apply(x) as T;
-  y = tf.layers.batchNormalization({ name: `${name}_bn` }).apply(y) as T;
-  return tf.layers.reLU({ name: `${name}_relu` }).apply(y) as T;
-}
-
-/**
- * A small net whose Concatenate feeds a BatchNormalization directly, so the concat's channels are
- * resizable slices of its inputs' groups: 16×16×3 → stem 3×3 (8) → [a: 1×1 (6), b: 3×3 (10)] →
- * Concatenate `mixed` (16) → `mixed_bn` → ReLU → `head` 3×3 (12) + BN + ReLU → GAP → Dense(5).
- * Every conv has BN + ReLU and no bias.
- */
-export function concatSliceNet(): tf.LayersModel {
-  const input = tf.input({ shape: [16, 16, 3], name: 'input' });
-  const stem = convBnRelu(input, 'stem', 8, 3);
-  const a = convBnRelu(stem, 'branch_a', 6, 1);
-  const b = convBnRelu(stem, 'branch_b', 10, 3);
-  const cat = tf.layers.concatenate({ name: 'mixed' }).apply([a, b]) as T;
-  let x = tf.layers.batchNormalization({ name: 'mixed_bn' }).apply(cat) as T;
-  x = tf.layers.reLU({ name: 'mixed_relu' }).apply(x) as T;
-  x = convBnRelu(x, 'head', 12, 3);
-  x = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as T;
-  x = tf.layers.dense({ units: 5, activation: 'softmax', name: 'predictions' }).apply(x) as T;
-  return tf.model({ inputs: input, outputs: x, name: 'concat_slice_net' });
-}

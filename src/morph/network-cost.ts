@@ -1,0 +1,31 @@
+/**
+ * A network's cost under any `CostModel` as a function of its group widths: every weighted op is
+ * priced at the channel counts its input and output layouts give. This is what the expand step
+ * bisects on and what the regularizer differentiates.
+ */
+import type { CostModel, CostOp } from '../cost/cost-model.ts';
+import type { ChannelAnalysis, ChannelLayout } from '../graph/channel-groups.ts';
+
+/** Channels of one position of a layout, at the given group widths. */
+export function channelsAt(layout: ChannelLayout, widths: ArrayLike<number>): number {
+  let c = 0;
+  for (const s of layout.segments) c += widths[s.group] * s.repeat;
+  return c;
+}
+
+export function opChannels(op: CostOp, widths: ArrayLike<number>): { cIn: number; cOut: number } {
+  return { cIn: channelsAt(op.inLayout, widths), cOut: channelsAt(op.outLayout, widths) };
+}
+
+export function costAt(ops: readonly CostOp[], model: CostModel, widths: ArrayLike<number>): number {
+  let total = 0;
+  for (const op of ops) {
+    const { cIn, cOut } = opChannels(op, widths);
+    total += model.cost(op, cIn, cOut);
+  }
+  return total;
+}
+
+export function seedWidths(analysis: ChannelAnalysis): number[] {
+  return analysis.groups.map((g) => g.channels);
+}
