@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   MORPH_ERR_DATASET_MISMATCH: { status: 400, exit: 2, summary: 'The dataset does not fit the model: its image shape or number of classes differs from the model input or output.' },
   MORPH_ERR_BACKEND: { status: 501, exit: 2, summary: 'The requested compute backend (tfjs-node, wasm, cpu) cannot be loaded on this machine.' },
   MORPH_ERR_TARGET: { status: 400, exit: 2, summary: 'A cost target the network cannot meet: below the cost of its fixed parts, or above the seed\'s cost.' },
+  MORPH_ERR_NAN: { status: 422, exit: 2, summary: 'Training diverged: the loss became NaN or infinite. Training stops at once and keeps the last good checkpoint; lower the learning rate or the regularizer strength.' },
+  MORPH_ERR_CHECKPOINT: { status: 400, exit: 2, summary: 'A training checkpoint cannot be resumed: unreadable, from another model, or written with other training options.' },
   MORPH_ERR_LIMIT: { status: 413, exit: 2, summary: 'An input is over a configured size limit.' },
   MORPH_ERR_INTERNAL: { status: 500, exit: 1, summary: 'A bug: please report it with the command that caused it.' },
 } as const;
