@@ -129,62 +129,61 @@ export function analyzeChannels(graph: Graph): ChannelAnalysis {
     return true;
   };
 
-  for (const layer of graph.layers) {
-    layer.calls.forEach((call, callIndex) => {
-      const ins = call.inputs.map((r) => layouts.get(formatRef(r))!);
-      const outChannels = channelsOf(call.outputShape);
-      const rule: ChannelRule = ruleOf(layer, call.inputShapes);
-      let out: ChannelLayout;
-      switch (rule.type) {
-        case 'source':
-          out = single(newGroup(outChannels, 'network input'));
-          break;
-        case 'produce': {
-          let g = producedBy.get(layer.name);
-          if (g === undefined) {
-            g = newGroup(outChannels);
-            producedBy.set(layer.name, g);
-          }
-          out = single(g);
-          break;
+  for (const [layer, callIndex] of callOrder(graph)) {
+    const call = layer.calls[callIndex];
+    const ins = call.inputs.map((r) => layouts.get(formatRef(r))!);
+    const outChannels = channelsOf(call.outputShape);
+    const rule: ChannelRule = ruleOf(layer, call.inputShapes);
+    let out: ChannelLayout;
+    switch (rule.type) {
+      case 'source':
+        out = single(newGroup(outChannels, 'network input'));
+        break;
+      case 'produce': {
+        let g = producedBy.get(layer.name);
+        if (g === undefined) {
+          g = newGroup(outChannels);
+          producedBy.set(layer.name, g);
         }
-        case 'pass':
-          out = ins[0];
-          break;
-        case 'repeat':
-          out = { tile: ins[0].tile, segments: ins[0].segments.map((s) => ({ group: s.group, repeat: s.repeat * rule.times })) };
-          break;
-        case 'tie':
-          for (const other of ins.slice(1)) tie(ins[0], other, `layer "${layer.name}"`);
-          out = ins[0];
-          break;
-        case 'concat':
-          if (ins.every((l) => l.tile === 1)) {
-            out = { tile: 1, segments: ins.flatMap((l) => l.segments) };
-          } else {
-            ins.forEach((l) => fix(l, `layer "${layer.name}" concatenates flattened tensors`));
-            out = single(newGroup(outChannels, `output of layer "${layer.name}"`));
-          }
-          break;
-        case 'flatten': {
-          const shape = call.inputShapes[0];
-          const positions = (shape.slice(1, -1) as number[]).reduce((a, b) => a * b, 1);
-          out = { tile: ins[0].tile * positions, segments: ins[0].segments };
-          break;
+        out = single(g);
+        break;
+      }
+      case 'pass':
+        out = ins[0];
+        break;
+      case 'repeat':
+        out = { tile: ins[0].tile, segments: ins[0].segments.map((s) => ({ group: s.group, repeat: s.repeat * rule.times })) };
+        break;
+      case 'tie':
+        for (const other of ins.slice(1)) tie(ins[0], other, `layer "${layer.name}"`);
+        out = ins[0];
+        break;
+      case 'concat':
+        if (ins.every((l) => l.tile === 1)) {
+          out = { tile: 1, segments: ins.flatMap((l) => l.segments) };
+        } else {
+          ins.forEach((l) => fix(l, `layer "${layer.name}" concatenates flattened tensors`));
+          out = single(newGroup(outChannels, `output of layer "${layer.name}"`));
         }
-        case 'boundary':
-          ins.forEach((l) => fix(l, `input of layer "${layer.name}" (${rule.reason})`));
-          out = single(newGroup(outChannels, `output of layer "${layer.name}" (${rule.reason})`));
-          break;
+        break;
+      case 'flatten': {
+        const shape = call.inputShapes[0];
+        const positions = (shape.slice(1, -1) as number[]).reduce((a, b) => a * b, 1);
+        out = { tile: ins[0].tile * positions, segments: ins[0].segments };
+        break;
       }
-      // A shared layer's weights serve every call, so its inputs must match across calls.
-      if (callIndex > 0 && rule.type !== 'source') {
-        const first = layer.calls[0].inputs.map((r) => layouts.get(formatRef(r))!);
-        ins.forEach((l, i) => first[i] && tie(first[i], l, `shared layer "${layer.name}"`));
-      }
-      if (layer.kind === 'batchnorm' && (layer.attrs as unknown as BatchNormAttrs).scale && callIndex === 0) gammaOf.set(layer.name, out);
-      layouts.set(formatRef({ layer: layer.name, nodeIndex: callIndex, tensorIndex: 0 }), out);
-    });
+      case 'boundary':
+        ins.forEach((l) => fix(l, `input of layer "${layer.name}" (${rule.reason})`));
+        out = single(newGroup(outChannels, `output of layer "${layer.name}" (${rule.reason})`));
+        break;
+    }
+    // A shared layer's weights serve every call, so its inputs must match across calls.
+    if (callIndex > 0 && rule.type !== 'source') {
+      const first = layer.calls[0].inputs.map((r) => layouts.get(formatRef(r))!);
+      ins.forEach((l, i) => first[i] && tie(first[i], l, `shared layer "${layer.name}"`));
+    }
+    if (layer.kind === 'batchnorm' && (layer.attrs as unknown as BatchNormAttrs).scale && callIndex === 0) gammaOf.set(layer.name, out);
+    layouts.set(formatRef({ layer: layer.name, nodeIndex: callIndex, tensorIndex: 0 }), out);
   }
 
   for (const ref of graph.outputs) fix(layouts.get(formatRef(ref))!, 'network output');
@@ -228,6 +227,32 @@ export function analyzeChannels(graph: Graph): ChannelAnalysis {
     };
   }
   return { groups, layouts: resolved };
+}
+
+/**
+ * Every call of every layer, ordered so that each call's inputs are computed before it.
+ * `graph.layers` is ordered by first call only: a shared layer's later call may consume a layer
+ * listed after it, so calls cannot simply be taken layer by layer.
+ */
+function callOrder(graph: Graph): [GraphLayer, number][] {
+  const ready = new Set<string>();
+  const next = new Map<string, number>();
+  const order: [GraphLayer, number][] = [];
+  let progress = true;
+  while (progress) {
+    progress = false;
+    for (const layer of graph.layers) {
+      let i = next.get(layer.name) ?? 0;
+      while (i < layer.calls.length && layer.calls[i].inputs.every((r) => ready.has(formatRef(r)))) {
+        order.push([layer, i]);
+        ready.add(formatRef({ layer: layer.name, nodeIndex: i, tensorIndex: 0 }));
+        i++;
+        progress = true;
+      }
+      next.set(layer.name, i);
+    }
+  }
+  return order;
 }
 
 function single(group: number): ChannelLayout {

@@ -72,7 +72,10 @@ export type ModelClass = 'Sequential' | 'Functional' | 'Model';
 export interface Graph {
   readonly name: string;
   readonly modelClass: ModelClass;
-  /** Layers in a topological order: every layer comes after the producers of its inputs. */
+  /**
+   * Layers in the topological order of their first calls: a layer's first call comes after the
+   * producers of its inputs. A shared layer's later calls may consume layers listed after it.
+   */
   readonly layers: readonly GraphLayer[];
   readonly inputs: readonly TensorRef[];
   readonly outputs: readonly TensorRef[];

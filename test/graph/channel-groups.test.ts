@@ -249,6 +249,36 @@ describe('analyzeChannels', () => {
     assert.equal(c2.regularized, true);
   });
 
+  it('a shared layer ties the inputs of all its calls, even a call on a later layer', () => {
+    // c1 → shared → bn → shared again: the second call consumes a layer listed after `shared`.
+    const json: ModelConfigJson = {
+      class_name: 'Functional',
+      config: {
+        name: 'shared',
+        layers: [
+          { class_name: 'InputLayer', name: 'in', config: { name: 'in', batch_input_shape: [null, 8, 8, 3] }, inbound_nodes: [] },
+          { class_name: 'Conv2D', name: 'c1', config: { name: 'c1', filters: 5, kernel_size: 3, padding: 'same' }, inbound_nodes: [[['in', 0, 0, {}]]] },
+          {
+            class_name: 'Conv2D',
+            name: 'shared',
+            config: { name: 'shared', filters: 5, kernel_size: 3, padding: 'same' },
+            inbound_nodes: [[['c1', 0, 0, {}]], [['bn', 0, 0, {}]]],
+          },
+          { class_name: 'BatchNormalization', name: 'bn', config: { name: 'bn' }, inbound_nodes: [[['shared', 0, 0, {}]]] },
+          { class_name: 'GlobalAveragePooling2D', name: 'gap', config: { name: 'gap' }, inbound_nodes: [[['shared', 1, 0, {}]]] },
+          { class_name: 'Dense', name: 'out', config: { name: 'out', units: 2 }, inbound_nodes: [[['gap', 0, 0, {}]]] },
+        ],
+        input_layers: [['in', 0, 0]],
+        output_layers: [['out', 0, 0]],
+      },
+    };
+    const { graph, analysis } = analyze(json);
+    assert.equal(graph.layers.find((l) => l.name === 'shared')!.calls.length, 2);
+    const g = groupOf(analysis, 'c1');
+    assert.deepEqual(summary(g), { layers: ['bn', 'c1', 'gap', 'shared'], channels: 5, resizable: true, regularized: true, gammaLayers: ['bn'] });
+    assert.deepEqual(layoutOf(analysis, { layer: 'shared', nodeIndex: 1, tensorIndex: 0 }).segments, [{ group: g.id, repeat: 1 }]);
+  });
+
   it('the seeds regularize every conv group except where residual adds tie them', () => {
     for (const name of ['mobilenet', 'resnet', 'vgg'] as const) {
       const seed: TfjsModelJson = seedModel(name);

@@ -4,7 +4,7 @@ import { after, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { MorphError, type ErrorCode } from '../../src/errors.ts';
 import { layerByName, type Graph } from '../../src/graph/graph.ts';
-import type { FunctionalConfigJson, LayerJson, ModelConfigJson, TfjsModelJson } from '../../src/graph/keras-json.ts';
+import type { FunctionalConfigJson, LayerJson, ModelConfigJson } from '../../src/graph/keras-json.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { networkCost } from '../../src/cost/counts.ts';
 import { residualNet } from '../fixtures/reference-models.ts';
@@ -302,5 +302,3 @@ describe('parseModel: bad input', () => {
     assert.deepEqual(layerByName(g, 'b')!.calls[0].outputShape, [null, 2]);
   });
 });
-
-export type { TfjsModelJson };

@@ -15,7 +15,7 @@ import { aliveSelection, identitySelection, structureSelection, uniformSelection
 import { MorphError } from '../../src/errors.ts';
 import { seedModel } from '../../src/seeds/index.ts';
 import { concatNet, depthwiseNet, residualNet } from '../fixtures/reference-models.ts';
-import { loadLayersModelDir, maxAbsDiff, randomInput, saveLayersModel, writeJson } from '../helpers/tfjs-io.ts';
+import { loadLayersModelDir, maxAbsDiff, randomInput, saveLayersModel } from '../helpers/tfjs-io.ts';
 
 type TfModelConfig = Parameters<typeof tf.models.modelFromJSON>[0];
 
@@ -78,7 +78,7 @@ function zeroChannels(model: tf.LayersModel, graph: Graph, analysis: ChannelAnal
   }
 }
 
-/** Output channels of every conv, depthwise-free layer with a width key, read from the tfjs model. */
+/** Output channels of every Conv2D, SeparableConv2D, Dense and BatchNormalization of a tfjs model. */
 function widthsInTfjs(model: tf.LayersModel): Map<string, number> {
   const out = new Map<string, number>();
   for (const layer of model.layers) {
@@ -103,8 +103,39 @@ function expectedWidths(graph: Graph, analysis: ChannelAnalysis, selection: Sele
   return out;
 }
 
-async function predict(model: tf.LayersModel, x: tf.Tensor): Promise<tf.Tensor> {
-  return model.predict(x) as tf.Tensor;
+type T = tf.SymbolicTensor;
+
+/**
+ * 8×8×3 → conv 3×3 (6) + BN + ReLU → DepthwiseConv2D ×2 (12, with bias) + BN + ReLU → conv 1×1 (8)
+ * + BN + ReLU → GAP → Dense(10). The depthwise BN covers the first conv's group twice over.
+ */
+function depthMultiplierNet(): tf.LayersModel {
+  const input = tf.input({ shape: [8, 8, 3], name: 'input' });
+  let x = tf.layers.conv2d({ filters: 6, kernelSize: 3, padding: 'same', useBias: false, name: 'c1' }).apply(input) as T;
+  x = tf.layers.reLU({ name: 'c1_relu' }).apply(tf.layers.batchNormalization({ name: 'c1_bn' }).apply(x)) as T;
+  x = tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', name: 'dw' }).apply(x) as T;
+  x = tf.layers.reLU({ name: 'dw_relu' }).apply(tf.layers.batchNormalization({ name: 'dw_bn' }).apply(x)) as T;
+  x = tf.layers.conv2d({ filters: 8, kernelSize: 1, useBias: false, name: 'pw' }).apply(x) as T;
+  x = tf.layers.reLU({ name: 'pw_relu' }).apply(tf.layers.batchNormalization({ name: 'pw_bn' }).apply(x)) as T;
+  x = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as T;
+  x = tf.layers.dense({ units: 10, name: 'predictions' }).apply(x) as T;
+  return tf.model({ inputs: input, outputs: x, name: 'depth_multiplier_net' });
+}
+
+/**
+ * A layer called twice: 8×8×3 → c1 (5) → `shared` 3×3 (5) → BN → `shared` again → GAP → Dense(2).
+ * The second call consumes a layer that comes after `shared` in first-call order.
+ */
+function sharedLayerNet(): tf.LayersModel {
+  const input = tf.input({ shape: [8, 8, 3], name: 'input' });
+  const shared = tf.layers.conv2d({ filters: 5, kernelSize: 3, padding: 'same', name: 'shared' });
+  let x = tf.layers.conv2d({ filters: 5, kernelSize: 3, padding: 'same', name: 'c1' }).apply(input) as T;
+  x = shared.apply(x) as T;
+  x = tf.layers.batchNormalization({ name: 'bn' }).apply(x) as T;
+  x = shared.apply(x) as T;
+  x = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as T;
+  x = tf.layers.dense({ units: 2, name: 'predictions' }).apply(x) as T;
+  return tf.model({ inputs: input, outputs: x, name: 'shared_layer_net' });
 }
 
 interface Case {
@@ -116,6 +147,7 @@ const CASES: Case[] = [
   { name: 'residual_net', make: () => residualNet().model },
   { name: 'concat_net', make: () => concatNet().model },
   { name: 'depthwise_net', make: () => depthwiseNet().model },
+  { name: 'depth-multiplier net', make: depthMultiplierNet },
   { name: 'vgg seed (flatten)', make: () => tf.models.modelFromJSON(seedModel('vgg').modelTopology as unknown as TfModelConfig) as unknown as tf.LayersModel },
 ];
 
@@ -144,7 +176,7 @@ describe('rebuild: resized models load in tfjs and run', () => {
           for (const g of analysis.groups) assert.equal(widthOf(sel[g.id]), g.resizable ? Math.round(g.channels / 2) : g.channels);
           const inShape = [3, ...(model.inputs[0].shape.slice(1) as number[])];
           const x = randomInput(inShape);
-          const y = await predict(half, x);
+          const y = half.predict(x) as tf.Tensor;
           assert.deepEqual(y.shape, [3, 10]);
           assert.ok(y.dataSync().every(Number.isFinite));
           tf.dispose([x, y]);
@@ -286,6 +318,30 @@ describe('rebuild: resized models load in tfjs and run', () => {
     }
   });
 
+  it('a shared layer (called twice) resizes with all its calls and loads', async () => {
+    const model = sharedLayerNet();
+    try {
+      const saved = await saveLayersModel(model, freshDir('shared'));
+      const loaded = await loadModelFile(saved.modelJsonPath);
+      const analysis = analyzeChannels(loaded.graph);
+      const sel = structureSelection(loaded.graph, analysis, { shared: 3 });
+      const outDir = await writeTfjsModel(freshDir('shared-out'), rebuild(loaded.graph, analysis, sel, loaded.weights));
+      const m = await loadLayersModelDir(outDir);
+      try {
+        assert.deepEqual(m.getLayer('shared').getWeights()[0].shape, [3, 3, 3, 3]);
+        assert.deepEqual(m.getLayer('c1').getWeights()[0].shape, [3, 3, 3, 3]);
+        const x = randomInput([2, 8, 8, 3]);
+        const y = m.predict(x) as tf.Tensor;
+        assert.deepEqual(y.shape, [2, 2]);
+        tf.dispose([x, y]);
+      } finally {
+        m.dispose();
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('refuses a selection that leaves a group with no channels (MORPH_ERR_BAD_STRUCTURE)', () => {
     const parsed = parseModel(seedModel('resnet'));
     const analysis = analyzeChannels(parsed.graph);
@@ -308,7 +364,7 @@ describe('rebuild: pruning channels with gamma = beta = 0 leaves outputs unchang
         analysis.groups
           .filter((g) => g.regularized)
           .forEach((g, k) => zeros.set(g.id, Array.from({ length: g.channels }, (_, ch) => ch).filter((ch) => (ch + k) % 3 === 0)));
-        assert.ok(zeros.size >= 3, `${c.name} has regularized groups`);
+        assert.ok(zeros.size >= 2, `${c.name} has regularized groups`);
         zeroChannels(model, graph, analysis, zeros);
 
         const saved = await saveLayersModel(model, freshDir('dead'));
@@ -417,5 +473,3 @@ describe('mapLayout and gatherAxes', () => {
     assert.ok(names.includes('conv1/kernel') && names.includes('conv1_bn/moving_variance'));
   });
 });
-
-export { writeJson };

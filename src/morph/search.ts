@@ -1,0 +1,304 @@
+/**
+ * The MorphNet search, offline: shrink the seed with the cost-weighted gamma regularizer, read off
+ * the alive structure, expand it with one width multiplier to the target, optionally repeat, then
+ * train the found network (from scratch by default) and, with `baseline`, the seed shrunk by a
+ * uniform multiplier to the same target with the identical schedule.
+ */
+import { MorphError } from '../errors.ts';
+import { costOps, flopsCostModel, paramsCostModel, type CostModel, type CostOp } from '../cost/cost-model.ts';
+import { networkCost } from '../cost/counts.ts';
+import { analyzeChannels, type ChannelAnalysis } from '../graph/channel-groups.ts';
+import type { Graph } from '../graph/graph.ts';
+import type { ModelConfigJson } from '../graph/keras-json.ts';
+import { parseModel } from '../graph/parse.ts';
+import { rebuild, type RebuiltModel } from '../graph/rebuild.ts';
+import type { WeightMap } from '../graph/weights.ts';
+import { identitySelection, type Selection } from '../graph/widths.ts';
+import { structureOf, type Structure } from '../export/structure.ts';
+import type { Dataset } from '../train/data/index.ts';
+import { checkDatasetFitsModel } from '../train/data/index.ts';
+import { evaluate, train, type StepEvent, type TrainOptions } from '../train/loop.ts';
+import { buildTfModel, readWeights } from '../train/tf-model.ts';
+import { expandToTarget, minimumCost } from './expand.ts';
+import { costAt, seedWidths } from './network-cost.ts';
+import { selectByGamma } from './selection.ts';
+import { shrink, type ShrinkEpoch } from './shrink.ts';
+
+export const VALID_COSTS = ['flops', 'params'] as const;
+export type CostName = (typeof VALID_COSTS)[number];
+
+export function costModelFor(name: CostName): CostModel {
+  return name === 'flops' ? flopsCostModel : paramsCostModel;
+}
+
+/** `{fraction: 0.5}` is half the seed's cost; `{value}` is absolute, in the cost model's unit. */
+export type Target = { readonly fraction: number } | { readonly value: number };
+
+export interface SearchOptions {
+  readonly cost: CostName;
+  readonly target: Target;
+  /** k in λ = k / seed cost (default 1). */
+  readonly strength: number;
+  /** Alive threshold on |γ| (default 1e-2). */
+  readonly threshold: number;
+  readonly shrinkEpochs: number;
+  readonly finalEpochs: number;
+  /** Shrink/expand rounds (default 1). */
+  readonly rounds: number;
+  readonly seed: number;
+  /** Also train the uniform-multiplier network at the same target. */
+  readonly baseline: boolean;
+  /** Fine-tune the found network from the shrunk weights instead of training from scratch. */
+  readonly keepWeights: boolean;
+  /** Round widths to a multiple of this. */
+  readonly divisor: number;
+  /** Training settings shared by every phase (epochs are set per phase). */
+  readonly train: Omit<TrainOptions, 'epochs' | 'seed'>;
+}
+
+export interface NetworkSummary {
+  readonly multiplier: number;
+  readonly structure: Structure;
+  readonly macs: number;
+  readonly flops: number;
+  readonly params: number;
+  /** Cost under the search's cost model. */
+  readonly cost: number;
+  readonly accuracy: number;
+  readonly testLoss: number;
+  readonly trainSeconds: number;
+}
+
+export interface RoundReport {
+  readonly round: number;
+  readonly lambda: number;
+  readonly shrinkSeconds: number;
+  readonly epochs: readonly ShrinkEpoch[];
+  readonly multiplier: number;
+  readonly expandedCost: number;
+  readonly groups: readonly {
+    id: number;
+    layers: readonly string[];
+    channels: number;
+    alive: number;
+    expanded: number;
+    coefficient: number;
+    meanGammaBefore: number;
+    meanGammaAfter: number;
+  }[];
+}
+
+export interface SearchReport {
+  readonly costModel: { name: string; unit: string };
+  readonly seed: { macs: number; flops: number; params: number; cost: number; structure: Structure };
+  readonly target: { value: number; fraction: number };
+  readonly minimumCost: number;
+  readonly rounds: readonly RoundReport[];
+  readonly learned: NetworkSummary;
+  readonly baseline: NetworkSummary | null;
+  readonly options: SearchOptions;
+}
+
+export type SearchEvent =
+  | { readonly type: 'phase'; readonly phase: 'shrink' | 'expand' | 'final' | 'baseline'; readonly round?: number; readonly message: string }
+  | { readonly type: 'step'; readonly phase: 'shrink' | 'final' | 'baseline'; readonly step: StepEvent }
+  | { readonly type: 'shrink-epoch'; readonly round: number; readonly epoch: ShrinkEpoch }
+  | { readonly type: 'evaluated'; readonly phase: 'final' | 'baseline'; readonly accuracy: number };
+
+export interface SearchInput {
+  readonly graph: Graph;
+  readonly weights: WeightMap | null;
+}
+
+export interface SearchResult {
+  readonly report: SearchReport;
+  readonly structure: Structure;
+  /** The trained found network. */
+  readonly model: RebuiltModel;
+  readonly baselineModel: RebuiltModel | null;
+}
+
+interface Net {
+  readonly graph: Graph;
+  readonly analysis: ChannelAnalysis;
+  readonly ops: CostOp[];
+}
+
+function netOf(graph: Graph): Net {
+  const analysis = analyzeChannels(graph);
+  return { graph, analysis, ops: costOps(graph, analysis) };
+}
+
+function reparse(modelTopology: ModelConfigJson): Graph {
+  return parseModel({ format: 'layers-model', modelTopology }, { source: 'rebuilt model' }).graph;
+}
+
+function mean(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return a.length > 0 ? s / a.length : 0;
+}
+
+/** Resolves the target and checks it against the seed's cost and the structure's minimum. */
+export function resolveTarget(net: Net, costModel: CostModel, target: Target, divisor: number): { value: number; seedCost: number; minimum: number } {
+  const seedCost = costAt(net.ops, costModel, seedWidths(net.analysis));
+  const value = 'fraction' in target ? target.fraction * seedCost : target.value;
+  if (!Number.isFinite(value) || value <= 0) throw new MorphError('MORPH_ERR_TARGET', `target ${value} must be a positive number of ${costModel.unit}`);
+  if (value >= seedCost) {
+    throw new MorphError('MORPH_ERR_TARGET', `target ${value.toFixed(0)} ${costModel.unit} is not below the seed's ${seedCost.toFixed(0)} ${costModel.unit}; give a smaller target (e.g. 0.5x)`, {
+      target: value,
+      seed: seedCost,
+    });
+  }
+  const minimum = minimumCost(net.ops, net.analysis, costModel, divisor);
+  if (minimum > value) {
+    throw new MorphError(
+      'MORPH_ERR_TARGET',
+      `target ${value.toFixed(0)} ${costModel.unit} is below the minimum reachable ${minimum.toFixed(0)} ${costModel.unit} (every resizable group at ${divisor} channel(s); the fixed layers cost the rest); raise the target or lower --divisor`,
+      { target: value, minimum },
+    );
+  }
+  return { value, seedCost, minimum };
+}
+
+async function trainAndEvaluate(
+  net: Net,
+  selectionWeights: RebuiltModel,
+  dataset: Dataset,
+  options: SearchOptions,
+  phase: 'final' | 'baseline',
+  onEvent: (e: SearchEvent) => void,
+): Promise<{ model: RebuiltModel; accuracy: number; testLoss: number; seconds: number }> {
+  const started = Date.now();
+  const model = await buildTfModel(selectionWeights.modelTopology, selectionWeights.weights);
+  try {
+    await train(model, dataset, { ...options.train, epochs: options.finalEpochs, seed: options.seed }, { onStep: (step) => onEvent({ type: 'step', phase, step }) });
+    const seconds = (Date.now() - started) / 1000;
+    const split = dataset.testSize ? 'test' : 'val';
+    const ev = await evaluate(model, dataset, split, options.train.batchSize ?? 64);
+    onEvent({ type: 'evaluated', phase, accuracy: ev.accuracy });
+    const trained = rebuild(net.graph, net.analysis, identitySelection(net.analysis), readWeights(model), { seed: options.seed });
+    return { model: trained, accuracy: ev.accuracy, testLoss: ev.loss, seconds };
+  } finally {
+    model.dispose();
+  }
+}
+
+function summarize(net: Net, costModel: CostModel, multiplier: number, trained: { accuracy: number; testLoss: number; seconds: number }): NetworkSummary {
+  const c = networkCost(net.graph);
+  return {
+    multiplier,
+    structure: structureOf(net.graph, net.analysis, identitySelection(net.analysis)),
+    macs: c.macs,
+    flops: c.flops,
+    params: c.params,
+    cost: costAt(net.ops, costModel, seedWidths(net.analysis)),
+    accuracy: trained.accuracy,
+    testLoss: trained.testLoss,
+    trainSeconds: trained.seconds,
+  };
+}
+
+/**
+ * Runs the whole search. Checks the dataset and the target before any training.
+ * @throws MorphError `MORPH_ERR_DATASET_MISMATCH`, `MORPH_ERR_TARGET`, `MORPH_ERR_NAN`.
+ */
+export async function runSearch(input: SearchInput, dataset: Dataset, options: SearchOptions, onEvent: (e: SearchEvent) => void = () => {}): Promise<SearchResult> {
+  const seedNet = netOf(input.graph);
+  const costModel = costModelFor(options.cost);
+  const inputShape = input.graph.layers.find((l) => l.name === input.graph.inputs[0].layer)!.calls[0].outputShape;
+  const outputShape = input.graph.layers.find((l) => l.name === input.graph.outputs[0].layer)!.calls[0].outputShape;
+  checkDatasetFitsModel(dataset, inputShape.slice(1) as [number, number, number], outputShape[outputShape.length - 1] as number);
+  const target = resolveTarget(seedNet, costModel, options.target, options.divisor);
+  const lambda = options.strength / target.seedCost;
+
+  let net = seedNet;
+  let weights: RebuiltModel = rebuild(net.graph, net.analysis, identitySelection(net.analysis), input.weights, { seed: options.seed });
+  let multiplier = 1;
+  const rounds: RoundReport[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    onEvent({ type: 'phase', phase: 'shrink', round, message: `round ${round}: shrinking with λ = ${lambda.toExponential(3)} for ${options.shrinkEpochs} epoch(s)` });
+    const model = await buildTfModel(weights.modelTopology, weights.weights);
+    let shrunk;
+    let trainedWeights: WeightMap;
+    try {
+      shrunk = await shrink(model, net.graph, net.analysis, net.ops, costModel, dataset, {
+        lambda,
+        threshold: options.threshold,
+        train: { ...options.train, epochs: options.shrinkEpochs, seed: options.seed + round },
+      }, { onStep: (step) => onEvent({ type: 'step', phase: 'shrink', step }), onEpoch: (epoch) => onEvent({ type: 'shrink-epoch', round, epoch }) });
+      trainedWeights = readWeights(model);
+    } finally {
+      model.dispose();
+    }
+    const expanded = expandToTarget(net.ops, net.analysis, costModel, shrunk.alive, target.value, { divisor: options.divisor });
+    multiplier = expanded.multiplier;
+    onEvent({ type: 'phase', phase: 'expand', round, message: `round ${round}: alive structure costs ${costAt(net.ops, costModel, shrunk.alive).toFixed(0)} ${costModel.unit}; ω = ${expanded.multiplier.toFixed(3)} reaches ${expanded.cost.toFixed(0)} of ${target.value.toFixed(0)}` });
+    const selection: Selection = selectByGamma(net.analysis, expanded.widths, shrunk.gammas, options.threshold);
+    rounds.push({
+      round,
+      lambda,
+      shrinkSeconds: shrunk.seconds,
+      epochs: shrunk.epochs,
+      multiplier: expanded.multiplier,
+      expandedCost: expanded.cost,
+      groups: net.analysis.groups.map((g) => ({
+        id: g.id,
+        layers: g.layers,
+        channels: g.channels,
+        alive: shrunk.alive[g.id],
+        expanded: expanded.widths[g.id],
+        coefficient: shrunk.coefficients[g.id],
+        meanGammaBefore: mean(shrunk.gammasBefore[g.id]),
+        meanGammaAfter: mean(shrunk.gammas[g.id]),
+      })),
+    });
+    weights = rebuild(net.graph, net.analysis, selection, trainedWeights, { seed: options.seed + round });
+    net = netOf(reparse(weights.modelTopology));
+  }
+
+  onEvent({ type: 'phase', phase: 'final', message: `training the found network ${options.keepWeights ? 'from the shrunk weights' : 'from scratch'} for ${options.finalEpochs} epoch(s)` });
+  const start = options.keepWeights ? weights : rebuild(net.graph, net.analysis, identitySelection(net.analysis), null, { seed: options.seed });
+  const final = await trainAndEvaluate(net, start, dataset, options, 'final', onEvent);
+  const learned = summarize(net, costModel, multiplier, final);
+
+  let baseline: NetworkSummary | null = null;
+  let baselineModel: RebuiltModel | null = null;
+  if (options.baseline) {
+    const uniform = expandToTarget(seedNet.ops, seedNet.analysis, costModel, seedWidths(seedNet.analysis), target.value, { divisor: options.divisor });
+    onEvent({ type: 'phase', phase: 'baseline', message: `training the uniform baseline (ω = ${uniform.multiplier.toFixed(3)}) with the same schedule` });
+    const sel = uniformSelectionFromWidths(seedNet.analysis, uniform.widths);
+    const fresh = rebuild(seedNet.graph, seedNet.analysis, sel, null, { seed: options.seed });
+    const baseNet = netOf(reparse(fresh.modelTopology));
+    const trained = await trainAndEvaluate(baseNet, fresh, dataset, options, 'baseline', onEvent);
+    baseline = summarize(baseNet, costModel, uniform.multiplier, trained);
+    baselineModel = trained.model;
+  }
+
+  const seedCost = networkCost(seedNet.graph);
+  const report: SearchReport = {
+    costModel: { name: costModel.name, unit: costModel.unit },
+    seed: {
+      macs: seedCost.macs,
+      flops: seedCost.flops,
+      params: seedCost.params,
+      cost: target.seedCost,
+      structure: structureOf(seedNet.graph, seedNet.analysis, identitySelection(seedNet.analysis)),
+    },
+    target: { value: target.value, fraction: target.value / target.seedCost },
+    minimumCost: target.minimum,
+    rounds,
+    learned,
+    baseline,
+    options,
+  };
+  return { report, structure: learned.structure, model: final.model, baselineModel };
+}
+
+function uniformSelectionFromWidths(analysis: ChannelAnalysis, widths: readonly number[]): Selection {
+  return analysis.groups.map((g) => {
+    const k = Math.min(g.channels, widths[g.id]);
+    return { keep: Array.from({ length: k }, (_, i) => i), add: widths[g.id] - k };
+  });
+}
+

@@ -1,0 +1,102 @@
+/**
+ * One shrink phase: train the network with task loss + λ·R, refreshing R's per-group coefficients
+ * from the alive counts after every epoch (the marginals depend on them), then read off which
+ * channels survived (max |γ| of their group above the threshold).
+ */
+import type * as tf from '@tensorflow/tfjs';
+import type { CostModel, CostOp } from '../cost/cost-model.ts';
+import type { ChannelAnalysis } from '../graph/channel-groups.ts';
+import type { Graph } from '../graph/graph.ts';
+import type { Dataset } from '../train/data/index.ts';
+import { train, type TrainHooks, type TrainOptions } from '../train/loop.ts';
+import { gammaVariables, groupGammaValues, planGammas, regularizerTensor } from './gamma-tensors.ts';
+import { costAt } from './network-cost.ts';
+import { groupCoefficients, regularizerValue } from './regularizer.ts';
+
+export interface ShrinkOptions {
+  /** λ: the regularizer's weight in the loss. */
+  readonly lambda: number;
+  /** |γ| at or below this is a dead channel (default 1e-2). */
+  readonly threshold: number;
+  readonly train: TrainOptions;
+}
+
+export interface ShrinkEpoch {
+  readonly epoch: number;
+  readonly trainLoss: number;
+  readonly valAccuracy: number | null;
+  /** λ·R at the end of the epoch. */
+  readonly regularizer: number;
+  readonly alive: number[];
+  /** Cost of the alive structure under the search's cost model. */
+  readonly aliveCost: number;
+}
+
+export interface ShrinkResult {
+  /** Max |γ| per channel of every group after shrinking (empty for unregularized groups). */
+  readonly gammas: Float32Array[];
+  readonly gammasBefore: Float32Array[];
+  /** Alive channel count of every group (full width for unregularized groups). */
+  readonly alive: number[];
+  readonly coefficients: Float64Array;
+  readonly epochs: readonly ShrinkEpoch[];
+  readonly seconds: number;
+}
+
+export function aliveCounts(analysis: ChannelAnalysis, gammas: readonly ArrayLike<number>[], threshold: number): number[] {
+  return analysis.groups.map((g) => {
+    if (!g.regularized || gammas[g.id].length === 0) return g.channels;
+    let n = 0;
+    for (let c = 0; c < gammas[g.id].length; c++) if (gammas[g.id][c] > threshold) n++;
+    // The pruner keeps one channel of an empty group, so cost it that way too.
+    return Math.max(1, n);
+  });
+}
+
+export async function shrink(
+  model: tf.LayersModel,
+  graph: Graph,
+  analysis: ChannelAnalysis,
+  ops: readonly CostOp[],
+  costModel: CostModel,
+  dataset: Dataset,
+  options: ShrinkOptions,
+  hooks: Pick<TrainHooks, 'onStep'> & { onEpoch?: (e: ShrinkEpoch) => void } = {},
+): Promise<ShrinkResult> {
+  const started = Date.now();
+  const plan = planGammas(graph, analysis);
+  const vars = gammaVariables(model);
+  const gammasBefore = groupGammaValues(plan, vars);
+  let alive = aliveCounts(analysis, gammasBefore, options.threshold);
+  let coefficients = groupCoefficients(ops, analysis, costModel, alive);
+  const epochs: ShrinkEpoch[] = [];
+  await train(model, dataset, options.train, {
+    onStep: hooks.onStep,
+    extraLoss: () => regularizerTensor(plan, vars, coefficients).mul(options.lambda),
+    onEpochEnd: (e) => {
+      const gammas = groupGammaValues(plan, vars);
+      alive = aliveCounts(analysis, gammas, options.threshold);
+      coefficients = groupCoefficients(ops, analysis, costModel, alive);
+      const record: ShrinkEpoch = {
+        epoch: e.epoch,
+        trainLoss: e.trainLoss,
+        valAccuracy: e.valAccuracy ?? null,
+        regularizer: options.lambda * regularizerValue(coefficients, gammas),
+        alive: [...alive],
+        aliveCost: costAt(ops, costModel, alive),
+      };
+      epochs.push(record);
+      hooks.onEpoch?.(record);
+      return undefined;
+    },
+  });
+  const gammas = groupGammaValues(plan, vars);
+  return {
+    gammas,
+    gammasBefore,
+    alive: aliveCounts(analysis, gammas, options.threshold),
+    coefficients,
+    epochs,
+    seconds: (Date.now() - started) / 1000,
+  };
+}
