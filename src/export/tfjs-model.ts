@@ -14,6 +14,8 @@ export interface WriteModelOptions {
   readonly overwrite?: boolean;
   /** Extra files to write beside model.json, e.g. a report. */
   readonly extraFiles?: Readonly<Record<string, JsonValue | object>>;
+  /** Further models written into subdirectories (e.g. `baseline/`), inside the same atomic write. */
+  readonly subModels?: Readonly<Record<string, RebuiltModel>>;
 }
 
 async function isNonEmptyDir(path: string): Promise<boolean> {
@@ -36,6 +38,11 @@ export function encodeWeights(model: RebuiltModel): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
+async function writeModelFiles(dir: string, model: RebuiltModel): Promise<void> {
+  await writeFile(join(dir, 'model.json'), JSON.stringify(toModelJson(model)));
+  await writeFile(join(dir, 'weights.bin'), encodeWeights(model));
+}
+
 /**
  * @returns the absolute output directory.
  * @throws MorphError `MORPH_ERR_OUTPUT_EXISTS` if `dir` is a non-empty directory and not `overwrite`.
@@ -49,8 +56,12 @@ export async function writeTfjsModel(dir: string, model: RebuiltModel, options: 
   const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now()}`);
   await mkdir(tmp);
   try {
-    await writeFile(join(tmp, 'model.json'), JSON.stringify(toModelJson(model)));
-    await writeFile(join(tmp, 'weights.bin'), encodeWeights(model));
+    await writeModelFiles(tmp, model);
+    for (const [name, sub] of Object.entries(options.subModels ?? {})) {
+      if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`internal: bad submodel directory name ${name}`);
+      await mkdir(join(tmp, name));
+      await writeModelFiles(join(tmp, name), sub);
+    }
     for (const [name, value] of Object.entries(options.extraFiles ?? {})) {
       await writeFile(join(tmp, name), `${JSON.stringify(value, null, 2)}\n`);
     }

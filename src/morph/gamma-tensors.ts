@@ -8,10 +8,15 @@ import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import { layoutOf } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
 
-/** One batch norm's view of one group: for repeat r, the gamma positions of channels 0..C-1. */
+/**
+ * One batch norm's view of one group: channel c of the group is gamma[offset + c·repeat + r] for
+ * r < repeat. Contiguous, so a slice and a reshape reach it: wasm has no gradient for gather.
+ */
 interface GammaSlice {
   readonly layer: string;
-  readonly positions: readonly Int32Array[];
+  readonly offset: number;
+  readonly channels: number;
+  readonly repeat: number;
 }
 
 export interface GammaPlan {
@@ -27,11 +32,7 @@ export function planGammas(graph: Graph, analysis: ChannelAnalysis): GammaPlan {
     let offset = 0;
     for (const s of layout.segments) {
       const size = analysis.groups[s.group].channels;
-      if (analysis.groups[s.group].regularized) {
-        const positions: Int32Array[] = [];
-        for (let r = 0; r < s.repeat; r++) positions.push(Int32Array.from({ length: size }, (_, c) => offset + c * s.repeat + r));
-        slices[s.group].push({ layer: layer.name, positions });
-      }
+      if (analysis.groups[s.group].regularized) slices[s.group].push({ layer: layer.name, offset, channels: size, repeat: s.repeat });
       offset += size * s.repeat;
     }
   }
@@ -55,7 +56,8 @@ export function groupGammaTensor(plan: GammaPlan, vars: Map<string, tf.LayerVari
   for (const slice of plan.slices[group]) {
     const v = vars.get(slice.layer);
     if (!v) continue;
-    for (const pos of slice.positions) parts.push(tf.gather(v.read() as tf.Tensor1D, tf.tensor1d(pos, 'int32')).abs());
+    const block = (v.read() as tf.Tensor1D).slice([slice.offset], [slice.channels * slice.repeat]).abs();
+    parts.push(slice.repeat === 1 ? block : (block.reshape([slice.channels, slice.repeat]).max(1) as tf.Tensor1D));
   }
   if (parts.length === 0) return null;
   return parts.length === 1 ? parts[0] : (tf.stack(parts).max(0) as tf.Tensor1D);

@@ -17,7 +17,8 @@ import { identitySelection, type Selection } from '../graph/widths.ts';
 import { structureOf, type Structure } from '../export/structure.ts';
 import type { Dataset } from '../train/data/index.ts';
 import { checkDatasetFitsModel } from '../train/data/index.ts';
-import { evaluate, train, type StepEvent, type TrainOptions } from '../train/loop.ts';
+import { evaluate, train, type EpochEvent, type StepEvent, type TrainOptions } from '../train/loop.ts';
+import { recalibrateBatchNorm } from '../train/bn-recalibrate.ts';
 import { buildTfModel, readWeights } from '../train/tf-model.ts';
 import { expandToTarget, minimumCost } from './expand.ts';
 import { costAt, seedWidths } from './network-cost.ts';
@@ -102,6 +103,7 @@ export interface SearchReport {
 export type SearchEvent =
   | { readonly type: 'phase'; readonly phase: 'shrink' | 'expand' | 'final' | 'baseline'; readonly round?: number; readonly message: string }
   | { readonly type: 'step'; readonly phase: 'shrink' | 'final' | 'baseline'; readonly step: StepEvent }
+  | { readonly type: 'epoch'; readonly phase: 'shrink' | 'final' | 'baseline'; readonly epoch: EpochEvent }
   | { readonly type: 'shrink-epoch'; readonly round: number; readonly epoch: ShrinkEpoch }
   | { readonly type: 'evaluated'; readonly phase: 'final' | 'baseline'; readonly accuracy: number };
 
@@ -172,7 +174,12 @@ async function trainAndEvaluate(
   const started = Date.now();
   const model = await buildTfModel(selectionWeights.modelTopology, selectionWeights.weights);
   try {
-    await train(model, dataset, { ...options.train, epochs: options.finalEpochs, seed: options.seed }, { onStep: (step) => onEvent({ type: 'step', phase, step }) });
+    await train(model, dataset, { ...options.train, epochs: options.finalEpochs, seed: options.seed }, {
+      onStep: (step) => onEvent({ type: 'step', phase, step }),
+      onEpochEnd: (epoch) => onEvent({ type: 'epoch', phase, epoch }),
+    });
+    // Moving averages lag behind short runs; evaluate with exact statistics (see bn-recalibrate.ts).
+    await recalibrateBatchNorm(model, dataset, { seed: options.seed });
     const seconds = (Date.now() - started) / 1000;
     const split = dataset.testSize ? 'test' : 'val';
     const ev = await evaluate(model, dataset, split, options.train.batchSize ?? 64);
@@ -226,7 +233,11 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
         lambda,
         threshold: options.threshold,
         train: { ...options.train, epochs: options.shrinkEpochs, seed: options.seed + round },
-      }, { onStep: (step) => onEvent({ type: 'step', phase: 'shrink', step }), onEpoch: (epoch) => onEvent({ type: 'shrink-epoch', round, epoch }) });
+      }, {
+        onStep: (step) => onEvent({ type: 'step', phase: 'shrink', step }),
+        onEpochEnd: (epoch) => onEvent({ type: 'epoch', phase: 'shrink', epoch }),
+        onEpoch: (epoch) => onEvent({ type: 'shrink-epoch', round, epoch }),
+      });
       trainedWeights = readWeights(model);
     } finally {
       model.dispose();

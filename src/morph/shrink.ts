@@ -61,7 +61,7 @@ export async function shrink(
   costModel: CostModel,
   dataset: Dataset,
   options: ShrinkOptions,
-  hooks: Pick<TrainHooks, 'onStep'> & { onEpoch?: (e: ShrinkEpoch) => void } = {},
+  hooks: Pick<TrainHooks, 'onStep' | 'onEpochEnd'> & { onEpoch?: (e: ShrinkEpoch) => void } = {},
 ): Promise<ShrinkResult> {
   const started = Date.now();
   const plan = planGammas(graph, analysis);
@@ -73,7 +73,8 @@ export async function shrink(
   await train(model, dataset, options.train, {
     onStep: hooks.onStep,
     extraLoss: () => regularizerTensor(plan, vars, coefficients).mul(options.lambda),
-    onEpochEnd: (e) => {
+    onEpochEnd: async (e) => {
+      await hooks.onEpochEnd?.(e);
       const gammas = groupGammaValues(plan, vars);
       alive = aliveCounts(analysis, gammas, options.threshold);
       coefficients = groupCoefficients(ops, analysis, costModel, alive);

@@ -233,9 +233,12 @@ export class FunctionalBuilder {
   #layers: LayerJson[] = [];
   #names = new Set<string>();
   #inputs: string[] = [];
+  readonly #bnDefaults: BatchNormOptions;
 
-  constructor(name: string) {
+  /** @param bnDefaults options every `batchNorm` call starts from (e.g. a faster momentum). */
+  constructor(name: string, bnDefaults: BatchNormOptions = {}) {
     this.name = name;
+    this.#bnDefaults = bnDefaults;
   }
 
   /** Adds any layer: `config` must already hold every key tfjs writes for `className`. */
@@ -278,7 +281,7 @@ export class FunctionalBuilder {
   }
 
   batchNorm(name: string, x: string, o: BatchNormOptions = {}): string {
-    return this.layer('BatchNormalization', batchNormConfig(name, o), [x]);
+    return this.layer('BatchNormalization', batchNormConfig(name, { ...this.#bnDefaults, ...o }), [x]);
   }
 
   relu(name: string, x: string, maxValue: number | null = null): string {

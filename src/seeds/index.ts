@@ -13,6 +13,12 @@ import { MorphError } from '../errors.ts';
 import type { ModelConfigJson, TfjsModelJson } from '../graph/keras-json.ts';
 import { FunctionalBuilder } from './builder.ts';
 
+/**
+ * Seeds train for few steps on small data; a batch-norm momentum of 0.9 (Keras's default is 0.99)
+ * lets the moving statistics catch up within an epoch, so evaluation is meaningful early.
+ */
+const SEED_BN = { momentum: 0.9 } as const;
+
 export const VALID_SEEDS = ['mobilenet', 'resnet', 'vgg'] as const;
 export type SeedName = (typeof VALID_SEEDS)[number];
 
@@ -93,7 +99,7 @@ const MOBILENET_BLOCKS: readonly [number, number][] = [
 ];
 
 function mobilenet(o: ResolvedSeedOptions): ModelConfigJson {
-  const b = new FunctionalBuilder('mobilenet_seed');
+  const b = new FunctionalBuilder('mobilenet_seed', SEED_BN);
   let x = b.input('input', o.inputShape);
   x = convBnRelu(b, 'conv1', x, scaled(16, o.widthMultiplier), 3, 1);
   MOBILENET_BLOCKS.forEach(([width, stride], i) => {
@@ -111,7 +117,7 @@ const RESNET_STAGES: readonly number[] = [16, 32, 64];
 const RESNET_BLOCKS_PER_STAGE = 2;
 
 function resnet(o: ResolvedSeedOptions): ModelConfigJson {
-  const b = new FunctionalBuilder('resnet_seed');
+  const b = new FunctionalBuilder('resnet_seed', SEED_BN);
   let x = b.input('input', o.inputShape);
   x = convBnRelu(b, 'stem_conv', x, scaled(16, o.widthMultiplier), 3, 1);
   let width = scaled(16, o.widthMultiplier);
@@ -141,7 +147,7 @@ function resnet(o: ResolvedSeedOptions): ModelConfigJson {
 const VGG_STAGES: readonly number[] = [32, 64, 128];
 
 function vgg(o: ResolvedSeedOptions): ModelConfigJson {
-  const b = new FunctionalBuilder('vgg_seed');
+  const b = new FunctionalBuilder('vgg_seed', SEED_BN);
   let x = b.input('input', o.inputShape);
   VGG_STAGES.forEach((stageWidth, s) => {
     const w = scaled(stageWidth, o.widthMultiplier);

@@ -168,6 +168,8 @@ export async function train(model: tf.LayersModel, dataset: Dataset, options: Tr
   if (options.maxStepsPerEpoch !== undefined) stepsPerEpoch = Math.min(stepsPerEpoch, positiveInt('maxStepsPerEpoch', options.maxStepsPerEpoch));
   const totalSteps = epochs * stepsPerEpoch;
   const fingerprint: RunFingerprint = {
+    // Catches a checkpoint directory reused for another network before any weight is compared.
+    modelParams: model.countParams(),
     dataset: dataset.name,
     epochs,
     batchSize,

@@ -79,7 +79,7 @@ export function createTrainStep(model: tf.LayersModel, optimizer: tf.Optimizer, 
     let outputSum: tf.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
       const output = model.apply(x, { training: true }) as tf.Tensor;
-      outputSum = tf.keep(tf.sum(output));
+      outputSum = tf.keep(tf.sum(output) as tf.Scalar);
       const taskLoss = tf.keep(tf.mean(sparseCrossEntropy(output, y, outputKind)) as tf.Scalar);
       task = taskLoss;
       let total: tf.Scalar = taskLoss;

@@ -25,7 +25,9 @@ describe('buildTfModel / readWeights', () => {
       for (const layer of a.layers) {
         for (const w of layer.weights) {
           if (w.originalName.endsWith('moving_mean') || w.originalName.endsWith('moving_variance')) {
-            tf.tidy(() => w.write(tf.randomUniform(w.shape as number[], 0.5, 1.5, 'float32', 3)));
+            const v = tf.randomUniform(w.shape as number[], 0.5, 1.5, 'float32', 3);
+            w.write(v);
+            v.dispose();
           }
         }
       }

@@ -1,0 +1,234 @@
+/** `morphnet search`: the offline MorphNet shrink/expand search with a FLOP or parameter target. */
+import { MorphError } from '../../errors.ts';
+import { writeTfjsModel } from '../../export/tfjs-model.ts';
+import { runSearch, VALID_COSTS, type CostName, type SearchEvent, type SearchReport, type Target } from '../../morph/search.ts';
+import { selectBackend, describeBackend, VALID_BACKENDS, type BackendChoice } from '../../train/backend.ts';
+import { DATASET_SPECS, openDataset } from '../../train/data/index.ts';
+import { VALID_OPTIMIZERS, type OptimizerKind } from '../../train/optimizer.ts';
+import { createProgressReporter, type ProgressReporter } from '../../train/progress.ts';
+import { VALID_SCHEDULES, type ScheduleKind } from '../../train/schedule.ts';
+import { numberFlag, parseFlags, requireString, type Command, type CommandIo } from '../args.ts';
+import { human, table } from '../format.ts';
+import { loadModelInput } from '../model-source.ts';
+
+const USAGE = `Usage: morphnet search (--model M.json | --seed mobilenet|resnet|vgg) --out DIR [options]
+
+Runs MorphNet offline: trains the seed with a cost-weighted L1 regularizer on its batch-norm
+gammas (shrink), keeps the channels whose |gamma| exceeds the threshold, scales that structure
+by one width multiplier to the target (expand), then trains the found network. Writes
+DIR/structure.json ({layer: channels}), DIR/model.json + weights.bin (the trained network) and
+DIR/report.json; with --baseline also DIR/baseline/ (the uniformly shrunk seed at the same
+target, trained with the identical schedule). Progress goes to stderr (a live line on a
+terminal, JSON lines otherwise); the summary to stdout.
+
+Model and data:
+  --model M.json       a tfjs model.json or Keras config (its weights, if any, start the shrink)
+  --seed NAME          a built-in seed: mobilenet (default), resnet, vgg
+  --data SPEC          ${DATASET_SPECS.join(' | ')} (default fashion-mnist)
+  --train-limit N      use at most N training images (train + validation)
+  --test-limit N       evaluate on at most N test images
+Target:
+  --cost C             flops (default) | params
+  --target T           absolute (e.g. 2e6) or a fraction of the seed's cost (e.g. 0.5x; default 0.5x)
+  --divisor N          round widths to a multiple of N (default 4)
+MorphNet:
+  --strength K         regularizer strength: λ = K / seed cost (default 2)
+  --threshold T        alive threshold on |gamma| (default 0.01)
+  --rounds R           shrink/expand rounds (default 1)
+  --keep-weights       fine-tune the found network from the shrunk weights (default: from scratch)
+  --baseline           also train the uniform-multiplier network at the same target
+Training:
+  --shrink-epochs E    epochs of the shrink phase (default 3)
+  --final-epochs E     epochs of the final (and baseline) training (default 5)
+  --batch-size B       (default 64)
+  --optimizer O        adam (default) | sgd
+  --lr X               learning rate (default: adam 1e-3, sgd 0.05)
+  --schedule S         constant | cosine (default) | step
+  --max-steps N        cap the steps of each epoch (quick runs)
+  --backend B          auto (default) | tfjs-node | wasm | cpu
+  --seed-value S       random seed for shuffling, splits and initialisation (default 0)
+Output:
+  --out DIR            output directory (must not exist or be empty)
+  --overwrite          replace a non-empty DIR
+  --json               print the report as JSON on stdout
+  -h, --help           this text`;
+
+function parseTarget(text: string): Target {
+  const m = /^([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)(x?)$/i.exec(text.trim());
+  const v = m ? Number(m[1]) : Number.NaN;
+  if (!m || !Number.isFinite(v) || v <= 0) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --target ${JSON.stringify(text)} is not a positive number (e.g. 2e6) or a fraction of the seed's cost (e.g. 0.5x)`);
+  }
+  if (m[2]) {
+    if (v >= 1) throw new MorphError('MORPH_ERR_TARGET', `morphnet search: --target ${text} is not below the seed's cost; give a fraction under 1x, e.g. 0.5x`);
+    return { fraction: v };
+  }
+  return { value: v };
+}
+
+function oneOf<T extends string>(flag: string, value: string | boolean | undefined, valid: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !(valid as readonly string[]).includes(value)) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --${flag} ${JSON.stringify(value)} is not one of ${valid.join(', ')}`);
+  }
+  return value as T;
+}
+
+function renderReport(r: SearchReport, out: string, backend: string): string {
+  const row = (name: string, n: { macs: number; params: number; cost: number; accuracy?: number; multiplier?: number; trainSeconds?: number }): string[] => [
+    name,
+    human(n.macs),
+    human(n.params),
+    human(n.cost),
+    n.accuracy === undefined ? '-' : `${(n.accuracy * 100).toFixed(2)}%`,
+    n.multiplier === undefined ? '-' : n.multiplier.toFixed(3),
+    n.trainSeconds === undefined ? '-' : `${n.trainSeconds.toFixed(0)}s`,
+  ];
+  const rows = [row('seed', r.seed), row('morphnet', r.learned)];
+  if (r.baseline) rows.push(row('uniform baseline', r.baseline));
+  const last = r.rounds[r.rounds.length - 1];
+  return [
+    `target: ${human(r.target.value)} ${r.costModel.unit} (${(r.target.fraction * 100).toFixed(1)}% of the seed), ${backend}`,
+    '',
+    table(['network', 'MACs', 'params', r.costModel.unit, 'accuracy', 'ω', 'train'], rows),
+    '',
+    'learned widths (seed → alive after shrink → final):',
+    ...last.groups.filter((g) => g.coefficient > 0).map((g) => `  ${g.layers[0].padEnd(24)} ${String(r.seed.structure[g.layers[0]] ?? g.channels).padStart(4)} → ${String(g.alive).padStart(4)} → ${String(g.expanded).padStart(4)}`),
+    '',
+    `wrote ${out}/structure.json, model.json, weights.bin, report.json${r.baseline ? ', baseline/' : ''}`,
+  ].join('\n');
+}
+
+/** Routes search events to one progress reporter per phase plus plain phase messages. */
+function progressSink(io: CommandIo, tty: boolean): { onEvent: (e: SearchEvent) => void; close: () => void } {
+  let reporter: ProgressReporter | null = null;
+  let phase = '';
+  const write = (t: string): void => {
+    process.stderr.write(t);
+  };
+  const close = (): void => {
+    reporter?.close();
+    reporter = null;
+  };
+  return {
+    close,
+    onEvent(e) {
+      if (e.type === 'phase') {
+        close();
+        if (tty) io.err(`» ${e.message}`);
+        else io.err(JSON.stringify({ event: 'phase', phase: e.phase, message: e.message }));
+        return;
+      }
+      if (e.type === 'step' || e.type === 'epoch') {
+        if (!reporter || phase !== e.phase) {
+          close();
+          phase = e.phase;
+          reporter = createProgressReporter({ tty, write, label: e.phase });
+        }
+        if (e.type === 'step') reporter.onStep(e.step);
+        else reporter.onEpochEnd(e.epoch);
+        return;
+      }
+      if (e.type === 'shrink-epoch') {
+        const alive = e.epoch.alive.reduce((a, b) => a + b, 0);
+        if (!tty) io.err(JSON.stringify({ event: 'shrink-epoch', round: e.round, epoch: e.epoch.epoch, aliveChannels: alive, aliveCost: e.epoch.aliveCost, regularizer: e.epoch.regularizer }));
+        return;
+      }
+      close();
+      if (tty) io.err(`» ${e.phase} test accuracy ${(e.accuracy * 100).toFixed(2)}%`);
+      else io.err(JSON.stringify({ event: 'evaluated', phase: e.phase, accuracy: e.accuracy }));
+    },
+  };
+}
+
+export const searchCommand: Command = {
+  name: 'search',
+  summary: 'learn channel widths for a FLOP or parameter target (MorphNet shrink/expand)',
+  usage: USAGE,
+  async run(argv, io) {
+    const { values } = parseFlags('search', argv, {
+      model: { type: 'string' },
+      seed: { type: 'string' },
+      data: { type: 'string' },
+      'train-limit': { type: 'string' },
+      'test-limit': { type: 'string' },
+      cost: { type: 'string' },
+      target: { type: 'string' },
+      divisor: { type: 'string' },
+      strength: { type: 'string' },
+      threshold: { type: 'string' },
+      rounds: { type: 'string' },
+      'keep-weights': { type: 'boolean' },
+      baseline: { type: 'boolean' },
+      'shrink-epochs': { type: 'string' },
+      'final-epochs': { type: 'string' },
+      'batch-size': { type: 'string' },
+      optimizer: { type: 'string' },
+      lr: { type: 'string' },
+      schedule: { type: 'string' },
+      'max-steps': { type: 'string' },
+      backend: { type: 'string' },
+      'seed-value': { type: 'string' },
+      out: { type: 'string' },
+      overwrite: { type: 'boolean' },
+      json: { type: 'boolean' },
+    });
+    if (values.help) {
+      io.out(USAGE);
+      return 0;
+    }
+    const int = (name: string, min: number): number | undefined => numberFlag('search', name, values[name], (n) => Number.isInteger(n) && n >= min, `an integer ≥ ${min}`);
+    const pos = (name: string): number | undefined => numberFlag('search', name, values[name], (n) => n > 0, 'a positive number');
+    const out = requireString('search', 'out', values.out, 'search-out/');
+    const cost = oneOf<CostName>('cost', values.cost, VALID_COSTS, 'flops');
+    const target = parseTarget(typeof values.target === 'string' ? values.target : '0.5x');
+    const backendChoice = oneOf<BackendChoice>('backend', values.backend, VALID_BACKENDS, 'auto');
+    const optimizer = oneOf<OptimizerKind>('optimizer', values.optimizer, VALID_OPTIMIZERS, 'adam');
+    const schedule = oneOf<ScheduleKind>('schedule', values.schedule, VALID_SCHEDULES, 'cosine');
+    const seedValue = numberFlag('search', 'seed-value', values['seed-value'], Number.isInteger, 'an integer') ?? 0;
+    const options = {
+      cost,
+      target,
+      strength: numberFlag('search', 'strength', values.strength, (n) => n >= 0, 'a non-negative number') ?? 2,
+      threshold: numberFlag('search', 'threshold', values.threshold, (n) => n >= 0, 'a non-negative number') ?? 0.01,
+      shrinkEpochs: int('shrink-epochs', 1) ?? 3,
+      finalEpochs: int('final-epochs', 1) ?? 5,
+      rounds: int('rounds', 1) ?? 1,
+      seed: seedValue,
+      baseline: values.baseline === true,
+      keepWeights: values['keep-weights'] === true,
+      divisor: int('divisor', 1) ?? 4,
+      train: {
+        batchSize: int('batch-size', 1) ?? 64,
+        optimizer: { kind: optimizer, lr: pos('lr') },
+        schedule,
+        maxStepsPerEpoch: int('max-steps', 1),
+      },
+    };
+    const trainLimit = int('train-limit', 2);
+    const testLimit = int('test-limit', 1);
+    const modelPath = typeof values.model === 'string' ? values.model : undefined;
+    const m = await loadModelInput('search', modelPath, modelPath === undefined ? (values.seed ?? 'mobilenet') : values.seed);
+    const spec = typeof values.data === 'string' ? values.data : 'fashion-mnist';
+    const dataset = await openDataset(spec, { seed: seedValue, limit: { train: trainLimit, test: testLimit } });
+    const backend = await selectBackend({ backend: backendChoice });
+    const backendText = describeBackend(backend);
+    io.err(`${backendText}; data ${dataset.name}: ${dataset.trainSize} train, ${dataset.valSize} val, ${dataset.testSize ?? 0} test`);
+
+    const sink = progressSink(io, io.isTty);
+    let result;
+    try {
+      result = await runSearch({ graph: m.graph, weights: m.weights }, dataset, options, sink.onEvent);
+    } finally {
+      sink.close();
+    }
+    const report = { ...result.report, backend: { name: backend.name, simd: backend.simd, threads: backend.threads, description: backendText }, data: { spec, trainSize: dataset.trainSize, valSize: dataset.valSize, testSize: dataset.testSize ?? 0 }, model: m.path };
+    const dir = await writeTfjsModel(out, result.model, {
+      overwrite: values.overwrite === true,
+      extraFiles: { 'structure.json': result.structure, 'report.json': report },
+      subModels: result.baselineModel ? { baseline: result.baselineModel } : {},
+    });
+    io.out(values.json ? JSON.stringify(report, null, 2) : renderReport(result.report, dir, backendText));
+    return 0;
+  },
+};
