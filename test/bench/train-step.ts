@@ -3,10 +3,11 @@
  * for each seed model on each backend, same batch of random 28×28×1 images. Prints one JSON object.
  *
  *   node --import tsx test/bench/train-step.ts [--backends wasm,cpu,tfjs-node] [--batch 64]
- *        [--steps 10] [--cpu-steps 2] [--seeds mobilenet,resnet,vgg]
+ *        [--steps 10] [--cpu-steps 1] [--seeds mobilenet,resnet,vgg]
  *
- * wasm: 3 warm-up steps, then the median of 10. cpu: no warm-up, median of 2 (each step takes
- * about a minute there); the whole run takes about 10 minutes on 2 cores.
+ * wasm: 3 warm-up steps, then the median of 10. cpu: no warm-up and 1 step by default (one step
+ * takes 1 to 4 minutes there, and two steps differ by a few percent); the whole run then takes
+ * about 10 minutes on these 2 cores.
  *
  * Achieved GFLOP/s counts training as 3 × forward FLOPs (forward, plus backward to inputs and to
  * weights, each about one forward) × batch, with forward FLOPs = 2·MACs from `networkCost`.
@@ -28,7 +29,7 @@ const { values } = parseArgs({
     backends: { type: 'string', default: 'wasm,cpu,tfjs-node' },
     batch: { type: 'string', default: '64' },
     steps: { type: 'string', default: '10' },
-    'cpu-steps': { type: 'string', default: '2' },
+    'cpu-steps': { type: 'string', default: '1' },
     seeds: { type: 'string', default: VALID_SEEDS.join(',') },
   },
 });
