@@ -9,6 +9,8 @@ import * as tf from '@tensorflow/tfjs';
 import { conv2dBackpropFilterConfig } from './conv2d-backprop-filter.ts';
 import { depthwiseBackpropFilterConfig } from './depthwise-backprop-filter.ts';
 import { depthwiseBackpropInputConfig } from './depthwise-backprop-input.ts';
+import { registerFusedBatchNormGrad } from './fused-batch-norm-grad.ts';
+import { registerWasmFastPaths } from './wasm-fast-paths.ts';
 
 export const WASM_GRAD_KERNELS: readonly tf.KernelConfig[] = [
   conv2dBackpropFilterConfig,
@@ -25,6 +27,9 @@ export interface WasmGradRegistration {
 
 export function registerWasmGradKernels(): WasmGradRegistration {
   const result: WasmGradRegistration = { registered: [], alreadyPresent: [] };
+  // Not a wasm kernel but a faster gradient for every backend; see fused-batch-norm-grad.ts.
+  registerFusedBatchNormGrad();
+  registerWasmFastPaths();
   for (const config of WASM_GRAD_KERNELS) {
     if (tf.getKernel(config.kernelName, config.backendName) !== undefined) {
       result.alreadyPresent.push(config.kernelName);
