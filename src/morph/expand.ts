@@ -2,7 +2,8 @@
  * MorphNet's expand step: one uniform width multiplier ω over the learned (alive) structure,
  * the largest whose cost stays within the target, found by bisection. Widths are rounded to a
  * multiple of `divisor` (hardware likes multiples of 8; tiny models use 4). Groups MorphNet does
- * not regularize keep their width. The same routine, started from the seed's widths, gives the
+ * not regularize keep their width; what rounding leaves of the budget goes to the groups it cut
+ * most. The same routine, started from the seed's widths, gives the
  * uniform-multiplier baseline.
  */
 import { MorphError } from '../errors.ts';
@@ -74,7 +75,35 @@ export function expandToTarget(
     if (at(mid).cost <= target) lo = mid;
     else hi = mid;
   }
-  return at(lo);
+  return fillRounding(ops, analysis, model, base, target, at(lo), divisor);
+}
+
+/**
+ * Rounding to integer widths leaves part of the budget unused (one more step of ω changes many
+ * groups at once). Give it back one divisor at a time to the groups that rounding cut most
+ * (largest ω·base − width first) while the cost stays within the target.
+ */
+function fillRounding(
+  ops: readonly CostOp[],
+  analysis: ChannelAnalysis,
+  model: CostModel,
+  base: ArrayLike<number>,
+  target: number,
+  start: ExpandResult,
+  divisor: number,
+): ExpandResult {
+  const widths = [...start.widths];
+  let cost = start.cost;
+  const order = analysis.groups
+    .filter((g) => g.regularized)
+    .sort((a, b) => start.multiplier * base[b.id] - widths[b.id] - (start.multiplier * base[a.id] - widths[a.id]));
+  for (const g of order) {
+    widths[g.id] += divisor;
+    const c = costAt(ops, model, widths);
+    if (c <= target) cost = c;
+    else widths[g.id] -= divisor;
+  }
+  return { multiplier: start.multiplier, widths, cost };
 }
 
 function fmt(n: number): string {

@@ -63,17 +63,44 @@ export function groupGammaTensor(plan: GammaPlan, vars: Map<string, tf.LayerVari
   return parts.length === 1 ? parts[0] : (tf.stack(parts).max(0) as tf.Tensor1D);
 }
 
-/** R = Σ_g w_g · Σ_c |γ_g,c| as a scalar tensor (differentiable w.r.t. the gammas). */
-export function regularizerTensor(plan: GammaPlan, vars: Map<string, tf.LayerVariable>, coefficients: ArrayLike<number>): tf.Scalar {
-  return tf.tidy(() => {
-    let r: tf.Scalar = tf.scalar(0);
-    for (let g = 0; g < plan.slices.length; g++) {
-      if (!coefficients[g]) continue;
-      const gam = groupGammaTensor(plan, vars, g);
-      if (gam) r = r.add(gam.sum().mul(coefficients[g]));
+/**
+ * Per batch norm, the L1 weight of each gamma: λ·w_g of the group its channel belongs to. The
+ * proximal step below shrinks each gamma by lr times this weight.
+ */
+export function proxWeights(plan: GammaPlan, coefficients: ArrayLike<number>, lambda: number): Map<string, { positions: Int32Array; weights: Float32Array }> {
+  const perLayer = new Map<string, { positions: number[]; weights: number[] }>();
+  plan.slices.forEach((slices, g) => {
+    if (!coefficients[g]) return;
+    for (const s of slices) {
+      const entry = perLayer.get(s.layer) ?? { positions: [], weights: [] };
+      for (let i = 0; i < s.channels * s.repeat; i++) {
+        entry.positions.push(s.offset + i);
+        entry.weights.push(lambda * coefficients[g]);
+      }
+      perLayer.set(s.layer, entry);
     }
-    return r;
   });
+  return new Map([...perLayer].map(([layer, e]) => [layer, { positions: Int32Array.from(e.positions), weights: Float32Array.from(e.weights) }]));
+}
+
+/**
+ * One proximal step of the L1 part of the loss (soft thresholding): γ ← sign(γ)·max(|γ| − lr·λ·w_g, 0).
+ * Plain gradient steps on |γ| make a dead channel's gamma oscillate around zero by about lr·λ·w_g,
+ * so it never stays under the alive threshold; the proximal step sets it to exactly 0 and leaves
+ * the task gradient to the optimizer (ISTA / proximal SGD on task loss + λ·R).
+ */
+export function applyProx(vars: Map<string, tf.LayerVariable>, weights: Map<string, { positions: Int32Array; weights: Float32Array }>, lr: number): void {
+  for (const [layer, w] of weights) {
+    const v = vars.get(layer);
+    if (!v) continue;
+    tf.tidy(() => {
+      const size = v.shape[0] as number;
+      const t = new Float32Array(size);
+      for (let i = 0; i < w.positions.length; i++) t[w.positions[i]] = lr * w.weights[i];
+      const gamma = v.read();
+      v.write(tf.mul(tf.sign(gamma), tf.relu(tf.sub(tf.abs(gamma), tf.tensor1d(t)))));
+    });
+  }
 }
 
 /** Current group gammas as numbers (for alive counts and reports). */

@@ -118,6 +118,8 @@ export interface SearchResult {
   /** The trained found network. */
   readonly model: RebuiltModel;
   readonly baselineModel: RebuiltModel | null;
+  /** The last shrink phase's network before pruning: its gammas show what died. */
+  readonly shrunkModel: RebuiltModel;
 }
 
 interface Net {
@@ -222,6 +224,7 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
   let net = seedNet;
   let weights: RebuiltModel = rebuild(net.graph, net.analysis, identitySelection(net.analysis), input.weights, { seed: options.seed });
   let multiplier = 1;
+  let shrunkModel: RebuiltModel | null = null;
   const rounds: RoundReport[] = [];
   for (let round = 1; round <= options.rounds; round++) {
     onEvent({ type: 'phase', phase: 'shrink', round, message: `round ${round}: shrinking with λ = ${lambda.toExponential(3)} for ${options.shrinkEpochs} epoch(s)` });
@@ -232,7 +235,8 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
       shrunk = await shrink(model, net.graph, net.analysis, net.ops, costModel, dataset, {
         lambda,
         threshold: options.threshold,
-        train: { ...options.train, epochs: options.shrinkEpochs, seed: options.seed + round },
+        // A constant rate: the proximal step scales with lr, so a decaying schedule would stop the shrinking.
+        train: { ...options.train, schedule: 'constant', epochs: options.shrinkEpochs, seed: options.seed + round },
       }, {
         onStep: (step) => onEvent({ type: 'step', phase: 'shrink', step }),
         onEpochEnd: (epoch) => onEvent({ type: 'epoch', phase: 'shrink', epoch }),
@@ -264,6 +268,7 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
         meanGammaAfter: mean(shrunk.gammas[g.id]),
       })),
     });
+    shrunkModel = rebuild(net.graph, net.analysis, identitySelection(net.analysis), trainedWeights);
     weights = rebuild(net.graph, net.analysis, selection, trainedWeights, { seed: options.seed + round });
     net = netOf(reparse(weights.modelTopology));
   }
@@ -303,7 +308,7 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
     baseline,
     options,
   };
-  return { report, structure: learned.structure, model: final.model, baselineModel };
+  return { report, structure: learned.structure, model: final.model, baselineModel, shrunkModel: shrunkModel! };
 }
 
 function uniformSelectionFromWidths(analysis: ChannelAnalysis, widths: readonly number[]): Selection {

@@ -1,7 +1,12 @@
 /**
- * One shrink phase: train the network with task loss + λ·R, refreshing R's per-group coefficients
- * from the alive counts after every epoch (the marginals depend on them), then read off which
- * channels survived (max |γ| of their group above the threshold).
+ * One shrink phase: train the network on task loss + λ·R by proximal SGD (the optimizer steps on
+ * the task loss, then every gamma is soft-thresholded by lr·λ·w_g), refreshing R's per-group
+ * coefficients w_g from the alive counts after every epoch (the marginals depend on them), then
+ * read off which channels survived (max |γ| of their group above the threshold).
+ *
+ * The proximal step treats each batch norm covering a group on its own, with the group's weight:
+ * for a group with several batch norms (a residual add) this pushes every member down, not only
+ * the largest, which is the group-lasso reading of "max over members".
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { CostModel, CostOp } from '../cost/cost-model.ts';
@@ -9,7 +14,7 @@ import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Dataset } from '../train/data/index.ts';
 import { train, type TrainHooks, type TrainOptions } from '../train/loop.ts';
-import { gammaVariables, groupGammaValues, planGammas, regularizerTensor } from './gamma-tensors.ts';
+import { applyProx, gammaVariables, groupGammaValues, planGammas, proxWeights } from './gamma-tensors.ts';
 import { costAt } from './network-cost.ts';
 import { groupCoefficients, regularizerValue } from './regularizer.ts';
 
@@ -69,15 +74,20 @@ export async function shrink(
   const gammasBefore = groupGammaValues(plan, vars);
   let alive = aliveCounts(analysis, gammasBefore, options.threshold);
   let coefficients = groupCoefficients(ops, analysis, costModel, alive);
+  let prox = proxWeights(plan, coefficients, options.lambda);
   const epochs: ShrinkEpoch[] = [];
   await train(model, dataset, options.train, {
-    onStep: hooks.onStep,
-    extraLoss: () => regularizerTensor(plan, vars, coefficients).mul(options.lambda),
+    // The optimizer takes the task gradient; λ·R is applied as a proximal step after each update.
+    onStep: (e) => {
+      applyProx(vars, prox, e.lr);
+      return hooks.onStep?.(e);
+    },
     onEpochEnd: async (e) => {
       await hooks.onEpochEnd?.(e);
       const gammas = groupGammaValues(plan, vars);
       alive = aliveCounts(analysis, gammas, options.threshold);
       coefficients = groupCoefficients(ops, analysis, costModel, alive);
+      prox = proxWeights(plan, coefficients, options.lambda);
       const record: ShrinkEpoch = {
         epoch: e.epoch,
         trainLoss: e.trainLoss,

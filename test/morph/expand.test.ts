@@ -25,8 +25,8 @@ for (const seed of VALID_SEEDS) {
         const target = fraction * full;
         const r = expandToTarget(ops, analysis, flopsCostModel, seedWidths(analysis), target);
         assert.ok(r.cost <= target, `${r.cost} > ${target}`);
-        // Widths are integers, so one step of ω can move several groups at once: allow 3%.
-        assert.ok(r.cost >= 0.97 * target, `cost ${r.cost} is more than 3% under ${target}`);
+        // Rounding is filled back greedily, so the cost lands within 2% of the target.
+        assert.ok(r.cost >= 0.98 * target, `cost ${r.cost} is more than 2% under ${target}`);
         assert.ok(r.multiplier < 1);
       }
     });

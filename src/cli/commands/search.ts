@@ -7,18 +7,19 @@ import { DATASET_SPECS, openDataset } from '../../train/data/index.ts';
 import { VALID_OPTIMIZERS, type OptimizerKind } from '../../train/optimizer.ts';
 import { createProgressReporter, type ProgressReporter } from '../../train/progress.ts';
 import { VALID_SCHEDULES, type ScheduleKind } from '../../train/schedule.ts';
-import { numberFlag, parseFlags, requireString, type Command, type CommandIo } from '../args.ts';
+import { numberFlag, parseFlags, type Command, type CommandIo } from '../args.ts';
 import { human, table } from '../format.ts';
 import { loadModelInput } from '../model-source.ts';
 
-const USAGE = `Usage: morphnet search (--model M.json | --seed mobilenet|resnet|vgg) --out DIR [options]
+const USAGE = `Usage: morphnet search [--model M.json | --seed mobilenet|resnet|vgg] [--out DIR] [options]
 
 Runs MorphNet offline: trains the seed with a cost-weighted L1 regularizer on its batch-norm
 gammas (shrink), keeps the channels whose |gamma| exceeds the threshold, scales that structure
 by one width multiplier to the target (expand), then trains the found network. Writes
 DIR/structure.json ({layer: channels}), DIR/model.json + weights.bin (the trained network) and
-DIR/report.json; with --baseline also DIR/baseline/ (the uniformly shrunk seed at the same
-target, trained with the identical schedule). Progress goes to stderr (a live line on a
+DIR/report.json, DIR/shrunk/ (the network after the shrink phase, before pruning: its gammas
+show what died; "morphnet prune" on it gives the alive structure); with --baseline also
+DIR/baseline/ (the uniformly shrunk seed at the same target, trained with the identical schedule). Progress goes to stderr (a live line on a
 terminal, JSON lines otherwise); the summary to stdout.
 
 Model and data:
@@ -41,17 +42,23 @@ Training:
   --shrink-epochs E    epochs of the shrink phase (default 3)
   --final-epochs E     epochs of the final (and baseline) training (default 5)
   --batch-size B       (default 64)
-  --optimizer O        adam (default) | sgd
-  --lr X               learning rate (default: adam 1e-3, sgd 0.05)
+  --optimizer O        sgd (default, momentum 0.9) | adam
+  --lr X               learning rate (default: sgd 0.05, adam 1e-3)
   --schedule S         constant | cosine (default) | step
   --max-steps N        cap the steps of each epoch (quick runs)
   --backend B          auto (default) | tfjs-node | wasm | cpu
   --seed-value S       random seed for shuffling, splits and initialisation (default 0)
 Output:
-  --out DIR            output directory (must not exist or be empty)
+  --out DIR            output directory (must not exist or be empty;
+                       default data/searches/search-YYYYMMDD-HHMMSS)
   --overwrite          replace a non-empty DIR
   --json               print the report as JSON on stdout
   -h, --help           this text`;
+
+function defaultOutDir(): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `data/searches/search-${stamp}`;
+}
 
 function parseTarget(text: string): Target {
   const m = /^([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)(x?)$/i.exec(text.trim());
@@ -95,7 +102,7 @@ function renderReport(r: SearchReport, out: string, backend: string): string {
     'learned widths (seed → alive after shrink → final):',
     ...last.groups.filter((g) => g.coefficient > 0).map((g) => `  ${g.layers[0].padEnd(24)} ${String(r.seed.structure[g.layers[0]] ?? g.channels).padStart(4)} → ${String(g.alive).padStart(4)} → ${String(g.expanded).padStart(4)}`),
     '',
-    `wrote ${out}/structure.json, model.json, weights.bin, report.json${r.baseline ? ', baseline/' : ''}`,
+    `wrote ${out}/structure.json, model.json, weights.bin, report.json, shrunk/${r.baseline ? ', baseline/' : ''}`,
   ].join('\n');
 }
 
@@ -179,11 +186,13 @@ export const searchCommand: Command = {
     }
     const int = (name: string, min: number): number | undefined => numberFlag('search', name, values[name], (n) => Number.isInteger(n) && n >= min, `an integer ≥ ${min}`);
     const pos = (name: string): number | undefined => numberFlag('search', name, values[name], (n) => n > 0, 'a positive number');
-    const out = requireString('search', 'out', values.out, 'search-out/');
+    const out = typeof values.out === 'string' && values.out !== '' ? values.out : defaultOutDir();
     const cost = oneOf<CostName>('cost', values.cost, VALID_COSTS, 'flops');
     const target = parseTarget(typeof values.target === 'string' ? values.target : '0.5x');
     const backendChoice = oneOf<BackendChoice>('backend', values.backend, VALID_BACKENDS, 'auto');
-    const optimizer = oneOf<OptimizerKind>('optimizer', values.optimizer, VALID_OPTIMIZERS, 'adam');
+    // SGD by default: its steps scale with the gradient, so the regularizer's per-channel cost
+    // weights act as intended; Adam normalises them away (see README, known limits).
+    const optimizer = oneOf<OptimizerKind>('optimizer', values.optimizer, VALID_OPTIMIZERS, 'sgd');
     const schedule = oneOf<ScheduleKind>('schedule', values.schedule, VALID_SCHEDULES, 'cosine');
     const seedValue = numberFlag('search', 'seed-value', values['seed-value'], Number.isInteger, 'an integer') ?? 0;
     const options = {
@@ -226,7 +235,7 @@ export const searchCommand: Command = {
     const dir = await writeTfjsModel(out, result.model, {
       overwrite: values.overwrite === true,
       extraFiles: { 'structure.json': result.structure, 'report.json': report },
-      subModels: result.baselineModel ? { baseline: result.baselineModel } : {},
+      subModels: { shrunk: result.shrunkModel, ...(result.baselineModel ? { baseline: result.baselineModel } : {}) },
     });
     io.out(values.json ? JSON.stringify(report, null, 2) : renderReport(result.report, dir, backendText));
     return 0;

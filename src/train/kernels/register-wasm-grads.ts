@@ -9,8 +9,8 @@ import * as tf from '@tensorflow/tfjs';
 import { conv2dBackpropFilterConfig } from './conv2d-backprop-filter.ts';
 import { depthwiseBackpropFilterConfig } from './depthwise-backprop-filter.ts';
 import { depthwiseBackpropInputConfig } from './depthwise-backprop-input.ts';
-import { registerFusedBatchNormGrad } from './fused-batch-norm-grad.ts';
-import { registerWasmFastPaths } from './wasm-fast-paths.ts';
+import { fusedBatchNormGradConfig, registerFusedBatchNormGrad } from './fused-batch-norm-grad.ts';
+import { activeWasmFastPaths, registerWasmFastPaths } from './wasm-fast-paths.ts';
 
 export const WASM_GRAD_KERNELS: readonly tf.KernelConfig[] = [
   conv2dBackpropFilterConfig,
@@ -41,11 +41,17 @@ export function registerWasmGradKernels(): WasmGradRegistration {
   return result;
 }
 
-/** Names of the gradient kernels that run our implementation on wasm right now. */
+/**
+ * Names of the kernels that run our implementation on wasm right now: the missing gradient
+ * kernels, the fast paths (`wasm-fast-paths.ts`) and the leaner batch-norm gradient.
+ */
 export function ourWasmGradKernels(): string[] {
-  return WASM_GRAD_KERNELS.filter((config) => tf.getKernel(config.kernelName, 'wasm')?.kernelFunc === config.kernelFunc).map(
+  const grads = WASM_GRAD_KERNELS.filter((config) => tf.getKernel(config.kernelName, 'wasm')?.kernelFunc === config.kernelFunc).map(
     (config) => config.kernelName,
   );
+  const fast = activeWasmFastPaths().map((name) => `${name} (fast path)`);
+  const bn = tf.getGradient('FusedBatchNorm')?.gradFunc === fusedBatchNormGradConfig.gradFunc ? ['FusedBatchNorm gradient'] : [];
+  return [...grads, ...fast, ...bn];
 }
 
 /** Gradient kernels that training on wasm needs and that no one has registered yet. */

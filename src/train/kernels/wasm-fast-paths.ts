@@ -102,6 +102,10 @@ export function registerWasmFastPaths(): string[] {
     tf.unregisterKernel(config.kernelName, 'wasm');
     tf.registerKernel({ ...current, kernelFunc: config.kernelFunc });
   }
+  return activeWasmFastPaths();
+}
+
+export function activeWasmFastPaths(): string[] {
   return FAST.filter((c) => tf.getKernel(c.kernelName, 'wasm')?.kernelFunc === c.kernelFunc).map((c) => c.kernelName);
 }
 
