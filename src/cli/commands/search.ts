@@ -25,6 +25,7 @@ terminal, JSON lines otherwise); the summary to stdout.
 Model and data:
   --model M.json       a tfjs model.json or Keras config (its weights, if any, start the shrink)
   --seed NAME          a built-in seed: mobilenet (default), resnet, vgg
+                       (an integer after --seed is the random seed, as --seed-value)
   --data SPEC          ${DATASET_SPECS.join(' | ')} (default fashion-mnist)
   --train-limit N      use at most N training images (train + validation)
   --test-limit N       evaluate on at most N test images
@@ -33,7 +34,8 @@ Target:
   --target T           absolute (e.g. 2e6) or a fraction of the seed's cost (e.g. 0.5x; default 0.5x)
   --divisor N          round widths to a multiple of N (default 4)
 MorphNet:
-  --strength K         regularizer strength: λ = K / seed cost (default 2)
+  --strength K         regularizer strength: λ = K / seed cost (default 20; more shrink
+                       epochs or a larger K remove more channels)
   --threshold T        alive threshold on |gamma| (default 0.01)
   --rounds R           shrink/expand rounds (default 1)
   --keep-weights       fine-tune the found network from the shrunk weights (default: from scratch)
@@ -47,7 +49,8 @@ Training:
   --schedule S         constant | cosine (default) | step
   --max-steps N        cap the steps of each epoch (quick runs)
   --backend B          auto (default) | tfjs-node | wasm | cpu
-  --seed-value S       random seed for shuffling, splits and initialisation (default 0)
+  --seed-value S       random seed for shuffling, splits and initialisation (default 0;
+                       also --seed S with an integer)
 Output:
   --out DIR            output directory (must not exist or be empty;
                        default data/searches/search-YYYYMMDD-HHMMSS)
@@ -155,7 +158,7 @@ export const searchCommand: Command = {
   async run(argv, io) {
     const { values } = parseFlags('search', argv, {
       model: { type: 'string' },
-      seed: { type: 'string' },
+      seed: { type: 'string', multiple: true },
       data: { type: 'string' },
       'train-limit': { type: 'string' },
       'test-limit': { type: 'string' },
@@ -194,11 +197,19 @@ export const searchCommand: Command = {
     // weights act as intended; Adam normalises them away (see README, known limits).
     const optimizer = oneOf<OptimizerKind>('optimizer', values.optimizer, VALID_OPTIMIZERS, 'sgd');
     const schedule = oneOf<ScheduleKind>('schedule', values.schedule, VALID_SCHEDULES, 'cosine');
-    const seedValue = numberFlag('search', 'seed-value', values['seed-value'], Number.isInteger, 'an integer') ?? 0;
+    // The issue's interface spells both the seed model and the random seed as --seed: a name
+    // picks the model, an integer the random seed; --seed-value is the unambiguous spelling.
+    const seeds = (values.seed as unknown as string[] | undefined) ?? [];
+    const seedNames = seeds.filter((v) => !/^-?\d+$/.test(v));
+    const seedInts = seeds.filter((v) => /^-?\d+$/.test(v));
+    if (seedNames.length > 1 || seedInts.length > 1) {
+      throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --seed given ${seeds.length} times (${seeds.join(', ')}); give at most one model name and one integer`);
+    }
+    const seedValue = numberFlag('search', 'seed-value', values['seed-value'] ?? seedInts[0], Number.isInteger, 'an integer') ?? 0;
     const options = {
       cost,
       target,
-      strength: numberFlag('search', 'strength', values.strength, (n) => n >= 0, 'a non-negative number') ?? 2,
+      strength: numberFlag('search', 'strength', values.strength, (n) => n >= 0, 'a non-negative number') ?? 20,
       threshold: numberFlag('search', 'threshold', values.threshold, (n) => n >= 0, 'a non-negative number') ?? 0.01,
       shrinkEpochs: int('shrink-epochs', 1) ?? 3,
       finalEpochs: int('final-epochs', 1) ?? 5,
@@ -217,7 +228,7 @@ export const searchCommand: Command = {
     const trainLimit = int('train-limit', 2);
     const testLimit = int('test-limit', 1);
     const modelPath = typeof values.model === 'string' ? values.model : undefined;
-    const m = await loadModelInput('search', modelPath, modelPath === undefined ? (values.seed ?? 'mobilenet') : values.seed);
+    const m = await loadModelInput('search', modelPath, modelPath === undefined ? (seedNames[0] ?? 'mobilenet') : seedNames[0]);
     const spec = typeof values.data === 'string' ? values.data : 'fashion-mnist';
     const dataset = await openDataset(spec, { seed: seedValue, limit: { train: trainLimit, test: testLimit } });
     const backend = await selectBackend({ backend: backendChoice });
