@@ -21,6 +21,11 @@ export const ERROR_CODES = {
   MORPH_ERR_TARGET: { status: 400, exit: 2, summary: 'A cost target the network cannot meet: below the cost of its fixed parts, or above the seed\'s cost.' },
   MORPH_ERR_NAN: { status: 422, exit: 2, summary: 'Training diverged: the loss became NaN or infinite. Training stops at once and keeps the last good checkpoint; lower the learning rate or the regularizer strength.' },
   MORPH_ERR_CHECKPOINT: { status: 400, exit: 2, summary: 'A training checkpoint cannot be resumed: unreadable, from another model, or written with other training options.' },
+  MORPH_ERR_MEASUREMENT: { status: 422, exit: 2, summary: 'An op cannot be timed: the clock does not advance even over many runs, or it returns a non-finite time.' },
+  MORPH_ERR_LATENCY_TABLE: { status: 400, exit: 2, summary: 'A latency table cannot be used: no points, a non-finite, negative or misordered timing (p10 ≤ median ≤ p90), a non-positive channel count, a duplicate (c_in, c_out) point, or a grid with missing points.' },
+  MORPH_ERR_CALIBRATION: { status: 400, exit: 2, summary: 'A latency calibration cannot be fitted or applied: no end-to-end samples, a non-finite or non-positive latency, or samples from more than one device/runtime.' },
+  MORPH_ERR_BAD_OP_SPEC: { status: 400, exit: 2, summary: 'An OpSpec (one op as it runs at inference) has a bad or inconsistent field: an unknown kind, activation or dtype, a non-positive size, a window that does not fit its input, channel counts the kind does not allow.' },
+  MORPH_ERR_EXPORT: { status: 422, exit: 2, summary: 'The model cannot be written in the requested format: a layer, activation or option the .tflite writer does not support, or a model without weights where weights are needed.' },
   MORPH_ERR_LIMIT: { status: 413, exit: 2, summary: 'An input is over a configured size limit.' },
   MORPH_ERR_INTERNAL: { status: 500, exit: 1, summary: 'A bug: please report it with the command that caused it.' },
 } as const;

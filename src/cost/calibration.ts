@@ -1,0 +1,211 @@
+/**
+ * Per-device, per-runtime calibration of whole-network latency (DESIGN "Measuring latency"):
+ *
+ *   predicted = a·Σ ops + b·(number of ops) + c
+ *
+ * where Σ ops is the sum of the table-predicted latencies of the network's ops, b the per-op
+ * overhead the single-op timings do not see (dispatch, memory allocation between ops) and c the
+ * constant per-inference cost (input upload, output download). a, b, c ≥ 0 are fitted by
+ * non-negative least squares on end-to-end measurements.
+ *
+ * The fit minimises *relative* squared error by default (rows weighted by 1/measured): the
+ * quality figure is a relative one (share of networks within ±10%), and networks span orders of
+ * magnitude, so an absolute fit would serve the largest networks and fail the small ones.
+ */
+import { MorphError } from '../errors.ts';
+
+export interface CalibrationSample {
+  readonly device: string;
+  readonly runtime: string;
+  /** Sum of the table-predicted latencies of the network's ops, ms. */
+  readonly sumOpsMs: number;
+  /** Number of ops summed. */
+  readonly nOps: number;
+  /** Measured end-to-end latency (median), ms. */
+  readonly measuredMs: number;
+  /** The network's name, for reports. */
+  readonly model?: string;
+}
+
+/** What was fitted: all three terms, or the simpler fits used with fewer than 3 networks. */
+export const VALID_CALIBRATION_METHODS = ['full', 'scale-offset', 'scale'] as const;
+export type CalibrationMethod = (typeof VALID_CALIBRATION_METHODS)[number];
+
+export interface CalibrationQuality {
+  readonly n: number;
+  /** Relative tolerance, e.g. 0.1 for ±10%. */
+  readonly tolerance: number;
+  /** Networks predicted within the tolerance. */
+  readonly withinCount: number;
+  /** withinCount / n. */
+  readonly within: number;
+  /** Median of |predicted − measured| / measured. */
+  readonly medianApe: number;
+}
+
+export interface Calibration {
+  readonly device: string;
+  readonly runtime: string;
+  /** Scale on Σ ops (dimensionless). */
+  readonly a: number;
+  /** Per-op overhead, ms. */
+  readonly b: number;
+  /** Constant, ms. */
+  readonly c: number;
+  readonly method: CalibrationMethod;
+  /** Networks the fit used. */
+  readonly samples: number;
+  /** What was fitted, in words (says when a simpler fit was used and why). */
+  readonly note: string;
+  /** In-sample quality of the fit. */
+  readonly quality: CalibrationQuality;
+}
+
+export interface FitCalibrationOptions {
+  /** 'relative' (default): minimise Σ((pred − meas)/meas)²; 'absolute': Σ(pred − meas)². */
+  readonly weighting?: 'relative' | 'absolute';
+  /** Tolerance of the quality figure. Default 0.1 (±10%). */
+  readonly tolerance?: number;
+}
+
+export interface NetworkOps {
+  readonly sumOpsMs: number;
+  readonly nOps: number;
+}
+
+function calibrationError(message: string, details: Record<string, unknown> = {}): MorphError {
+  return new MorphError('MORPH_ERR_CALIBRATION', message, details);
+}
+
+function checkNetwork(x: NetworkOps, where: string): void {
+  if (!(Number.isFinite(x.sumOpsMs) && x.sumOpsMs >= 0)) throw calibrationError(`${where}: sumOpsMs must be finite and ≥ 0, got ${x.sumOpsMs}`);
+  if (!(Number.isInteger(x.nOps) && x.nOps >= 0)) throw calibrationError(`${where}: nOps must be an integer ≥ 0, got ${x.nOps}`);
+}
+
+function checkSamples(samples: readonly CalibrationSample[]): void {
+  if (samples.length === 0) throw calibrationError('no end-to-end measurements to calibrate on; measure at least one network');
+  samples.forEach((s, i) => {
+    const where = `sample ${i}${s.model ? ` (${s.model})` : ''}`;
+    checkNetwork(s, where);
+    if (!(Number.isFinite(s.measuredMs) && s.measuredMs > 0)) throw calibrationError(`${where}: measuredMs must be finite and > 0, got ${s.measuredMs}`);
+  });
+}
+
+/**
+ * Solves min ‖A·x − y‖² subject to x ≥ 0 exactly for a few columns, by trying every set of
+ * free columns and keeping the feasible one with the least residual (ties: fewer columns).
+ * Columns are scaled to unit norm first, so the ill-conditioning of ms against counts does not
+ * matter.
+ */
+function nnls(rows: readonly number[][], y: readonly number[]): number[] {
+  const m = rows[0].length;
+  const norms = Array.from({ length: m }, (_, j) => Math.sqrt(rows.reduce((s, r) => s + r[j] * r[j], 0)));
+  const yNorm = Math.sqrt(y.reduce((s, v) => s + v * v, 0));
+  let best: { x: number[]; residual: number; size: number } | undefined;
+  for (let mask = 1; mask < 1 << m; mask++) {
+    const cols = [...Array(m).keys()].filter((j) => mask & (1 << j));
+    if (cols.some((j) => norms[j] === 0)) continue;
+    const z = solveLeastSquares(rows.map((r) => cols.map((j) => r[j] / norms[j])), y);
+    if (z === undefined || z.some((v) => v < -1e-12 * Math.max(1, yNorm))) continue;
+    const x = new Array<number>(m).fill(0);
+    cols.forEach((j, k) => (x[j] = Math.max(0, z[k]) / norms[j]));
+    const residual = rows.reduce((s, r, i) => s + (r.reduce((t, v, j) => t + v * x[j], 0) - y[i]) ** 2, 0);
+    const tie = best !== undefined && Math.abs(residual - best.residual) <= 1e-12 * Math.max(yNorm * yNorm, 1e-300);
+    if (best === undefined || (tie ? cols.length < best.size : residual < best.residual)) best = { x, residual, size: cols.length };
+  }
+  return best?.x ?? new Array<number>(m).fill(0);
+}
+
+/** Normal equations by Gaussian elimination with partial pivoting; undefined when singular. */
+function solveLeastSquares(a: readonly number[][], y: readonly number[]): number[] | undefined {
+  const k = a[0].length;
+  if (a.length < k) return undefined;
+  const m = Array.from({ length: k }, (_, i) => [
+    ...Array.from({ length: k }, (_, j) => a.reduce((s, r) => s + r[i] * r[j], 0)),
+    a.reduce((s, r, n) => s + r[i] * y[n], 0),
+  ]);
+  for (let col = 0; col < k; col++) {
+    let pivot = col;
+    for (let r = col + 1; r < k; r++) if (Math.abs(m[r][col]) > Math.abs(m[pivot][col])) pivot = r;
+    // Columns have unit norm, so a tiny pivot means (near-)collinear columns.
+    if (Math.abs(m[pivot][col]) < 1e-10) return undefined;
+    [m[col], m[pivot]] = [m[pivot], m[col]];
+    for (let r = 0; r < k; r++) {
+      if (r === col) continue;
+      const f = m[r][col] / m[col][col];
+      for (let c = col; c <= k; c++) m[r][c] -= f * m[col][c];
+    }
+  }
+  return m.map((row, i) => row[k] / row[i]);
+}
+
+/**
+ * Fits a, b, c for one device and runtime. With 3 or more networks all three terms are fitted;
+ * with 2, a·Σ ops + c (no per-op overhead); with 1, a = measured/Σ ops. `note` says which.
+ * @throws MorphError MORPH_ERR_CALIBRATION for no samples, non-finite or non-positive
+ *   latencies, negative counts, or samples from more than one device/runtime.
+ */
+export function fitCalibration(samples: readonly CalibrationSample[], options: FitCalibrationOptions = {}): Calibration {
+  checkSamples(samples);
+  const { device, runtime } = samples[0];
+  const others = samples.filter((s) => s.device !== device || s.runtime !== runtime);
+  if (others.length > 0) {
+    throw calibrationError(`calibrate one device and runtime at a time: got ${device}/${runtime} and ${others[0].device}/${others[0].runtime}; use fitCalibrations`);
+  }
+  const weighting = options.weighting ?? 'relative';
+  if (weighting !== 'relative' && weighting !== 'absolute') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `weighting must be relative or absolute, got ${String(weighting)}`);
+  const n = samples.length;
+  const method: CalibrationMethod = n >= 3 ? 'full' : n === 2 ? 'scale-offset' : 'scale';
+  const features = (s: CalibrationSample): number[] =>
+    method === 'full' ? [s.sumOpsMs, s.nOps, 1] : method === 'scale-offset' ? [s.sumOpsMs, 1] : [s.sumOpsMs];
+  const weight = (s: CalibrationSample): number => (weighting === 'relative' ? 1 / s.measuredMs : 1);
+  const x = nnls(
+    samples.map((s) => features(s).map((v) => v * weight(s))),
+    samples.map((s) => s.measuredMs * weight(s)),
+  );
+  const [a, b, c] = method === 'full' ? x : method === 'scale-offset' ? [x[0], 0, x[1]] : [x[0], 0, 0];
+  const note =
+    method === 'full'
+      ? `fitted a·Σops + b·nOps + c on ${n} networks (${weighting} least squares, coefficients ≥ 0)`
+      : method === 'scale-offset'
+        ? 'only 2 networks measured: fitted a·Σops + c without a per-op overhead; measure 3 or more for the full fit'
+        : 'only 1 network measured: a = measured / Σops, no overhead terms; measure 3 or more for the full fit';
+  const fitted = { device, runtime, a, b, c };
+  return { ...fitted, method, samples: n, note, quality: calibrationQuality(fitted, samples, options.tolerance ?? 0.1) };
+}
+
+/** One calibration per (device, runtime) among `samples`, in order of first appearance. */
+export function fitCalibrations(samples: readonly CalibrationSample[], options: FitCalibrationOptions = {}): Calibration[] {
+  checkSamples(samples);
+  const groups = new Map<string, CalibrationSample[]>();
+  for (const s of samples) {
+    const key = JSON.stringify([s.device, s.runtime]);
+    const g = groups.get(key);
+    if (g) g.push(s);
+    else groups.set(key, [s]);
+  }
+  return [...groups.values()].map((g) => fitCalibration(g, options));
+}
+
+/**
+ * Calibrated whole-network latency, ms.
+ * @throws MorphError MORPH_ERR_CALIBRATION for a non-finite or negative Σ ops or op count.
+ */
+export function applyCalibration(calibration: Pick<Calibration, 'a' | 'b' | 'c'>, network: NetworkOps): number {
+  checkNetwork(network, 'network');
+  return calibration.a * network.sumOpsMs + calibration.b * network.nOps + calibration.c;
+}
+
+/**
+ * The quality figure: share of networks predicted within ±`tolerance` of their measured
+ * latency, and the median absolute percentage error (as a fraction).
+ */
+export function calibrationQuality(calibration: Pick<Calibration, 'a' | 'b' | 'c'>, samples: readonly CalibrationSample[], tolerance = 0.1): CalibrationQuality {
+  checkSamples(samples);
+  if (!(Number.isFinite(tolerance) && tolerance >= 0)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `tolerance must be finite and ≥ 0, got ${tolerance}`);
+  const apes = samples.map((s) => Math.abs(applyCalibration(calibration, s) - s.measuredMs) / s.measuredMs).sort((x, y) => x - y);
+  const withinCount = apes.filter((e) => e <= tolerance + 1e-12).length;
+  const mid = apes.length >> 1;
+  const medianApe = apes.length % 2 === 1 ? apes[mid] : (apes[mid - 1] + apes[mid]) / 2;
+  return { n: apes.length, tolerance, withinCount, within: withinCount / apes.length, medianApe };
+}

@@ -1,0 +1,230 @@
+/**
+ * The OpSpecs of a Graph as it runs at inference (see `fusion.ts` for what folds and fuses),
+ * deduplicated, and the (cIn, cOut) grid a latency table needs for each.
+ *
+ * Layers that are free or nearly so at inference (Flatten/Reshape, Dropout, InputLayer) give no
+ * spec. Layers the OpSpec kinds do not cover (a standalone batch norm or activation, ZeroPadding,
+ * global max pooling, Multiply, grouped convs, a concat along H or W, a dense over positions)
+ * are listed in `skipped` with the reason, so a caller can see what the latency sum leaves out.
+ */
+import type { ChannelAnalysis } from '../graph/channel-groups.ts';
+import type { Graph, GraphLayer } from '../graph/graph.ts';
+import { channelsOf } from '../graph/graph.ts';
+import type { Conv2DAttrs, DepthwiseAttrs, SeparableAttrs } from '../graph/ops/conv.ts';
+import type { ConcatAttrs } from '../graph/ops/merge.ts';
+import type { GlobalPoolAttrs, PoolAttrs } from '../graph/ops/passthrough.ts';
+import { MorphError } from '../errors.ts';
+import { planFusion } from './fusion.ts';
+import type { OpSpec } from './op-spec.ts';
+import { makeSpec, specKey } from './op-spec.ts';
+
+/** One distinct spec and where the graph uses it. */
+export interface GraphOpSpec {
+  readonly spec: OpSpec;
+  readonly key: string;
+  /** Layers (and separable halves, `name#depthwise`/`name#pointwise`) that run this op. */
+  readonly layers: readonly string[];
+  /** How many times it runs per inference. */
+  readonly count: number;
+  /** Whether a search may change cIn / cOut (false for the network input, the logits, fixed groups). */
+  readonly cInFixed: boolean;
+  readonly cOutFixed: boolean;
+}
+
+export interface GraphSpecs {
+  readonly specs: readonly GraphOpSpec[];
+  /** Every op occurrence in execution order: (layer, key). */
+  readonly occurrences: readonly { readonly layer: string; readonly key: string }[];
+  readonly skipped: readonly { readonly layer: string; readonly reason: string }[];
+}
+
+const FREE_KINDS = new Set(['input', 'dropout', 'flatten', 'reshape']);
+
+function hw(shape: GraphLayer['calls'][number]['outputShape']): [number, number] {
+  return [shape[1] as number, shape[2] as number];
+}
+
+/**
+ * Derives the deduplicated OpSpecs of `graph` at `batch` (default 1).
+ * @param analysis optional channel analysis; with it, `cInFixed`/`cOutFixed` say whether the
+ *   channels may change width (without it both are false).
+ */
+export function graphSpecs(graph: Graph, options: { batch?: number; analysis?: ChannelAnalysis } = {}): GraphSpecs {
+  const batch = options.batch ?? 1;
+  const plan = planFusion(graph);
+  const byKey = new Map<string, { spec: OpSpec; layers: string[]; count: number; cInFixed: boolean; cOutFixed: boolean }>();
+  const occurrences: { layer: string; key: string }[] = [];
+  const skipped: { layer: string; reason: string }[] = [];
+  const fixedGroups = new Set<number>();
+  const groupOfLayer = new Map<string, number>();
+  if (options.analysis) {
+    for (const g of options.analysis.groups) {
+      if (!g.resizable) fixedGroups.add(g.id);
+      for (const l of g.layers) if (!groupOfLayer.has(l)) groupOfLayer.set(l, g.id);
+    }
+  }
+  const fixed = (layerName: string | undefined): boolean => {
+    if (!options.analysis || layerName === undefined) return false;
+    const g = groupOfLayer.get(layerName);
+    return g === undefined || fixedGroups.has(g);
+  };
+
+  const add = (layer: string, spec: OpSpec, inLayer: string | undefined, outLayer: string | undefined): void => {
+    const key = specKey(spec);
+    const entry = byKey.get(key);
+    const cInFixed = fixed(inLayer);
+    const cOutFixed = spec.kind === 'conv2d' || spec.kind === 'dense' || spec.kind === 'concat' ? fixed(outLayer) : cInFixed;
+    if (entry) {
+      entry.layers.push(layer);
+      entry.count++;
+      // A point is fixed only if every use of it is.
+      entry.cInFixed &&= cInFixed;
+      entry.cOutFixed &&= cOutFixed;
+    } else {
+      byKey.set(key, { spec, layers: [layer], count: 1, cInFixed, cOutFixed });
+    }
+    occurrences.push({ layer, key });
+  };
+
+  for (const layer of graph.layers) {
+    if (plan.absorbed.has(layer.name) || FREE_KINDS.has(layer.kind)) continue;
+    const fusion = plan.fusions.get(layer.name);
+    const activation = fusion?.activation ?? 'none';
+    layer.calls.forEach((call) => {
+      const input = call.inputShapes[0];
+      const producer = call.inputs[0]?.layer;
+      const skip = (reason: string): void => {
+        skipped.push({ layer: layer.name, reason });
+      };
+      try {
+        switch (layer.kind) {
+          case 'conv2d': {
+            const a = layer.attrs as unknown as Conv2DAttrs;
+            if (a.groups !== 1) return skip(`grouped convolution (groups=${a.groups}) has no OpSpec kind`);
+            const [inH, inW] = hw(input);
+            add(layer.name, makeSpec({ kind: 'conv2d', inH, inW, cIn: channelsOf(input), cOut: a.filters, kernel: a.kernelSize, stride: a.strides, padding: a.padding, dilation: a.dilationRate, activation, batch }), producer, layer.name);
+            return;
+          }
+          case 'depthwise': {
+            const a = layer.attrs as unknown as DepthwiseAttrs;
+            const [inH, inW] = hw(input);
+            const c = channelsOf(input);
+            add(layer.name, makeSpec({ kind: 'depthwise', inH, inW, cIn: c, cOut: c * a.depthMultiplier, kernel: a.kernelSize, stride: a.strides, padding: a.padding, dilation: a.dilationRate, activation, batch }), producer, layer.name);
+            return;
+          }
+          case 'separable': {
+            const a = layer.attrs as unknown as SeparableAttrs;
+            const [inH, inW] = hw(input);
+            const c = channelsOf(input);
+            const dw = makeSpec({ kind: 'depthwise', inH, inW, cIn: c, cOut: c * a.depthMultiplier, kernel: a.kernelSize, stride: a.strides, padding: a.padding, dilation: a.dilationRate, batch });
+            add(`${layer.name}#depthwise`, dw, producer, producer);
+            const [oh, ow] = hw(call.outputShape);
+            add(`${layer.name}#pointwise`, makeSpec({ kind: 'conv2d', inH: oh, inW: ow, cIn: c * a.depthMultiplier, cOut: a.filters, kernel: 1, stride: 1, padding: 'valid', activation, batch }), producer, layer.name);
+            return;
+          }
+          case 'dense': {
+            if (input.length !== 2) return skip(`dense over a rank-${input.length} input (per position) has no OpSpec kind`);
+            add(layer.name, makeSpec({ kind: 'dense', cIn: channelsOf(input), cOut: channelsOf(call.outputShape), activation, batch }), producer, layer.name);
+            return;
+          }
+          case 'pool': {
+            const a = layer.attrs as unknown as PoolAttrs;
+            const [inH, inW] = hw(input);
+            add(layer.name, makeSpec({ kind: a.mode === 'max' ? 'maxpool' : 'avgpool', inH, inW, cIn: channelsOf(input), kernel: a.poolSize, stride: a.strides, padding: a.padding, activation, batch }), producer, producer);
+            return;
+          }
+          case 'globalpool': {
+            const a = layer.attrs as unknown as GlobalPoolAttrs;
+            if (a.mode !== 'avg') return skip('global max pooling has no OpSpec kind');
+            const [inH, inW] = hw(input);
+            add(layer.name, makeSpec({ kind: 'globalavgpool', inH, inW, cIn: channelsOf(input), activation, batch }), producer, producer);
+            return;
+          }
+          case 'elementwise': {
+            if (layer.className !== 'Add') return skip(`${layer.className} has no OpSpec kind`);
+            if (input.length !== 4) return skip(`Add of rank-${input.length} tensors has no OpSpec kind`);
+            const [inH, inW] = hw(input);
+            add(layer.name, makeSpec({ kind: 'add', inH, inW, cIn: channelsOf(input), numInputs: call.inputs.length, activation, batch }), producer, producer);
+            return;
+          }
+          case 'concat': {
+            const a = layer.attrs as unknown as ConcatAttrs;
+            const rank = input.length;
+            if (rank !== 4 || (a.axis !== -1 && a.axis !== 3)) return skip('a concat along H or W has no OpSpec kind');
+            const [inH, inW] = hw(input);
+            add(layer.name, makeSpec({ kind: 'concat', inH, inW, cIn: channelsOf(input), cOut: channelsOf(call.outputShape), numInputs: call.inputs.length, activation, batch }), producer, layer.name);
+            return;
+          }
+          default:
+            return skip(`${layer.className} (${layer.kind}) is not fused into an op and has no OpSpec kind`);
+        }
+      } catch (err) {
+        if (err instanceof MorphError && err.code === 'MORPH_ERR_BAD_OP_SPEC') return skip(err.message);
+        throw err;
+      }
+    });
+  }
+  const specs = [...byKey.entries()].map(([key, e]) => ({ spec: e.spec, key, layers: e.layers, count: e.count, cInFixed: e.cInFixed, cOutFixed: e.cOutFixed }));
+  return { specs, occurrences, skipped };
+}
+
+export interface GridOptions {
+  /** Channel counts are multiples of this (default 8, the expand rounding multiple). */
+  readonly step?: number;
+  /** At most this many values per axis (default 8); the multiples are thinned evenly. */
+  readonly maxPerAxis?: number;
+  /** Largest value as a multiple of the seed's own count (default 1: shrink only). */
+  readonly maxScale?: number;
+}
+
+/**
+ * The channel counts one axis of a table samples: multiples of `step` up to `seed·maxScale`,
+ * thinned to `maxPerAxis` values spread evenly (the smallest and largest kept), plus the seed's
+ * own count, which is always present so the unshrunk network is priced from a measured point.
+ * Why this grid: latency is piecewise linear in a channel count, with steps where the count
+ * crosses a SIMD width (4 or 8 lanes), so sampling multiples of 8 lands on the same side of
+ * every step and interpolation between samples is smooth; a fixed count per axis keeps a table
+ * to at most `maxPerAxis²` timings.
+ */
+export function axisValues(seed: number, options: GridOptions = {}): number[] {
+  const step = options.step ?? 8;
+  const maxPer = options.maxPerAxis ?? 8;
+  const top = Math.floor(seed * (options.maxScale ?? 1));
+  if (!Number.isInteger(step) || step < 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `grid step must be a positive integer, got ${step}`);
+  if (!Number.isInteger(maxPer) || maxPer < 2) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `grid maxPerAxis must be an integer ≥ 2, got ${maxPer}`);
+  const multiples: number[] = [];
+  for (let c = step; c <= top; c += step) multiples.push(c);
+  if (multiples.length === 0 || multiples[0] > 1) multiples.unshift(Math.min(step, seed));
+  let picked = multiples;
+  if (multiples.length > maxPer) {
+    picked = Array.from({ length: maxPer }, (_, i) => multiples[Math.round((i * (multiples.length - 1)) / (maxPer - 1))]);
+  }
+  return [...new Set([...picked, seed])].filter((c) => c >= 1).sort((a, b) => a - b);
+}
+
+/**
+ * The (cIn, cOut) points a table needs for one graph spec. Fixed axes keep the seed's count.
+ * Depthwise, pooling and add change cIn only (cOut follows); concat varies its first part and
+ * keeps the others' total; conv2d and dense vary both.
+ */
+export function tableGrid(entry: Pick<GraphOpSpec, 'spec' | 'cInFixed' | 'cOutFixed'>, options: GridOptions = {}): { cIn: number; cOut: number }[] {
+  const { spec } = entry;
+  const ins = entry.cInFixed ? [spec.cIn] : axisValues(spec.cIn, options);
+  switch (spec.kind) {
+    case 'conv2d':
+    case 'dense': {
+      const outs = entry.cOutFixed ? [spec.cOut] : axisValues(spec.cOut, options);
+      return ins.flatMap((cIn) => outs.map((cOut) => ({ cIn, cOut })));
+    }
+    case 'concat': {
+      const rest = spec.cOut - spec.cIn;
+      return ins.map((cIn) => ({ cIn, cOut: cIn + rest }));
+    }
+    case 'depthwise': {
+      const m = spec.cOut / spec.cIn;
+      return ins.map((cIn) => ({ cIn, cOut: cIn * m }));
+    }
+    default:
+      return ins.map((cIn) => ({ cIn, cOut: cIn }));
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Deterministic random weights and inputs for an OpSpec, shared by the tfjs builder and the
+ * single-op `.tflite` writer, so that both run the same op on the same numbers.
+ */
+import type { OpSpec } from './op-spec.ts';
+import { depthMultiplier, inputShapes } from './op-spec.ts';
+
+/** Weights in tfjs layouts: conv `[kh, kw, cIn, cOut]`, depthwise `[kh, kw, cIn, m]`, dense `[cIn, cOut]`. */
+export interface SpecWeights {
+  readonly filter: Float32Array;
+  readonly filterShape: readonly number[];
+  readonly bias: Float32Array;
+}
+
+/** mulberry32: a small, fast, seedable PRNG; uniform in [0, 1). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` values uniform in [-scale, scale). */
+export function randomArray(n: number, scale: number, rand: () => number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (rand() * 2 - 1) * scale;
+  return out;
+}
+
+/** The weights of a conv/depthwise/dense spec (null for weightless kinds), scaled like Glorot. */
+export function specWeights(spec: OpSpec, seed = 1): SpecWeights | null {
+  const rand = seededRandom(seed);
+  const [kh, kw] = spec.kernel;
+  let filterShape: number[];
+  let fanIn: number;
+  if (spec.kind === 'conv2d') {
+    filterShape = [kh, kw, spec.cIn, spec.cOut];
+    fanIn = kh * kw * spec.cIn;
+  } else if (spec.kind === 'depthwise') {
+    filterShape = [kh, kw, spec.cIn, depthMultiplier(spec)];
+    fanIn = kh * kw;
+  } else if (spec.kind === 'dense') {
+    filterShape = [spec.cIn, spec.cOut];
+    fanIn = spec.cIn;
+  } else {
+    return null;
+  }
+  const n = filterShape.reduce((a, b) => a * b, 1);
+  const filter = randomArray(n, Math.sqrt(3 / fanIn), rand);
+  const bias = randomArray(spec.cOut, 0.1, rand);
+  return { filter, filterShape, bias };
+}
+
+/** Random inputs in [-1, 1) for every input of the spec, with a seed distinct from the weights'. */
+export function specInputs(spec: OpSpec, seed = 2): Float32Array[] {
+  const rand = seededRandom(seed * 7919 + 13);
+  return inputShapes(spec).map((s) => randomArray(s.reduce((a, b) => a * b, 1), 1, rand));
+}

@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { MorphError } from '../../src/errors.ts';
+import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
+import type { TfjsModelJson } from '../../src/graph/keras-json.ts';
+import { parseModel } from '../../src/graph/parse.ts';
+import type { WeightMap } from '../../src/graph/weights.ts';
+import { randomArray, seededRandom } from '../../src/ops/spec-weights.ts';
+import { loadTfliteModel, loadTfliteRuntime } from '../../src/ops/tflite-node.ts';
+import { seedModel, VALID_SEEDS } from '../../src/seeds/index.ts';
+import { assignWeights, buildTfModel, readWeights } from '../../src/train/tf-model.ts';
+
+before(async () => {
+  await tf.setBackend('cpu');
+  await loadTfliteRuntime();
+});
+
+/**
+ * tfjs's initial weights with non-trivial batch-norm statistics (gamma, beta, mean and variance
+ * away from 1/0) and small random biases, so folding is really exercised.
+ */
+function randomizeBn(weights: WeightMap, seed: number): WeightMap {
+  const rand = seededRandom(seed);
+  const out: WeightMap = new Map();
+  for (const [layer, kinds] of weights) {
+    const next = new Map(kinds);
+    for (const [kind, t] of kinds) {
+      const n = t.data.length;
+      let data: Float32Array | null = null;
+      if (kind === 'gamma') data = randomArray(n, 0.5, rand).map((v) => 1 + v);
+      else if (kind === 'beta' || kind === 'moving_mean') data = randomArray(n, 0.5, rand);
+      else if (kind === 'moving_variance') data = randomArray(n, 0.5, rand).map((v) => 1 + v);
+      else if (kind === 'bias') data = randomArray(n, 0.1, rand);
+      if (data) next.set(kind, { shape: t.shape, data });
+    }
+    out.set(layer, next);
+  }
+  return out;
+}
+
+async function checkSeed(json: TfjsModelJson, seed: number): Promise<{ diff: number; operators: number; folded: number; fused: number }> {
+  const parsed = parseModel(json);
+  const model = await buildTfModel(parsed.modelConfig, null);
+  try {
+    const weights = randomizeBn(readWeights(model), seed);
+    assignWeights(model, weights);
+    const result = writeNetworkTflite(parsed.graph, weights);
+    const tflite = await loadTfliteModel(result.bytes);
+    try {
+      const shape = [1, ...(parsed.graph.layers[0].calls[0].outputShape.slice(1) as number[])];
+      const x = randomArray(shape.reduce((a, b) => a * b, 1), 1, seededRandom(seed + 100));
+      const [got] = tflite.run([x]);
+      const input = tf.tensor(x, shape);
+      const y = model.predict(input) as tf.Tensor;
+      const want = y.dataSync();
+      input.dispose();
+      y.dispose();
+      assert.equal(got.length, want.length);
+      let diff = 0;
+      for (let i = 0; i < want.length; i++) diff = Math.max(diff, Math.abs(got[i] - want[i]));
+      return { diff, operators: result.operators, folded: result.foldedBatchNorms, fused: result.fusedActivations };
+    } finally {
+      tflite.dispose();
+    }
+  } finally {
+    model.dispose();
+  }
+}
+
+describe('whole-network .tflite vs tfjs', () => {
+  for (const name of VALID_SEEDS) {
+    it(`seed ${name}: predictions match (< 1e-4) with batch norms folded`, async () => {
+      const r = await checkSeed(seedModel(name), 7);
+      assert.ok(r.diff < 1e-4, `max abs diff ${r.diff}`);
+      assert.ok(r.folded > 0 && r.fused > 0);
+    });
+  }
+
+  it('folds mobilenet into conv/depthwise ops only (one op per conv, BN and ReLU absorbed)', async () => {
+    const parsed = parseModel(seedModel('mobilenet'));
+    const model = await buildTfModel(parsed.modelConfig, null);
+    const weights = readWeights(model);
+    model.dispose();
+    const r = writeNetworkTflite(parsed.graph, weights);
+    // conv1 + 7 × (dw + pw) + MEAN + FULLY_CONNECTED + SOFTMAX
+    assert.equal(r.operators, 1 + 14 + 3);
+    assert.equal(r.foldedBatchNorms, 15);
+    assert.equal(r.fusedActivations, 15);
+  });
+
+  it('handles a standalone batch norm, sigmoid, concat with relu, zero padding and global max pooling', async () => {
+    const json = {
+      format: 'layers-model',
+      modelTopology: {
+        class_name: 'Model',
+        config: {
+          name: 'mixed',
+          layers: [
+            { class_name: 'InputLayer', name: 'in', config: { name: 'in', batch_input_shape: [null, 8, 8, 3] }, inbound_nodes: [] },
+            { class_name: 'Conv2D', name: 'c1', config: { name: 'c1', filters: 4, kernel_size: 3, padding: 'same', activation: 'relu' }, inbound_nodes: [[['in', 0, 0, {}]]] },
+            { class_name: 'BatchNormalization', name: 'bn', config: { name: 'bn' }, inbound_nodes: [[['c1', 0, 0, {}]]] },
+            { class_name: 'ZeroPadding2D', name: 'pad', config: { name: 'pad', padding: [[1, 0], [0, 1]] }, inbound_nodes: [[['in', 0, 0, {}]]] },
+            { class_name: 'SeparableConv2D', name: 'sep', config: { name: 'sep', filters: 5, kernel_size: 2, padding: 'valid', activation: 'sigmoid' }, inbound_nodes: [[['pad', 0, 0, {}]]] },
+            { class_name: 'Concatenate', name: 'cat', config: { name: 'cat', axis: -1 }, inbound_nodes: [[['bn', 0, 0, {}], ['sep', 0, 0, {}]]] },
+            { class_name: 'ReLU', name: 'cat_relu', config: { name: 'cat_relu' }, inbound_nodes: [[['cat', 0, 0, {}]]] },
+            { class_name: 'GlobalMaxPooling2D', name: 'gmp', config: { name: 'gmp' }, inbound_nodes: [[['cat_relu', 0, 0, {}]]] },
+            { class_name: 'Dense', name: 'out', config: { name: 'out', units: 3, activation: 'tanh' }, inbound_nodes: [[['gmp', 0, 0, {}]]] },
+          ],
+          input_layers: [['in', 0, 0]],
+          output_layers: [['out', 0, 0]],
+        },
+      },
+    } as unknown as TfjsModelJson;
+    const r = await checkSeed(json, 3);
+    assert.ok(r.diff < 1e-4, `max abs diff ${r.diff}`);
+  });
+
+  it('refuses a layer it cannot express, naming it', async () => {
+    const json = {
+      format: 'layers-model',
+      modelTopology: {
+        class_name: 'Sequential',
+        config: {
+          name: 's',
+          layers: [
+            { class_name: 'Dense', config: { name: 'd', units: 2, batch_input_shape: [null, 4] } },
+            { class_name: 'LeakyReLU', config: { name: 'lrelu', alpha: 0.2 } },
+          ],
+        },
+      },
+    };
+    const parsed = parseModel(json);
+    const model = await buildTfModel(parsed.modelConfig, null);
+    const weights = readWeights(model);
+    model.dispose();
+    assert.throws(
+      () => writeNetworkTflite(parsed.graph, weights),
+      (err: unknown) => err instanceof MorphError && err.code === 'MORPH_ERR_EXPORT' && /lrelu/.test(err.message),
+    );
+  });
+
+  it('refuses missing weights with MORPH_ERR_WEIGHTS_MISMATCH', () => {
+    const parsed = parseModel(seedModel('vgg'));
+    assert.throws(() => writeNetworkTflite(parsed.graph, new Map()), (err: unknown) => err instanceof MorphError && err.code === 'MORPH_ERR_WEIGHTS_MISMATCH');
+  });
+});

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MorphError } from '../../src/errors.ts';
+import { measure, summarize } from '../../src/measure/protocol.ts';
+
+/** A fake clock and a run that advances it by `durations(i)` ms on its i-th call. */
+function fake(durations: (i: number) => number): { now: () => number; run: () => void; calls: () => number } {
+  let t = 1000;
+  let i = 0;
+  return {
+    now: () => t,
+    run: () => {
+      t += durations(i++);
+    },
+    calls: () => i,
+  };
+}
+
+const close = (a: number, b: number, tol = 1e-9): boolean => Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
+
+describe('summarize', () => {
+  it('gives median, p10, p90 (linear interpolation), mean, std and CV', () => {
+    const s = summarize([5, 1, 4, 2, 3, 10, 9, 8, 7, 6, 11]);
+    assert.equal(s.n, 11);
+    assert.equal(s.median, 6);
+    assert.equal(s.p10, 2);
+    assert.equal(s.p90, 10);
+    assert.equal(s.mean, 6);
+    assert.ok(close(s.std, Math.sqrt(11)));
+    assert.ok(close(s.cv, Math.sqrt(11) / 6));
+    assert.equal(s.min, 1);
+    assert.equal(s.max, 11);
+    const one = summarize([2.5]);
+    assert.deepEqual([one.median, one.p10, one.p90, one.std, one.cv], [2.5, 2.5, 2.5, 0, 0]);
+    assert.ok(close(summarize([1, 2]).p10, 1.1));
+  });
+
+  it('rejects empty and non-finite samples', () => {
+    assert.throws(() => summarize([]), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_BAD_ARGUMENT');
+    assert.throws(() => summarize([1, Number.NaN]), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_BAD_ARGUMENT');
+  });
+});
+
+describe('measure (fake clock)', () => {
+  it('times one run per sample for slow ops and meets the minimums', async () => {
+    const f = fake(() => 4);
+    const m = await measure(f.run, { now: f.now });
+    assert.equal(m.runsPerSample, 1);
+    assert.equal(m.medianMs, 4);
+    assert.equal(m.p10Ms, 4);
+    assert.equal(m.p90Ms, 4);
+    assert.equal(m.cv, 0);
+    assert.equal(m.stable, true);
+    assert.equal(m.attempts, 1);
+    assert.equal(m.capped, false);
+    // Warm-up: ≥ 5 runs and ≥ 50 ms → 13 runs of 4 ms; sampling: ≥ 20 samples and ≥ 200 ms → 50.
+    assert.equal(m.warmupRuns, 13);
+    assert.equal(m.n, 50);
+    assert.equal(f.calls(), 63);
+    assert.equal(m.samplesMs.length, 50);
+  });
+
+  it('loops sub-millisecond ops so that each sample lasts ≥ 1 ms and reports per-run times', async () => {
+    const f = fake(() => 0.01);
+    const m = await measure(f.run, { now: f.now });
+    assert.ok(m.runsPerSample >= 100, `runsPerSample ${m.runsPerSample}`);
+    assert.ok(m.runsPerSample * 0.01 >= 1);
+    assert.ok(close(m.medianMs, 0.01, 1e-6), `median ${m.medianMs}`);
+    assert.ok(m.n >= 20);
+    assert.ok(m.n * m.runsPerSample * 0.01 >= 200 - 1e-6);
+    assert.equal(m.stable, true);
+  });
+
+  it('grows the loop until a coarse clock advances (1 ms ticks, 0.02 ms runs)', async () => {
+    let exact = 0;
+    const now = (): number => Math.floor(exact);
+    const run = (): void => {
+      exact += 0.02;
+    };
+    const m = await measure(run, { now, targetSampleMs: 5 });
+    assert.ok(m.runsPerSample * 0.02 >= 5, `runsPerSample ${m.runsPerSample}`);
+    assert.ok(Math.abs(m.medianMs - 0.02) / 0.02 < 0.25, `median ${m.medianMs}`);
+  });
+
+  it('re-measures a noisy op and keeps the tight attempt', async () => {
+    // Warm-up (6 runs) and the first attempt (20 runs) alternate 1 ms and 3 ms; then steady 2 ms.
+    const f = fake((i) => (i < 26 ? (i % 2 === 0 ? 1 : 3) : 2));
+    const m = await measure(f.run, { now: f.now, warmupRuns: 5, warmupMs: 10, minSamples: 20, minWindowMs: 40 });
+    assert.equal(f.calls(), 46);
+    assert.equal(m.attempts, 2);
+    assert.equal(m.stable, true);
+    assert.equal(m.medianMs, 2);
+    assert.equal(m.cv, 0);
+  });
+
+  it('flags an op that stays noisy as unstable after maxAttempts, keeping the tightest attempt', async () => {
+    // Spread shrinks but never passes: ±60%, ±50%, ±40% around 10 ms.
+    const f = fake((i) => {
+      const spread = i < 130 ? 0.6 : i < 160 ? 0.5 : 0.4;
+      return 10 * (1 + (i % 2 === 0 ? spread : -spread));
+    });
+    const m = await measure(f.run, { now: f.now, warmupRuns: 100, warmupMs: 0, minSamples: 30, minWindowMs: 0, maxAttempts: 3 });
+    assert.equal(m.attempts, 3);
+    assert.equal(m.stable, false);
+    assert.ok(close(m.medianMs, 10, 1e-6));
+    // The kept attempt is the third (±40%): p10 = 6, p90 = 14.
+    assert.ok(close(m.p10Ms, 6, 1e-6) && close(m.p90Ms, 14, 1e-6), `${m.p10Ms} ${m.p90Ms}`);
+  });
+
+  it('respects maxMs for slow ops and says it was capped', async () => {
+    const f = fake(() => 100);
+    const m = await measure(f.run, { now: f.now, maxMs: 1000 });
+    assert.ok(m.totalMs <= 1000, `totalMs ${m.totalMs}`);
+    assert.equal(m.capped, true);
+    assert.ok(m.n >= 1 && m.n < 20);
+    assert.equal(m.medianMs, 100);
+  });
+
+  it('always takes one warm-up run and one sample, even past the budget', async () => {
+    const f = fake(() => 3000);
+    const m = await measure(f.run, { now: f.now, maxMs: 1000 });
+    assert.equal(m.warmupRuns, 1);
+    assert.equal(m.n, 1);
+    assert.equal(m.capped, true);
+    assert.equal(m.totalMs, 6000);
+  });
+
+  it('respects maxSamples', async () => {
+    const f = fake(() => 2);
+    const m = await measure(f.run, { now: f.now, maxSamples: 30 });
+    assert.equal(m.n, 30);
+    assert.equal(m.capped, true);
+  });
+
+  it('spends no more than maxMs on re-measurement', async () => {
+    const f = fake((i) => (i % 2 === 0 ? 1 : 5));
+    const m = await measure(f.run, { now: f.now, maxMs: 400, maxAttempts: 10 });
+    assert.ok(m.totalMs <= 400, `totalMs ${m.totalMs}`);
+    assert.equal(m.stable, false);
+    assert.ok(m.attempts < 10);
+  });
+
+  it('awaits async runs', async () => {
+    const f = fake(() => 2);
+    const m = await measure(async () => {
+      await Promise.resolve();
+      f.run();
+    }, { now: f.now, minWindowMs: 50, warmupMs: 10 });
+    assert.equal(m.medianMs, 2);
+  });
+
+  it('fails clearly when the clock never advances, and on a non-finite clock or bad options', async () => {
+    await assert.rejects(measure(() => {}, { now: () => 0, maxRunsPerSample: 1000 }), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_MEASUREMENT');
+    await assert.rejects(measure(() => {}, { now: () => Number.NaN }), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_MEASUREMENT');
+    await assert.rejects(measure(() => {}, { minSamples: 0, maxCv: -1 }), (e: unknown) => {
+      assert.ok(e instanceof MorphError && e.code === 'MORPH_ERR_BAD_ARGUMENT');
+      assert.match(e.message, /minSamples/);
+      assert.match(e.message, /maxCv/);
+      return true;
+    });
+  });
+
+  it('propagates errors thrown by the run', async () => {
+    await assert.rejects(measure(() => {
+      throw new Error('kernel failed');
+    }), /kernel failed/);
+  });
+});
+
+describe('measure (real clock)', () => {
+  const spin = (ms: number) => (): void => {
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      // busy
+    }
+  };
+
+  it('measures a 2 ms busy loop within sane bounds', async () => {
+    const m = await measure(spin(2), { maxMs: 1500, warmupMs: 20, minWindowMs: 100 });
+    assert.equal(m.runsPerSample, 1);
+    assert.ok(m.medianMs >= 2 && m.medianMs < 3, `median ${m.medianMs}`);
+    assert.ok(m.p10Ms <= m.medianMs && m.medianMs <= m.p90Ms);
+    assert.ok(m.totalMs < 2500, `totalMs ${m.totalMs}`);
+  });
+
+  it('loops a 0.05 ms busy loop', async () => {
+    const m = await measure(spin(0.05), { maxMs: 1500, warmupMs: 20, minWindowMs: 100 });
+    assert.ok(m.runsPerSample >= 10, `runsPerSample ${m.runsPerSample}`);
+    assert.ok(m.medianMs >= 0.05 && m.medianMs < 0.2, `median ${m.medianMs}`);
+  });
+});
