@@ -89,6 +89,7 @@ function checkSamples(samples: readonly CalibrationSample[]): void {
     checkNetwork(s, where);
     if (!(Number.isFinite(s.measuredMs) && s.measuredMs > 0)) throw calibrationError(`${where}: measuredMs must be finite and > 0, got ${s.measuredMs}`);
   });
+  if (samples.every((s) => s.sumOpsMs === 0)) throw calibrationError('every sample has sumOpsMs = 0: the op latencies must be predicted before calibrating');
 }
 
 /**
@@ -143,7 +144,7 @@ function solveLeastSquares(a: readonly number[][], y: readonly number[]): number
  * Fits a, b, c for one device and runtime. With 3 or more networks all three terms are fitted;
  * with 2, a·Σ ops + c (no per-op overhead); with 1, a = measured/Σ ops. `note` says which.
  * @throws MorphError MORPH_ERR_CALIBRATION for no samples, non-finite or non-positive
- *   latencies, negative counts, or samples from more than one device/runtime.
+ *   latencies, negative counts, Σ ops = 0 everywhere, or samples from more than one device/runtime.
  */
 export function fitCalibration(samples: readonly CalibrationSample[], options: FitCalibrationOptions = {}): Calibration {
   checkSamples(samples);

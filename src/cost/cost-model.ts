@@ -120,7 +120,7 @@ export const paramsCostModel: CostModel = {
 export function costOps(graph: Graph, analysis: ChannelAnalysis): CostOp[] {
   const ops: CostOp[] = [];
   for (const layer of graph.layers) {
-    if (!['conv2d', 'depthwise', 'separable', 'dense'].includes(layer.kind)) continue;
+    if (!(VALID_COST_OP_KINDS as readonly string[]).includes(layer.kind)) continue;
     const call = layer.calls[0];
     const input = call.inputShapes[0];
     const output = call.outputShape;

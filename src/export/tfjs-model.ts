@@ -3,7 +3,7 @@
  * whole or not at all: files go to a temporary sibling that is renamed into place, so a failure
  * never leaves a half-written model behind.
  */
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MorphError } from '../errors.ts';
 import type { JsonValue } from '../graph/keras-json.ts';
@@ -18,12 +18,27 @@ export interface WriteModelOptions {
   readonly subModels?: Readonly<Record<string, RebuiltModel>>;
 }
 
-async function isNonEmptyDir(path: string): Promise<boolean> {
+/**
+ * Refuses an output path that holds anything: a non-empty directory (unless `overwrite`) or a
+ * file of any kind (never replaced: a mistyped --out must not delete a user's file). Commands
+ * call this before their work so that a long search does not fail at its very end.
+ * @throws MorphError `MORPH_ERR_OUTPUT_EXISTS`.
+ */
+export async function checkOutputDir(dir: string, overwrite = false): Promise<string> {
+  const target = resolve(dir);
+  let info;
   try {
-    return (await readdir(path)).length > 0;
+    info = await stat(target);
   } catch {
-    return false;
+    return target; // does not exist: fine
   }
+  if (!info.isDirectory()) {
+    throw new MorphError('MORPH_ERR_OUTPUT_EXISTS', `output path ${target} is an existing file, not a directory; choose another --out`, { path: target });
+  }
+  if (!overwrite && (await readdir(target)).length > 0) {
+    throw new MorphError('MORPH_ERR_OUTPUT_EXISTS', `output directory ${target} exists and is not empty; choose another --out, remove it, or pass --overwrite`, { path: target });
+  }
+  return target;
 }
 
 /** Concatenates float32 weights little-endian, as tfjs reads them. */
@@ -45,13 +60,10 @@ async function writeModelFiles(dir: string, model: RebuiltModel): Promise<void> 
 
 /**
  * @returns the absolute output directory.
- * @throws MorphError `MORPH_ERR_OUTPUT_EXISTS` if `dir` is a non-empty directory and not `overwrite`.
+ * @throws MorphError `MORPH_ERR_OUTPUT_EXISTS` (see `checkOutputDir`).
  */
 export async function writeTfjsModel(dir: string, model: RebuiltModel, options: WriteModelOptions = {}): Promise<string> {
-  const target = resolve(dir);
-  if (!options.overwrite && (await isNonEmptyDir(target))) {
-    throw new MorphError('MORPH_ERR_OUTPUT_EXISTS', `output directory ${target} exists and is not empty; choose another --out or remove it`, { path: target });
-  }
+  const target = await checkOutputDir(dir, options.overwrite === true);
   await mkdir(dirname(target), { recursive: true });
   const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now()}`);
   await mkdir(tmp);

@@ -89,19 +89,8 @@ export function layerByName(graph: Graph, name: string): GraphLayer | undefined 
   return graph.layers.find((l) => l.name === name);
 }
 
-export function tensorShape(graph: Graph, ref: TensorRef): Shape {
-  const layer = layerByName(graph, ref.layer);
-  const call = layer?.calls[ref.nodeIndex];
-  if (!call) throw new Error(`internal: dangling tensor ref ${formatRef(ref)}`);
-  return call.outputShape;
-}
-
 export function formatRef(ref: TensorRef): string {
   return `${ref.layer}[${ref.nodeIndex}][${ref.tensorIndex}]`;
-}
-
-export function sameRef(a: TensorRef, b: TensorRef): boolean {
-  return a.layer === b.layer && a.nodeIndex === b.nodeIndex && a.tensorIndex === b.tensorIndex;
 }
 
 /** The channel (last) dimension of a shape, which every layer we understand keeps last (NHWC). */

@@ -54,8 +54,12 @@ export async function loadModelFile(path: string, options: LoadOptions = {}): Pr
     const dir = dirname(resolve(path));
     const groups: Uint8Array[] = [];
     for (const group of parsed.weightsManifest) {
-      if (!Array.isArray(group.paths) || !Array.isArray(group.weights)) {
+      if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
         throw new MorphError('MORPH_ERR_NOT_A_MODEL', `${path}: a weightsManifest entry lacks "paths" or "weights"`, { path });
+      }
+      const badEntry = group.weights.find((w) => !w || typeof w.name !== 'string' || !Array.isArray(w.shape) || typeof w.dtype !== 'string');
+      if (badEntry !== undefined) {
+        throw new MorphError('MORPH_ERR_NOT_A_MODEL', `${path}: weightsManifest entry ${JSON.stringify(badEntry)} is not {"name", "shape", "dtype"}`, { path });
       }
       const parts: Buffer[] = [];
       for (const p of group.paths) {

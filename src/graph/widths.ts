@@ -6,7 +6,8 @@
  */
 import { MorphError } from '../errors.ts';
 import type { ChannelAnalysis } from './channel-groups.ts';
-import { expandLayout, layoutOf } from './channel-groups.ts';
+import { layoutOf } from './channel-groups.ts';
+import { groupMaxAbs, planGammas } from './gamma-plan.ts';
 import type { Graph } from './graph.ts';
 import type { WeightMap } from './weights.ts';
 
@@ -25,6 +26,11 @@ export function widthOf(s: GroupSelection): number {
 function firstK(old: number, width: number): GroupSelection {
   const k = Math.min(old, width);
   return { keep: Array.from({ length: k }, (_, i) => i), add: width - k };
+}
+
+/** Each group at the given width, keeping its first channels (and appending fresh ones). */
+export function selectionFromWidths(analysis: ChannelAnalysis, widths: readonly number[]): Selection {
+  return analysis.groups.map((g) => firstK(g.channels, widths[g.id]));
 }
 
 export function identitySelection(analysis: ChannelAnalysis): Selection {
@@ -89,22 +95,11 @@ export function structureSelection(graph: Graph, analysis: ChannelAnalysis, stru
 }
 
 /**
- * The max |γ| of each channel of each group over every batch norm that covers it (DESIGN: a
- * group's gamma is the max over its members). Groups without gammas get an empty array.
+ * The max |γ| of each channel of each regularized group over every batch norm that covers it
+ * (DESIGN: a group's gamma is the max over its members). Other groups get an empty array.
  */
 export function groupGammas(graph: Graph, analysis: ChannelAnalysis, weights: WeightMap): Float32Array[] {
-  const out = analysis.groups.map((g) => (g.gammaLayers.length > 0 ? new Float32Array(g.channels) : new Float32Array(0)));
-  for (const layer of graph.layers) {
-    if (layer.kind !== 'batchnorm') continue;
-    const gamma = weights.get(layer.name)?.get('gamma');
-    if (!gamma) continue;
-    const positions = expandLayout(layoutOf(analysis, { layer: layer.name, nodeIndex: 0, tensorIndex: 0 }), (g) => analysis.groups[g].channels);
-    positions.forEach(({ group, channel }, i) => {
-      const v = Math.abs(gamma.data[i]);
-      if (out[group].length > 0 && v > out[group][channel]) out[group][channel] = v;
-    });
-  }
-  return out;
+  return groupMaxAbs(planGammas(graph, analysis), (layer) => weights.get(layer)?.get('gamma')?.data);
 }
 
 export interface AliveResult {

@@ -13,7 +13,7 @@ import type { ModelConfigJson } from '../graph/keras-json.ts';
 import { parseModel } from '../graph/parse.ts';
 import { rebuild, type RebuiltModel } from '../graph/rebuild.ts';
 import type { WeightMap } from '../graph/weights.ts';
-import { identitySelection, type Selection } from '../graph/widths.ts';
+import { identitySelection, selectionFromWidths, type Selection } from '../graph/widths.ts';
 import { structureOf, type Structure } from '../export/structure.ts';
 import type { Dataset } from '../train/data/index.ts';
 import { checkDatasetFitsModel } from '../train/data/index.ts';
@@ -38,7 +38,7 @@ export type Target = { readonly fraction: number } | { readonly value: number };
 export interface SearchOptions {
   readonly cost: CostName;
   readonly target: Target;
-  /** k in λ = k / seed cost (default 1). */
+  /** k in λ = k / seed cost (the CLI's default is 20). */
   readonly strength: number;
   /** Alive threshold on |γ| (default 1e-2). */
   readonly threshold: number;
@@ -283,7 +283,7 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
   if (options.baseline) {
     const uniform = expandToTarget(seedNet.ops, seedNet.analysis, costModel, seedWidths(seedNet.analysis), target.value, { divisor: options.divisor });
     onEvent({ type: 'phase', phase: 'baseline', message: `training the uniform baseline (ω = ${uniform.multiplier.toFixed(3)}) with the same schedule` });
-    const sel = uniformSelectionFromWidths(seedNet.analysis, uniform.widths);
+    const sel = selectionFromWidths(seedNet.analysis, uniform.widths);
     const fresh = rebuild(seedNet.graph, seedNet.analysis, sel, null, { seed: options.seed });
     const baseNet = netOf(reparse(fresh.modelTopology));
     const trained = await trainAndEvaluate(baseNet, fresh, dataset, options, 'baseline', onEvent);
@@ -311,10 +311,4 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
   return { report, structure: learned.structure, model: final.model, baselineModel, shrunkModel: shrunkModel! };
 }
 
-function uniformSelectionFromWidths(analysis: ChannelAnalysis, widths: readonly number[]): Selection {
-  return analysis.groups.map((g) => {
-    const k = Math.min(g.channels, widths[g.id]);
-    return { keep: Array.from({ length: k }, (_, i) => i), add: widths[g.id] - k };
-  });
-}
 

@@ -4,9 +4,8 @@
  * coefficients w_g from the alive counts after every epoch (the marginals depend on them), then
  * read off which channels survived (max |γ| of their group above the threshold).
  *
- * The proximal step treats each batch norm covering a group on its own, with the group's weight:
- * for a group with several batch norms (a residual add) this pushes every member down, not only
- * the largest, which is the group-lasso reading of "max over members".
+ * For a group covered by several batch norms (a residual add) the step is the proximal map of the
+ * max over them (DESIGN), so it lowers the largest members first.
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { CostModel, CostOp } from '../cost/cost-model.ts';
@@ -14,7 +13,8 @@ import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Dataset } from '../train/data/index.ts';
 import { train, type TrainHooks, type TrainOptions } from '../train/loop.ts';
-import { applyProx, gammaVariables, groupGammaValues, planGammas, proxWeights } from './gamma-tensors.ts';
+import { planGammas } from '../graph/gamma-plan.ts';
+import { applyProx, gammaVariables, groupGammaValues } from './gamma-tensors.ts';
 import { costAt } from './network-cost.ts';
 import { groupCoefficients, regularizerValue } from './regularizer.ts';
 
@@ -74,12 +74,11 @@ export async function shrink(
   const gammasBefore = groupGammaValues(plan, vars);
   let alive = aliveCounts(analysis, gammasBefore, options.threshold);
   let coefficients = groupCoefficients(ops, analysis, costModel, alive);
-  let prox = proxWeights(plan, coefficients, options.lambda);
   const epochs: ShrinkEpoch[] = [];
   await train(model, dataset, options.train, {
     // The optimizer takes the task gradient; λ·R is applied as a proximal step after each update.
     onStep: (e) => {
-      applyProx(vars, prox, e.lr);
+      applyProx(plan, vars, coefficients, options.lambda, e.lr);
       return hooks.onStep?.(e);
     },
     onEpochEnd: async (e) => {
@@ -87,7 +86,6 @@ export async function shrink(
       const gammas = groupGammaValues(plan, vars);
       alive = aliveCounts(analysis, gammas, options.threshold);
       coefficients = groupCoefficients(ops, analysis, costModel, alive);
-      prox = proxWeights(plan, coefficients, options.lambda);
       const record: ShrinkEpoch = {
         epoch: e.epoch,
         trainLoss: e.trainLoss,

@@ -17,7 +17,8 @@ export interface RecalibrateOptions {
 
 /** @returns the number of batch-norm layers updated. */
 export async function recalibrateBatchNorm(model: tf.LayersModel, dataset: Dataset, options: RecalibrateOptions = {}): Promise<number> {
-  const bns = model.layers.filter((l) => l.getClassName() === 'BatchNormalization');
+  // A batch norm shared by several calls has no single input to take statistics of; leave it be.
+  const bns = model.layers.filter((l) => l.getClassName() === 'BatchNormalization' && l.inboundNodes.length === 1);
   if (bns.length === 0) return 0;
   const inputs = bns.map((l) => l.input as tf.SymbolicTensor);
   const probe = tf.model({ inputs: model.inputs, outputs: inputs });

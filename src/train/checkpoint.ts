@@ -181,7 +181,11 @@ export async function readLatestCheckpoint(dir: string): Promise<LoadedCheckpoin
   } catch (err) {
     throw bad(path, err instanceof Error ? err.message : String(err));
   }
+  if (typeof state !== 'object' || state === null) throw bad(path, 'state.json is not an object');
   if (state.version !== CHECKPOINT_VERSION) throw bad(path, `it has format version ${String(state.version)}, this program reads ${CHECKPOINT_VERSION}`);
+  if (!state.optimizer || !Array.isArray(state.optimizer.weights) || !Array.isArray(modelJson?.weightsManifest)) {
+    throw bad(path, 'state.json lacks the optimizer weights or model.json lacks its weightsManifest');
+  }
   const specs = (modelJson.weightsManifest ?? []).flatMap((g) => g.weights).map((w) => ({ name: w.name, shape: w.shape, dtype: 'float32' as const }));
   const weightData = split(weightBytes, specs, path, 'weights.bin');
   const optData = split(optBytes, state.optimizer.weights, path, 'optimizer.bin');

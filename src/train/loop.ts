@@ -2,7 +2,8 @@
  * The training loop: epochs of shuffled batches through `createTrainStep`, a per-step learning-rate
  * schedule, evaluation after each epoch, checkpoints, resume, and a hard stop on a NaN loss. It
  * reports through hooks only (no printing), so the CLI, the server and the tests each attach what
- * they need — e.g. `createProgressReporter` for a terminal, or the MorphNet regularizer as `extraLoss`.
+ * they need — e.g. `createProgressReporter` for a terminal, a differentiable penalty as `extraLoss`,
+ * or the MorphNet shrink phase's proximal step in `onStep`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { MorphError } from '../errors.ts';

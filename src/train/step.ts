@@ -5,7 +5,8 @@
  *
  * The step is `tf.variableGrads` then `optimizer.applyGradients` — what `optimizer.minimize`
  * does — split in two so that a NaN or infinite loss is caught *before* the update: the model
- * keeps its last good weights. Batch-norm moving statistics update during `model.apply(x,
+ * keeps its last good weights (its batch-norm moving statistics have already seen the bad batch;
+ * the loop stops the run there, and its last checkpoint is the good state). Batch-norm moving statistics update during `model.apply(x,
  * {training: true})` itself (tfjs-layers writes them inside `BatchNormalization.call`, the same
  * path `fit` takes), so nothing else is needed for them.
  */

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { analyzeChannels } from '../../src/graph/channel-groups.ts';
+import { planGammas } from '../../src/graph/gamma-plan.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { isMorphError } from '../../src/errors.ts';
 import { runSearch, type SearchOptions } from '../../src/morph/search.ts';
@@ -94,14 +95,32 @@ describe('runSearch (flops, synthetic data, tiny model)', () => {
 
   it('refuses a target below the fixed cost or above the seed, before any training', async () => {
     const graph = tinyGraph();
-    const analysis = analyzeChannels(graph);
-    assert.ok(analysis.groups.length > 0);
     for (const target of [{ value: 10 }, { fraction: 1.5 }]) {
+      const events: string[] = [];
       await assert.rejects(
-        runSearch({ graph, weights: null }, data, { ...base, target }),
+        runSearch({ graph, weights: null }, data, { ...base, target }, (e) => events.push(e.type)),
         (e: unknown) => isMorphError(e) && e.code === 'MORPH_ERR_TARGET' && /minimum reachable|not below the seed/.test(e.message),
       );
+      assert.deepEqual(events, [], 'no phase started');
     }
+  });
+
+  it('lets a batch norm over flattened features vote on channels through every position', async () => {
+    const b = new FunctionalBuilder('flat', { momentum: 0.9 });
+    let x = b.input('input', [12, 12, 1]);
+    x = b.relu('c1_relu', b.batchNorm('c1_bn', b.conv2d('c1', x, { filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false })));
+    x = b.batchNorm('flat_bn', b.flatten('flat', x));
+    x = b.dense('out', x, { units: 3, activation: 'softmax' });
+    const graph = parseModel({ format: 'layers-model', modelTopology: b.build([x]) }).graph;
+    const analysis = analyzeChannels(graph);
+    const c1 = analysis.groups.find((g) => g.layers.includes('c1'))!;
+    assert.deepEqual(c1.gammaLayers, ['c1_bn', 'flat_bn']);
+    const plan = planGammas(graph, analysis);
+    // flat_bn has 6·6 positions × 8 channels; channel 3 of c1 is gamma 3, 11, 19, … of it.
+    const flat = plan.slices[c1.id].find((s) => s.layer === 'flat_bn')!;
+    assert.deepEqual([flat.tile, flat.stride, flat.offset], [36, 8, 0]);
+    const r = await runSearch({ graph, weights: null }, data, { ...base, baseline: false, finalEpochs: 1 });
+    assert.ok(r.report.learned.flops <= r.report.target.value);
   });
 
   it('refuses a dataset that does not fit the model', async () => {

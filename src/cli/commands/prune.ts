@@ -1,5 +1,6 @@
 /** `morphnet prune`: remove dead channels (max |γ| of their group ≤ T), keeping the rest exactly. */
 import { MorphError } from '../../errors.ts';
+import { checkOutputDir } from '../../export/tfjs-model.ts';
 import { aliveSelection } from '../../graph/widths.ts';
 import { numberFlag, parseFlags, requireString, type Command } from '../args.ts';
 import { human, table } from '../format.ts';
@@ -40,6 +41,7 @@ export const pruneCommand: Command = {
     const threshold = numberFlag('prune', 'threshold', values.threshold, (n) => n >= 0, 'a non-negative number such as 0.01');
     if (threshold === undefined) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet prune: --threshold is required, e.g. --threshold 0.01');
     const out = requireString('prune', 'out', values.out, 'pruned/');
+    await checkOutputDir(out, values.overwrite === true);
     const m = await loadModelInput('prune', positionals[0], undefined);
     if (!m.weights) {
       throw new MorphError('MORPH_ERR_WEIGHTS_MISSING', `${m.path} has no weightsManifest; prune reads the trained batch-norm gammas, so give a model.json saved with its weights`, { path: m.path });

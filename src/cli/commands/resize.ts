@@ -6,7 +6,7 @@ import { parseModel } from '../../graph/parse.ts';
 import { rebuild, toModelJson } from '../../graph/rebuild.ts';
 import { structureSelection, uniformSelection, widthOf, type Selection } from '../../graph/widths.ts';
 import { structureOf } from '../../export/structure.ts';
-import { writeTfjsModel } from '../../export/tfjs-model.ts';
+import { checkOutputDir, writeTfjsModel } from '../../export/tfjs-model.ts';
 import { numberFlag, parseFlags, requireString, type Command } from '../args.ts';
 import { human } from '../format.ts';
 import { loadModelInput, type ModelInput } from '../model-source.ts';
@@ -78,6 +78,7 @@ export const resizeCommand: Command = {
       throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet resize: give exactly one of --multiplier W or --structure S.json; see "morphnet resize --help"');
     }
     const out = requireString('resize', 'out', values.out, 'resized/');
+    await checkOutputDir(out, values.overwrite === true);
     const m = await loadModelInput('resize', positionals[0], values['seed-model']);
     let selection: Selection;
     if (multiplier !== undefined) {

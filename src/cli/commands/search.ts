@@ -1,6 +1,6 @@
 /** `morphnet search`: the offline MorphNet shrink/expand search with a FLOP or parameter target. */
 import { MorphError } from '../../errors.ts';
-import { writeTfjsModel } from '../../export/tfjs-model.ts';
+import { checkOutputDir, writeTfjsModel } from '../../export/tfjs-model.ts';
 import { runSearch, VALID_COSTS, type CostName, type SearchEvent, type SearchReport, type Target } from '../../morph/search.ts';
 import { selectBackend, describeBackend, VALID_BACKENDS, type BackendChoice } from '../../train/backend.ts';
 import { DATASET_SPECS, openDataset } from '../../train/data/index.ts';
@@ -46,7 +46,8 @@ Training:
   --batch-size B       (default 64)
   --optimizer O        sgd (default, momentum 0.9) | adam
   --lr X               learning rate (default: sgd 0.05, adam 1e-3)
-  --schedule S         constant | cosine (default) | step
+  --schedule S         constant | cosine (default) | step, for the final and baseline
+                       training (the shrink phase always runs at a constant rate)
   --max-steps N        cap the steps of each epoch (quick runs)
   --backend B          auto (default) | tfjs-node | wasm | cpu
   --seed-value S       random seed for shuffling, splits and initialisation (default 0;
@@ -225,6 +226,7 @@ export const searchCommand: Command = {
         maxStepsPerEpoch: int('max-steps', 1),
       },
     };
+    await checkOutputDir(out, values.overwrite === true);
     const trainLimit = int('train-limit', 2);
     const testLimit = int('test-limit', 1);
     const modelPath = typeof values.model === 'string' ? values.model : undefined;

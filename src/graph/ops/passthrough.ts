@@ -20,6 +20,12 @@ export interface ActivationAttrs {
   maxValue: number | null;
 }
 
+/**
+ * Activations with f(0) ≠ 0: after them a channel whose batch norm has γ = β = 0 still carries a
+ * constant, so removing it would change the network. Their channels keep their width.
+ */
+const NONZERO_AT_ZERO = new Set(['sigmoid', 'hard_sigmoid', 'hardsigmoid', 'softplus', 'softmax', 'exponential', 'exp']);
+
 export const activation: OpDescriptor<ActivationAttrs> = {
   classNames: ['Activation', 'ReLU', 'Softmax', 'LeakyReLU', 'ELU', 'ThresholdedReLU'],
   kind: 'activation',
@@ -29,7 +35,7 @@ export const activation: OpDescriptor<ActivationAttrs> = {
   },
   outputShape: identityShape,
   ...noWeights,
-  channelRule: () => ({ type: 'pass' }),
+  channelRule: (a) => (NONZERO_AT_ZERO.has(a.activation.toLowerCase()) ? { type: 'boundary', reason: `activation ${a.activation} is not 0 at 0` } : { type: 'pass' }),
 };
 
 export const dropout: OpDescriptor<Record<string, never>> = {

@@ -43,5 +43,3 @@ export const OP_REGISTRY = buildRegistry(ALL);
 export function opFor(className: string): AnyOpDescriptor | undefined {
   return OP_REGISTRY.get(className);
 }
-
-export const SUPPORTED_CLASSES: readonly string[] = [...OP_REGISTRY.keys()].sort();

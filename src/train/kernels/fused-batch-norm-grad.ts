@@ -49,8 +49,3 @@ export function registerFusedBatchNormGrad(): boolean {
   tf.registerGradient(fusedBatchNormGradConfig as unknown as tf.GradConfig);
   return true;
 }
-
-/** tfjs's own gradient, kept for the fallback and for tests that compare the two. */
-export function originalFusedBatchNormGrad(): ReturnType<typeof tf.getGradient> | undefined {
-  return original;
-}

@@ -9,8 +9,8 @@
  * - `Sum` and `Mean` over every axis but the last (per-channel statistics of batch norm and its
  *   gradient) are a product with a row of ones; wasm transposes the input first instead.
  *
- * Registered with the gradient kernels (`register-wasm-grads.ts`); tests compare each against the
- * backend's own kernel.
+ * Registered with the gradient kernels (`register-wasm-grads.ts`); tests compare each against
+ * tfjs's `cpu` kernels.
  */
 import * as tf from '@tensorflow/tfjs';
 import { runComposite, type KernelArgs } from './composite.ts';
@@ -107,9 +107,4 @@ export function registerWasmFastPaths(): string[] {
 
 export function activeWasmFastPaths(): string[] {
   return FAST.filter((c) => tf.getKernel(c.kernelName, 'wasm')?.kernelFunc === c.kernelFunc).map((c) => c.kernelName);
-}
-
-/** The backend's own kernel function, for tests that compare against it. */
-export function originalWasmKernel(name: string): KernelFunc | undefined {
-  return originals.get(name);
 }

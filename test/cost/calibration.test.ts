@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { applyCalibration, calibrationQuality, fitCalibration, fitCalibrations, type CalibrationSample } from '../../src/cost/calibration.ts';
+import { MorphError } from '../../src/errors.ts';
+
+/** Deterministic pseudo-random numbers in [0, 1). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+function synthetic(n: number, a: number, b: number, c: number, noise = 0, seed = 1, device = 'pi4', runtime = 'tflite'): CalibrationSample[] {
+  const r = rng(seed);
+  return Array.from({ length: n }, (_, i) => {
+    const sumOpsMs = 0.5 + 80 * r() ** 2;
+    const nOps = 5 + Math.floor(60 * r());
+    const exact = a * sumOpsMs + b * nOps + c;
+    return { device, runtime, sumOpsMs, nOps, measuredMs: exact * (1 + noise * (2 * r() - 1)), model: `net${i}` };
+  });
+}
+
+const close = (x: number, y: number, tol: number): boolean => Math.abs(x - y) <= tol * Math.max(Math.abs(y), 1);
+const calibrationErr = (e: unknown): boolean => e instanceof MorphError && e.code === 'MORPH_ERR_CALIBRATION';
+
+describe('fitCalibration', () => {
+  it('recovers known coefficients from exact data, with either weighting', () => {
+    const samples = synthetic(30, 1.15, 0.04, 0.8);
+    for (const weighting of ['relative', 'absolute'] as const) {
+      const cal = fitCalibration(samples, { weighting });
+      assert.equal(cal.method, 'full');
+      assert.ok(close(cal.a, 1.15, 1e-8) && close(cal.b, 0.04, 1e-8) && close(cal.c, 0.8, 1e-8), `${weighting}: ${cal.a} ${cal.b} ${cal.c}`);
+      assert.equal(cal.quality.within, 1);
+      assert.ok(cal.quality.medianApe < 1e-9);
+      assert.equal(cal.samples, 30);
+      assert.equal(cal.device, 'pi4');
+      assert.equal(cal.runtime, 'tflite');
+    }
+  });
+
+  it('recovers them closely from noisy data (±3%) and predicts held-out networks within ±10%', () => {
+    const cal = fitCalibration(synthetic(40, 1.3, 0.02, 1.5, 0.03, 5));
+    assert.ok(close(cal.a, 1.3, 0.03), `a ${cal.a}`);
+    assert.ok(Math.abs(cal.b - 0.02) < 0.01, `b ${cal.b}`);
+    assert.ok(Math.abs(cal.c - 1.5) < 0.3, `c ${cal.c}`);
+    const held = calibrationQuality(cal, synthetic(30, 1.3, 0.02, 1.5, 0.03, 99));
+    assert.equal(held.within, 1);
+    assert.ok(held.medianApe < 0.03);
+  });
+
+  it('keeps coefficients non-negative when the unconstrained fit would not', () => {
+    // The truth has a negative constant: the constrained fit sets c = 0 and refits the rest.
+    const cal = fitCalibration(synthetic(20, 1.2, 0.05, -0.4));
+    assert.ok(cal.a >= 0 && cal.b >= 0 && cal.c >= 0);
+    assert.equal(cal.c, 0);
+    assert.ok(cal.quality.medianApe < 0.05);
+  });
+
+  it('falls back to simpler fits with fewer than 3 networks and says so', () => {
+    const two = fitCalibration(synthetic(2, 1.1, 0, 0.5));
+    assert.equal(two.method, 'scale-offset');
+    assert.equal(two.b, 0);
+    assert.ok(close(two.a, 1.1, 1e-9) && close(two.c, 0.5, 1e-9));
+    assert.match(two.note, /only 2 networks/);
+    const one = fitCalibration([{ device: 'd', runtime: 'r', sumOpsMs: 10, nOps: 7, measuredMs: 12 }]);
+    assert.equal(one.method, 'scale');
+    assert.ok(close(one.a, 1.2, 1e-12) && one.b === 0 && one.c === 0);
+    assert.match(one.note, /only 1 network/);
+    assert.match(fitCalibration(synthetic(3, 1, 0.1, 0.1)).note, /on 3 networks/);
+  });
+
+  it('handles collinear features (every network with the same op count)', () => {
+    const samples = synthetic(6, 1.2, 0.05, 0.3).map((s) => ({ ...s, nOps: 10, measuredMs: 1.2 * s.sumOpsMs + 0.5 + 0.3 }));
+    const cal = fitCalibration(samples);
+    for (const s of samples) assert.ok(close(applyCalibration(cal, s), s.measuredMs, 1e-9));
+  });
+
+  it('fits each device and runtime separately', () => {
+    const mixed = [...synthetic(5, 1.1, 0.01, 0.2, 0, 1, 'pi4', 'tflite'), ...synthetic(4, 2, 0.1, 1, 0, 2, 'pixel', 'wasm')];
+    const cals = fitCalibrations(mixed);
+    assert.deepEqual(cals.map((c) => `${c.device}/${c.runtime}`), ['pi4/tflite', 'pixel/wasm']);
+    assert.ok(close(cals[1].a, 2, 1e-8) && close(cals[1].b, 0.1, 1e-8) && close(cals[1].c, 1, 1e-8));
+    assert.throws(() => fitCalibration(mixed), (e: unknown) => calibrationErr(e) && /one device and runtime/.test((e as Error).message));
+  });
+
+  it('rejects empty, NaN and non-positive inputs', () => {
+    const ok = synthetic(3, 1, 0.1, 0.1);
+    assert.throws(() => fitCalibration([]), calibrationErr);
+    assert.throws(() => fitCalibration([...ok, { ...ok[0], measuredMs: Number.NaN }]), calibrationErr);
+    assert.throws(() => fitCalibration([...ok, { ...ok[0], measuredMs: 0 }]), calibrationErr);
+    assert.throws(() => fitCalibration([...ok, { ...ok[0], sumOpsMs: -1 }]), calibrationErr);
+    assert.throws(() => fitCalibration([...ok, { ...ok[0], nOps: 2.5 }]), calibrationErr);
+    assert.throws(() => fitCalibration(ok.map((x) => ({ ...x, sumOpsMs: 0 }))), calibrationErr);
+    assert.throws(() => applyCalibration({ a: 1, b: 0, c: 0 }, { sumOpsMs: Number.POSITIVE_INFINITY, nOps: 1 }), calibrationErr);
+  });
+});
+
+describe('calibrationQuality', () => {
+  it('counts networks within ±10% and takes the median absolute percentage error', () => {
+    const cal = { a: 1, b: 0, c: 0 };
+    const s = (sumOpsMs: number, measuredMs: number): CalibrationSample => ({ device: 'd', runtime: 'r', sumOpsMs, nOps: 1, measuredMs });
+    const q = calibrationQuality(cal, [s(100, 100), s(105, 100), s(90, 100), s(80, 100)]);
+    assert.equal(q.n, 4);
+    assert.equal(q.withinCount, 3);
+    assert.equal(q.within, 0.75);
+    assert.ok(Math.abs(q.medianApe - 0.075) < 1e-12);
+    assert.equal(calibrationQuality(cal, [s(100, 100), s(105, 100), s(90, 100), s(80, 100)], 0.05).withinCount, 2);
+  });
+});
