@@ -11,6 +11,7 @@ import type { Graph, GraphLayer } from './graph.ts';
 import { isJsonObject, type JsonObject, type JsonValue, type LayerJson, type ModelConfigJson, type TfjsModelJson } from './keras-json.ts';
 import type { AxisRole, WeightInit, WeightRole } from './ops/op.ts';
 import { opFor } from './ops/register-all.ts';
+import { createRng } from '../util/random.ts';
 import { sizeOf, type WeightMap, type WeightTensor } from './weights.ts';
 import { widthOf, type Selection } from './widths.ts';
 
@@ -51,18 +52,6 @@ export function mapLayout(layout: ChannelLayout, analysis: ChannelAnalysis, sele
     for (let j = 0; j < block.length; j++) out[p * block.length + j] = block[j] < 0 ? -1 : p * oldOffset + block[j];
   }
   return out;
-}
-
-/** Deterministic uniform floats in [0, 1) (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function initValue(init: WeightInit, shape: readonly number[], random: () => number): () => number {
@@ -180,7 +169,7 @@ export function rebuild(graph: Graph, analysis: ChannelAnalysis, selection: Sele
       throw new Error(`internal: fixed group ${g.id} was resized`);
     }
   });
-  const random = rng(options.seed ?? 1);
+  const random = createRng(options.seed ?? 1);
   const layersJson: LayerJson[] = [];
   const outWeights: NamedWeight[] = [];
   for (const layer of graph.layers) {

@@ -4,6 +4,7 @@
  */
 import type { OpSpec } from './op-spec.ts';
 import { depthMultiplier, inputShapes } from './op-spec.ts';
+import { createRng } from '../util/random.ts';
 
 /** Weights in tfjs layouts: conv `[kh, kw, cIn, cOut]`, depthwise `[kh, kw, cIn, m]`, dense `[cIn, cOut]`. */
 export interface SpecWeights {
@@ -12,17 +13,8 @@ export interface SpecWeights {
   readonly bias: Float32Array;
 }
 
-/** mulberry32: a small, fast, seedable PRNG; uniform in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded uniform [0, 1) generator (mulberry32). */
+export const seededRandom = createRng;
 
 /** `n` values uniform in [-scale, scale). */
 export function randomArray(n: number, scale: number, rand: () => number): Float32Array {

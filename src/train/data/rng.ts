@@ -3,8 +3,8 @@
  * here must be reproducible from a seed across runs and machines, which Math.random is not.
  */
 
-/** A generator of floats in [0, 1). */
-export type Rng = () => number;
+export type { Rng } from '../../util/random.ts';
+import type { Rng } from '../../util/random.ts';
 
 /**
  * Mixes any number of integers (seed, epoch, index, salt) into one 32-bit seed. Uses the
@@ -31,17 +31,7 @@ function fmix(x: number): number {
   return h >>> 0;
 }
 
-/** mulberry32: tiny, fast and good enough for shuffles; not for cryptography. */
-export function createRng(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { createRng } from '../../util/random.ts';
 
 /** A standard normal sample (Box–Muller). */
 export function normal(rng: Rng): number {
