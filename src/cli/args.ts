@@ -23,7 +23,7 @@ export interface Command {
 
 export function parseFlags(command: string, argv: string[], options: Options): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   try {
-    const { values, positionals } = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return { values: values as Record<string, string | boolean | undefined>, positionals };
   } catch (err) {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet ${command}: ${(err as Error).message.replace(/\. To specify.*$/s, '')}; see "morphnet ${command} --help"`);

@@ -45,6 +45,11 @@ export async function main(argv: string[], io: CommandIo = defaultIo): Promise<n
     io.err(`morphnet: unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
+  // Every command answers --help the same way, before its flags are parsed.
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.out(command.usage);
+    return 0;
+  }
   const json = rest.includes('--json');
   try {
     return await command.run(rest, io);

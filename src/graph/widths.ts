@@ -115,17 +115,26 @@ export interface AliveResult {
  * with zero channels would disconnect the network.
  */
 export function aliveSelection(graph: Graph, analysis: ChannelAnalysis, weights: WeightMap, threshold: number): AliveResult {
+  return aliveFromGammas(analysis, groupGammas(graph, analysis, weights), threshold);
+}
+
+/**
+ * The alive rule on group gammas (max |γ| per channel), shared by pruning and by the shrink
+ * phase's alive counts: channels of regularized groups above `threshold`; a group left with
+ * nothing keeps its largest channel.
+ */
+export function aliveFromGammas(analysis: ChannelAnalysis, gammas: readonly ArrayLike<number>[], threshold: number): AliveResult {
   if (!Number.isFinite(threshold) || threshold < 0) {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `threshold ${threshold} must be a non-negative number, e.g. 0.01`);
   }
-  const gammas = groupGammas(graph, analysis, weights);
   const warnings: string[] = [];
   const selection = analysis.groups.map((g) => {
-    if (!g.regularized) return firstK(g.channels, g.channels);
     const gam = gammas[g.id];
-    let keep = [...gam.keys()].filter((c) => gam[c] > threshold);
+    if (!g.regularized || gam.length === 0) return firstK(g.channels, g.channels);
+    let keep = Array.from({ length: gam.length }, (_, c) => c).filter((c) => gam[c] > threshold);
     if (keep.length === 0) {
-      const best = gam.reduce((bi, v, i) => (v > gam[bi] ? i : bi), 0);
+      let best = 0;
+      for (let c = 1; c < gam.length; c++) if (gam[c] > gam[best]) best = c;
       keep = [best];
       warnings.push(`group ${g.id} (${g.layers[0]}) has no channel with |gamma| > ${threshold}; kept its largest one so the network stays connected`);
     }

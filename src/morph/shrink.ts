@@ -14,6 +14,7 @@ import type { Graph } from '../graph/graph.ts';
 import type { Dataset } from '../train/data/index.ts';
 import { train, type TrainHooks, type TrainOptions } from '../train/loop.ts';
 import { planGammas } from '../graph/gamma-plan.ts';
+import { aliveFromGammas, widthOf } from '../graph/widths.ts';
 import { applyProx, gammaVariables, groupGammaValues } from './gamma-tensors.ts';
 import { costAt } from './network-cost.ts';
 import { groupCoefficients, regularizerValue } from './regularizer.ts';
@@ -49,13 +50,7 @@ export interface ShrinkResult {
 }
 
 export function aliveCounts(analysis: ChannelAnalysis, gammas: readonly ArrayLike<number>[], threshold: number): number[] {
-  return analysis.groups.map((g) => {
-    if (!g.regularized || gammas[g.id].length === 0) return g.channels;
-    let n = 0;
-    for (let c = 0; c < gammas[g.id].length; c++) if (gammas[g.id][c] > threshold) n++;
-    // The pruner keeps one channel of an empty group, so cost it that way too.
-    return Math.max(1, n);
-  });
+  return aliveFromGammas(analysis, gammas, threshold).selection.map(widthOf);
 }
 
 export async function shrink(

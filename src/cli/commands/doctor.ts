@@ -156,10 +156,6 @@ export const doctorCommand: Command = {
   usage: USAGE,
   async run(argv, io) {
     const { values } = parseFlags('doctor', argv, { json: { type: 'boolean' }, backend: { type: 'string' } });
-    if (values.help) {
-      io.out(USAGE);
-      return 0;
-    }
     const backend = (typeof values.backend === 'string' ? values.backend : 'auto') as BackendChoice;
     // selectBackend checks the name and lists the accepted ones.
     const report = await doctorReport(backend);

@@ -38,10 +38,6 @@ export const exportCommand: Command = {
       'random-weights': { type: 'boolean' },
       json: { type: 'boolean' },
     });
-    if (values.help) {
-      io.out(USAGE);
-      return 0;
-    }
     const out = resolve(requireString('export', 'tflite', values.tflite, 'model.tflite'));
     if (positionals.length > 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet export: give one MODEL.json, got ${positionals.length} paths`);
     const m = await loadModelInput('export', positionals[0], undefined);

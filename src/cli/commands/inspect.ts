@@ -101,10 +101,6 @@ export const inspectCommand: Command = {
   usage: USAGE,
   async run(argv, io) {
     const { values, positionals } = parseFlags('inspect', argv, { json: { type: 'boolean' }, seed: { type: 'string' } });
-    if (values.help) {
-      io.out(USAGE);
-      return 0;
-    }
     const m = await loadModelInput('inspect', positionals[0], values.seed);
     const report = inspectReport(m);
     io.out(values.json ? JSON.stringify(report, null, 2) : render(report));

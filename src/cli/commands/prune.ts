@@ -34,10 +34,6 @@ export const pruneCommand: Command = {
       overwrite: { type: 'boolean' },
       json: { type: 'boolean' },
     });
-    if (values.help) {
-      io.out(USAGE);
-      return 0;
-    }
     const threshold = numberFlag('prune', 'threshold', values.threshold, (n) => n >= 0, 'a non-negative number such as 0.01');
     if (threshold === undefined) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet prune: --threshold is required, e.g. --threshold 0.01');
     const out = requireString('prune', 'out', values.out, 'pruned/');

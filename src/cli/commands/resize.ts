@@ -67,10 +67,6 @@ export const resizeCommand: Command = {
       'seed-model': { type: 'string' },
       json: { type: 'boolean' },
     });
-    if (values.help) {
-      io.out(USAGE);
-      return 0;
-    }
     const multiplier = numberFlag('resize', 'multiplier', values.multiplier, (n) => n > 0, 'a positive number such as 0.5');
     const divisor = numberFlag('resize', 'divisor', values.divisor, (n) => Number.isInteger(n) && n > 0, 'a positive integer') ?? 1;
     const seed = numberFlag('resize', 'seed', values.seed, Number.isInteger, 'an integer') ?? 1;

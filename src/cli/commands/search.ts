@@ -184,10 +184,6 @@ export const searchCommand: Command = {
       overwrite: { type: 'boolean' },
       json: { type: 'boolean' },
     });
-    if (values.help) {
-      io.out(USAGE);
-      return 0;
-    }
     const int = (name: string, min: number): number | undefined => numberFlag('search', name, values[name], (n) => Number.isInteger(n) && n >= min, `an integer ≥ ${min}`);
     const pos = (name: string): number | undefined => numberFlag('search', name, values[name], (n) => n > 0, 'a positive number');
     const out = typeof values.out === 'string' && values.out !== '' ? values.out : defaultOutDir();
