@@ -26,6 +26,11 @@ export const ERROR_CODES = {
   MORPH_ERR_CALIBRATION: { status: 400, exit: 2, summary: 'A latency calibration cannot be fitted or applied: no end-to-end samples, a non-finite or non-positive latency, or samples from more than one device/runtime.' },
   MORPH_ERR_BAD_OP_SPEC: { status: 400, exit: 2, summary: 'An OpSpec (one op as it runs at inference) has a bad or inconsistent field: an unknown kind, activation or dtype, a non-positive size, a window that does not fit its input, channel counts the kind does not allow.' },
   MORPH_ERR_EXPORT: { status: 422, exit: 2, summary: 'The model cannot be written in the requested format: a layer, activation or option the .tflite writer does not support, or a model without weights where weights are needed.' },
+  MORPH_ERR_PROTOCOL: { status: 400, exit: 2, summary: 'An agent or server WebSocket message is not valid protocol v1: not JSON, an unknown type or version, a missing or extra field, a non-finite or out-of-range number.' },
+  MORPH_ERR_UNAUTHORIZED: { status: 401, exit: 2, summary: 'A token is missing or wrong (agent token on the WebSocket; admin token on the API where one is required).' },
+  MORPH_ERR_MISSING_OPS: { status: 409, exit: 2, summary: 'A latency prediction needs ops the device\'s table lacks; profile the model on that device and runtime first (the missing ops are listed).' },
+  MORPH_ERR_UNKNOWN_ITEM: { status: 409, exit: 2, summary: 'A result or failure names a lease or item the server does not hold for this agent (unknown, expired or re-leased); it is not stored.' },
+  MORPH_ERR_JOB_FAILED: { status: 422, exit: 2, summary: 'A profiling or measurement job failed: its items could not be run on the device (each item\'s error is in the job).' },
   MORPH_ERR_LIMIT: { status: 413, exit: 2, summary: 'An input is over a configured size limit.' },
   MORPH_ERR_INTERNAL: { status: 500, exit: 1, summary: 'A bug: please report it with the command that caused it.' },
 } as const;

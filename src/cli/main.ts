@@ -5,14 +5,16 @@
  */
 import { isMorphError } from '../errors.ts';
 import type { Command, CommandIo } from './args.ts';
+import { agentCommand } from './commands/agent.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { exportCommand } from './commands/export.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { pruneCommand } from './commands/prune.ts';
 import { resizeCommand } from './commands/resize.ts';
 import { searchCommand } from './commands/search.ts';
+import { serveCommand } from './commands/serve.ts';
 
-export const COMMANDS: readonly Command[] = [inspectCommand, resizeCommand, pruneCommand, searchCommand, exportCommand, doctorCommand];
+export const COMMANDS: readonly Command[] = [inspectCommand, resizeCommand, pruneCommand, searchCommand, exportCommand, serveCommand, agentCommand, doctorCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

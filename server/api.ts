@@ -1,0 +1,244 @@
+/**
+ * The REST API under `/api` (documented in docs/api.md). JSON in and out; every body and query
+ * is validated, and every failure is `{ "error": { "code", "message", "details"? } }` with the
+ * status of its code (src/errors.ts): never a stack trace.
+ */
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { z } from 'zod';
+import { ERROR_CODES, isMorphError, MorphError, type ErrorCode } from '../src/errors.ts';
+import { predictNetwork } from '../src/cost/predict-network.ts';
+import { measureOptionsSchema, VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
+import type { Fleet } from './fleet.ts';
+import type { Hub } from './hub.ts';
+import { resolveModel } from './models.ts';
+import type { TableReader } from './tables.ts';
+
+/** Largest JSON body, bytes (a model.json topology is well under this). */
+export const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+export interface ApiContext {
+  readonly fleet: Fleet;
+  readonly tables: TableReader;
+  readonly hub: Hub;
+  readonly version: string;
+}
+
+const gridSchema = z
+  .object({
+    step: z.number().int().min(1).max(1024),
+    maxPerAxis: z.number().int().min(2).max(64),
+    maxScale: z.number().finite().min(0.01).max(4),
+  })
+  .partial()
+  .strict();
+
+const deviceRuntimeModel = {
+  deviceId: z.string().min(1).max(64),
+  runtime: z.enum(VALID_RUNTIMES),
+  model: z.union([z.string().min(1).max(100), z.record(z.unknown())]),
+};
+
+const profileBody = z.object({ ...deviceRuntimeModel, grid: gridSchema.optional(), measure: measureOptionsSchema.optional(), force: z.boolean().optional() }).strict();
+const measureBody = z.object({ ...deviceRuntimeModel, measure: measureOptionsSchema.optional() }).strict();
+const predictBody = z.object(deviceRuntimeModel).strict();
+const tablesQuery = z.object({ deviceId: z.string().min(1).max(64), runtime: z.enum(VALID_RUNTIMES), signature: z.string().max(300).optional() }).strict();
+const jobsQuery = z
+  .object({ deviceId: z.string().max(64).optional(), state: z.enum(['queued', 'running', 'done', 'failed', 'cancelled']).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() })
+  .strict();
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issues = r.error.issues.slice(0, 6).map((i) => `${i.path.length ? i.path.join('.') : what}: ${i.message}`);
+  throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `invalid ${what}: ${issues.join('; ')}`, { issues: r.error.issues.slice(0, 20).map((i) => ({ path: i.path.join('.'), message: i.message })) });
+}
+
+/** Async route handler with errors passed on to the error middleware. */
+const route =
+  (fn: (req: Request, res: Response) => Promise<void>) =>
+  (req: Request, res: Response, next: NextFunction): void => {
+    fn(req, res).catch(next);
+  };
+
+async function checkRuntime(ctx: ApiContext, deviceId: string, runtime: RuntimeName): Promise<void> {
+  const device = await ctx.fleet.requireDevice(deviceId);
+  const reported = (device.runtimes as { name: string }[]).map((r) => r.name);
+  if (!reported.includes(runtime)) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `device ${deviceId} (${device.name}) does not serve runtime ${runtime}; it serves ${reported.join(', ')}`, { field: 'runtime', runtimes: reported });
+  }
+}
+
+export function errorBody(err: unknown): { status: number; body: { error: { code: string; message: string; details?: unknown } } } {
+  if (isMorphError(err)) {
+    const details = Object.keys(err.details).length > 0 ? err.details : undefined;
+    return { status: ERROR_CODES[err.code].status, body: { error: { code: err.code, message: err.message, ...(details ? { details } : {}) } } };
+  }
+  const e = err as { type?: string; status?: number; message?: string };
+  if (e?.type === 'entity.too.large') return { status: 413, body: { error: { code: 'MORPH_ERR_LIMIT', message: `the request body is larger than ${MAX_BODY_BYTES} bytes` } } };
+  if (e?.type === 'entity.parse.failed') return { status: 400, body: { error: { code: 'MORPH_ERR_NOT_JSON', message: `the request body is not valid JSON: ${e.message ?? ''}`.trim() } } };
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
+    return { status: e.status, body: { error: { code: 'MORPH_ERR_BAD_ARGUMENT', message: e.message ?? 'bad request' } } };
+  }
+  return { status: 500, body: { error: { code: 'MORPH_ERR_INTERNAL' satisfies ErrorCode, message: 'internal error; the server log has the details' } } };
+}
+
+export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router {
+  const api = express.Router();
+  api.use(express.json({ limit: MAX_BODY_BYTES, strict: true, type: () => true }));
+
+  api.get(
+    '/health',
+    route(async (_req, res) => {
+      const devices = await ctx.fleet.devices();
+      res.json({ ok: true, version: ctx.version, devices: devices.length, online: devices.filter((d) => d.online).length, hub: ctx.hub.stats() });
+    }),
+  );
+
+  api.get(
+    '/devices',
+    route(async (_req, res) => {
+      res.json({ devices: await ctx.fleet.devices() });
+    }),
+  );
+
+  api.get(
+    '/devices/:id',
+    route(async (req, res) => {
+      res.json(await ctx.fleet.requireDevice(String(req.params.id)));
+    }),
+  );
+
+  api.post(
+    '/profile',
+    route(async (req, res) => {
+      const body = parse(profileBody, req.body, 'profile request');
+      await checkRuntime(ctx, body.deviceId, body.runtime);
+      const model = resolveModel(body.model);
+      const job = await ctx.fleet.createProfileJob({ deviceId: body.deviceId, runtime: body.runtime, model, grid: body.grid, measure: body.measure, force: body.force });
+      res.status(202).location(`/api/jobs/${job.id}`).json(job);
+    }),
+  );
+
+  api.post(
+    '/measure',
+    route(async (req, res) => {
+      const body = parse(measureBody, req.body, 'measure request');
+      await checkRuntime(ctx, body.deviceId, body.runtime);
+      const model = resolveModel(body.model);
+      const job = await ctx.fleet.createMeasureJob({ deviceId: body.deviceId, runtime: body.runtime, model, measure: body.measure });
+      res.status(202).location(`/api/jobs/${job.id}`).json(job);
+    }),
+  );
+
+  api.get(
+    '/jobs',
+    route(async (req, res) => {
+      const q = parse(jobsQuery, req.query, 'query');
+      res.json({ jobs: await ctx.fleet.jobs(q) });
+    }),
+  );
+
+  api.get(
+    '/jobs/:id',
+    route(async (req, res) => {
+      const job = await ctx.fleet.job(String(req.params.id));
+      if (!job) throw new MorphError('MORPH_ERR_NOT_FOUND', `no job ${JSON.stringify(req.params.id)}; POST /api/profile or /api/measure returns the id of a new one`);
+      res.json(job);
+    }),
+  );
+
+  api.delete(
+    '/jobs/:id',
+    route(async (req, res) => {
+      const job = await ctx.fleet.cancelJob(String(req.params.id));
+      if (!job) throw new MorphError('MORPH_ERR_NOT_FOUND', `no job ${JSON.stringify(req.params.id)}`);
+      res.json(job);
+    }),
+  );
+
+  api.post(
+    '/predict',
+    route(async (req, res) => {
+      const body = parse(predictBody, req.body, 'predict request');
+      await ctx.fleet.requireDevice(body.deviceId);
+      const model = resolveModel(body.model);
+      const stored = await ctx.tables.tables(body.deviceId, body.runtime);
+      const bySig = new Map(stored.map((t) => [t.signature, t]));
+      const calibration = await ctx.tables.calibration(body.deviceId, body.runtime, stored);
+      const p = predictNetwork(model.specs, (s) => bySig.get(s)?.table ?? undefined, calibration ?? undefined);
+      if (!p.ok) {
+        const problems = p.missing.map((m) => ({ ...m, problem: bySig.get(m.signature)?.problem ?? 'no table' }));
+        throw new MorphError(
+          'MORPH_ERR_MISSING_OPS',
+          `the ${body.runtime} table of device ${body.deviceId} lacks ${p.missing.length} op signature(s) of ${model.name}; POST /api/profile with this model first`,
+          { missing: problems },
+        );
+      }
+      const measuredPoint = (sig: string, cIn: number, cOut: number): number | null => bySig.get(sig)?.points.find((pt) => pt.cIn === cIn && pt.cOut === cOut)?.medianMs ?? null;
+      res.json({
+        deviceId: body.deviceId,
+        runtime: body.runtime,
+        modelId: model.id,
+        modelName: model.name,
+        predictedMs: p.predictedMs,
+        sumOpsMs: p.sumOpsMs,
+        nOps: p.nOps,
+        calibration: calibration ? { ...p.calibration, method: calibration.method, note: calibration.note, quality: calibration.quality } : p.calibration,
+        layers: p.layers.map((l) => ({
+          name: l.name,
+          predictedMs: l.predictedMs,
+          measuredMs: l.ops.every((o) => measuredPoint(o.signature, o.cIn, o.cOut) !== null) ? l.ops.reduce((s, o) => s + (measuredPoint(o.signature, o.cIn, o.cOut) as number), 0) : null,
+          ops: l.ops,
+        })),
+        skipped: p.skipped,
+      });
+    }),
+  );
+
+  api.get(
+    '/tables',
+    route(async (req, res) => {
+      const q = parse(tablesQuery, req.query, 'query');
+      await ctx.fleet.requireDevice(q.deviceId);
+      const stored = (await ctx.tables.tables(q.deviceId, q.runtime)).filter((t) => q.signature === undefined || t.signature === q.signature);
+      const calibration = await ctx.tables.calibration(q.deviceId, q.runtime);
+      res.json({
+        deviceId: q.deviceId,
+        runtime: q.runtime,
+        tables: stored.map((t) => ({ signature: t.signature, mode: t.table?.mode ?? null, problem: t.problem, points: t.points })),
+        calibration,
+      });
+    }),
+  );
+
+  api.get(
+    '/networks',
+    route(async (req, res) => {
+      const q = parse(tablesQuery.omit({ signature: true }), req.query, 'query');
+      await ctx.fleet.requireDevice(q.deviceId);
+      const stored = await ctx.tables.tables(q.deviceId, q.runtime);
+      const networks = await ctx.tables.networks(q.deviceId, q.runtime, stored);
+      const calibration = await ctx.tables.calibration(q.deviceId, q.runtime, stored);
+      res.json({
+        deviceId: q.deviceId,
+        runtime: q.runtime,
+        calibration,
+        networks: networks.map((n) => ({
+          ...n,
+          predictedMs: calibration && n.sumOpsMs !== null && n.nOps !== null ? calibration.a * n.sumOpsMs + calibration.b * n.nOps + calibration.c : null,
+        })),
+      });
+    }),
+  );
+
+  api.use((req: Request) => {
+    throw new MorphError('MORPH_ERR_NOT_FOUND', `no API endpoint ${req.method} ${req.originalUrl.split('?')[0]}; docs/api.md lists them`);
+  });
+
+  api.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const { status, body } = errorBody(err);
+    if (status >= 500) log(`${req.method} ${req.originalUrl}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    res.status(status).json(body);
+  });
+  return api;
+}

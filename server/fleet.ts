@@ -1,0 +1,730 @@
+/**
+ * The fleet: devices, the agents connected for them, and the jobs leased to those agents.
+ *
+ * Scheduling rules:
+ * - A device times one thing at a time: at most one lease per device, whatever the number of
+ *   agents serving it (two timings at once on one CPU would corrupt both).
+ * - A lease is a batch of pending items of the oldest job the device can run. Items go back to
+ *   pending when the agent drops, when the lease expires (no result for `leaseMs`), or when the
+ *   server restarts; so a job finishes on whichever agent of the device is left.
+ * - A result is accepted only from the device the item was leased to, and only for an item of a
+ *   lease issued to it; it is stored once (the first copy wins, later copies are acknowledged as
+ *   duplicates and change nothing). Storing an item, its table point and the job's completion is
+ *   one transaction.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { MorphError } from '../src/errors.ts';
+import { tableGrid, type GridOptions } from '../src/ops/graph-specs.ts';
+import { signature, withChannels, type OpSpec } from '../src/ops/op-spec.ts';
+import {
+  PROTOCOL_VERSION,
+  type AckMessage,
+  type ErrorMessage,
+  type HelloMessage,
+  type ItemFailedMessage,
+  type ResultMessage,
+  type RuntimeName,
+  type ServerMessage,
+  type WireMeasureOptions,
+  type WorkItem,
+} from '../src/protocol/agent-protocol.ts';
+import type { Db, Tx } from './db.ts';
+import { networkTflite, type ResolvedModel } from './models.ts';
+
+/** One connected agent, as the hub hands it to the fleet. */
+export interface AgentLink {
+  send(message: ServerMessage): void;
+}
+
+export interface AgentSession {
+  readonly agentId: string;
+  readonly deviceId: string;
+  readonly name: string;
+  readonly runtimes: ReadonlySet<RuntimeName>;
+  readonly connectedAt: string;
+  readonly link: AgentLink;
+  lease: Lease | null;
+  itemsDone: number;
+}
+
+interface Lease {
+  readonly id: string;
+  readonly jobId: string;
+  readonly deviceId: string;
+  readonly agent: AgentSession;
+  readonly items: Set<number>;
+  readonly perItemMs: number;
+  timer: NodeJS.Timeout | null;
+}
+
+export type JobKind = 'profile' | 'measure';
+export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+
+export interface JobView {
+  readonly id: string;
+  readonly kind: JobKind;
+  readonly state: JobState;
+  readonly deviceId: string;
+  readonly runtime: string;
+  readonly modelId: string;
+  readonly modelName: string;
+  readonly progress: { readonly total: number; readonly done: number; readonly failed: number; readonly leased: number; readonly pending: number };
+  /** Why a queued job is not moving, when it is not. */
+  readonly waiting: string | null;
+  readonly result: unknown;
+  readonly error: unknown;
+  readonly options: unknown;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly finishedAt: string | null;
+}
+
+export interface DeviceView {
+  readonly id: string;
+  readonly name: string;
+  readonly platform: string;
+  readonly online: boolean;
+  readonly runtimes: unknown;
+  readonly env: unknown;
+  readonly agentVersion: string;
+  readonly firstSeen: string;
+  readonly lastSeen: string;
+  readonly agents: readonly { readonly id: string; readonly name: string; readonly connectedAt: string; readonly busy: boolean; readonly itemsDone: number }[];
+  readonly busy: boolean;
+}
+
+export interface FleetOptions {
+  /** Items per lease. Default 8. */
+  readonly leaseItems?: number;
+  /** Failures of one item before it is given up. Default 3. */
+  readonly maxItemAttempts?: number;
+  /** Slack added to a lease's deadline, ms. Default 30 000. */
+  readonly leaseSlackMs?: number;
+  /** Called when devices or jobs change (for live views). */
+  readonly onChange?: (what: { kind: 'device' | 'job'; id: string }) => void;
+}
+
+export interface ProfileRequest {
+  readonly deviceId: string;
+  readonly runtime: RuntimeName;
+  readonly model: ResolvedModel;
+  readonly grid?: GridOptions;
+  readonly measure?: WireMeasureOptions;
+  /** Re-measure points the table already has. Default false. */
+  readonly force?: boolean;
+}
+
+export interface MeasureRequest {
+  readonly deviceId: string;
+  readonly runtime: RuntimeName;
+  readonly model: ResolvedModel;
+  readonly measure?: WireMeasureOptions;
+}
+
+interface JobRow {
+  id: string;
+  kind: JobKind;
+  device_id: string;
+  runtime: RuntimeName;
+  model_id: string;
+  state: JobState;
+  options_json: string;
+  result_json: string | null;
+  error_json: string | null;
+  created_at: string;
+  updated_at: string;
+  finished_at: string | null;
+}
+
+interface ItemRow {
+  id: number;
+  job_id: string;
+  idx: number;
+  kind: 'op' | 'network';
+  spec_json: string | null;
+  state: 'pending' | 'leased' | 'done' | 'failed';
+  attempts: number;
+}
+
+interface DeviceRow {
+  id: string;
+  name: string;
+  platform: string;
+  env_json: string;
+  runtimes_json: string;
+  agent_version: string;
+  first_seen: string;
+  last_seen: string;
+}
+
+/** Default protocol for profiling, DESIGN "Measuring latency". */
+export const DEFAULT_JOB_MEASURE: Readonly<WireMeasureOptions> = Object.freeze({ maxMs: 5000 });
+
+const nowIso = (): string => new Date().toISOString();
+const newId = (prefix: string): string => `${prefix}-${randomBytes(6).toString('hex')}`;
+
+export function deviceIdOf(deviceKey: string): string {
+  return `d-${createHash('sha256').update(`device:${deviceKey}`).digest('hex').slice(0, 12)}`;
+}
+
+function keyHashOf(deviceKey: string): string {
+  return createHash('sha256').update(`key:${deviceKey}`).digest('hex');
+}
+
+function json<T>(text: string | null): T | null {
+  return text === null ? null : (JSON.parse(text) as T);
+}
+
+export class Fleet {
+  readonly #db: Db;
+  readonly #leaseItems: number;
+  readonly #maxAttempts: number;
+  readonly #slackMs: number;
+  readonly #onChange: FleetOptions['onChange'];
+  readonly #agents = new Map<string, AgentSession>();
+  readonly #leases = new Map<string, Lease>();
+  /** Every lease issued since start, for accepting late results: leaseId → device and items. */
+  readonly #issued = new Map<string, { deviceId: string; jobId: string; items: ReadonlySet<number> }>();
+  /** Devices whose agents must not take work (e.g. the local host while it trains). */
+  readonly #paused = new Map<string, string>();
+  readonly #tflite = new Map<string, Promise<string>>();
+  #dispatching = false;
+  #dispatchAgain = false;
+  #closed = false;
+
+  constructor(db: Db, options: FleetOptions = {}) {
+    this.#db = db;
+    this.#leaseItems = options.leaseItems ?? 8;
+    this.#maxAttempts = options.maxItemAttempts ?? 3;
+    this.#slackMs = options.leaseSlackMs ?? 30_000;
+    this.#onChange = options.onChange;
+  }
+
+  /** Puts items leased before a restart back in the queue. */
+  async recover(): Promise<number> {
+    const r = await this.#db.write((tx) => tx.run("UPDATE job_items SET state = 'pending', agent_id = NULL WHERE state = 'leased'"));
+    return r.changes;
+  }
+
+  // ── devices and agents ──────────────────────────────────────────────────────────────────
+
+  /** Records the device of a hello and the agent's session; returns the ids for the welcome. */
+  async connect(hello: HelloMessage, link: AgentLink): Promise<AgentSession> {
+    const deviceId = deviceIdOf(hello.deviceKey);
+    const now = nowIso();
+    await this.#db.write(async (tx) => {
+      const existing = await tx.get<{ key_hash: string }>('SELECT key_hash FROM devices WHERE id = ?', [deviceId]);
+      if (existing && existing.key_hash !== keyHashOf(hello.deviceKey)) {
+        throw new MorphError('MORPH_ERR_INTERNAL', `device id collision for ${deviceId}`);
+      }
+      await tx.run(
+        `INSERT INTO devices (id, key_hash, name, platform, env_json, runtimes_json, agent_version, first_seen, last_seen)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, platform = excluded.platform, env_json = excluded.env_json,
+           runtimes_json = excluded.runtimes_json, agent_version = excluded.agent_version, last_seen = excluded.last_seen`,
+        [deviceId, keyHashOf(hello.deviceKey), hello.name, hello.env.platform, JSON.stringify(hello.env), JSON.stringify(hello.runtimes), hello.agentVersion, now, now],
+      );
+    });
+    const session: AgentSession = {
+      agentId: newId('a'),
+      deviceId,
+      name: hello.name,
+      runtimes: new Set(hello.runtimes.map((r) => r.name)),
+      connectedAt: now,
+      link,
+      lease: null,
+      itemsDone: 0,
+    };
+    this.#agents.set(session.agentId, session);
+    this.#onChange?.({ kind: 'device', id: deviceId });
+    this.dispatch();
+    return session;
+  }
+
+  /** The agent's connection closed: its lease goes back to the queue. */
+  async disconnect(agentId: string): Promise<void> {
+    const session = this.#agents.get(agentId);
+    if (!session) return;
+    this.#agents.delete(agentId);
+    if (session.lease) await this.#release(session.lease, 'agent disconnected');
+    await this.#db.write((tx) => tx.run('UPDATE devices SET last_seen = ? WHERE id = ?', [nowIso(), session.deviceId])).catch(() => undefined);
+    this.#onChange?.({ kind: 'device', id: session.deviceId });
+    this.dispatch();
+  }
+
+  isOnline(deviceId: string): boolean {
+    for (const a of this.#agents.values()) if (a.deviceId === deviceId) return true;
+    return false;
+  }
+
+  /** Runtimes the device's connected agents serve (empty when offline). */
+  onlineRuntimes(deviceId: string): Set<RuntimeName> {
+    const out = new Set<RuntimeName>();
+    for (const a of this.#agents.values()) if (a.deviceId === deviceId) for (const r of a.runtimes) out.add(r);
+    return out;
+  }
+
+  /** Stops giving the device work (a lease in progress finishes) until `resume`. */
+  pause(deviceId: string, reason: string): void {
+    this.#paused.set(deviceId, reason);
+  }
+
+  resume(deviceId: string): void {
+    this.#paused.delete(deviceId);
+    this.dispatch();
+  }
+
+  async devices(): Promise<DeviceView[]> {
+    const rows = await this.#db.all<DeviceRow>('SELECT * FROM devices ORDER BY first_seen');
+    return rows.map((r) => this.#deviceView(r));
+  }
+
+  async device(id: string): Promise<DeviceView | undefined> {
+    const row = await this.#db.get<DeviceRow>('SELECT * FROM devices WHERE id = ?', [id]);
+    return row ? this.#deviceView(row) : undefined;
+  }
+
+  /** The device and the runtimes it has reported (online or not). */
+  async requireDevice(id: unknown, field = 'deviceId'): Promise<DeviceView> {
+    if (typeof id !== 'string' || id.length === 0 || id.length > 64) {
+      throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `${field} is required: the id of a device from GET /api/devices`, { field });
+    }
+    const d = await this.device(id);
+    if (!d) throw new MorphError('MORPH_ERR_NOT_FOUND', `no device ${JSON.stringify(id)}; GET /api/devices lists the known devices (a device appears when its agent first connects)`, { field });
+    return d;
+  }
+
+  #deviceView(r: DeviceRow): DeviceView {
+    const agents = [...this.#agents.values()].filter((a) => a.deviceId === r.id);
+    return {
+      id: r.id,
+      name: r.name,
+      platform: r.platform,
+      online: agents.length > 0,
+      runtimes: JSON.parse(r.runtimes_json),
+      env: JSON.parse(r.env_json),
+      agentVersion: r.agent_version,
+      firstSeen: r.first_seen,
+      lastSeen: agents.length > 0 ? nowIso() : r.last_seen,
+      agents: agents.map((a) => ({ id: a.agentId, name: a.name, connectedAt: a.connectedAt, busy: a.lease !== null, itemsDone: a.itemsDone })),
+      busy: agents.some((a) => a.lease !== null),
+    };
+  }
+
+  // ── jobs ────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * A job that measures every table point the model needs on the device and runtime (the grid of
+   * `tableGrid` for each of its ops) that the table does not have yet. A job with nothing left to
+   * measure is done at once.
+   */
+  async createProfileJob(req: ProfileRequest): Promise<JobView> {
+    const have = new Set(
+      (await this.#db.all<{ signature: string; c_in: number; c_out: number }>('SELECT signature, c_in, c_out FROM points WHERE device_id = ? AND runtime = ?', [req.deviceId, req.runtime])).map(
+        (p) => `${p.signature}@${p.c_in}x${p.c_out}`,
+      ),
+    );
+    const wanted = new Map<string, OpSpec>();
+    for (const entry of req.model.specs.specs) {
+      for (const { cIn, cOut } of tableGrid(entry, req.grid)) {
+        const spec = withChannels(entry.spec, cIn, cOut);
+        const key = `${signature(spec)}@${spec.cIn}x${spec.cOut}`;
+        if (req.force || !have.has(key)) wanted.set(key, spec);
+      }
+    }
+    const options = { grid: req.grid ?? {}, measure: { ...DEFAULT_JOB_MEASURE, ...req.measure }, force: req.force ?? false };
+    return this.#createJob('profile', req.deviceId, req.runtime, req.model, options, [...wanted.values()].map((spec) => ({ kind: 'op' as const, spec })));
+  }
+
+  /** A job that times the whole model end to end on the device and runtime. */
+  async createMeasureJob(req: MeasureRequest): Promise<JobView> {
+    const options = { measure: { ...DEFAULT_JOB_MEASURE, maxMs: 20_000, ...req.measure } };
+    return this.#createJob('measure', req.deviceId, req.runtime, req.model, options, [{ kind: 'network' as const }]);
+  }
+
+  async #createJob(kind: JobKind, deviceId: string, runtime: RuntimeName, model: ResolvedModel, options: object, items: ({ kind: 'op'; spec: OpSpec } | { kind: 'network' })[]): Promise<JobView> {
+    const id = newId('j');
+    const now = nowIso();
+    await this.#db.write(async (tx) => {
+      await tx.run('INSERT OR IGNORE INTO models (id, name, topology_json, created_at) VALUES (?, ?, ?, ?)', [model.id, model.name, JSON.stringify(model.modelConfig), now]);
+      await tx.run('INSERT INTO jobs (id, kind, device_id, runtime, model_id, state, options_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+        id,
+        kind,
+        deviceId,
+        runtime,
+        model.id,
+        'queued',
+        JSON.stringify(options),
+        now,
+        now,
+      ]);
+      let idx = 0;
+      for (const item of items) {
+        const spec = item.kind === 'op' ? item.spec : null;
+        await tx.run('INSERT INTO job_items (job_id, idx, kind, spec_json, signature, c_in, c_out, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+          id,
+          idx++,
+          item.kind,
+          spec ? JSON.stringify(spec) : null,
+          spec ? signature(spec) : null,
+          spec?.cIn ?? null,
+          spec?.cOut ?? null,
+          'pending',
+        ]);
+      }
+      if (items.length === 0) await this.#finishJob(tx, id);
+    });
+    this.#onChange?.({ kind: 'job', id });
+    this.dispatch();
+    return (await this.job(id)) as JobView;
+  }
+
+  async job(id: string): Promise<JobView | undefined> {
+    const row = await this.#db.get<JobRow>('SELECT * FROM jobs WHERE id = ?', [id]);
+    return row ? this.#jobView(row) : undefined;
+  }
+
+  async jobs(filter: { deviceId?: string; state?: JobState; limit?: number } = {}): Promise<JobView[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (filter.deviceId) {
+      where.push('device_id = ?');
+      params.push(filter.deviceId);
+    }
+    if (filter.state) {
+      where.push('state = ?');
+      params.push(filter.state);
+    }
+    const rows = await this.#db.all<JobRow>(`SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC LIMIT ?`, [...params, filter.limit ?? 100]);
+    return Promise.all(rows.map((r) => this.#jobView(r)));
+  }
+
+  async #jobView(row: JobRow): Promise<JobView> {
+    const counts = await this.#db.all<{ state: string; n: number }>('SELECT state, COUNT(*) AS n FROM job_items WHERE job_id = ? GROUP BY state', [row.id]);
+    const c = (s: string): number => counts.find((x) => x.state === s)?.n ?? 0;
+    const model = await this.#db.get<{ name: string }>('SELECT name FROM models WHERE id = ?', [row.model_id]);
+    let waiting: string | null = null;
+    if (row.state === 'queued' || row.state === 'running') {
+      const runtimes = this.onlineRuntimes(row.device_id);
+      if (runtimes.size === 0) waiting = 'the device is offline; the job runs when one of its agents connects';
+      else if (!runtimes.has(row.runtime)) waiting = `no connected agent of the device serves runtime ${row.runtime}`;
+      else if (this.#paused.has(row.device_id)) waiting = `the device is paused: ${this.#paused.get(row.device_id)}`;
+    }
+    return {
+      id: row.id,
+      kind: row.kind,
+      state: row.state,
+      deviceId: row.device_id,
+      runtime: row.runtime,
+      modelId: row.model_id,
+      modelName: model?.name ?? row.model_id,
+      progress: { total: counts.reduce((s, x) => s + x.n, 0), done: c('done'), failed: c('failed'), leased: c('leased'), pending: c('pending') },
+      waiting,
+      result: json(row.result_json),
+      error: json(row.error_json),
+      options: JSON.parse(row.options_json),
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+      finishedAt: row.finished_at,
+    };
+  }
+
+  /** Cancels a queued or running job; its leases are withdrawn. */
+  async cancelJob(id: string): Promise<JobView | undefined> {
+    const changed = await this.#db.write(async (tx) => {
+      const r = await tx.run("UPDATE jobs SET state = 'cancelled', updated_at = ?, finished_at = ? WHERE id = ? AND state IN ('queued', 'running')", [nowIso(), nowIso(), id]);
+      if (r.changes > 0) await tx.run("UPDATE job_items SET state = 'pending', agent_id = NULL WHERE job_id = ? AND state = 'leased'", [id]);
+      return r.changes > 0;
+    });
+    if (changed) {
+      for (const lease of [...this.#leases.values()]) {
+        if (lease.jobId !== id) continue;
+        this.#dropLease(lease);
+        lease.agent.link.send({ v: PROTOCOL_VERSION, type: 'cancel', leaseId: lease.id, reason: 'the job was cancelled' });
+      }
+      this.#onChange?.({ kind: 'job', id });
+      this.dispatch();
+    }
+    return this.job(id);
+  }
+
+  // ── leasing ─────────────────────────────────────────────────────────────────────────────
+
+  /** Gives idle devices work. Safe to call any time; concurrent calls coalesce. */
+  dispatch(): void {
+    if (this.#closed) return;
+    if (this.#dispatching) {
+      this.#dispatchAgain = true;
+      return;
+    }
+    this.#dispatching = true;
+    void (async () => {
+      try {
+        do {
+          this.#dispatchAgain = false;
+          await this.#dispatchOnce();
+        } while (this.#dispatchAgain && !this.#closed);
+      } catch (err) {
+        if (!this.#closed) console.error(`morphnet serve: dispatch failed: ${err instanceof Error ? err.stack : String(err)}`);
+      } finally {
+        this.#dispatching = false;
+      }
+    })();
+  }
+
+  async #dispatchOnce(): Promise<void> {
+    const busyDevices = new Set([...this.#leases.values()].map((l) => l.deviceId));
+    const byDevice = new Map<string, AgentSession[]>();
+    for (const a of this.#agents.values()) {
+      if (busyDevices.has(a.deviceId) || this.#paused.has(a.deviceId)) continue;
+      byDevice.set(a.deviceId, [...(byDevice.get(a.deviceId) ?? []), a]);
+    }
+    for (const [deviceId, agents] of byDevice) {
+      const jobs = await this.#db.all<JobRow>("SELECT * FROM jobs WHERE device_id = ? AND state IN ('queued', 'running') ORDER BY created_at", [deviceId]);
+      for (const job of jobs) {
+        const agent = agents.find((a) => a.runtimes.has(job.runtime) && this.#agents.has(a.agentId) && a.lease === null);
+        if (!agent) continue;
+        if (await this.#lease(job, agent)) break;
+      }
+    }
+  }
+
+  async #lease(job: JobRow, agent: AgentSession): Promise<boolean> {
+    const leaseId = newId('l');
+    const rows = await this.#db.write(async (tx) => {
+      const items = await tx.all<ItemRow>("SELECT * FROM job_items WHERE job_id = ? AND state = 'pending' ORDER BY idx LIMIT ?", [job.id, this.#leaseItems]);
+      if (items.length === 0) return items;
+      for (const it of items) await tx.run("UPDATE job_items SET state = 'leased', agent_id = ? WHERE id = ?", [agent.agentId, it.id]);
+      await tx.run("UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ? AND state = 'queued'", [nowIso(), job.id]);
+      return items;
+    });
+    if (rows.length === 0) return false;
+    const options = JSON.parse(job.options_json) as { measure: WireMeasureOptions };
+    const perItemMs = (options.measure.maxMs ?? 5000) * 1.5 + 2000;
+    const lease: Lease = { id: leaseId, jobId: job.id, deviceId: agent.deviceId, agent, items: new Set(rows.map((r) => r.id)), perItemMs, timer: null };
+    agent.lease = lease;
+    this.#leases.set(leaseId, lease);
+    this.#issued.set(leaseId, { deviceId: agent.deviceId, jobId: job.id, items: new Set(lease.items) });
+    try {
+      const items = await Promise.all(rows.map((r) => this.#workItem(r, job)));
+      if (agent.lease !== lease) return true; // dropped while the payload was built
+      this.#armLease(lease);
+      agent.link.send({ v: PROTOCOL_VERSION, type: 'work', leaseId, jobId: job.id, runtime: job.runtime, leaseMs: this.#leaseDeadline(lease), measure: options.measure, items });
+    } catch (err) {
+      // The payload could not be built (e.g. the model cannot be written as .tflite): fail the items.
+      const message = err instanceof Error ? err.message : String(err);
+      const code = err instanceof MorphError ? err.code : 'MORPH_ERR_INTERNAL';
+      this.#dropLease(lease);
+      await this.#db.write(async (tx) => {
+        for (const r of rows) await tx.run("UPDATE job_items SET state = 'failed', error_json = ? WHERE id = ?", [JSON.stringify({ code, message }), r.id]);
+        await this.#finishIfComplete(tx, job.id);
+      });
+      this.#onChange?.({ kind: 'job', id: job.id });
+    }
+    this.#onChange?.({ kind: 'device', id: agent.deviceId });
+    return true;
+  }
+
+  async #workItem(row: ItemRow, job: JobRow): Promise<WorkItem> {
+    if (row.kind === 'op') return { itemId: row.id, kind: 'op', spec: JSON.parse(row.spec_json as string) as OpSpec };
+    const model = (await this.#db.get<{ name: string; topology_json: string }>('SELECT name, topology_json FROM models WHERE id = ?', [job.model_id])) as { name: string; topology_json: string };
+    if (job.runtime !== 'tflite') return { itemId: row.id, kind: 'network', name: model.name, modelTopology: JSON.parse(model.topology_json) as Record<string, unknown> };
+    let bytes = this.#tflite.get(job.model_id);
+    if (!bytes) {
+      const { resolveModel } = await import('./models.ts');
+      bytes = networkTflite(resolveModel(JSON.parse(model.topology_json))).then((b) => Buffer.from(b).toString('base64'));
+      this.#tflite.set(job.model_id, bytes);
+      bytes.catch(() => this.#tflite.delete(job.model_id));
+      if (this.#tflite.size > 16) this.#tflite.delete(this.#tflite.keys().next().value as string);
+    }
+    return { itemId: row.id, kind: 'network', name: model.name, tfliteBase64: await bytes };
+  }
+
+  #leaseDeadline(lease: Lease): number {
+    return lease.items.size * lease.perItemMs + this.#slackMs;
+  }
+
+  /** (Re)starts the lease's expiry timer from now, for the items it still has. */
+  #armLease(lease: Lease): void {
+    if (lease.timer) clearTimeout(lease.timer);
+    lease.timer = setTimeout(() => {
+      if (this.#leases.get(lease.id) !== lease) return;
+      lease.agent.link.send({ v: PROTOCOL_VERSION, type: 'cancel', leaseId: lease.id, reason: 'the lease expired without results; its items were put back in the queue' });
+      void this.#release(lease, 'lease expired').then(() => this.dispatch());
+    }, this.#leaseDeadline(lease));
+    lease.timer.unref?.();
+  }
+
+  #dropLease(lease: Lease): void {
+    if (lease.timer) clearTimeout(lease.timer);
+    lease.timer = null;
+    this.#leases.delete(lease.id);
+    if (lease.agent.lease === lease) lease.agent.lease = null;
+  }
+
+  /** Puts the lease's unfinished items back in the queue. */
+  async #release(lease: Lease, _why: string): Promise<void> {
+    this.#dropLease(lease);
+    const ids = [...lease.items];
+    if (ids.length === 0 || this.#closed) return;
+    await this.#db.write(async (tx) => {
+      for (const id of ids) await tx.run("UPDATE job_items SET state = 'pending', agent_id = NULL WHERE id = ? AND state = 'leased'", [id]);
+    });
+    this.#onChange?.({ kind: 'job', id: lease.jobId });
+  }
+
+  // ── results ─────────────────────────────────────────────────────────────────────────────
+
+  #checkIssued(session: AgentSession, leaseId: string, itemId: number): ErrorMessage | undefined {
+    const issued = this.#issued.get(leaseId);
+    if (!issued || issued.deviceId !== session.deviceId || !issued.items.has(itemId)) {
+      return {
+        v: PROTOCOL_VERSION,
+        type: 'error',
+        code: 'MORPH_ERR_UNKNOWN_ITEM',
+        message: `item ${itemId} of lease ${leaseId} was not leased to this device; nothing stored`,
+        ref: { leaseId, itemId },
+      };
+    }
+    return undefined;
+  }
+
+  /** Stores one result (once) and answers the agent with an ack or an error. */
+  async result(agentId: string, msg: ResultMessage): Promise<AckMessage | ErrorMessage> {
+    const session = this.#agents.get(agentId);
+    if (!session) return { v: PROTOCOL_VERSION, type: 'error', code: 'MORPH_ERR_UNKNOWN_ITEM', message: 'this agent is not registered' };
+    const refused = this.#checkIssued(session, msg.leaseId, msg.itemId);
+    if (refused) return refused;
+    const m = msg.measurement;
+    const outcome = await this.#db.write(async (tx) => {
+      const item = await tx.get<ItemRow & { signature: string | null; c_in: number | null; c_out: number | null }>('SELECT * FROM job_items WHERE id = ?', [msg.itemId]);
+      if (!item) return { status: 'unknown' as const };
+      const job = (await tx.get<JobRow>('SELECT * FROM jobs WHERE id = ?', [item.job_id])) as JobRow;
+      if (item.state === 'done' || job.state === 'cancelled') return { status: 'duplicate' as const, jobId: job.id };
+      const now = nowIso();
+      await tx.run("UPDATE job_items SET state = 'done', agent_id = ?, result_json = ?, error_json = NULL, done_at = ? WHERE id = ?", [agentId, JSON.stringify(m), now, item.id]);
+      if (item.kind === 'op') {
+        const device = (await tx.get<{ env_json: string; runtimes_json: string; agent_version: string }>('SELECT env_json, runtimes_json, agent_version FROM devices WHERE id = ?', [job.device_id])) as {
+          env_json: string;
+          runtimes_json: string;
+          agent_version: string;
+        };
+        const runtimeInfo = (JSON.parse(device.runtimes_json) as { name: string }[]).find((r) => r.name === job.runtime) ?? null;
+        const env = JSON.stringify({ env: JSON.parse(device.env_json), runtime: runtimeInfo, agentVersion: device.agent_version });
+        await tx.run(
+          `INSERT INTO points (device_id, runtime, signature, c_in, c_out, median_ms, p10_ms, p90_ms, n, cv, stable, spec_json, env_json, job_id, item_id, measured_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (device_id, runtime, signature, c_in, c_out) DO UPDATE SET median_ms = excluded.median_ms, p10_ms = excluded.p10_ms,
+             p90_ms = excluded.p90_ms, n = excluded.n, cv = excluded.cv, stable = excluded.stable, spec_json = excluded.spec_json,
+             env_json = excluded.env_json, job_id = excluded.job_id, item_id = excluded.item_id, measured_at = excluded.measured_at`,
+          [job.device_id, job.runtime, item.signature, item.c_in, item.c_out, m.medianMs, m.p10Ms, m.p90Ms, m.n, m.cv, m.stable ? 1 : 0, item.spec_json, env, job.id, item.id, now],
+        );
+      } else {
+        await tx.run('INSERT INTO networks (device_id, runtime, model_id, job_id, median_ms, p10_ms, p90_ms, n, measured_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+          job.device_id,
+          job.runtime,
+          job.model_id,
+          job.id,
+          m.medianMs,
+          m.p10Ms,
+          m.p90Ms,
+          m.n,
+          now,
+        ]);
+      }
+      await tx.run('UPDATE jobs SET updated_at = ? WHERE id = ?', [now, job.id]);
+      await this.#finishIfComplete(tx, job.id);
+      return { status: 'stored' as const, jobId: job.id };
+    });
+    if (outcome.status === 'unknown') {
+      return { v: PROTOCOL_VERSION, type: 'error', code: 'MORPH_ERR_UNKNOWN_ITEM', message: `item ${msg.itemId} does not exist; nothing stored`, ref: { leaseId: msg.leaseId, itemId: msg.itemId } };
+    }
+    this.#settleItem(session, msg.leaseId, msg.itemId, outcome.status === 'stored');
+    this.#onChange?.({ kind: 'job', id: outcome.jobId });
+    return { v: PROTOCOL_VERSION, type: 'ack', leaseId: msg.leaseId, itemId: msg.itemId, status: outcome.status };
+  }
+
+  /** Records that the agent could not run an item: it is retried (elsewhere) or given up. */
+  async itemFailed(agentId: string, msg: ItemFailedMessage): Promise<AckMessage | ErrorMessage> {
+    const session = this.#agents.get(agentId);
+    if (!session) return { v: PROTOCOL_VERSION, type: 'error', code: 'MORPH_ERR_UNKNOWN_ITEM', message: 'this agent is not registered' };
+    const refused = this.#checkIssued(session, msg.leaseId, msg.itemId);
+    if (refused) return refused;
+    const jobId = await this.#db.write(async (tx) => {
+      const item = (await tx.get<ItemRow>('SELECT * FROM job_items WHERE id = ?', [msg.itemId])) as ItemRow;
+      if (item.state === 'done' || item.state === 'failed') return item.job_id;
+      const attempts = item.attempts + 1;
+      const state = attempts >= this.#maxAttempts ? 'failed' : 'pending';
+      await tx.run('UPDATE job_items SET state = ?, attempts = ?, agent_id = NULL, error_json = ? WHERE id = ?', [state, attempts, JSON.stringify({ ...msg.error, agentId, attempts }), item.id]);
+      await this.#finishIfComplete(tx, item.job_id);
+      return item.job_id;
+    });
+    this.#settleItem(session, msg.leaseId, msg.itemId, false);
+    this.#onChange?.({ kind: 'job', id: jobId });
+    return { v: PROTOCOL_VERSION, type: 'ack', leaseId: msg.leaseId, itemId: msg.itemId, status: 'failed-noted' };
+  }
+
+  /** Takes the item out of its live lease; an emptied lease frees the device. */
+  #settleItem(session: AgentSession, leaseId: string, itemId: number, counted: boolean): void {
+    if (counted) session.itemsDone++;
+    const lease = this.#leases.get(leaseId);
+    if (!lease || !lease.items.delete(itemId)) return;
+    if (lease.items.size === 0) {
+      this.#dropLease(lease);
+      this.#onChange?.({ kind: 'device', id: lease.deviceId });
+      this.dispatch();
+    } else {
+      this.#armLease(lease);
+    }
+  }
+
+  async #finishIfComplete(tx: Tx, jobId: string): Promise<void> {
+    const open = await tx.get<{ n: number }>("SELECT COUNT(*) AS n FROM job_items WHERE job_id = ? AND state IN ('pending', 'leased')", [jobId]);
+    if ((open?.n ?? 0) === 0) await this.#finishJob(tx, jobId);
+  }
+
+  async #finishJob(tx: Tx, jobId: string): Promise<void> {
+    const job = (await tx.get<JobRow>('SELECT * FROM jobs WHERE id = ?', [jobId])) as JobRow;
+    if (job.state === 'done' || job.state === 'failed' || job.state === 'cancelled') return;
+    const items = await tx.all<{ state: string; kind: string; result_json: string | null; error_json: string | null; idx: number; signature: string | null; c_in: number | null; c_out: number | null }>(
+      'SELECT state, kind, result_json, error_json, idx, signature, c_in, c_out FROM job_items WHERE job_id = ? ORDER BY idx',
+      [jobId],
+    );
+    const failed = items.filter((i) => i.state === 'failed');
+    const now = nowIso();
+    let result: unknown;
+    if (job.kind === 'measure') {
+      const m = items[0]?.result_json ? (JSON.parse(items[0].result_json) as { medianMs: number; p10Ms: number; p90Ms: number; n: number; cv: number; stable: boolean }) : null;
+      result = m ? { medianMs: m.medianMs, p10Ms: m.p10Ms, p90Ms: m.p90Ms, n: m.n, cv: m.cv, stable: m.stable } : null;
+    } else {
+      result = { measured: items.length - failed.length, failed: failed.length, signatures: new Set(items.map((i) => i.signature)).size };
+    }
+    const error =
+      failed.length > 0
+        ? {
+            code: 'MORPH_ERR_JOB_FAILED',
+            message: `${failed.length} of ${items.length} item(s) could not be run on the device`,
+            items: failed.slice(0, 20).map((i) => ({ idx: i.idx, signature: i.signature, cIn: i.c_in, cOut: i.c_out, error: json(i.error_json) })),
+          }
+        : null;
+    await tx.run('UPDATE jobs SET state = ?, result_json = ?, error_json = ?, updated_at = ?, finished_at = ? WHERE id = ?', [
+      failed.length > 0 ? 'failed' : 'done',
+      JSON.stringify(result),
+      error ? JSON.stringify(error) : null,
+      now,
+      now,
+      jobId,
+    ]);
+  }
+
+  /** Stops leasing and puts every live lease's items back (graceful shutdown). */
+  async close(): Promise<void> {
+    const leases = [...this.#leases.values()];
+    for (const l of leases) this.#dropLease(l);
+    await this.#db.write(async (tx) => {
+      for (const l of leases) for (const id of l.items) await tx.run("UPDATE job_items SET state = 'pending', agent_id = NULL WHERE id = ? AND state = 'leased'", [id]);
+    });
+    this.#closed = true;
+    this.#agents.clear();
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * A whole network's latency from its ops' latency tables (DESIGN "Measuring latency"):
+ * Σ over the ops it runs of the table's interpolated latency, then the device's calibration
+ * a·Σ + b·n + c. Per layer, each op counts a·ms + b, so the layers add up to the total less c.
+ */
+import type { GraphSpecs } from '../ops/graph-specs.ts';
+import { signature, type OpSpec } from '../ops/op-spec.ts';
+import type { Calibration } from './calibration.ts';
+import type { LatencyTable } from './latency-table.ts';
+
+export interface PredictedOp {
+  readonly key: string;
+  readonly signature: string;
+  readonly cIn: number;
+  readonly cOut: number;
+  /** Table latency of the op, before calibration, ms. */
+  readonly tableMs: number;
+  /** Whether (cIn, cOut) lies outside the table's measured range. */
+  readonly extrapolated: boolean;
+}
+
+export interface PredictedLayer {
+  readonly name: string;
+  /** Calibrated latency of the layer's ops, ms. */
+  readonly predictedMs: number;
+  readonly ops: readonly PredictedOp[];
+}
+
+export interface MissingTable {
+  readonly signature: string;
+  /** The channel counts the network needs from it. */
+  readonly points: readonly { readonly cIn: number; readonly cOut: number }[];
+  readonly layers: readonly string[];
+}
+
+export type NetworkPrediction =
+  | {
+      readonly ok: true;
+      readonly predictedMs: number;
+      /** Σ of the ops' table latencies, ms. */
+      readonly sumOpsMs: number;
+      readonly nOps: number;
+      /** The calibration applied (identity a = 1, b = c = 0 when there is none yet). */
+      readonly calibration: Pick<Calibration, 'a' | 'b' | 'c'> & { readonly fitted: boolean; readonly samples: number };
+      readonly layers: readonly PredictedLayer[];
+      /** Layers the prediction leaves out, with why (see `graphSpecs`). */
+      readonly skipped: GraphSpecs['skipped'];
+    }
+  | { readonly ok: false; readonly missing: readonly MissingTable[] };
+
+/**
+ * Predicts from `specs` (see `graphSpecs`). `tableOf` returns the device's table for a signature.
+ * Fails, listing every missing signature with the points needed, when any op has no table.
+ */
+export function predictNetwork(specs: GraphSpecs, tableOf: (signature: string) => LatencyTable | undefined, calibration?: Pick<Calibration, 'a' | 'b' | 'c' | 'samples'>): NetworkPrediction {
+  const byKey = new Map<string, OpSpec>(specs.specs.map((s) => [s.key, s.spec]));
+  const missing = new Map<string, { points: Map<string, { cIn: number; cOut: number }>; layers: Set<string> }>();
+  const ops: { layer: string; op: PredictedOp }[] = [];
+  for (const { layer, key } of specs.occurrences) {
+    const spec = byKey.get(key) as OpSpec;
+    const sig = signature(spec);
+    const table = tableOf(sig);
+    if (!table) {
+      const m = missing.get(sig) ?? { points: new Map(), layers: new Set() };
+      m.points.set(`${spec.cIn}x${spec.cOut}`, { cIn: spec.cIn, cOut: spec.cOut });
+      m.layers.add(layer);
+      missing.set(sig, m);
+      continue;
+    }
+    const e = table.estimate(spec.cIn, spec.cOut);
+    ops.push({ layer, op: { key, signature: sig, cIn: spec.cIn, cOut: spec.cOut, tableMs: e.ms, extrapolated: e.extrapolated } });
+  }
+  if (missing.size > 0) {
+    return {
+      ok: false,
+      missing: [...missing.entries()].map(([sig, m]) => ({ signature: sig, points: [...m.points.values()], layers: [...m.layers] })),
+    };
+  }
+  const cal = calibration ? { a: calibration.a, b: calibration.b, c: calibration.c, fitted: true, samples: calibration.samples } : { a: 1, b: 0, c: 0, fitted: false, samples: 0 };
+  const layers = new Map<string, { predictedMs: number; ops: PredictedOp[] }>();
+  let sumOpsMs = 0;
+  for (const { layer, op } of ops) {
+    sumOpsMs += op.tableMs;
+    const entry = layers.get(layer) ?? { predictedMs: 0, ops: [] };
+    entry.predictedMs += cal.a * op.tableMs + cal.b;
+    entry.ops.push(op);
+    layers.set(layer, entry);
+  }
+  const nOps = ops.length;
+  return {
+    ok: true,
+    predictedMs: cal.a * sumOpsMs + cal.b * nOps + cal.c,
+    sumOpsMs,
+    nOps,
+    calibration: cal,
+    layers: [...layers.entries()].map(([name, e]) => ({ name, predictedMs: e.predictedMs, ops: e.ops })),
+    skipped: specs.skipped,
+  };
+}
