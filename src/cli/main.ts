@@ -9,12 +9,13 @@ import { agentCommand } from './commands/agent.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { exportCommand } from './commands/export.ts';
 import { inspectCommand } from './commands/inspect.ts';
+import { profileCommand } from './commands/profile.ts';
 import { pruneCommand } from './commands/prune.ts';
 import { resizeCommand } from './commands/resize.ts';
 import { searchCommand } from './commands/search.ts';
 import { serveCommand } from './commands/serve.ts';
 
-export const COMMANDS: readonly Command[] = [inspectCommand, resizeCommand, pruneCommand, searchCommand, exportCommand, serveCommand, agentCommand, doctorCommand];
+export const COMMANDS: readonly Command[] = [inspectCommand, resizeCommand, pruneCommand, searchCommand, exportCommand, serveCommand, agentCommand, profileCommand, doctorCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

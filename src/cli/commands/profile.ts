@@ -1,0 +1,172 @@
+/**
+ * `morphnet profile`: fills a device's latency table for a model through a running server, times
+ * the whole model end to end, and prints each layer's predicted and measured latency beside the
+ * whole network's. A client of the REST API (docs/api.md), nothing more.
+ */
+import { readFile } from 'node:fs/promises';
+import { MorphError } from '../../errors.ts';
+import { isRuntimeName, VALID_RUNTIMES } from '../../protocol/agent-protocol.ts';
+import { isSeedName, VALID_SEEDS } from '../../seeds/index.ts';
+import { numberFlag, parseFlags, requireString, type Command, type CommandIo } from '../args.ts';
+import { table } from '../format.ts';
+
+const USAGE = `Usage: morphnet profile --server http://HOST:PORT --device D [--runtime R] (MODEL.json | --seed NAME) [options]
+
+Through a running server (morphnet serve): measures every op of the model on the device at the
+channel counts its latency table needs (skipping points already measured), times the whole model
+end to end, and prints each layer's predicted latency (from the table, calibrated on the device's
+end-to-end measurements) and measured latency (the table's timing of its ops), then the whole
+network's predicted and measured latency.
+
+Options:
+  --server URL        the server's http:// address (default http://127.0.0.1:8080)
+  --device D          the device id or name (see GET /api/devices); required
+  --runtime R         ${VALID_RUNTIMES.join(', ')} (default: tfjs-wasm when the device serves it)
+  --seed NAME         a built-in seed instead of a file: ${VALID_SEEDS.join(', ')}
+  --grid-max N        at most N channel counts per table axis (default 8)
+  --quick             a short measurement protocol (fewer samples): for a first look
+  --no-measure        skip the end-to-end measurement (prediction only)
+  --timeout S         give up after S seconds of waiting for a job (default 3600)
+  --json              one JSON object with the prediction and the measurement
+  -h, --help          this text`;
+
+const QUICK_MEASURE = { warmupRuns: 2, warmupMs: 10, minSamples: 5, minWindowMs: 20, maxMs: 1500 };
+
+interface Job {
+  id: string;
+  state: string;
+  progress: { total: number; done: number; failed: number };
+  waiting: string | null;
+  result: { medianMs: number; p10Ms: number; p90Ms: number; n: number } | null;
+  error: { message: string } | null;
+}
+
+async function call<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (err) {
+    throw new MorphError('MORPH_ERR_NOT_FOUND', `cannot reach the server at ${base}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}; is "morphnet serve" running there?`);
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new MorphError('MORPH_ERR_INTERNAL', `the server answered ${method} ${path} with ${res.status} and no JSON; is ${base} a MorphNet Edge server?`);
+  }
+  if (!res.ok) {
+    const e = (json as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }).error;
+    const code = e?.code && e.code.startsWith('MORPH_ERR_') ? e.code : 'MORPH_ERR_INTERNAL';
+    throw new MorphError(code as 'MORPH_ERR_INTERNAL', e?.message ?? `${method} ${path} failed with ${res.status}`, e?.details ?? {});
+  }
+  return json as T;
+}
+
+async function waitJob(base: string, id: string, label: string, io: CommandIo, json: boolean, timeoutS: number): Promise<Job> {
+  const end = Date.now() + timeoutS * 1000;
+  let last = '';
+  for (;;) {
+    const job = await call<Job>(base, 'GET', `/api/jobs/${id}`);
+    const line = `${label}: ${job.state} ${job.progress.done}/${job.progress.total}${job.progress.failed ? ` (${job.progress.failed} failed)` : ''}${job.waiting ? ` — ${job.waiting}` : ''}`;
+    if (line !== last) {
+      if (json) io.err(JSON.stringify({ event: 'job', label, id, state: job.state, progress: job.progress, waiting: job.waiting }));
+      else io.err(line);
+      last = line;
+    }
+    if (job.state === 'done') return job;
+    if (job.state === 'failed' || job.state === 'cancelled') {
+      throw new MorphError('MORPH_ERR_JOB_FAILED', `${label} job ${id} ${job.state}: ${job.error?.message ?? 'no reason given'}; GET /api/jobs/${id} has each item's error`);
+    }
+    if (Date.now() > end) throw new MorphError('MORPH_ERR_JOB_FAILED', `${label} job ${id} did not finish within ${timeoutS} s (${job.waiting ?? job.state}); it keeps running on the server`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+const ms = (x: number | null | undefined): string => (x === null || x === undefined ? '—' : x < 1 ? x.toFixed(3) : x.toFixed(2));
+
+export const profileCommand: Command = {
+  name: 'profile',
+  summary: 'measure a model on a device through the server: per-layer predicted vs measured latency',
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags('profile', argv, {
+      server: { type: 'string' },
+      device: { type: 'string' },
+      runtime: { type: 'string' },
+      seed: { type: 'string' },
+      'grid-max': { type: 'string' },
+      quick: { type: 'boolean' },
+      'no-measure': { type: 'boolean' },
+      timeout: { type: 'string' },
+      json: { type: 'boolean' },
+    });
+    const base = (typeof values.server === 'string' ? values.server : 'http://127.0.0.1:8080').replace(/\/+$/, '');
+    if (!/^https?:\/\/[^/]+$/.test(base)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet profile: --server ${JSON.stringify(values.server)} must be http://HOST:PORT`);
+    const deviceArg = requireString('profile', 'device', values.device, 'd-1a2b3c4d5e6f');
+    const gridMax = numberFlag('profile', 'grid-max', values['grid-max'], (n) => Number.isInteger(n) && n >= 2 && n <= 64, 'an integer from 2 to 64');
+    const timeoutS = numberFlag('profile', 'timeout', values.timeout, (n) => n > 0, 'a positive number of seconds') ?? 3600;
+    if (values.runtime !== undefined && !isRuntimeName(values.runtime)) {
+      throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet profile: --runtime ${JSON.stringify(values.runtime)} is not one of ${VALID_RUNTIMES.join(', ')}`);
+    }
+    let model: unknown;
+    if (typeof values.seed === 'string') {
+      if (positionals.length > 0) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet profile: give either MODEL.json or --seed, not both');
+      if (!isSeedName(values.seed)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet profile: --seed ${JSON.stringify(values.seed)} is not one of ${VALID_SEEDS.join(', ')}`);
+      model = values.seed;
+    } else {
+      if (positionals.length !== 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet profile: give one MODEL.json (or --seed NAME); see "morphnet profile --help"');
+      let text: string;
+      try {
+        text = await readFile(positionals[0], 'utf8');
+      } catch (err) {
+        throw new MorphError('MORPH_ERR_NOT_FOUND', `morphnet profile: cannot read ${positionals[0]}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      try {
+        model = JSON.parse(text);
+      } catch (err) {
+        throw new MorphError('MORPH_ERR_NOT_JSON', `morphnet profile: ${positionals[0]} is not JSON: ${(err as Error).message}`);
+      }
+    }
+
+    const { devices } = await call<{ devices: { id: string; name: string; online: boolean; runtimes: { name: string }[] }[] }>(base, 'GET', '/api/devices');
+    const matches = devices.filter((d) => d.id === deviceArg || d.name === deviceArg);
+    if (matches.length === 0) {
+      throw new MorphError('MORPH_ERR_NOT_FOUND', `morphnet profile: no device ${JSON.stringify(deviceArg)} on ${base}; known: ${devices.map((d) => `${d.id} (${d.name})`).join(', ') || 'none (start an agent)'}`);
+    }
+    if (matches.length > 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet profile: several devices are named ${JSON.stringify(deviceArg)}; give the id: ${matches.map((d) => d.id).join(', ')}`);
+    const device = matches[0];
+    const served = device.runtimes.map((r) => r.name);
+    const runtime = (values.runtime as string | undefined) ?? (served.includes('tfjs-wasm') ? 'tfjs-wasm' : served[0]);
+    const measure = values.quick ? QUICK_MEASURE : undefined;
+    const json = Boolean(values.json);
+
+    const profile = await call<Job>(base, 'POST', '/api/profile', { deviceId: device.id, runtime, model, ...(gridMax ? { grid: { maxPerAxis: gridMax } } : {}), ...(measure ? { measure } : {}) });
+    await waitJob(base, profile.id, 'profile', io, json, timeoutS);
+    let measured: Job['result'] = null;
+    if (!values['no-measure']) {
+      const job = await call<Job>(base, 'POST', '/api/measure', { deviceId: device.id, runtime, model, ...(measure ? { measure } : {}) });
+      measured = (await waitJob(base, job.id, 'measure', io, json, timeoutS)).result;
+    }
+    const p = await call<{
+      modelName: string;
+      predictedMs: number;
+      sumOpsMs: number;
+      nOps: number;
+      calibration: { fitted: boolean; samples: number; a: number; b: number; c: number };
+      layers: { name: string; predictedMs: number; measuredMs: number | null }[];
+    }>(base, 'POST', '/api/predict', { deviceId: device.id, runtime, model });
+    const errorPct = measured ? (100 * (p.predictedMs - measured.medianMs)) / measured.medianMs : null;
+    if (json) {
+      io.out(JSON.stringify({ deviceId: device.id, device: device.name, runtime, model: p.modelName, predictedMs: p.predictedMs, sumOpsMs: p.sumOpsMs, nOps: p.nOps, calibration: p.calibration, measured, errorPct, layers: p.layers }));
+      return 0;
+    }
+    io.out(`${p.modelName} on ${device.name} (${device.id}), ${runtime}`);
+    io.out(table(['layer', 'predicted ms', 'measured ms'], p.layers.map((l) => [l.name, ms(l.predictedMs), ms(l.measuredMs)])));
+    const cal = p.calibration.fitted ? `calibrated on ${p.calibration.samples} network(s): ${p.calibration.a.toFixed(3)}·Σops + ${ms(p.calibration.b)} ms/op + ${ms(p.calibration.c)} ms` : 'not calibrated yet (no end-to-end measurement on this device)';
+    io.out(`Σ ops ${ms(p.sumOpsMs)} ms over ${p.nOps} ops; ${cal}`);
+    io.out(`network: predicted ${ms(p.predictedMs)} ms${measured ? `, measured ${ms(measured.medianMs)} ms (p10 ${ms(measured.p10Ms)}, p90 ${ms(measured.p90Ms)}, n ${measured.n}), error ${errorPct! >= 0 ? '+' : ''}${errorPct!.toFixed(1)}%` : ''}`);
+    if (measured && p.calibration.samples <= 1) io.out('note: with one measured network the calibration fits it exactly; measure more networks for an honest error figure');
+    return 0;
+  },
+};
