@@ -29,7 +29,8 @@ import {
   type WorkItem,
 } from '../src/protocol/agent-protocol.ts';
 import type { Db, Tx } from './db.ts';
-import { networkTflite, type ResolvedModel } from './models.ts';
+import { networkTflite, resolveModel, type ResolvedModel } from './models.ts';
+import { inferenceTopology } from '../src/export/inference-topology.ts';
 
 /** One connected agent, as the hub hands it to the fleet. */
 export interface AgentLink {
@@ -528,11 +529,15 @@ export class Fleet {
   async #workItem(row: ItemRow, job: JobRow): Promise<WorkItem> {
     if (row.kind === 'op') return { itemId: row.id, kind: 'op', spec: JSON.parse(row.spec_json as string) as OpSpec };
     const model = (await this.#db.get<{ name: string; topology_json: string }>('SELECT name, topology_json FROM models WHERE id = ?', [job.model_id])) as { name: string; topology_json: string };
-    if (job.runtime !== 'tflite') return { itemId: row.id, kind: 'network', name: model.name, modelTopology: JSON.parse(model.topology_json) as Record<string, unknown> };
+    const resolved = resolveModel(JSON.parse(model.topology_json));
+    if (job.runtime !== 'tflite') {
+      // The network as it runs at inference (batch norms folded, activations fused): the ops the table holds.
+      const { modelConfig } = inferenceTopology(resolved.graph, resolved.modelConfig);
+      return { itemId: row.id, kind: 'network', name: model.name, modelTopology: modelConfig as unknown as Record<string, unknown> };
+    }
     let bytes = this.#tflite.get(job.model_id);
     if (!bytes) {
-      const { resolveModel } = await import('./models.ts');
-      bytes = networkTflite(resolveModel(JSON.parse(model.topology_json))).then((b) => Buffer.from(b).toString('base64'));
+      bytes = networkTflite(resolved).then((b) => Buffer.from(b).toString('base64'));
       this.#tflite.set(job.model_id, bytes);
       bytes.catch(() => this.#tflite.delete(job.model_id));
       if (this.#tflite.size > 16) this.#tflite.delete(this.#tflite.keys().next().value as string);
