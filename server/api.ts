@@ -28,6 +28,7 @@ const gridSchema = z
     step: z.number().int().min(1).max(1024),
     maxPerAxis: z.number().int().min(2).max(64),
     maxScale: z.number().finite().min(0.01).max(4),
+    seedOnly: z.boolean(),
   })
   .partial()
   .strict();

@@ -702,7 +702,17 @@ export class Fleet {
       const m = items[0]?.result_json ? (JSON.parse(items[0].result_json) as { medianMs: number; p10Ms: number; p90Ms: number; n: number; cv: number; stable: boolean }) : null;
       result = m ? { medianMs: m.medianMs, p10Ms: m.p10Ms, p90Ms: m.p90Ms, n: m.n, cv: m.cv, stable: m.stable } : null;
     } else {
-      result = { measured: items.length - failed.length, failed: failed.length, signatures: new Set(items.map((i) => i.signature)).size };
+      // Time inside timed runs (samples), time measuring (with warm-up) and the job's wall time.
+      let sampledMs = 0;
+      let measuringMs = 0;
+      for (const i of items) {
+        if (!i.result_json) continue;
+        const m = JSON.parse(i.result_json) as { n: number; runsPerSample: number; meanMs: number; totalMs: number };
+        sampledMs += m.n * m.runsPerSample * m.meanMs;
+        measuringMs += m.totalMs;
+      }
+      const wallMs = Date.parse(now) - Date.parse(job.created_at);
+      result = { measured: items.length - failed.length, failed: failed.length, signatures: new Set(items.map((i) => i.signature)).size, sampledMs, measuringMs, wallMs };
     }
     const error =
       failed.length > 0

@@ -173,6 +173,8 @@ export interface GridOptions {
   readonly step?: number;
   /** At most this many values per axis (default 8); the multiples are thinned evenly. */
   readonly maxPerAxis?: number;
+  /** Only the seed's own counts: the points that price this very network, none around it. */
+  readonly seedOnly?: boolean;
   /** Largest value as a multiple of the seed's own count (default 1: shrink only). */
   readonly maxScale?: number;
 }
@@ -189,6 +191,7 @@ export interface GridOptions {
 export function axisValues(seed: number, options: GridOptions = {}): number[] {
   const step = options.step ?? 8;
   const maxPer = options.maxPerAxis ?? 8;
+  if (options.seedOnly) return [seed];
   const top = Math.floor(seed * (options.maxScale ?? 1));
   if (!Number.isInteger(step) || step < 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `grid step must be a positive integer, got ${step}`);
   if (!Number.isInteger(maxPer) || maxPer < 2) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `grid maxPerAxis must be an integer ≥ 2, got ${maxPer}`);

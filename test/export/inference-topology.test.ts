@@ -46,8 +46,8 @@ describe('inference topology (batch norms folded, activations fused)', () => {
     };
     const parsed = parseModel(config);
     const { modelConfig, removed } = inferenceTopology(parsed.graph, parsed.modelConfig);
-    assert.deepEqual(removed.sort(), ['bn1', 'r1']);
-    const layers = (modelConfig.config as { layers: { config: { name: string; activation?: string; use_bias?: boolean } }[] }).layers;
+    assert.deepEqual([...removed].sort(), ['bn1', 'r1']);
+    const layers = (modelConfig.config as unknown as { layers: { config: { name: string; activation?: string; use_bias?: boolean } }[] }).layers;
     assert.deepEqual(layers.map((l) => l.config.name), ['c1', 'gap', 'fc']);
     assert.equal(layers[0].config.activation, 'relu6');
     assert.equal(layers[0].config.use_bias, true);
