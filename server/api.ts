@@ -161,7 +161,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     '/predict',
     route(async (req, res) => {
       const body = parse(predictBody, req.body, 'predict request');
-      await ctx.fleet.requireDevice(body.deviceId);
+      await checkRuntime(ctx, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
       const stored = await ctx.tables.tables(body.deviceId, body.runtime);
       const bySig = new Map(stored.map((t) => [t.signature, t]));

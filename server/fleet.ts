@@ -214,16 +214,19 @@ export class Fleet {
     const deviceId = deviceIdOf(hello.deviceKey);
     const now = nowIso();
     await this.#db.write(async (tx) => {
-      const existing = await tx.get<{ key_hash: string }>('SELECT key_hash FROM devices WHERE id = ?', [deviceId]);
+      const existing = await tx.get<{ key_hash: string; runtimes_json: string }>('SELECT key_hash, runtimes_json FROM devices WHERE id = ?', [deviceId]);
       if (existing && existing.key_hash !== keyHashOf(hello.deviceKey)) {
         throw new MorphError('MORPH_ERR_INTERNAL', `device id collision for ${deviceId}`);
       }
+      // Agents of one device may serve different runtimes: the device serves the union (newest info per runtime).
+      const runtimes = new Map<string, unknown>((existing ? (JSON.parse(existing.runtimes_json) as { name: string }[]) : []).map((r) => [r.name, r]));
+      for (const r of hello.runtimes) runtimes.set(r.name, r);
       await tx.run(
         `INSERT INTO devices (id, key_hash, name, platform, env_json, runtimes_json, agent_version, first_seen, last_seen)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, platform = excluded.platform, env_json = excluded.env_json,
            runtimes_json = excluded.runtimes_json, agent_version = excluded.agent_version, last_seen = excluded.last_seen`,
-        [deviceId, keyHashOf(hello.deviceKey), hello.name, hello.env.platform, JSON.stringify(hello.env), JSON.stringify(hello.runtimes), hello.agentVersion, now, now],
+        [deviceId, keyHashOf(hello.deviceKey), hello.name, hello.env.platform, JSON.stringify(hello.env), JSON.stringify([...runtimes.values()]), hello.agentVersion, now, now],
       );
     });
     const session: AgentSession = {
@@ -605,7 +608,8 @@ export class Fleet {
       const item = await tx.get<ItemRow & { signature: string | null; c_in: number | null; c_out: number | null }>('SELECT * FROM job_items WHERE id = ?', [msg.itemId]);
       if (!item) return { status: 'unknown' as const };
       const job = (await tx.get<JobRow>('SELECT * FROM jobs WHERE id = ?', [item.job_id])) as JobRow;
-      if (item.state === 'done' || job.state === 'cancelled') return { status: 'duplicate' as const, jobId: job.id };
+      if (job.state === 'cancelled') return { status: 'cancelled' as const, jobId: job.id };
+      if (item.state === 'done') return { status: 'duplicate' as const, jobId: job.id };
       const now = nowIso();
       await tx.run("UPDATE job_items SET state = 'done', agent_id = ?, result_json = ?, error_json = NULL, done_at = ? WHERE id = ?", [agentId, JSON.stringify(m), now, item.id]);
       if (item.kind === 'op') {
@@ -644,7 +648,12 @@ export class Fleet {
     if (outcome.status === 'unknown') {
       return { v: PROTOCOL_VERSION, type: 'error', code: 'MORPH_ERR_UNKNOWN_ITEM', message: `item ${msg.itemId} does not exist; nothing stored`, ref: { leaseId: msg.leaseId, itemId: msg.itemId } };
     }
+    if (outcome.status === 'cancelled') {
+      this.#settleItem(session, msg.leaseId, msg.itemId, false);
+      return { v: PROTOCOL_VERSION, type: 'error', code: 'MORPH_ERR_UNKNOWN_ITEM', message: `job ${outcome.jobId} was cancelled; the result was not stored`, ref: { leaseId: msg.leaseId, itemId: msg.itemId } };
+    }
     this.#settleItem(session, msg.leaseId, msg.itemId, outcome.status === 'stored');
+    if (outcome.status === 'stored') this.#settleElsewhere(msg.leaseId, msg.itemId);
     this.#onChange?.({ kind: 'job', id: outcome.jobId });
     return { v: PROTOCOL_VERSION, type: 'ack', leaseId: msg.leaseId, itemId: msg.itemId, status: outcome.status };
   }
@@ -656,8 +665,10 @@ export class Fleet {
     const refused = this.#checkIssued(session, msg.leaseId, msg.itemId);
     if (refused) return refused;
     const jobId = await this.#db.write(async (tx) => {
-      const item = (await tx.get<ItemRow>('SELECT * FROM job_items WHERE id = ?', [msg.itemId])) as ItemRow;
-      if (item.state === 'done' || item.state === 'failed') return item.job_id;
+      const item = (await tx.get<ItemRow & { agent_id: string | null }>('SELECT * FROM job_items WHERE id = ?', [msg.itemId])) as ItemRow & { agent_id: string | null };
+      // Only a failure of the item's current lease counts: a replay, or a report on an old lease
+      // while another agent holds the item, changes nothing.
+      if (item.state !== 'leased' || item.agent_id !== agentId) return item.job_id;
       const attempts = item.attempts + 1;
       const state = attempts >= this.#maxAttempts ? 'failed' : 'pending';
       await tx.run('UPDATE job_items SET state = ?, attempts = ?, agent_id = NULL, error_json = ? WHERE id = ?', [state, attempts, JSON.stringify({ ...msg.error, agentId, attempts }), item.id]);
@@ -680,6 +691,14 @@ export class Fleet {
       this.dispatch();
     } else {
       this.#armLease(lease);
+    }
+  }
+
+  /** A late result of a re-leased item: the item's newer lease no longer waits for it. */
+  #settleElsewhere(leaseId: string, itemId: number): void {
+    for (const lease of [...this.#leases.values()]) {
+      if (lease.id === leaseId || !lease.items.has(itemId)) continue;
+      this.#settleItem(lease.agent, lease.id, itemId, false);
     }
   }
 
@@ -722,6 +741,8 @@ export class Fleet {
             items: failed.slice(0, 20).map((i) => ({ idx: i.idx, signature: i.signature, cIn: i.c_in, cOut: i.c_out, error: json(i.error_json) })),
           }
         : null;
+    // Leases of a finished job can no longer deliver anything: forget them.
+    for (const [leaseId, issued] of this.#issued) if (issued.jobId === jobId && !this.#leases.has(leaseId)) this.#issued.delete(leaseId);
     await tx.run('UPDATE jobs SET state = ?, result_json = ?, error_json = ?, updated_at = ?, finished_at = ? WHERE id = ?', [
       failed.length > 0 ? 'failed' : 'done',
       JSON.stringify(result),

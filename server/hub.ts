@@ -141,7 +141,14 @@ export class Hub {
           });
         return;
       }
-      if (!session) return refuse('MORPH_ERR_PROTOCOL', 'say hello first');
+      if (!session && !registering) {
+        clearTimeout(helloTimer);
+        this.#rejected++;
+        send({ v: PROTOCOL_VERSION, type: 'error', code: 'MORPH_ERR_PROTOCOL', message: `the first message must be a hello, got ${msg.type}` });
+        ws.close(CLOSE_CODES.badHello, 'bad hello');
+        return;
+      }
+      if (!session) return refuse('MORPH_ERR_PROTOCOL', 'wait for the welcome before sending results');
       const agentId = session.agentId;
       const handled = msg.type === 'result' ? this.#o.fleet.result(agentId, msg) : this.#o.fleet.itemFailed(agentId, msg);
       handled

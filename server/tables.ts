@@ -50,6 +50,16 @@ export interface NetworkSample {
   readonly nOps: number | null;
 }
 
+/**
+ * conv2d, dense and concat latencies depend on c_in and c_out (a grid); depthwise, pooling and
+ * add have c_out fixed by c_in (tied). Decided by the op kind, the signature's first field, not
+ * by the points' shape: points of several models on one conv table can look tied by chance.
+ */
+export function tableModeOf(signature: string): 'grid' | 'tied' {
+  const kind = signature.split('/')[0];
+  return kind === 'conv2d' || kind === 'dense' || kind === 'concat' ? 'grid' : 'tied';
+}
+
 export class TableReader {
   readonly #db: Db;
   readonly #models = new Map<string, ResolvedModel>();
@@ -68,7 +78,8 @@ export class TableReader {
     }
     return [...bySig.entries()].map(([signature, points]) => {
       try {
-        return { signature, points, table: LatencyTable.fromPoints({ device: deviceId, runtime, signature }, points), problem: null };
+        const table = LatencyTable.fromPoints({ device: deviceId, runtime, signature }, points, { mode: tableModeOf(signature), fillMissing: true });
+        return { signature, points, table, problem: null };
       } catch (err) {
         if (!isMorphError(err)) throw err;
         return { signature, points, table: null, problem: err.message };

@@ -58,6 +58,14 @@ export interface LatencyTableOptions {
   readonly mode?: LatencyTableMode | 'auto';
   /** Enforce non-decreasing latency in c_in and c_out (isotonic fit). Default true. */
   readonly monotone?: boolean;
+  /**
+   * Complete a grid with holes instead of refusing it (default false): each missing cell gets the
+   * least-squares fit of α·c_in·c_out + β·c_in + γ·c_out + δ over the measured points (the form of a
+   * conv's latency, see above), or, with too few points for that fit, the nearest measured
+   * point scaled by c_in·c_out. Tables shared by several models have holes: each model measures
+   * its own channel counts.
+   */
+  readonly fillMissing?: boolean;
 }
 
 /** The interpolated latency at a point and its local slopes. */
@@ -150,6 +158,50 @@ function withZeroKnot(knots: readonly number[]): number[] {
   return knots.length === 1 ? [0, knots[0]] : [...knots];
 }
 
+/**
+ * Values for the missing cells of a grid: the least-squares fit of a·xy + b·x + c·y + d over the
+ * measured points when they determine it (≥ 4 points, a well-conditioned system, a positive
+ * value), else the nearest measured point (in log channels) scaled by xy.
+ */
+function fillGrid(points: readonly LatencyPoint[], missing: readonly { cIn: number; cOut: number }[]): { cIn: number; cOut: number; ms: number }[] {
+  const fit = fitBilinear(points);
+  return missing.map(({ cIn, cOut }) => {
+    const v = fit ? fit[0] * cIn * cOut + fit[1] * cIn + fit[2] * cOut + fit[3] : NaN;
+    if (Number.isFinite(v) && v > 0) return { cIn, cOut, ms: v };
+    let best = points[0];
+    let bestD = Infinity;
+    for (const p of points) {
+      const d = Math.log(p.cIn / cIn) ** 2 + Math.log(p.cOut / cOut) ** 2;
+      if (d < bestD) {
+        bestD = d;
+        best = p;
+      }
+    }
+    return { cIn, cOut, ms: (best.medianMs * cIn * cOut) / (best.cIn * best.cOut) };
+  });
+}
+
+/** Least squares of median ≈ a·xy + b·x + c·y + d, weighted by 1/median (relative error); undefined when underdetermined. */
+function fitBilinear(points: readonly LatencyPoint[]): [number, number, number, number] | undefined {
+  if (points.length < 4) return undefined;
+  const rows = points.map((p) => [p.cIn * p.cOut, p.cIn, p.cOut, 1].map((v) => v / p.medianMs));
+  const y = points.map(() => 1);
+  const norms = [0, 1, 2, 3].map((j) => Math.sqrt(rows.reduce((s, r) => s + r[j] * r[j], 0)));
+  const m = [0, 1, 2, 3].map((i) => [...[0, 1, 2, 3].map((j) => rows.reduce((s, r) => s + (r[i] / norms[i]) * (r[j] / norms[j]), 0)), rows.reduce((s, r, n) => s + (r[i] / norms[i]) * y[n], 0)]);
+  for (let col = 0; col < 4; col++) {
+    let pivot = col;
+    for (let r = col + 1; r < 4; r++) if (Math.abs(m[r][col]) > Math.abs(m[pivot][col])) pivot = r;
+    if (Math.abs(m[pivot][col]) < 1e-9) return undefined;
+    [m[col], m[pivot]] = [m[pivot], m[col]];
+    for (let r = 0; r < 4; r++) {
+      if (r === col) continue;
+      const f = m[r][col] / m[col][col];
+      for (let c = col; c <= 4; c++) m[r][c] -= f * m[col][c];
+    }
+  }
+  return [0, 1, 2, 3].map((i) => m[i][4] / m[i][i] / norms[i]) as [number, number, number, number];
+}
+
 export class LatencyTable {
   readonly key: LatencyTableKey;
   readonly mode: LatencyTableMode;
@@ -162,15 +214,20 @@ export class LatencyTable {
   /** Values interpolated, [i][j] for (cIns[i], cOuts[j]) (tied: [i][0]), after the monotone fit. */
   readonly values: readonly (readonly number[])[];
   readonly monotone: boolean;
+  /** Grid cells that were not measured and were filled in (`fillMissing`), with their values. */
+  readonly filled: readonly { readonly cIn: number; readonly cOut: number; readonly ms: number }[];
+  readonly #measured: Map<string, number>;
   readonly #xs: number[];
   readonly #ys: number[];
   readonly #v: number[][];
 
-  private constructor(key: LatencyTableKey, mode: LatencyTableMode, points: LatencyPoint[], monotone: boolean) {
+  private constructor(key: LatencyTableKey, mode: LatencyTableMode, points: LatencyPoint[], monotone: boolean, filled: { cIn: number; cOut: number; ms: number }[] = []) {
     this.key = { device: key.device, runtime: key.runtime, signature: key.signature };
     this.mode = mode;
     this.points = points;
     this.monotone = monotone;
+    this.filled = filled;
+    this.#measured = new Map(points.map((p) => [pointName(p), p.medianMs]));
     if (mode === 'tied') {
       const byIn = [...points].sort((a, b) => a.cIn - b.cIn);
       this.cIns = byIn.map((p) => p.cIn);
@@ -182,9 +239,9 @@ export class LatencyTable {
       const column = fitted.length === 1 ? [0, fitted[0]] : fitted;
       this.#v = column.map((v) => [v, v]);
     } else {
-      this.cIns = sortedUnique(points.map((p) => p.cIn));
-      this.cOuts = sortedUnique(points.map((p) => p.cOut));
-      const at = new Map(points.map((p) => [pointName(p), p.medianMs]));
+      this.cIns = sortedUnique([...points, ...filled].map((p) => p.cIn));
+      this.cOuts = sortedUnique([...points, ...filled].map((p) => p.cOut));
+      const at = new Map([...points.map((p) => [pointName(p), p.medianMs] as const), ...filled.map((p) => [pointName(p), p.ms] as const)]);
       const raw = this.cIns.map((cIn) => this.cOuts.map((cOut) => at.get(pointName({ cIn, cOut })) as number));
       const fitted = monotone ? isotonic2d(raw) : raw;
       this.values = fitted;
@@ -218,6 +275,9 @@ export class LatencyTable {
       mode = 'grid';
     } else if (requested === 'auto' && isTiedShape(points)) {
       mode = 'tied';
+    } else if (options.fillMissing) {
+      const sorted = [...points].sort((a, b) => a.cIn - b.cIn || a.cOut - b.cOut).map((p) => ({ ...p }));
+      return new LatencyTable(key, 'grid', sorted, options.monotone ?? true, fillGrid(points, missing));
     } else {
       throw tableError(key, [`the grid lacks ${missing.length} point(s): ${missing.slice(0, 8).map(pointName).join(', ')}`], { missing });
     }
@@ -255,6 +315,12 @@ export class LatencyTable {
       dOut: Math.max(0, dOut),
       extrapolated: !this.covers(cIn, cOut),
     };
+  }
+
+  /** The measured median at exactly (cIn, cOut), if that point was measured (tied: by cIn). */
+  measured(cIn: number, cOut: number): number | undefined {
+    if (this.mode === 'tied') return this.points.find((p) => p.cIn === cIn)?.medianMs;
+    return this.#measured.get(pointName({ cIn, cOut }));
   }
 
   /** Interpolated latency in ms. */

@@ -67,8 +67,10 @@ export function predictNetwork(specs: GraphSpecs, tableOf: (signature: string) =
       missing.set(sig, m);
       continue;
     }
+    // A measured point is predicted by its measurement (the monotone fit may move it); others are interpolated.
     const e = table.estimate(spec.cIn, spec.cOut);
-    ops.push({ layer, op: { key, signature: sig, cIn: spec.cIn, cOut: spec.cOut, tableMs: e.ms, extrapolated: e.extrapolated } });
+    const ms = table.measured(spec.cIn, spec.cOut) ?? e.ms;
+    ops.push({ layer, op: { key, signature: sig, cIn: spec.cIn, cOut: spec.cOut, tableMs: ms, extrapolated: e.extrapolated } });
   }
   if (missing.size > 0) {
     return {

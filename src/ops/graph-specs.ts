@@ -186,7 +186,7 @@ export interface GridOptions {
  * Why this grid: latency is piecewise linear in a channel count, with steps where the count
  * crosses a SIMD width (4 or 8 lanes), so sampling multiples of 8 lands on the same side of
  * every step and interpolation between samples is smooth; a fixed count per axis keeps a table
- * to at most `maxPerAxis²` timings.
+ * to at most `(maxPerAxis + 1)²` timings (the seed's count may come on top).
  */
 export function axisValues(seed: number, options: GridOptions = {}): number[] {
   const step = options.step ?? 8;
@@ -197,7 +197,7 @@ export function axisValues(seed: number, options: GridOptions = {}): number[] {
   if (!Number.isInteger(maxPer) || maxPer < 2) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `grid maxPerAxis must be an integer ≥ 2, got ${maxPer}`);
   const multiples: number[] = [];
   for (let c = step; c <= top; c += step) multiples.push(c);
-  if (multiples.length === 0 || multiples[0] > 1) multiples.unshift(Math.min(step, seed));
+  if (multiples.length === 0) multiples.push(Math.min(step, seed));
   let picked = multiples;
   if (multiples.length > maxPer) {
     picked = Array.from({ length: maxPer }, (_, i) => multiples[Math.round((i * (multiples.length - 1)) / (maxPer - 1))]);

@@ -181,6 +181,25 @@ describe('LatencyTable validation', () => {
     assert.throws(() => LatencyTable.fromPoints(KEY, gridOf([8, 16], [8, 16], bilinear), { mode: 'tied' }), codeOf('MORPH_ERR_LATENCY_TABLE'));
   });
 
+  it('with fillMissing, completes scattered points (several models on one table) by the bilinear fit', () => {
+    // Points as three networks with their own channel counts leave them: no full grid, and a
+    // shape that looks tied; a conv table must still be a grid.
+    const pts = [point(16, 32, bilinear(16, 32)), point(24, 48, bilinear(24, 48)), point(40, 40, bilinear(40, 40)), point(64, 16, bilinear(64, 16)), point(8, 96, bilinear(8, 96))];
+    const t = LatencyTable.fromPoints(KEY, pts, { mode: 'grid', fillMissing: true });
+    assert.equal(t.mode, 'grid');
+    assert.equal(t.points.length, 5);
+    assert.equal(t.filled.length, 5 * 5 - 5);
+    // The latency is exactly bilinear, so the fit and therefore every cell reproduce it.
+    for (const [x, y] of [[16, 32], [30, 50], [64, 96], [10, 20]]) assert.ok(rel(t.latency(x, y), bilinear(x, y)) < 1e-6, `${x}, ${y}`);
+    // Measured points read back as measured, filled ones do not.
+    assert.equal(t.measured(24, 48), bilinear(24, 48));
+    assert.equal(t.measured(24, 32), undefined);
+    // Too few points for the fit: the nearest point scaled by c_in·c_out.
+    const two = LatencyTable.fromPoints(KEY, [point(16, 16, 1), point(32, 64, 8)], { mode: 'grid', fillMissing: true });
+    assert.ok(rel(two.latency(16, 64), (1 * 16 * 64) / (16 * 16)) < 1e-9 || rel(two.latency(16, 64), (8 * 16 * 64) / (32 * 64)) < 1e-9);
+    assert.throws(() => LatencyTable.fromPoints(KEY, pts, { mode: 'grid' }), codeOf('MORPH_ERR_LATENCY_TABLE'));
+  });
+
   it('rejects an empty key and bad query points', () => {
     assert.throws(() => LatencyTable.fromPoints({ ...KEY, device: '' }, [point(8, 8, 1)]), codeOf('MORPH_ERR_LATENCY_TABLE'));
     const t = LatencyTable.fromPoints(KEY, [point(8, 8, 1)]);

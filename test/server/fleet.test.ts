@@ -13,6 +13,7 @@ import { startServer, type RunningServer } from '../../server/app.ts';
 import { CLOSE_CODES } from '../../src/protocol/agent-protocol.ts';
 import { signature } from '../../src/ops/op-spec.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
+import { randomCnn } from '../bench/random-cnns.ts';
 
 const TOKEN = 'test-agent-token-1234';
 const quiet = (): void => undefined;
@@ -128,6 +129,26 @@ describe('server with simulated agents', () => {
     const calibrated = await api(server, 'POST', '/api/predict', { deviceId, runtime: 'tfjs-wasm', model: 'resnet' });
     assert.equal(calibrated.json.calibration.fitted, true);
     assert.ok(Math.abs(calibrated.json.predictedMs - mjob.result.medianMs) < 1e-6 * mjob.result.medianMs);
+    agent.close();
+  });
+
+  it('predicts every model whose ops were profiled, when several models share a table', async () => {
+    const agent = await FakeAgent.connect({ url: server.wsUrl, token: TOKEN, deviceKey: 'device-shared-01' });
+    const deviceId = agent.deviceId as string;
+    const models = [0, 1, 2, 3].map((s) => randomCnn(s));
+    for (const model of models) {
+      const job = await waitJob(server, (await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model, grid: { seedOnly: true } })).json.id);
+      assert.equal(job.state, 'done');
+    }
+    const tables = (await api(server, 'GET', `/api/tables?deviceId=${deviceId}&runtime=tfjs-wasm`)).json.tables;
+    assert.ok(tables.some((t: { points: unknown[] }) => t.points.length > 1), 'some table is shared');
+    assert.ok(tables.every((t: { problem: string | null }) => t.problem === null));
+    for (const model of models) {
+      const p = await api(server, 'POST', '/api/predict', { deviceId, runtime: 'tfjs-wasm', model });
+      assert.equal(p.status, 200, JSON.stringify(p.json));
+      // Each op sits on a measured point, so the layer's prediction is its measurement.
+      for (const l of p.json.layers) assert.ok(Math.abs(l.predictedMs - l.measuredMs) < 1e-9, l.name);
+    }
     agent.close();
   });
 
