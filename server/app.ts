@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import express, { type Express } from 'express';
 import { MorphError } from '../src/errors.ts';
+import { agentPageRouter } from './agent-page.ts';
 import { apiRouter } from './api.ts';
 import { Db } from './db.ts';
 import { Fleet } from './fleet.ts';
@@ -100,8 +101,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const app = express();
   app.disable('x-powered-by');
   app.use('/api', apiRouter({ fleet, tables, hub, version: SERVER_VERSION }, log));
+  app.use(agentPageRouter({ log }));
   app.get('/', (_req, res) => {
-    res.type('text/plain').send(`MorphNet Edge ${SERVER_VERSION}\nREST API under /api (see docs/api.md); agents connect to ${AGENTS_PATH}.\n`);
+    res.type('text/plain').send(`MorphNet Edge ${SERVER_VERSION}\nREST API under /api (see docs/api.md); agents connect to ${AGENTS_PATH}; browsers become agents at /agent?token=AGENT_TOKEN.\n`);
   });
 
   const server: Server = createServer(app);

@@ -239,7 +239,9 @@ export async function measure(run: () => void | Promise<void>, options: MeasureO
   const tail = warmTimes.slice(Math.floor(warmTimes.length / 2));
   const estimate = tail.length > 0 ? tail.reduce((a, b) => a + b, 0) / tail.length : 0;
   let k = 1;
-  if (estimate < o.targetSampleMs) {
+  // With a single warm-up run the estimate is that run, which pays for compilation: it says
+  // nothing about one run's length, so time loops as for a short run (k stays 1 if it is long).
+  if (estimate < o.targetSampleMs || warmTimes.length < 2) {
     if (estimate > 0) k = Math.min(o.maxRunsPerSample, Math.ceil((o.targetSampleMs * 1.2) / estimate));
     for (;;) {
       const t = readClock(o.now);

@@ -42,6 +42,19 @@ describe('summarize', () => {
 });
 
 describe('measure (fake clock)', () => {
+  it('loops a fast op even when its single warm-up run was slow (compilation) and the clock is coarse', async () => {
+    // First run 5 ms (compiling), then 20 µs; the clock reads in 0.1 ms steps, as browsers do.
+    let t = 1000;
+    let i = 0;
+    const now = (): number => Math.floor(t * 10) / 10;
+    const run = (): void => {
+      t += i++ === 0 ? 5 : 0.02;
+    };
+    const m = await measure(run, { now, warmupRuns: 1, warmupMs: 0, minSamples: 3, minWindowMs: 0 });
+    assert.ok(m.runsPerSample > 10, `runsPerSample ${m.runsPerSample}`);
+    assert.ok(Math.abs(m.medianMs - 0.02) < 0.005, `median ${m.medianMs}`);
+  });
+
   it('times one run per sample for slow ops and meets the minimums', async () => {
     const f = fake(() => 4);
     const m = await measure(f.run, { now: f.now });
