@@ -2,7 +2,46 @@
  * `morphnet serve`: the daemon. Runs until SIGINT/SIGTERM, then shuts down gracefully (leases
  * released, agents told, database checkpointed).
  */
+import type { RunningServer } from '../../../server/app.ts';
+import { MorphError } from '../../errors.ts';
+import { isSeedName, VALID_SEEDS } from '../../seeds/index.ts';
 import { parseFlags, numberFlag, type Command } from '../args.ts';
+
+/** Waits for the local agent, then profiles and measures `seed` on it, logging progress. */
+async function profileLocal(server: RunningServer, seed: string, log: (line: string) => void): Promise<void> {
+  const { resolveModel } = await import('../../../server/models.ts');
+  try {
+    let device;
+    for (let i = 0; i < 600 && !device; i++) {
+      device = (await server.fleet.devices()).find((d) => d.online && d.agents.some((a) => a.name.endsWith('(local)')));
+      if (!device) await new Promise((r) => setTimeout(r, 200));
+    }
+    if (!device) return log(`--profile-seed: the local agent did not come online; profile ${seed} later with "morphnet profile"`);
+    const model = resolveModel(seed);
+    const runtime = 'tfjs-wasm';
+    const profile = await server.fleet.createProfileJob({ deviceId: device.id, runtime, model });
+    log(`profiling ${seed} on ${device.name} (${runtime}): job ${profile.id}, ${profile.progress.total} op timings (GET /api/jobs/${profile.id})`);
+    const wait = async (id: string): Promise<string> => {
+      let last = -1;
+      for (;;) {
+        const j = await server.fleet.job(id);
+        if (!j) return 'gone';
+        if (j.progress.done !== last && j.progress.done % 25 === 0) log(`  job ${id}: ${j.progress.done}/${j.progress.total}`);
+        last = j.progress.done;
+        if (['done', 'failed', 'cancelled'].includes(j.state)) return j.state;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    };
+    if ((await wait(profile.id)) !== 'done') return log(`profile job ${profile.id} did not finish; GET /api/jobs/${profile.id} says why`);
+    const measure = await server.fleet.createMeasureJob({ deviceId: device.id, runtime, model });
+    if ((await wait(measure.id)) !== 'done') return log(`measure job ${measure.id} did not finish; GET /api/jobs/${measure.id} says why`);
+    const m = (await server.fleet.job(measure.id))?.result as { medianMs: number } | null;
+    log(`${seed} on ${device.name} (${runtime}): measured ${m?.medianMs.toFixed(2)} ms end to end; try: npx morphnet profile --server ${server.url} --device ${device.id} --seed ${seed}`);
+  } catch (err) {
+    // The server may be shutting down; nothing to clean up.
+    log(`--profile-seed stopped: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
 
 const USAGE = `Usage: morphnet serve [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--no-local-agent]
 
@@ -19,6 +58,9 @@ Options:
   --data-dir DIR         where the database and the token live (default ./data)
   --no-local-agent       do not start the built-in agent for this host
   --local-runtime R      runtime the local agent serves (repeatable; default all it can)
+  --profile-seed NAME    once the local agent is up, fill its tfjs-wasm table for a built-in
+                         seed (mobilenet, resnet, vgg) and measure it end to end (npm start does
+                         this for mobilenet)
   --json                 print the start-up facts as one JSON line
   -h, --help             this text`;
 
@@ -33,8 +75,16 @@ export const serveCommand: Command = {
       'data-dir': { type: 'string' },
       'no-local-agent': { type: 'boolean' },
       'local-runtime': { type: 'string', multiple: true },
+      'profile-seed': { type: 'string' },
       json: { type: 'boolean' },
     });
+    const profileSeed = values['profile-seed'];
+    if (profileSeed !== undefined && !isSeedName(profileSeed)) {
+      throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet serve: --profile-seed ${JSON.stringify(profileSeed)} is not one of ${VALID_SEEDS.join(', ')}`);
+    }
+    if (profileSeed !== undefined && values['no-local-agent']) {
+      throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet serve: --profile-seed profiles on the built-in local agent; drop --no-local-agent');
+    }
     const port = numberFlag('serve', 'port', values.port, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number from 0 to 65535') ?? 8080;
     const { startServer } = await import('../../../server/app.ts');
     const log = values.json ? (line: string) => io.err(line) : (line: string) => io.out(line);
@@ -62,9 +112,11 @@ export const serveCommand: Command = {
       if (server.tokenSource === 'file-created') io.out(`  agent token (new, saved in ${server.dataDir}/agent-token): ${server.agentToken}`);
       else io.out(`  agent token: from ${server.tokenSource === 'env' ? 'MORPHNET_AGENT_TOKEN' : `${server.dataDir}/agent-token`}`);
       io.out(`  run an agent: npx morphnet agent --server ${server.wsUrl} --token <token>`);
+      io.out(`  browser agent (open on a phone or laptop): ${server.url}/agent?token=${server.tokenSource === 'file-created' ? server.agentToken : '<token>'}`);
       if (server.recoveredItems > 0) io.out(`  ${server.recoveredItems} item(s) leased before the last stop went back to the queue`);
       io.out(server.localAgent ? '  built-in local agent: starting' : '  built-in local agent: off (--no-local-agent)');
     }
+    if (typeof profileSeed === 'string') void profileLocal(server, profileSeed, log);
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
         process.off('SIGINT', onInt);
