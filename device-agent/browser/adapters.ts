@@ -28,7 +28,7 @@ import { MorphError } from '../../src/errors.ts';
 import { writeSpecTflite } from '../../src/export/tflite/single-op.ts';
 import { makeSpec, type OpSpec } from '../../src/ops/op-spec.ts';
 import { specInputs } from '../../src/ops/spec-weights.ts';
-import { buildTfjsOp } from '../../src/ops/tfjs-op.ts';
+import { buildLayersOp } from '../../src/ops/tfjs-layers-op.ts';
 import type { NetworkWorkItem, RuntimeInfo, RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from '../runtime.ts';
 
@@ -124,14 +124,14 @@ function disposeOnce(free: () => void): () => void {
   };
 }
 
-/** An adapter for one tfjs backend: ops via `buildTfjsOp`, networks via `modelFromJSON`. */
+/** An adapter for one tfjs backend: ops via `buildLayersOp` (as tfjs-layers runs them), networks via `modelFromJSON`. */
 function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInfo): RuntimeAdapter {
   return {
     name,
     info: () => ({ ...info }),
     async prepareOp(spec: OpSpec): Promise<Runnable> {
       await useBackend(backend);
-      const op = buildTfjsOp(spec);
+      const op = buildLayersOp(spec);
       const inputs = specInputs(spec).map((data, i) => tf.tensor(data, [...op.inputShapes[i]], 'float32'));
       return {
         run() {

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { MorphError } from '../../src/errors.ts';
-import { buildTfjsOp, loadTfliteModel, loadTfliteRuntime, specInputs, writeSpecTflite, type OpSpec, type TfliteNodeModel } from '../../src/ops/index.ts';
+import { buildLayersOp, loadTfliteModel, loadTfliteRuntime, specInputs, writeSpecTflite, type OpSpec, type TfliteNodeModel } from '../../src/ops/index.ts';
 import type { NetworkWorkItem, RuntimeInfo, RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from '../runtime.ts';
 
@@ -157,14 +157,14 @@ function disposeOnce(free: () => void): () => void {
   };
 }
 
-/** An adapter for one tfjs backend: ops via `buildTfjsOp`, networks via `modelFromJSON`. */
+/** An adapter for one tfjs backend: ops via `buildLayersOp` (as tfjs-layers runs them), networks via `modelFromJSON`. */
 function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInfo): RuntimeAdapter {
   return {
     name,
     info: () => ({ ...info }),
     async prepareOp(spec: OpSpec): Promise<Runnable> {
       await useBackend(backend);
-      const op = buildTfjsOp(spec);
+      const op = buildLayersOp(spec);
       const inputs = specInputs(spec).map((data, i) => tf.tensor(data, [...op.inputShapes[i]], 'float32'));
       return {
         run() {

@@ -4,9 +4,11 @@
  *   predicted = a·Σ ops + b·(number of ops) + c
  *
  * where Σ ops is the sum of the table-predicted latencies of the network's ops, b the per-op
- * overhead the single-op timings do not see (dispatch, memory allocation between ops) and c the
- * constant per-inference cost (input upload, output download). a, b, c ≥ 0 are fitted by
- * non-negative least squares on end-to-end measurements.
+ * difference between an op timed alone and inside a network, and c the constant per-inference
+ * cost (input upload, output download). a ≥ 0 and c ≥ 0; b may be negative: a single-op timing
+ * pays a whole inference call and an output read-back per op (tfjs `predict`, a TFLite invoke)
+ * that ops inside a network do not, while a network may pay for memory traffic between ops that
+ * single ops do not. Fitted by constrained least squares on end-to-end measurements.
  *
  * The fit minimises *relative* squared error by default (rows weighted by 1/measured): the
  * quality figure is a relative one (share of networks within ±10%), and networks span orders of
@@ -157,17 +159,18 @@ export function fitCalibration(samples: readonly CalibrationSample[], options: F
   if (weighting !== 'relative' && weighting !== 'absolute') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `weighting must be relative or absolute, got ${String(weighting)}`);
   const n = samples.length;
   const method: CalibrationMethod = n >= 3 ? 'full' : n === 2 ? 'scale-offset' : 'scale';
+  // b may take either sign, as b⁺ − b⁻ with both ≥ 0 (see the header).
   const features = (s: CalibrationSample): number[] =>
-    method === 'full' ? [s.sumOpsMs, s.nOps, 1] : method === 'scale-offset' ? [s.sumOpsMs, 1] : [s.sumOpsMs];
+    method === 'full' ? [s.sumOpsMs, s.nOps, -s.nOps, 1] : method === 'scale-offset' ? [s.sumOpsMs, 1] : [s.sumOpsMs];
   const weight = (s: CalibrationSample): number => (weighting === 'relative' ? 1 / s.measuredMs : 1);
   const x = nnls(
     samples.map((s) => features(s).map((v) => v * weight(s))),
     samples.map((s) => s.measuredMs * weight(s)),
   );
-  const [a, b, c] = method === 'full' ? x : method === 'scale-offset' ? [x[0], 0, x[1]] : [x[0], 0, 0];
+  const [a, b, c] = method === 'full' ? [x[0], x[1] - x[2], x[3]] : method === 'scale-offset' ? [x[0], 0, x[1]] : [x[0], 0, 0];
   const note =
     method === 'full'
-      ? `fitted a·Σops + b·nOps + c on ${n} networks (${weighting} least squares, coefficients ≥ 0)`
+      ? `fitted a·Σops + b·nOps + c on ${n} networks (${weighting} least squares, a ≥ 0, c ≥ 0)`
       : method === 'scale-offset'
         ? 'only 2 networks measured: fitted a·Σops + c without a per-op overhead; measure 3 or more for the full fit'
         : 'only 1 network measured: a = measured / Σops, no overhead terms; measure 3 or more for the full fit';

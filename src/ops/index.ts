@@ -4,5 +4,6 @@ export { graphSpecs, tableGrid, axisValues, type GraphOpSpec, type GraphSpecs, t
 export { planFusion, type Fusion, type FusionPlan } from './fusion.ts';
 export { specWeights, specInputs, seededRandom, randomArray, type SpecWeights } from './spec-weights.ts';
 export { buildTfjsOp, type TfjsOp, type TfjsOpOptions } from './tfjs-op.ts';
+export { buildLayersOp } from './tfjs-layers-op.ts';
 export { writeSpecTflite, type SingleOpOptions } from '../export/tflite/single-op.ts';
 export { loadTfliteRuntime, loadTfliteModel, type TfliteNodeModel, type TfliteRuntimeInfo, type TfliteLoadOptions, type TfliteTensorInfo } from './tflite-node.ts';

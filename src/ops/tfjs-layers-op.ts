@@ -1,0 +1,93 @@
+/**
+ * An OpSpec as a one-op tfjs LayersModel: the op as a tfjs runtime really runs it in a model
+ * (`tf.loadLayersModel` → `predict`), which is what tfjs agents time.
+ *
+ * Why not `buildTfjsOp` (the fused kernels): tfjs-layers does not run an op the way the fused
+ * kernels could. It fuses only linear/relu/elu into a conv, so a ReLU6 runs as Relu + Minimum (a
+ * slow broadcast in wasm: 0.7 ms on 48×48×96 against a 0.3 ms depthwise conv); a depthwise conv
+ * runs unfused (conv, bias add, activation); and every layer call costs bookkeeping. Timing the
+ * fused kernels made Σ ops half of a real network's time on some models. The same weights as
+ * `buildTfjsOp` (same seed) are set, so both compute the same function (a test checks this).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { OpSpec } from './op-spec.ts';
+import { depthMultiplier, inputShapes, validateSpec } from './op-spec.ts';
+import { specWeights } from './spec-weights.ts';
+import type { TfjsOp, TfjsOpOptions } from './tfjs-op.ts';
+
+function activationLayer(a: OpSpec['activation']): tf.layers.Layer | null {
+  if (a === 'relu') return tf.layers.reLU();
+  if (a === 'relu6') return tf.layers.reLU({ maxValue: 6 });
+  return null;
+}
+
+/**
+ * Builds the op as a tfjs-layers model on the current backend.
+ * @throws MorphError `MORPH_ERR_BAD_OP_SPEC` for an invalid spec.
+ */
+export function buildLayersOp(spec: OpSpec, options: TfjsOpOptions = {}): TfjsOp {
+  validateSpec(spec);
+  const shapes = inputShapes(spec);
+  const inputs = shapes.map((s) => tf.input({ batchShape: s }));
+  const activation = spec.activation === 'none' ? 'linear' : spec.activation;
+  const common = { strides: [spec.stride[0], spec.stride[1]] as [number, number], padding: spec.padding };
+  let main: tf.layers.Layer;
+  let after: tf.layers.Layer | null = null;
+  switch (spec.kind) {
+    case 'conv2d':
+      main = tf.layers.conv2d({ ...common, filters: spec.cOut, kernelSize: [spec.kernel[0], spec.kernel[1]], dilationRate: [spec.dilation[0], spec.dilation[1]], activation, useBias: true });
+      break;
+    case 'depthwise':
+      main = tf.layers.depthwiseConv2d({ ...common, kernelSize: [spec.kernel[0], spec.kernel[1]], depthMultiplier: depthMultiplier(spec), dilationRate: [spec.dilation[0], spec.dilation[1]], activation, useBias: true });
+      break;
+    case 'dense':
+      main = tf.layers.dense({ units: spec.cOut, activation, useBias: true });
+      break;
+    case 'maxpool':
+      main = tf.layers.maxPooling2d({ ...common, poolSize: [spec.kernel[0], spec.kernel[1]] });
+      after = activationLayer(spec.activation);
+      break;
+    case 'avgpool':
+      main = tf.layers.averagePooling2d({ ...common, poolSize: [spec.kernel[0], spec.kernel[1]] });
+      after = activationLayer(spec.activation);
+      break;
+    case 'globalavgpool':
+      main = tf.layers.globalAveragePooling2d({});
+      after = activationLayer(spec.activation);
+      break;
+    case 'add':
+      main = tf.layers.add();
+      after = activationLayer(spec.activation);
+      break;
+    case 'concat':
+      main = tf.layers.concatenate({ axis: -1 });
+      after = activationLayer(spec.activation);
+      break;
+  }
+  let out = main.apply(inputs.length === 1 ? inputs[0] : inputs) as tf.SymbolicTensor;
+  if (after) out = after.apply(out) as tf.SymbolicTensor;
+  const model = tf.model({ inputs, outputs: out });
+  const w = specWeights(spec, options.seed ?? 1);
+  if (w) {
+    const values = [tf.tensor(w.filter, [...w.filterShape], 'float32'), tf.tensor1d(w.bias, 'float32')];
+    main.setWeights(values);
+    tf.dispose(values);
+  }
+  let disposed = false;
+  return {
+    spec,
+    inputShape: shapes[0],
+    inputShapes: shapes,
+    run(xs) {
+      if (disposed) throw new Error('this tfjs layers op was disposed');
+      const list = xs instanceof tf.Tensor ? [xs] : [...xs];
+      if (list.length !== shapes.length) throw new Error(`op ${spec.kind} takes ${shapes.length} inputs, got ${list.length}`);
+      return model.predict(list.length === 1 ? list[0] : list) as tf.Tensor;
+    },
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      model.dispose();
+    },
+  };
+}
