@@ -190,7 +190,9 @@ export class Fleet {
   readonly #paused = new Map<string, string>();
   readonly #tflite = new Map<string, Promise<string>>();
   #dispatching = false;
-  #dispatchAgain = false;
+  readonly #toDispatch = new Set<string>();
+  /** `pointEnv` per "device runtime"; dropped when an agent of the device says hello. */
+  readonly #envCache = new Map<string, string>();
   #closed = false;
 
   constructor(db: Db, options: FleetOptions = {}) {
@@ -239,9 +241,10 @@ export class Fleet {
       lease: null,
       itemsDone: 0,
     };
+    for (const key of this.#envCache.keys()) if (key.startsWith(`${deviceId} `)) this.#envCache.delete(key);
     this.#agents.set(session.agentId, session);
     this.#onChange?.({ kind: 'device', id: deviceId });
-    this.dispatch();
+    this.dispatch(deviceId);
     return session;
   }
 
@@ -253,7 +256,7 @@ export class Fleet {
     if (session.lease) await this.#release(session.lease, 'agent disconnected');
     await this.#db.write((tx) => tx.run('UPDATE devices SET last_seen = ? WHERE id = ?', [nowIso(), session.deviceId])).catch(() => undefined);
     this.#onChange?.({ kind: 'device', id: session.deviceId });
-    this.dispatch();
+    this.dispatch(session.deviceId);
   }
 
   isOnline(deviceId: string): boolean {
@@ -275,7 +278,7 @@ export class Fleet {
 
   resume(deviceId: string): void {
     this.#paused.delete(deviceId);
-    this.dispatch();
+    this.dispatch(deviceId);
   }
 
   async devices(): Promise<DeviceView[]> {
@@ -362,24 +365,19 @@ export class Fleet {
         now,
         now,
       ]);
-      let idx = 0;
-      for (const item of items) {
-        const spec = item.kind === 'op' ? item.spec : null;
-        await tx.run('INSERT INTO job_items (job_id, idx, kind, spec_json, signature, c_in, c_out, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
-          id,
-          idx++,
-          item.kind,
-          spec ? JSON.stringify(spec) : null,
-          spec ? signature(spec) : null,
-          spec?.cIn ?? null,
-          spec?.cOut ?? null,
-          'pending',
-        ]);
+      // 100 rows per statement: one round trip per row held the write lock long enough to slow storing results.
+      for (let start = 0; start < items.length; start += 100) {
+        const chunk = items.slice(start, start + 100);
+        const params = chunk.flatMap((item, k) => {
+          const spec = item.kind === 'op' ? item.spec : null;
+          return [id, start + k, item.kind, spec ? JSON.stringify(spec) : null, spec ? signature(spec) : null, spec?.cIn ?? null, spec?.cOut ?? null, 'pending'];
+        });
+        await tx.run(`INSERT INTO job_items (job_id, idx, kind, spec_json, signature, c_in, c_out, state) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`, params);
       }
       if (items.length === 0) await this.#finishJob(tx, id);
     });
     this.#onChange?.({ kind: 'job', id });
-    this.dispatch();
+    this.dispatch(deviceId);
     return (await this.job(id)) as JobView;
   }
 
@@ -454,42 +452,49 @@ export class Fleet {
 
   // ── leasing ─────────────────────────────────────────────────────────────────────────────
 
-  /** Gives idle devices work. Safe to call any time; concurrent calls coalesce. */
-  dispatch(): void {
+  /**
+   * Gives idle devices work: the one named, or every device with an agent. Safe to call any time;
+   * calls coalesce into one loop that serves the devices waiting, each checked for being busy
+   * when its turn comes (not when the loop began), so a device freed meanwhile is not skipped.
+   */
+  dispatch(deviceId?: string): void {
     if (this.#closed) return;
-    if (this.#dispatching) {
-      this.#dispatchAgain = true;
-      return;
-    }
+    if (deviceId !== undefined) this.#toDispatch.add(deviceId);
+    else for (const a of this.#agents.values()) this.#toDispatch.add(a.deviceId);
+    if (this.#dispatching) return;
     this.#dispatching = true;
     void (async () => {
       try {
-        do {
-          this.#dispatchAgain = false;
-          await this.#dispatchOnce();
-        } while (this.#dispatchAgain && !this.#closed);
+        while (this.#toDispatch.size > 0 && !this.#closed) {
+          const next = this.#toDispatch.values().next().value as string;
+          this.#toDispatch.delete(next);
+          await this.#dispatchDevice(next);
+        }
       } catch (err) {
         if (!this.#closed) console.error(`morphnet serve: dispatch failed: ${err instanceof Error ? err.stack : String(err)}`);
       } finally {
         this.#dispatching = false;
+        // A call that came in while the last device was being served.
+        if (this.#toDispatch.size > 0 && !this.#closed) this.dispatch([...this.#toDispatch][0]);
       }
     })();
   }
 
-  async #dispatchOnce(): Promise<void> {
-    const busyDevices = new Set([...this.#leases.values()].map((l) => l.deviceId));
-    const byDevice = new Map<string, AgentSession[]>();
-    for (const a of this.#agents.values()) {
-      if (busyDevices.has(a.deviceId) || this.#paused.has(a.deviceId)) continue;
-      byDevice.set(a.deviceId, [...(byDevice.get(a.deviceId) ?? []), a]);
-    }
-    for (const [deviceId, agents] of byDevice) {
-      const jobs = await this.#db.all<JobRow>("SELECT * FROM jobs WHERE device_id = ? AND state IN ('queued', 'running') ORDER BY created_at", [deviceId]);
-      for (const job of jobs) {
-        const agent = agents.find((a) => a.runtimes.has(job.runtime) && this.#agents.has(a.agentId) && a.lease === null);
-        if (!agent) continue;
-        if (await this.#lease(job, agent)) break;
-      }
+  #deviceBusy(deviceId: string): boolean {
+    for (const l of this.#leases.values()) if (l.deviceId === deviceId) return true;
+    return false;
+  }
+
+  async #dispatchDevice(deviceId: string): Promise<void> {
+    if (this.#paused.has(deviceId) || this.#deviceBusy(deviceId)) return;
+    const agents = [...this.#agents.values()].filter((a) => a.deviceId === deviceId);
+    if (agents.length === 0) return;
+    const jobs = await this.#db.all<JobRow>("SELECT * FROM jobs WHERE device_id = ? AND state IN ('queued', 'running') ORDER BY created_at", [deviceId]);
+    for (const job of jobs) {
+      if (this.#deviceBusy(deviceId)) return;
+      const agent = agents.find((a) => a.runtimes.has(job.runtime) && this.#agents.has(a.agentId) && a.lease === null);
+      if (!agent) continue;
+      if (await this.#lease(job, agent)) return;
     }
   }
 
@@ -558,7 +563,7 @@ export class Fleet {
     lease.timer = setTimeout(() => {
       if (this.#leases.get(lease.id) !== lease) return;
       lease.agent.link.send({ v: PROTOCOL_VERSION, type: 'cancel', leaseId: lease.id, reason: 'the lease expired without results; its items were put back in the queue' });
-      void this.#release(lease, 'lease expired').then(() => this.dispatch());
+      void this.#release(lease, 'lease expired').then(() => this.dispatch(lease.deviceId));
     }, this.#leaseDeadline(lease));
     lease.timer.unref?.();
   }
@@ -613,13 +618,7 @@ export class Fleet {
       const now = nowIso();
       await tx.run("UPDATE job_items SET state = 'done', agent_id = ?, result_json = ?, error_json = NULL, done_at = ? WHERE id = ?", [agentId, JSON.stringify(m), now, item.id]);
       if (item.kind === 'op') {
-        const device = (await tx.get<{ env_json: string; runtimes_json: string; agent_version: string }>('SELECT env_json, runtimes_json, agent_version FROM devices WHERE id = ?', [job.device_id])) as {
-          env_json: string;
-          runtimes_json: string;
-          agent_version: string;
-        };
-        const runtimeInfo = (JSON.parse(device.runtimes_json) as { name: string }[]).find((r) => r.name === job.runtime) ?? null;
-        const env = JSON.stringify({ env: JSON.parse(device.env_json), runtime: runtimeInfo, agentVersion: device.agent_version });
+        const env = await this.#pointEnv(tx, job.device_id, job.runtime);
         await tx.run(
           `INSERT INTO points (device_id, runtime, signature, c_in, c_out, median_ms, p10_ms, p90_ms, n, cv, stable, spec_json, env_json, job_id, item_id, measured_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -688,10 +687,26 @@ export class Fleet {
     if (lease.items.size === 0) {
       this.#dropLease(lease);
       this.#onChange?.({ kind: 'device', id: lease.deviceId });
-      this.dispatch();
+      this.dispatch(lease.deviceId);
     } else {
       this.#armLease(lease);
     }
+  }
+
+  /** The environment stored with each point (device, runtime version, agent), cached per device and runtime. */
+  async #pointEnv(tx: Tx, deviceId: string, runtime: string): Promise<string> {
+    const key = `${deviceId} ${runtime}`;
+    const cached = this.#envCache.get(key);
+    if (cached !== undefined) return cached;
+    const device = (await tx.get<{ env_json: string; runtimes_json: string; agent_version: string }>('SELECT env_json, runtimes_json, agent_version FROM devices WHERE id = ?', [deviceId])) as {
+      env_json: string;
+      runtimes_json: string;
+      agent_version: string;
+    };
+    const runtimeInfo = (JSON.parse(device.runtimes_json) as { name: string }[]).find((r) => r.name === runtime) ?? null;
+    const env = JSON.stringify({ env: JSON.parse(device.env_json), runtime: runtimeInfo, agentVersion: device.agent_version });
+    this.#envCache.set(key, env);
+    return env;
   }
 
   /** A late result of a re-leased item: the item's newer lease no longer waits for it. */
