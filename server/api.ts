@@ -39,7 +39,9 @@ const deviceRuntimeModel = {
   model: z.union([z.string().min(1).max(100), z.record(z.unknown())]),
 };
 
-const profileBody = z.object({ ...deviceRuntimeModel, grid: gridSchema.optional(), measure: measureOptionsSchema.optional(), force: z.boolean().optional() }).strict();
+const profileBody = z
+  .object({ ...deviceRuntimeModel, grid: gridSchema.optional(), measure: measureOptionsSchema.optional(), force: z.boolean().optional(), refine: z.boolean().optional() })
+  .strict();
 const measureBody = z.object({ ...deviceRuntimeModel, measure: measureOptionsSchema.optional() }).strict();
 const predictBody = z.object(deviceRuntimeModel).strict();
 const tablesQuery = z.object({ deviceId: z.string().min(1).max(64), runtime: z.enum(VALID_RUNTIMES), signature: z.string().max(300).optional() }).strict();
@@ -115,7 +117,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
       const body = parse(profileBody, req.body, 'profile request');
       await checkRuntime(ctx, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
-      const job = await ctx.fleet.createProfileJob({ deviceId: body.deviceId, runtime: body.runtime, model, grid: body.grid, measure: body.measure, force: body.force });
+      const job = await ctx.fleet.createProfileJob({ deviceId: body.deviceId, runtime: body.runtime, model, grid: body.grid, measure: body.measure, force: body.force, refine: body.refine });
       res.status(202).location(`/api/jobs/${job.id}`).json(job);
     }),
   );

@@ -16,6 +16,7 @@ import { Db } from './db.ts';
 import { Fleet } from './fleet.ts';
 import { AGENTS_PATH, Hub } from './hub.ts';
 import { LocalAgent } from './local-agent.ts';
+import { refineAfter } from './refine.ts';
 import { MIGRATIONS } from './schema.ts';
 import { TableReader } from './tables.ts';
 
@@ -93,10 +94,18 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   if (token.length < 8) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'the agent token must be at least 8 characters; set MORPHNET_AGENT_TOKEN to a longer secret');
 
   const db = await Db.open(join(dataDir, DB_FILE), MIGRATIONS);
-  const fleet = new Fleet(db, { leaseItems: options.leaseItems, leaseSlackMs: options.leaseSlackMs });
+  const tables = new TableReader(db);
+  const fleet: Fleet = new Fleet(db, {
+    leaseItems: options.leaseItems,
+    leaseSlackMs: options.leaseSlackMs,
+    onJobFinished: (jobId) => {
+      refineAfter(fleet, tables, jobId)
+        .then((job) => job && log(`job ${jobId}: interpolation is poor on some tables; refinement job ${job.id} measures ${job.progress.total} more point(s)`))
+        .catch((err: unknown) => log(`refining after job ${jobId} failed: ${err instanceof Error ? err.message : String(err)}`));
+    },
+  });
   const recoveredItems = await fleet.recover();
   const hub = new Hub({ fleet, token, serverVersion: SERVER_VERSION, pingMs: options.pingMs, log });
-  const tables = new TableReader(db);
 
   const app = express();
   app.disable('x-powered-by');

@@ -103,6 +103,8 @@ export interface FleetOptions {
   readonly leaseSlackMs?: number;
   /** Called when devices or jobs change (for live views). */
   readonly onChange?: (what: { kind: 'device' | 'job'; id: string }) => void;
+  /** Called once when a job reaches done or failed (after its transaction committed). */
+  readonly onJobFinished?: (jobId: string) => void;
 }
 
 export interface ProfileRequest {
@@ -113,6 +115,8 @@ export interface ProfileRequest {
   readonly measure?: WireMeasureOptions;
   /** Re-measure points the table already has. Default false. */
   readonly force?: boolean;
+  /** When done, measure extra points where the table's interpolation is poor. Default true (false with seedOnly). */
+  readonly refine?: boolean;
 }
 
 export interface MeasureRequest {
@@ -182,6 +186,9 @@ export class Fleet {
   readonly #maxAttempts: number;
   readonly #slackMs: number;
   readonly #onChange: FleetOptions['onChange'];
+  readonly #onJobFinished: FleetOptions['onJobFinished'];
+  /** Jobs finished inside the current write, announced once it commits. */
+  #justFinished: string[] = [];
   readonly #agents = new Map<string, AgentSession>();
   readonly #leases = new Map<string, Lease>();
   /** Every lease issued since start, for accepting late results: leaseId → device and items. */
@@ -201,6 +208,7 @@ export class Fleet {
     this.#maxAttempts = options.maxItemAttempts ?? 3;
     this.#slackMs = options.leaseSlackMs ?? 30_000;
     this.#onChange = options.onChange;
+    this.#onJobFinished = options.onJobFinished;
   }
 
   /** Puts items leased before a restart back in the queue. */
@@ -339,8 +347,27 @@ export class Fleet {
         if (req.force || !have.has(key)) wanted.set(key, spec);
       }
     }
-    const options = { grid: req.grid ?? {}, measure: { ...DEFAULT_JOB_MEASURE, ...req.measure }, force: req.force ?? false };
+    const refine = req.refine ?? !req.grid?.seedOnly;
+    const options = { grid: req.grid ?? {}, measure: { ...DEFAULT_JOB_MEASURE, ...req.measure }, force: req.force ?? false, refine };
     return this.#createJob('profile', req.deviceId, req.runtime, req.model, options, [...wanted.values()].map((spec) => ({ kind: 'op' as const, spec })));
+  }
+
+  /**
+   * A profile job for explicit ops (the refinement points of a finished profile job), on the
+   * same device, runtime and model as `parent`.
+   */
+  async createRefinementJob(parent: JobView, specs: readonly OpSpec[]): Promise<JobView> {
+    const model = await this.#db.get<{ id: string; name: string; topology_json: string }>('SELECT * FROM models WHERE id = ?', [parent.modelId]);
+    if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `the model of job ${parent.id} is gone`);
+    const options = { measure: (parent.options as { measure?: WireMeasureOptions }).measure ?? DEFAULT_JOB_MEASURE, refinementOf: parent.id };
+    const resolved = { id: model.id, name: model.name, modelConfig: JSON.parse(model.topology_json) } as ResolvedModel;
+    return this.#createJob('profile', parent.deviceId, parent.runtime as RuntimeName, resolved, options, specs.map((spec) => ({ kind: 'op' as const, spec })));
+  }
+
+  /** The op specs a job measured, one per signature (a template to vary the channels of). */
+  async jobSignatureSpecs(jobId: string): Promise<Map<string, OpSpec>> {
+    const rows = await this.#db.all<{ signature: string; spec_json: string }>("SELECT signature, MIN(spec_json) AS spec_json FROM job_items WHERE job_id = ? AND kind = 'op' GROUP BY signature", [jobId]);
+    return new Map(rows.map((r) => [r.signature, JSON.parse(r.spec_json) as OpSpec]));
   }
 
   /** A job that times the whole model end to end on the device and runtime. */
@@ -376,6 +403,7 @@ export class Fleet {
       }
       if (items.length === 0) await this.#finishJob(tx, id);
     });
+    this.#announceFinished();
     this.#onChange?.({ kind: 'job', id });
     this.dispatch(deviceId);
     return (await this.job(id)) as JobView;
@@ -528,6 +556,7 @@ export class Fleet {
         for (const r of rows) await tx.run("UPDATE job_items SET state = 'failed', error_json = ? WHERE id = ?", [JSON.stringify({ code, message }), r.id]);
         await this.#finishIfComplete(tx, job.id);
       });
+      this.#announceFinished();
       this.#onChange?.({ kind: 'job', id: job.id });
     }
     this.#onChange?.({ kind: 'device', id: agent.deviceId });
@@ -644,6 +673,7 @@ export class Fleet {
       await this.#finishIfComplete(tx, job.id);
       return { status: 'stored' as const, jobId: job.id };
     });
+    this.#announceFinished();
     if (outcome.status === 'unknown') {
       return { v: PROTOCOL_VERSION, type: 'error', code: 'MORPH_ERR_UNKNOWN_ITEM', message: `item ${msg.itemId} does not exist; nothing stored`, ref: { leaseId: msg.leaseId, itemId: msg.itemId } };
     }
@@ -674,6 +704,7 @@ export class Fleet {
       await this.#finishIfComplete(tx, item.job_id);
       return item.job_id;
     });
+    this.#announceFinished();
     this.#settleItem(session, msg.leaseId, msg.itemId, false);
     this.#onChange?.({ kind: 'job', id: jobId });
     return { v: PROTOCOL_VERSION, type: 'ack', leaseId: msg.leaseId, itemId: msg.itemId, status: 'failed-noted' };
@@ -707,6 +738,13 @@ export class Fleet {
     const env = JSON.stringify({ env: JSON.parse(device.env_json), runtime: runtimeInfo, agentVersion: device.agent_version });
     this.#envCache.set(key, env);
     return env;
+  }
+
+  /** Announces the jobs the last committed write finished. */
+  #announceFinished(): void {
+    const done = this.#justFinished;
+    this.#justFinished = [];
+    for (const id of done) this.#onJobFinished?.(id);
   }
 
   /** A late result of a re-leased item: the item's newer lease no longer waits for it. */
@@ -756,6 +794,7 @@ export class Fleet {
             items: failed.slice(0, 20).map((i) => ({ idx: i.idx, signature: i.signature, cIn: i.c_in, cOut: i.c_out, error: json(i.error_json) })),
           }
         : null;
+    this.#justFinished.push(jobId);
     // Leases of a finished job can no longer deliver anything: forget them.
     for (const [leaseId, issued] of this.#issued) if (issued.jobId === jobId && !this.#leases.has(leaseId)) this.#issued.delete(leaseId);
     await tx.run('UPDATE jobs SET state = ?, result_json = ?, error_json = ?, updated_at = ?, finished_at = ? WHERE id = ?', [

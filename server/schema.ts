@@ -8,6 +8,9 @@
  *   leases live in memory, and a leased item is put back to pending when the server restarts.
  * - points: the latency tables, one row per (device, runtime, signature, c_in, c_out).
  * - networks: end-to-end measurements, the calibration's samples.
+ * - (2) model_uploads: models stored by POST /api/models (their topology is in `models`).
+ * - (2) searches / search_events: server-side searches, their state, config, progress and result,
+ *   and their stored events (numbered per search) for replays.
  */
 import type { Migration } from './db.ts';
 
@@ -95,5 +98,45 @@ export const MIGRATIONS: readonly Migration[] = [
     measured_at TEXT NOT NULL
   );
   CREATE INDEX networks_by_device ON networks(device_id, runtime);
+  `,
+  // 2: searches run by the server (server/searches.ts) and models uploaded by POST /api/models.
+  `
+  CREATE TABLE model_uploads (
+    id TEXT PRIMARY KEY REFERENCES models(id),
+    name TEXT NOT NULL,
+    layers INTEGER NOT NULL,
+    params INTEGER NOT NULL,
+    macs INTEGER NOT NULL,
+    input_shape_json TEXT NOT NULL,
+    outputs INTEGER,
+    uploaded_at TEXT NOT NULL
+  );
+  CREATE TABLE searches (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'preparing', 'running', 'done', 'failed', 'cancelled', 'interrupted')),
+    model_id TEXT NOT NULL REFERENCES models(id),
+    cost TEXT NOT NULL,
+    device_id TEXT REFERENCES devices(id),
+    runtime TEXT,
+    config_json TEXT NOT NULL,
+    progress_json TEXT NOT NULL,
+    result_json TEXT,
+    error_json TEXT,
+    artifacts_dir TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+  );
+  CREATE INDEX searches_by_state ON searches(state, created_at);
+  CREATE TABLE search_events (
+    search_id TEXT NOT NULL REFERENCES searches(id),
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data_json TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (search_id, seq)
+  );
   `,
 ];

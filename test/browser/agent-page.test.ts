@@ -184,7 +184,7 @@ describe('browser agent page in headless Chromium', { timeout: 300_000 }, () => 
     const timings: Record<string, { ops: number; opMedianMs: number[]; networkMs: number }> = {};
     // webgl runs on SwiftShader (a CPU) here: slow but real, so it is measured too when present.
     for (const runtime of ['tfjs-wasm', 'tflite', ...(webgl ? ['tfjs-webgl'] : [])]) {
-      const profile = await api(server, 'POST', '/api/profile', { deviceId: device.id, runtime, model, grid: { maxPerAxis: 2 }, measure: QUICK });
+      const profile = await api(server, 'POST', '/api/profile', { deviceId: device.id, runtime, model, grid: { maxPerAxis: 2 }, refine: false, measure: QUICK });
       assert.equal(profile.status, 202, JSON.stringify(profile.json));
       const pjob = await until(`the ${runtime} profile job`, jobDone(server, profile.json.id), 120_000, recentLog);
       assert.equal(pjob.state, 'done', `${runtime} profile: ${JSON.stringify(pjob.error ?? pjob.progress)}\n${recentLog()}`);

@@ -16,6 +16,8 @@ export interface FakeAgentOptions {
   readonly delayMs?: number;
   /** Do not answer work at all (to hold a lease). */
   readonly silent?: boolean;
+  /** The median to report for an item (default `fakeMedian(itemId)`). */
+  readonly medianOf?: (item: WorkMessage['items'][number]) => number;
 }
 
 export interface AckTiming {
@@ -112,7 +114,7 @@ export class FakeAgent {
     for (const item of work.items) {
       if (this.ws.readyState !== WebSocket.OPEN) return;
       if (this.#o.delayMs) await new Promise((r) => setTimeout(r, this.#o.delayMs));
-      this.sendResult(work.leaseId, item.itemId);
+      this.sendResult(work.leaseId, item.itemId, this.#o.medianOf?.(item));
     }
   }
 

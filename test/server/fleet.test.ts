@@ -83,7 +83,7 @@ describe('server with simulated agents', () => {
     assert.equal(before409.json.error.code, 'MORPH_ERR_MISSING_OPS');
     assert.ok(before409.json.error.details.missing.length > 0);
 
-    const created = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'resnet', grid: SMALL_GRID });
+    const created = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'resnet', grid: SMALL_GRID, refine: false });
     assert.equal(created.status, 202);
     const job = await waitJob(server, created.json.id);
     assert.equal(job.state, 'done');
@@ -113,7 +113,7 @@ describe('server with simulated agents', () => {
     assert.ok(predicted.json.layers.every((l: { measuredMs: number | null }) => l.measuredMs !== null));
 
     // A second profile of the same model has nothing left to measure.
-    const again = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'resnet', grid: SMALL_GRID });
+    const again = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'resnet', grid: SMALL_GRID, refine: false });
     assert.equal(again.json.state, 'done');
     assert.equal(again.json.progress.total, 0);
 
@@ -152,6 +152,37 @@ describe('server with simulated agents', () => {
     agent.close();
   });
 
+  it('refines a table where its interpolation is poor: a follow-up job measures the midpoints', async () => {
+    // Latency with a step at 48 input channels (a SIMD/cache edge): linear interpolation across it fails.
+    const kinked = (cIn: number, cOut: number): number => 0.01 * cIn * cOut * (cIn > 48 ? 2 : 1) + 0.5;
+    const agent = await FakeAgent.connect({
+      url: server.wsUrl,
+      token: TOKEN,
+      deviceKey: 'device-refine-01',
+      medianOf: (item) => (item.kind === 'op' ? kinked(item.spec.cIn, item.spec.cOut) : 1),
+    });
+    const deviceId = agent.deviceId as string;
+    const created = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'vgg', grid: { maxPerAxis: 4 } });
+    assert.equal((await waitJob(server, created.json.id)).state, 'done');
+    const follow = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const jobs = (await api(server, 'GET', `/api/jobs?deviceId=${deviceId}`)).json.jobs;
+        const r = jobs.find((j: { options: { refinementOf?: string } }) => j.options.refinementOf === created.json.id);
+        if (r) return r;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      return undefined;
+    })();
+    assert.ok(follow, 'a refinement job was created');
+    const done = await waitJob(server, follow.id);
+    assert.equal(done.state, 'done');
+    assert.ok(done.progress.total > 0);
+    // The new points lie around the step, and the tables are still full grids.
+    const tables = (await api(server, 'GET', `/api/tables?deviceId=${deviceId}&runtime=tfjs-wasm`)).json.tables;
+    assert.ok(tables.every((t: { problem: string | null }) => t.problem === null));
+    agent.close();
+  });
+
   it('sends tflite agents the network as a .tflite', async () => {
     const agent = await FakeAgent.connect({ url: server.wsUrl, token: TOKEN, deviceKey: 'device-tflite-01', runtimes: ['tflite'] });
     const created = await api(server, 'POST', '/api/measure', { deviceId: agent.deviceId, runtime: 'tflite', model: 'mobilenet' });
@@ -167,7 +198,7 @@ describe('server with simulated agents', () => {
   it('answers duplicates, unknown items and forged or malformed results without storing them', async () => {
     const agent = await FakeAgent.connect({ url: server.wsUrl, token: TOKEN, deviceKey: 'device-forgery-01', silent: true });
     const deviceId = agent.deviceId as string;
-    const created = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'mobilenet', grid: SMALL_GRID, measure: { maxMs: 100 } });
+    const created = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'mobilenet', grid: SMALL_GRID, refine: false, measure: { maxMs: 100 } });
     await agent.until(() => agent.leases.length > 0);
     const lease = agent.leases[0];
     const first = lease.items[0].itemId;
@@ -225,7 +256,7 @@ describe('server with simulated agents', () => {
     const key = 'device-failover-01';
     const silent = await FakeAgent.connect({ url: server.wsUrl, token: TOKEN, deviceKey: key, silent: true });
     const deviceId = silent.deviceId as string;
-    const created = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'vgg', grid: SMALL_GRID });
+    const created = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'vgg', grid: SMALL_GRID, refine: false });
     await silent.until(() => silent.leases.length > 0);
     // Answer part of the lease, then drop the connection without a close handshake.
     const lease = silent.leases[0];
@@ -280,7 +311,7 @@ describe('server restart with jobs in flight', () => {
       const key = 'device-restart-01';
       const silent = await FakeAgent.connect({ url: server.wsUrl, token: TOKEN, deviceKey: key, silent: true });
       const deviceId = silent.deviceId as string;
-      const created = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'mobilenet', grid: SMALL_GRID });
+      const created = await api(server, 'POST', '/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'mobilenet', grid: SMALL_GRID, refine: false });
       await silent.until(() => silent.leases.length > 0);
       silent.sendResult(silent.leases[0].leaseId, silent.leases[0].items[0].itemId);
       await silent.until(() => silent.acks.length === 1);

@@ -81,7 +81,7 @@ describe('real server and real Node agents', () => {
     assert.equal(device.env.platform, 'node');
     assert.ok(device.env.cores >= 1 && device.env.cpuModel.length > 0);
 
-    const created = await api(server, 'POST', '/api/profile', { deviceId: device.id, runtime: 'tfjs-wasm', model: 'mobilenet', grid: { maxPerAxis: 2 }, measure: QUICK });
+    const created = await api(server, 'POST', '/api/profile', { deviceId: device.id, runtime: 'tfjs-wasm', model: 'mobilenet', grid: { maxPerAxis: 2 }, refine: false, measure: QUICK });
     assert.equal(created.status, 202);
     const total = created.json.progress.total;
     assert.ok(total > 20, `${total} items`);
@@ -127,7 +127,7 @@ describe('real server and real Node agents', () => {
 
   it('profiles and measures on the tflite runtime too', async () => {
     const device = (await api(server, 'GET', '/api/devices')).json.devices[0];
-    const created = await api(server, 'POST', '/api/profile', { deviceId: device.id, runtime: 'tflite', model: 'resnet', grid: { maxPerAxis: 2 }, measure: QUICK });
+    const created = await api(server, 'POST', '/api/profile', { deviceId: device.id, runtime: 'tflite', model: 'resnet', grid: { maxPerAxis: 2 }, refine: false, measure: QUICK });
     const job = await until('the tflite profile', finished(server, created.json.id), 120_000);
     assert.equal(job.state, 'done', JSON.stringify(job.error));
     const m = await api(server, 'POST', '/api/measure', { deviceId: device.id, runtime: 'tflite', model: 'resnet', measure: QUICK });

@@ -1,0 +1,156 @@
+/**
+ * What a search reports while it runs, as the server keeps it: the events the search worker
+ * posts (src/morph/search.ts `SearchEvent`, plus the worker's own `ready`/`groups`), folded into
+ * one `SearchProgress` (curves per phase, the alive count of every channel group after each
+ * shrink epoch, the last step, an overall fraction). Pure: the service stores the result as
+ * `searches.progress_json` and streams the events themselves over SSE.
+ */
+import type { SearchEvent } from '../src/morph/search.ts';
+
+/** One point of a training curve (the end of an epoch). */
+export interface CurvePoint {
+  readonly epoch: number;
+  readonly trainLoss: number;
+  readonly valLoss: number | null;
+  readonly valAccuracy: number | null;
+  readonly seconds: number;
+}
+
+export interface ShrinkPoint {
+  readonly round: number;
+  readonly epoch: number;
+  /** Alive channels of every group (index = group id; unregularized groups keep their width). */
+  readonly alive: readonly number[];
+  readonly aliveCost: number;
+  readonly regularizer: number;
+  readonly trainLoss: number;
+  readonly valAccuracy: number | null;
+}
+
+export interface GroupInfo {
+  readonly id: number;
+  readonly layers: readonly string[];
+  readonly channels: number;
+}
+
+export interface LastStep {
+  readonly phase: 'shrink' | 'final' | 'baseline';
+  readonly epoch: number;
+  readonly epochs: number;
+  readonly step: number;
+  readonly stepsPerEpoch: number;
+  readonly loss: number;
+  readonly lr: number;
+  readonly imagesPerSec: number;
+}
+
+export interface SearchProgress {
+  /** The phase running now (`prepare` before training starts). */
+  readonly phase: 'prepare' | 'shrink' | 'expand' | 'final' | 'baseline' | 'export' | null;
+  readonly round: number | null;
+  /** The last phase message, e.g. `round 1: shrinking with λ = …`. */
+  readonly message: string | null;
+  /** Share of the planned training steps done, 0–1 (1 once the search is done). */
+  readonly fraction: number;
+  readonly step: LastStep | null;
+  readonly curves: { readonly shrink: readonly CurvePoint[]; readonly final: readonly CurvePoint[]; readonly baseline: readonly CurvePoint[] };
+  readonly groups: readonly GroupInfo[];
+  readonly shrink: readonly ShrinkPoint[];
+  readonly accuracy: { readonly final: number | null; readonly baseline: number | null };
+  /** The tfjs backend the worker trains on, e.g. `backend wasm (SIMD on, threads off) tfjs 4.22.0`. */
+  readonly backend: string | null;
+  readonly dataset: { readonly name: string; readonly trainSize: number; readonly valSize: number; readonly testSize: number } | null;
+}
+
+/** Events of the worker that are not search events. */
+export type WorkerInfoEvent =
+  | { readonly type: 'ready'; readonly backend: string; readonly dataset: NonNullable<SearchProgress['dataset']> }
+  | { readonly type: 'groups'; readonly groups: readonly GroupInfo[] }
+  | { readonly type: 'export'; readonly message: string }
+  /** A line from the preparation (e.g. the latency hook profiling the device). */
+  | { readonly type: 'note'; readonly message: string };
+
+export type ProgressEvent = SearchEvent | WorkerInfoEvent;
+
+/** The epochs the search will train, from its options (for `fraction`). */
+export interface ProgressPlan {
+  readonly rounds: number;
+  readonly shrinkEpochs: number;
+  readonly finalEpochs: number;
+  readonly baseline: boolean;
+}
+
+export function emptyProgress(): SearchProgress {
+  return {
+    phase: null,
+    round: null,
+    message: null,
+    fraction: 0,
+    step: null,
+    curves: { shrink: [], final: [], baseline: [] },
+    groups: [],
+    shrink: [],
+    accuracy: { final: null, baseline: null },
+    backend: null,
+    dataset: null,
+  };
+}
+
+/** Epochs trained before the given phase starts (shrink rounds, then final, then baseline). */
+function epochOffset(plan: ProgressPlan, phase: 'shrink' | 'final' | 'baseline', round: number): number {
+  if (phase === 'shrink') return (round - 1) * plan.shrinkEpochs;
+  if (phase === 'final') return plan.rounds * plan.shrinkEpochs;
+  return plan.rounds * plan.shrinkEpochs + plan.finalEpochs;
+}
+
+function totalEpochs(plan: ProgressPlan): number {
+  return plan.rounds * plan.shrinkEpochs + plan.finalEpochs * (plan.baseline ? 2 : 1);
+}
+
+/** The progress after one more event (a new object; `p` is not changed). */
+export function applyEvent(p: SearchProgress, e: ProgressEvent, plan: ProgressPlan): SearchProgress {
+  switch (e.type) {
+    case 'ready':
+      return { ...p, phase: 'prepare', backend: e.backend, dataset: e.dataset };
+    case 'groups':
+      return { ...p, groups: e.groups };
+    case 'export':
+      return { ...p, phase: 'export', message: e.message };
+    case 'note':
+      return { ...p, phase: 'prepare', message: e.message };
+    case 'phase':
+      return { ...p, phase: e.phase, round: e.round ?? p.round, message: e.message };
+    case 'step': {
+      const s = e.step;
+      const round = e.phase === 'shrink' ? (p.round ?? 1) : 1;
+      const done = epochOffset(plan, e.phase, round) * s.stepsPerEpoch + s.globalStep;
+      const fraction = Math.min(1, done / Math.max(1, totalEpochs(plan) * s.stepsPerEpoch));
+      return {
+        ...p,
+        fraction: Math.max(p.fraction, fraction),
+        step: { phase: e.phase, epoch: s.epoch, epochs: s.epochs, step: s.step, stepsPerEpoch: s.stepsPerEpoch, loss: s.loss, lr: s.lr, imagesPerSec: s.imagesPerSec },
+      };
+    }
+    case 'epoch': {
+      const x = e.epoch;
+      const point: CurvePoint = { epoch: x.epoch, trainLoss: x.trainLoss, valLoss: x.valLoss, valAccuracy: x.valAccuracy, seconds: x.seconds };
+      const round = e.phase === 'shrink' ? (p.round ?? 1) : 1;
+      const fraction = Math.min(1, (epochOffset(plan, e.phase, round) + x.epoch) / Math.max(1, totalEpochs(plan)));
+      return { ...p, fraction: Math.max(p.fraction, fraction), curves: { ...p.curves, [e.phase]: [...p.curves[e.phase], point] } };
+    }
+    case 'shrink-epoch': {
+      const x = e.epoch;
+      return {
+        ...p,
+        shrink: [...p.shrink, { round: e.round, epoch: x.epoch, alive: [...x.alive], aliveCost: x.aliveCost, regularizer: x.regularizer, trainLoss: x.trainLoss, valAccuracy: x.valAccuracy }],
+      };
+    }
+    case 'evaluated':
+      return { ...p, accuracy: { ...p.accuracy, [e.phase]: e.accuracy } };
+  }
+}
+
+/** A short form for lists: phase, fraction, message and the last accuracies. */
+export function progressSummary(p: SearchProgress): { phase: SearchProgress['phase']; fraction: number; message: string | null; accuracy: SearchProgress['accuracy'] } {
+  return { phase: p.phase, fraction: p.fraction, message: p.message, accuracy: p.accuracy };
+}

@@ -1,0 +1,637 @@
+/**
+ * Searches as a service: a queue of MorphNet searches kept in SQLite and run `concurrency` at a
+ * time (default 1), each in a worker thread (server/search-worker.ts) so that training never
+ * blocks the HTTP event loop.
+ *
+ * States: `queued` → `preparing` (latency hook, worker loading backend and data) → `running` →
+ * `done` | `failed` | `cancelled`. A search that was `preparing` or `running` when the server
+ * stopped is `interrupted` (at `close()`, or at the next start after a crash); `resume` puts an
+ * interrupted, failed or cancelled search back in the queue. It runs again from the seed with
+ * the same config: `runSearch` keeps no state between its phases (the shrunk gammas, the expanded
+ * structure), so a training checkpoint alone could not skip the phases before it.
+ *
+ * Every state change and every search event except per-step ones is stored (`search_events`) with
+ * a sequence number per search, so a client can replay them and then follow live (`subscribe`).
+ * While any search trains, the host's own device (the built-in local agent) takes no timing jobs.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { MorphError } from '../src/errors.ts';
+import type { Db, Tx } from './db.ts';
+import type { Fleet } from './fleet.ts';
+import { prepareLatencySearch } from './search-latency.ts';
+import { applyEvent, emptyProgress, progressSummary, type ProgressEvent, type ProgressPlan, type SearchProgress } from './search-progress.ts';
+import type { SearchConfig, SearchResultSummary, SearchWorkerData, WorkerError, WorkerMessage } from './search-worker.ts';
+import type { TableReader } from './tables.ts';
+
+export const VALID_SEARCH_STATES = ['queued', 'preparing', 'running', 'done', 'failed', 'cancelled', 'interrupted'] as const;
+export type SearchState = (typeof VALID_SEARCH_STATES)[number];
+export const TERMINAL_SEARCH_STATES: readonly SearchState[] = ['done', 'failed', 'cancelled', 'interrupted'];
+export const RESUMABLE_SEARCH_STATES: readonly SearchState[] = ['interrupted', 'failed', 'cancelled'];
+
+/** How a resumed search restarts (see the file comment). */
+export const RESUME_MODE = 'from-start';
+const RESUME_NOTE = 'a resumed search runs again from the seed with the same config (runSearch keeps no state between its phases, so there is no checkpoint to continue from)';
+
+/** Events kept per search (a search emits a few per epoch; this bounds a pathological one). */
+export const MAX_STORED_EVENTS = 20_000;
+
+/** Downloadable files, by their fixed public name (never a user string) → place in the search's directory. */
+export const SEARCH_ARTIFACTS: Readonly<Record<string, { readonly path: string; readonly zip: boolean; readonly type: string; readonly what: string }>> = Object.freeze({
+  'structure.json': { path: 'structure.json', zip: false, type: 'application/json', what: 'the learned widths, {layer: channels}' },
+  'report.json': { path: 'report.json', zip: false, type: 'application/json', what: 'the search report: seed, target, rounds, learned and baseline networks' },
+  'model.tflite': { path: 'model.tflite', zip: false, type: 'application/octet-stream', what: 'the learned network as float32 TFLite (batch norms folded)' },
+  'model.zip': { path: 'model', zip: true, type: 'application/zip', what: 'the learned network as a tfjs model (model.json + weights.bin)' },
+  'model.json': { path: 'model/model.json', zip: false, type: 'application/json', what: 'the tfjs model.json of the learned network (its weights are weights.bin beside it)' },
+  'weights.bin': { path: 'model/weights.bin', zip: false, type: 'application/octet-stream', what: 'the weights of model.json' },
+  'baseline-structure.json': { path: 'baseline-structure.json', zip: false, type: 'application/json', what: 'the uniform baseline\'s widths' },
+  'baseline.tflite': { path: 'baseline.tflite', zip: false, type: 'application/octet-stream', what: 'the uniform baseline as float32 TFLite' },
+  'baseline.zip': { path: 'baseline', zip: true, type: 'application/zip', what: 'the uniform baseline as a tfjs model' },
+});
+
+export interface ArtifactInfo {
+  readonly name: string;
+  readonly bytes: number | null;
+  readonly type: string;
+  readonly what: string;
+}
+
+/** One stored (or live) event of a search. `seq` is null for step events, which are not stored. */
+export interface SearchEventRecord {
+  readonly seq: number | null;
+  readonly type: string;
+  readonly data: unknown;
+  readonly at: string;
+}
+
+export interface SearchSummaryView {
+  readonly id: string;
+  readonly state: SearchState;
+  readonly attempt: number;
+  readonly model: SearchConfig['model'];
+  readonly cost: SearchConfig['cost'];
+  readonly deviceId: string | null;
+  readonly runtime: string | null;
+  readonly target: SearchConfig['resolvedTarget'];
+  readonly progress: ReturnType<typeof progressSummary>;
+  /** Why a queued search is not running yet. */
+  readonly waiting: string | null;
+  readonly createdAt: string;
+  readonly startedAt: string | null;
+  readonly finishedAt: string | null;
+}
+
+export interface SearchView extends Omit<SearchSummaryView, 'progress'> {
+  readonly config: SearchConfig;
+  readonly progress: SearchProgress;
+  readonly result: SearchResultSummary | null;
+  readonly error: WorkerError | null;
+  /** Why and when an interrupted search stopped. */
+  readonly interruption: { readonly reason: string; readonly at: string } | null;
+  readonly resume: { readonly available: boolean; readonly mode: typeof RESUME_MODE; readonly action: string | null; readonly note: string };
+  readonly artifacts: readonly string[];
+  readonly updatedAt: string;
+}
+
+export interface SearchServiceOptions {
+  /** The server's data directory; artifacts go to `DIR/searches/<id>/`. */
+  readonly dataDir: string;
+  readonly fleet: Fleet;
+  readonly tables: TableReader;
+  /** Searches run at once. Default 1; more are queued. */
+  readonly concurrency?: number;
+  /** Least time between two live step events of one search, ms. Default 250. */
+  readonly stepEventMs?: number;
+  /**
+   * The device whose agents must take no timing jobs while a search trains here (the host's own
+   * device). Default: `localDeviceId` (the device of an agent named `… (local)`).
+   */
+  readonly hostDeviceId?: (fleet: Fleet) => Promise<string | null>;
+  readonly log?: (line: string) => void;
+}
+
+export interface NewSearch {
+  readonly config: SearchConfig;
+  /** The model's topology, stored in `models` by `config.model.id` if not there yet. */
+  readonly modelTopology: unknown;
+}
+
+interface SearchRow {
+  id: string;
+  state: SearchState;
+  model_id: string;
+  cost: string;
+  device_id: string | null;
+  runtime: string | null;
+  config_json: string;
+  progress_json: string;
+  result_json: string | null;
+  error_json: string | null;
+  artifacts_dir: string;
+  attempt: number;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+interface Active {
+  readonly id: string;
+  readonly attempt: number;
+  readonly config: SearchConfig;
+  readonly plan: ProgressPlan;
+  readonly abort: AbortController;
+  worker: Worker | null;
+  stop: 'cancel' | 'server' | null;
+  progress: SearchProgress;
+  nextSeq: number;
+  /** Events of this attempt (not steps), for replays that race with their storage. */
+  readonly log: SearchEventRecord[];
+  lastStepAt: number;
+  lastProgressWrite: number;
+  finished: Promise<void>;
+}
+
+const nowIso = (): string => new Date().toISOString();
+const isTerminal = (s: SearchState): boolean => TERMINAL_SEARCH_STATES.includes(s);
+
+function json<T>(text: string | null): T | null {
+  return text === null ? null : (JSON.parse(text) as T);
+}
+
+/** The device of the built-in local agent: an agent (or device) named `… (local)`. */
+export async function localDeviceId(fleet: Fleet): Promise<string | null> {
+  const devices = await fleet.devices();
+  const local = devices.find((d) => d.agents.some((a) => a.name.endsWith('(local)'))) ?? devices.find((d) => d.name.endsWith('(local)'));
+  return local?.id ?? null;
+}
+
+/**
+ * Code run as the worker's entry: registers tsx (a worker does not inherit the loader hooks that
+ * `src/cli/bin.js` registered in the main thread), then loads the TypeScript worker module.
+ */
+function bootstrapCode(): string {
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const worker = new URL('./search-worker.ts', import.meta.url).href;
+  return `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(worker)}); }).catch((err) => {
+  require('node:worker_threads').parentPort.postMessage({ type: 'failed', error: { code: 'MORPH_ERR_INTERNAL', message: 'the search worker could not start: ' + (err && err.message || String(err)) } });
+});`;
+}
+
+export class SearchService {
+  readonly #db: Db;
+  readonly #o: SearchServiceOptions;
+  readonly #concurrency: number;
+  readonly #stepEventMs: number;
+  readonly #log: (line: string) => void;
+  readonly #active = new Map<string, Active>();
+  readonly #listeners = new Map<string, Set<(e: SearchEventRecord, state: SearchState | null) => void>>();
+  #hostDeviceId: (fleet: Fleet) => Promise<string | null>;
+  #hostPaused: string | null = null;
+  #pumping = false;
+  #pumpAgain = false;
+  #closing = false;
+  #closed: Promise<void> | null = null;
+
+  constructor(db: Db, options: SearchServiceOptions) {
+    this.#db = db;
+    this.#o = options;
+    this.#concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `search concurrency must be an integer ≥ 1, got ${this.#concurrency}`);
+    this.#stepEventMs = options.stepEventMs ?? 250;
+    this.#log = options.log ?? (() => undefined);
+    this.#hostDeviceId = options.hostDeviceId ?? localDeviceId;
+  }
+
+  /** Replaces how the host's own device is found (the lead wires the local agent here). */
+  setHostDeviceResolver(fn: (fleet: Fleet) => Promise<string | null>): void {
+    this.#hostDeviceId = fn;
+  }
+
+  /** The absolute directory of a search's artifacts. */
+  artifactsDir(id: string): string {
+    if (!/^s-[0-9a-f]{12}$/.test(id)) throw new MorphError('MORPH_ERR_NOT_FOUND', `no search ${JSON.stringify(id)}`);
+    return resolve(this.#o.dataDir, 'searches', id);
+  }
+
+  /**
+   * Marks searches that were running when the server last stopped as `interrupted` and starts
+   * the queue. Returns the ids it marked.
+   */
+  async start(): Promise<string[]> {
+    const stale = await this.#db.all<{ id: string }>("SELECT id FROM searches WHERE state IN ('preparing', 'running') ORDER BY created_at");
+    for (const { id } of stale) {
+      await this.#record(id, { state: 'interrupted', reason: 'the server stopped while the search was running' });
+    }
+    this.#pump();
+    return stale.map((s) => s.id);
+  }
+
+  // ── queries ────────────────────────────────────────────────────────────────────────────
+
+  async get(id: string): Promise<SearchView | undefined> {
+    const row = await this.#db.get<SearchRow>('SELECT * FROM searches WHERE id = ?', [id]);
+    return row ? this.#view(row) : undefined;
+  }
+
+  async require(id: string): Promise<SearchView> {
+    const v = await this.get(id);
+    if (!v) throw new MorphError('MORPH_ERR_NOT_FOUND', `no search ${JSON.stringify(id)}; GET /api/searches lists them`, { field: 'id' });
+    return v;
+  }
+
+  async list(filter: { state?: SearchState; limit?: number } = {}): Promise<SearchSummaryView[]> {
+    const rows = filter.state
+      ? await this.#db.all<SearchRow>('SELECT * FROM searches WHERE state = ? ORDER BY created_at DESC, id LIMIT ?', [filter.state, filter.limit ?? 100])
+      : await this.#db.all<SearchRow>('SELECT * FROM searches ORDER BY created_at DESC, id LIMIT ?', [filter.limit ?? 100]);
+    return Promise.all(rows.map(async (r) => this.#summary(r, await this.#waiting(r))));
+  }
+
+  /** Stored events with `seq > after`, plus those of the running attempt not stored yet. */
+  async events(id: string, after = 0): Promise<SearchEventRecord[]> {
+    const rows = await this.#db.all<{ seq: number; type: string; data_json: string; at: string }>('SELECT seq, type, data_json, at FROM search_events WHERE search_id = ? AND seq > ? ORDER BY seq', [id, after]);
+    const out = new Map<number, SearchEventRecord>(rows.map((r) => [r.seq, { seq: r.seq, type: r.type, data: JSON.parse(r.data_json), at: r.at }]));
+    for (const e of this.#active.get(id)?.log ?? []) if (e.seq !== null && e.seq > after && !out.has(e.seq)) out.set(e.seq, e);
+    return [...out.values()].sort((a, b) => (a.seq as number) - (b.seq as number));
+  }
+
+  /**
+   * Calls `listener` with every new event of the search (`state` is the new state on a state
+   * event, else null). Returns the function that unsubscribes.
+   */
+  subscribe(id: string, listener: (e: SearchEventRecord, state: SearchState | null) => void): () => void {
+    let set = this.#listeners.get(id);
+    if (!set) this.#listeners.set(id, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.#listeners.get(id) === set) this.#listeners.delete(id);
+    };
+  }
+
+  /** The fixed-name artifacts present in the search's directory. */
+  async artifacts(id: string): Promise<ArtifactInfo[]> {
+    const dir = this.artifactsDir(id);
+    const out: ArtifactInfo[] = [];
+    for (const [name, a] of Object.entries(SEARCH_ARTIFACTS)) {
+      const path = a.zip ? join(dir, a.path, 'model.json') : join(dir, a.path);
+      try {
+        const s = await stat(path);
+        if (s.isFile()) out.push({ name, bytes: a.zip ? null : s.size, type: a.type, what: a.what });
+      } catch {
+        // not written (yet, or not for this search)
+      }
+    }
+    return out;
+  }
+
+  // ── changes ────────────────────────────────────────────────────────────────────────────
+
+  /** Queues a validated search (all or nothing: model, search row and first event in one transaction). */
+  async create(input: NewSearch): Promise<SearchView> {
+    if (this.#closing) throw new MorphError('MORPH_ERR_INTERNAL', 'the server is stopping');
+    const id = `s-${randomBytes(6).toString('hex')}`;
+    const now = nowIso();
+    const c = input.config;
+    await this.#db.write(async (tx) => {
+      await tx.run('INSERT OR IGNORE INTO models (id, name, topology_json, created_at) VALUES (?, ?, ?, ?)', [c.model.id, c.model.name, JSON.stringify(input.modelTopology), now]);
+      await tx.run(
+        `INSERT INTO searches (id, state, model_id, cost, device_id, runtime, config_json, progress_json, artifacts_dir, attempt, created_at, updated_at)
+         VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
+        [id, c.model.id, c.cost, c.deviceId, c.runtime, JSON.stringify(c), JSON.stringify(emptyProgress()), `searches/${id}`, now, now],
+      );
+      await tx.run('INSERT INTO search_events (search_id, seq, type, data_json, at) VALUES (?, 1, ?, ?, ?)', [id, 'state', JSON.stringify({ state: 'queued', attempt: 1 }), now]);
+    });
+    this.#pump();
+    return this.require(id);
+  }
+
+  /**
+   * Cancels a queued, preparing, running or interrupted search (the worker is terminated).
+   * A search that already ended is returned unchanged.
+   */
+  async cancel(id: string): Promise<SearchView> {
+    const view = await this.require(id);
+    const active = this.#active.get(id);
+    if (active) {
+      if (!active.stop) active.stop = 'cancel';
+      active.abort.abort();
+      void active.worker?.terminate();
+      await active.finished;
+    } else if (view.state === 'queued' || view.state === 'interrupted') {
+      await this.#record(id, { state: 'cancelled', reason: 'cancelled by DELETE /api/searches/:id' });
+    }
+    return this.require(id);
+  }
+
+  /**
+   * Puts an interrupted, failed or cancelled search back in the queue, from the start (see
+   * `RESUME_MODE`).
+   * @throws MorphError MORPH_ERR_BAD_ARGUMENT for a search in another state.
+   */
+  async resume(id: string): Promise<SearchView> {
+    const view = await this.require(id);
+    if (!RESUMABLE_SEARCH_STATES.includes(view.state) || this.#active.has(id)) {
+      throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `search ${id} is ${view.state}; only ${RESUMABLE_SEARCH_STATES.join(', ')} searches can be resumed`, { state: view.state });
+    }
+    await rm(this.artifactsDir(id), { recursive: true, force: true });
+    await this.#record(id, { state: 'queued', resumed: true, mode: RESUME_MODE, attempt: view.attempt + 1 });
+    this.#pump();
+    return this.require(id);
+  }
+
+  /** Stops every running search (they become `interrupted`); queued ones stay queued. Safe to call twice. */
+  close(): Promise<void> {
+    return (this.#closed ??= (async () => {
+      this.#closing = true;
+      const running = [...this.#active.values()];
+      for (const a of running) {
+        if (!a.stop) a.stop = 'server';
+        a.abort.abort();
+        void a.worker?.terminate();
+      }
+      await Promise.all(running.map((a) => a.finished));
+      while (this.#pumping) await new Promise((r) => setTimeout(r, 10));
+    })());
+  }
+
+  // ── internals ──────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Stores one event (and, for a state event, the state change) and tells the listeners.
+   * State changes: `{state, ...}` data; other events are progress (data = the event).
+   */
+  async #record(id: string, data: { state: SearchState; [k: string]: unknown } | ProgressEvent, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: unknown } = {}): Promise<void> {
+    const active = this.#active.get(id);
+    const at = nowIso();
+    const type = 'state' in data ? 'state' : data.type;
+    const state = 'state' in data ? data.state : null;
+    let seq = active ? active.nextSeq++ : 0;
+    const record = (): SearchEventRecord => ({ seq, type, data, at });
+    if (active) active.log.push(record());
+    await this.#db.write(async (tx) => {
+      if (!active) seq = ((await tx.get<{ n: number }>('SELECT COALESCE(MAX(seq), 0) AS n FROM search_events WHERE search_id = ?', [id]))?.n ?? 0) + 1;
+      if (seq <= MAX_STORED_EVENTS || state !== null) {
+        await tx.run('INSERT INTO search_events (search_id, seq, type, data_json, at) VALUES (?, ?, ?, ?, ?)', [id, seq, type, JSON.stringify(data), at]);
+      }
+      if (state !== null) await this.#applyState(tx, id, state, data as { [k: string]: unknown }, extra, at);
+      else if (extra.progress) await tx.run('UPDATE searches SET progress_json = ?, updated_at = ? WHERE id = ?', [JSON.stringify(extra.progress), at, id]);
+    });
+    if (active) active.lastProgressWrite = Date.now();
+    this.#emit(id, record(), state);
+  }
+
+  async #applyState(tx: Tx, id: string, state: SearchState, data: { [k: string]: unknown }, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: unknown }, at: string): Promise<void> {
+    const progress = extra.progress ? JSON.stringify(extra.progress) : null;
+    if (state === 'queued') {
+      // A resume: a fresh attempt.
+      await tx.run(
+        "UPDATE searches SET state = 'queued', attempt = ?, progress_json = ?, result_json = NULL, error_json = NULL, started_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
+        [data.attempt as number, JSON.stringify(emptyProgress()), at, id],
+      );
+    } else if (state === 'preparing') {
+      await tx.run("UPDATE searches SET state = 'preparing', progress_json = ?, started_at = ?, updated_at = ? WHERE id = ?", [progress ?? JSON.stringify(emptyProgress()), at, at, id]);
+    } else if (state === 'running') {
+      await tx.run("UPDATE searches SET state = 'running', progress_json = COALESCE(?, progress_json), updated_at = ? WHERE id = ?", [progress, at, id]);
+    } else {
+      const error = state === 'interrupted' || state === 'cancelled' ? { reason: data.reason, at } : (extra.error ?? null);
+      await tx.run(
+        'UPDATE searches SET state = ?, progress_json = COALESCE(?, progress_json), result_json = ?, error_json = ?, finished_at = ?, updated_at = ? WHERE id = ?',
+        [state, progress, extra.result ? JSON.stringify(extra.result) : null, error === null ? null : JSON.stringify(error), at, at, id],
+      );
+    }
+  }
+
+  #emit(id: string, e: SearchEventRecord, state: SearchState | null): void {
+    for (const l of [...(this.#listeners.get(id) ?? [])]) {
+      try {
+        l(e, state);
+      } catch (err) {
+        this.#log(`search ${id}: an event listener failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  #pump(): void {
+    if (this.#closing) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    void (async () => {
+      try {
+        do {
+          this.#pumpAgain = false;
+          while (this.#active.size < this.#concurrency && !this.#closing) {
+            const row = await this.#db.get<SearchRow>("SELECT * FROM searches WHERE state = 'queued' ORDER BY created_at, id LIMIT 1");
+            if (!row) break;
+            await this.#begin(row);
+          }
+        } while (this.#pumpAgain && !this.#closing);
+      } catch (err) {
+        if (!this.#closing) this.#log(`searches: starting a queued search failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      } finally {
+        this.#pumping = false;
+      }
+    })();
+  }
+
+  async #begin(row: SearchRow): Promise<void> {
+    const config = JSON.parse(row.config_json) as SearchConfig;
+    const last = await this.#db.get<{ n: number }>('SELECT COALESCE(MAX(seq), 0) AS n FROM search_events WHERE search_id = ?', [row.id]);
+    let settle!: () => void;
+    const active: Active = {
+      id: row.id,
+      attempt: row.attempt,
+      config,
+      plan: { rounds: config.options.rounds, shrinkEpochs: config.options.shrinkEpochs, finalEpochs: config.options.finalEpochs, baseline: config.options.baseline },
+      abort: new AbortController(),
+      worker: null,
+      stop: null,
+      progress: emptyProgress(),
+      nextSeq: (last?.n ?? 0) + 1,
+      log: [],
+      lastStepAt: 0,
+      lastProgressWrite: 0,
+      finished: new Promise<void>((r) => (settle = r)),
+    };
+    this.#active.set(row.id, active);
+    await this.#record(row.id, { state: 'preparing', attempt: row.attempt }, { progress: active.progress });
+    void this.#drive(active).finally(() => {
+      this.#active.delete(active.id);
+      settle();
+      void this.#releaseHost();
+      this.#pump();
+    });
+  }
+
+  /** Runs one attempt to its end state. Never throws. */
+  async #drive(a: Active): Promise<void> {
+    let outcome: { type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: WorkerError };
+    try {
+      await this.#pauseHost();
+      let prepared: unknown = null;
+      if (a.config.cost === 'latency') {
+        const c = a.config;
+        prepared = await prepareLatencySearch({
+          searchId: a.id,
+          modelId: c.model.id,
+          deviceId: c.deviceId as string,
+          runtime: c.runtime as NonNullable<SearchConfig['runtime']>,
+          latency: c.latency as NonNullable<SearchConfig['latency']>,
+          fleet: this.#o.fleet,
+          tables: this.#o.tables,
+          signal: a.abort.signal,
+          note: (message) => void this.#onEvent(a, { type: 'note', message }).catch(() => undefined),
+        });
+      }
+      if (a.stop) throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
+      const model = await this.#db.get<{ topology_json: string }>('SELECT topology_json FROM models WHERE id = ?', [a.config.model.id]);
+      if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `the search's model ${a.config.model.id} is no longer stored`);
+      const dir = this.artifactsDir(a.id);
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      if (a.stop) throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
+      outcome = await this.#runWorker(a, { searchId: a.id, attempt: a.attempt, config: a.config, modelTopology: JSON.parse(model.topology_json), artifactsDir: dir, prepared });
+    } catch (err) {
+      const e = err as { code?: string; message?: string; details?: unknown };
+      outcome = { type: 'failed', error: { code: typeof e?.code === 'string' && e.code.startsWith('MORPH_ERR_') ? e.code : 'MORPH_ERR_INTERNAL', message: e?.message ?? String(err), ...(e?.details ? { details: e.details } : {}) } };
+    }
+    try {
+      // A finished search stays done even if a cancel or the shutdown came after its last file.
+      if (outcome.type === 'done') {
+        a.progress = { ...a.progress, fraction: 1 };
+        await this.#record(a.id, { state: 'done', result: outcome.result }, { progress: a.progress, result: outcome.result });
+      } else if (a.stop === 'cancel') {
+        await this.#record(a.id, { state: 'cancelled', reason: 'cancelled by DELETE /api/searches/:id' }, { progress: a.progress });
+      } else if (a.stop === 'server') {
+        await this.#record(a.id, { state: 'interrupted', reason: 'the server stopped while the search was running', resume: `POST /api/searches/${a.id}/resume` }, { progress: a.progress });
+      } else {
+        if (outcome.error.code === 'MORPH_ERR_INTERNAL') this.#log(`search ${a.id} failed: ${outcome.error.message}`);
+        await this.#record(a.id, { state: 'failed', error: outcome.error }, { progress: a.progress, error: outcome.error });
+      }
+    } catch (err) {
+      this.#log(`search ${a.id}: storing its end state failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
+  #runWorker(a: Active, data: SearchWorkerData): Promise<{ type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: WorkerError }> {
+    return new Promise((resolveOutcome) => {
+      let outcome: { type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: WorkerError } | null = null;
+      const worker = new Worker(bootstrapCode(), { eval: true, workerData: data, stdout: true, stderr: true });
+      a.worker = worker;
+      const forward = (chunk: Buffer): void => {
+        for (const line of chunk.toString().split('\n')) if (line.trim()) this.#log(`[search ${a.id}] ${line}`);
+      };
+      worker.stdout.on('data', forward);
+      worker.stderr.on('data', forward);
+      let chain = Promise.resolve();
+      worker.on('message', (m: WorkerMessage) => {
+        if (m.type === 'event') {
+          chain = chain.then(() => this.#onEvent(a, m.event)).catch((err) => this.#log(`search ${a.id}: storing an event failed: ${(err as Error).message}`));
+        } else if (!outcome) {
+          outcome = m;
+          void worker.terminate();
+        }
+      });
+      worker.on('error', (err) => {
+        outcome ??= { type: 'failed', error: { code: 'MORPH_ERR_INTERNAL', message: `the search worker crashed: ${err.message}` } };
+      });
+      worker.on('exit', (code) => {
+        a.worker = null;
+        void chain.then(() =>
+          resolveOutcome(outcome ?? { type: 'failed', error: { code: 'MORPH_ERR_INTERNAL', message: `the search worker exited (code ${code}) before it finished` } }),
+        );
+      });
+      // A cancel that raced with the start.
+      if (a.stop) void worker.terminate();
+    });
+  }
+
+  async #onEvent(a: Active, event: ProgressEvent): Promise<void> {
+    a.progress = applyEvent(a.progress, event, a.plan);
+    if (event.type === 'step') {
+      const now = Date.now();
+      if (now - a.lastStepAt >= this.#stepEventMs) {
+        a.lastStepAt = now;
+        this.#emit(a.id, { seq: null, type: 'step', data: event, at: nowIso() }, null);
+      }
+      if (now - a.lastProgressWrite >= 1000) {
+        a.lastProgressWrite = now;
+        await this.#db.write((tx) => tx.run('UPDATE searches SET progress_json = ?, updated_at = ? WHERE id = ?', [JSON.stringify(a.progress), nowIso(), a.id]));
+      }
+      return;
+    }
+    await this.#record(a.id, event, { progress: a.progress });
+    if (event.type === 'ready') {
+      await this.#record(a.id, { state: 'running', attempt: a.attempt, backend: event.backend }, { progress: a.progress });
+      // The local agent may have connected since the search started.
+      if (this.#hostPaused === null) await this.#pauseHost();
+    }
+  }
+
+  async #pauseHost(): Promise<void> {
+    if (this.#hostPaused !== null) return;
+    const id = await this.#hostDeviceId(this.#o.fleet).catch(() => null);
+    if (id === null || this.#hostPaused !== null || this.#active.size === 0) return;
+    this.#hostPaused = id;
+    this.#o.fleet.pause(id, 'a search is training on this host');
+  }
+
+  async #releaseHost(): Promise<void> {
+    if (this.#active.size > 0 || this.#hostPaused === null) return;
+    const id = this.#hostPaused;
+    this.#hostPaused = null;
+    this.#o.fleet.resume(id);
+  }
+
+  async #waiting(row: SearchRow): Promise<string | null> {
+    if (row.state !== 'queued') return null;
+    const ahead = await this.#db.get<{ n: number }>("SELECT COUNT(*) AS n FROM searches WHERE state = 'queued' AND (created_at < ? OR (created_at = ? AND id < ?))", [row.created_at, row.created_at, row.id]);
+    const running = this.#active.size;
+    return `queued behind ${running} running and ${ahead?.n ?? 0} queued search(es); ${this.#concurrency} run at a time`;
+  }
+
+  #summary(row: SearchRow, waiting: string | null): SearchSummaryView {
+    const config = JSON.parse(row.config_json) as SearchConfig;
+    const active = this.#active.get(row.id);
+    const progress = active ? active.progress : (JSON.parse(row.progress_json) as SearchProgress);
+    return {
+      id: row.id,
+      state: row.state,
+      attempt: row.attempt,
+      model: config.model,
+      cost: config.cost,
+      deviceId: row.device_id,
+      runtime: row.runtime,
+      target: config.resolvedTarget,
+      progress: progressSummary(progress),
+      waiting,
+      createdAt: row.created_at,
+      startedAt: row.started_at,
+      finishedAt: row.finished_at,
+    };
+  }
+
+  async #view(row: SearchRow): Promise<SearchView> {
+    const config = JSON.parse(row.config_json) as SearchConfig;
+    const active = this.#active.get(row.id);
+    const resumable = RESUMABLE_SEARCH_STATES.includes(row.state);
+    const stored = json<Record<string, unknown>>(row.error_json);
+    const interrupted = row.state === 'interrupted' || row.state === 'cancelled';
+    return {
+      ...this.#summary(row, await this.#waiting(row)),
+      config,
+      progress: active ? active.progress : (JSON.parse(row.progress_json) as SearchProgress),
+      result: json<SearchResultSummary>(row.result_json),
+      error: interrupted ? null : (stored as WorkerError | null),
+      interruption: interrupted && stored ? { reason: String(stored.reason), at: String(stored.at) } : null,
+      resume: { available: resumable, mode: RESUME_MODE, action: resumable ? `POST /api/searches/${row.id}/resume` : null, note: RESUME_NOTE },
+      artifacts: isTerminal(row.state) || row.state === 'running' ? (await this.artifacts(row.id)).map((x) => x.name) : [],
+      updatedAt: row.updated_at,
+    };
+  }
+}
