@@ -18,6 +18,9 @@ import { AGENTS_PATH, Hub } from './hub.ts';
 import { LocalAgent } from './local-agent.ts';
 import { refineAfter } from './refine.ts';
 import { MIGRATIONS } from './schema.ts';
+import { ModelStore } from './model-store.ts';
+import { searchRouter } from './search-api.ts';
+import { SearchService, type SearchServiceOptions } from './searches.ts';
 import { TableReader } from './tables.ts';
 
 export const SERVER_VERSION = '0.1.0';
@@ -41,6 +44,8 @@ export interface ServerOptions {
   readonly leaseItems?: number;
   readonly leaseSlackMs?: number;
   readonly pingMs?: number;
+  /** Search queue tuning (concurrency, host device resolver) and the SSE heartbeat, ms. */
+  readonly searches?: Pick<SearchServiceOptions, 'concurrency' | 'stepEventMs' | 'hostDeviceId'> & { readonly heartbeatMs?: number };
   readonly log?: (line: string) => void;
 }
 
@@ -59,6 +64,9 @@ export interface RunningServer {
   readonly localAgent: LocalAgent | null;
   /** Items that were leased when the server last stopped and went back to the queue. */
   readonly recoveredItems: number;
+  readonly searches: SearchService;
+  /** Searches that were running when the server last stopped, now `interrupted`. */
+  readonly interruptedSearches: readonly string[];
   close(): Promise<void>;
 }
 
@@ -105,10 +113,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     },
   });
   const recoveredItems = await fleet.recover();
+  const searches = new SearchService(db, { dataDir, fleet, tables, log, ...options.searches });
   const hub = new Hub({ fleet, token, serverVersion: SERVER_VERSION, pingMs: options.pingMs, log });
 
   const app = express();
   app.disable('x-powered-by');
+  app.use('/api', searchRouter({ searches, models: new ModelStore(db), fleet, tables, heartbeatMs: options.searches?.heartbeatMs }, log));
   app.use('/api', apiRouter({ fleet, tables, hub, version: SERVER_VERSION }, log));
   app.use(agentPageRouter({ log }));
   app.get('/', (_req, res) => {
@@ -136,6 +146,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const shownHost = host.includes(':') ? `[${host}]` : host;
   const url = `http://${shownHost}:${actualPort}`;
   const wsUrl = `ws://${shownHost}:${actualPort}${AGENTS_PATH}`;
+  const interruptedSearches = await searches.start();
 
   let localAgent: LocalAgent | null = null;
   if (options.localAgent ?? true) {
@@ -146,6 +157,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      await searches.close();
       await localAgent?.stop();
       await fleet.close();
       await hub.close();
@@ -156,5 +168,5 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       await db.close();
     })());
 
-  return { url, wsUrl, port: actualPort, host, dataDir, agentToken: token, tokenSource: source, fleet, hub, app, localAgent, recoveredItems, close };
+  return { url, wsUrl, port: actualPort, host, dataDir, agentToken: token, tokenSource: source, fleet, hub, app, localAgent, recoveredItems, searches, interruptedSearches, close };
 }

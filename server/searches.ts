@@ -15,12 +15,13 @@
  * While any search trains, the host's own device (the built-in local agent) takes no timing jobs.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MorphError } from '../src/errors.ts';
 import type { Db, Tx } from './db.ts';
 import type { Fleet } from './fleet.ts';
+import { listArtifacts, type ArtifactInfo } from './search-artifacts.ts';
 import { prepareLatencySearch } from './search-latency.ts';
 import { applyEvent, emptyProgress, progressSummary, type ProgressEvent, type ProgressPlan, type SearchProgress } from './search-progress.ts';
 import type { SearchConfig, SearchResultSummary, SearchWorkerData, WorkerError, WorkerMessage } from './search-worker.ts';
@@ -37,26 +38,6 @@ const RESUME_NOTE = 'a resumed search runs again from the seed with the same con
 
 /** Events kept per search (a search emits a few per epoch; this bounds a pathological one). */
 export const MAX_STORED_EVENTS = 20_000;
-
-/** Downloadable files, by their fixed public name (never a user string) → place in the search's directory. */
-export const SEARCH_ARTIFACTS: Readonly<Record<string, { readonly path: string; readonly zip: boolean; readonly type: string; readonly what: string }>> = Object.freeze({
-  'structure.json': { path: 'structure.json', zip: false, type: 'application/json', what: 'the learned widths, {layer: channels}' },
-  'report.json': { path: 'report.json', zip: false, type: 'application/json', what: 'the search report: seed, target, rounds, learned and baseline networks' },
-  'model.tflite': { path: 'model.tflite', zip: false, type: 'application/octet-stream', what: 'the learned network as float32 TFLite (batch norms folded)' },
-  'model.zip': { path: 'model', zip: true, type: 'application/zip', what: 'the learned network as a tfjs model (model.json + weights.bin)' },
-  'model.json': { path: 'model/model.json', zip: false, type: 'application/json', what: 'the tfjs model.json of the learned network (its weights are weights.bin beside it)' },
-  'weights.bin': { path: 'model/weights.bin', zip: false, type: 'application/octet-stream', what: 'the weights of model.json' },
-  'baseline-structure.json': { path: 'baseline-structure.json', zip: false, type: 'application/json', what: 'the uniform baseline\'s widths' },
-  'baseline.tflite': { path: 'baseline.tflite', zip: false, type: 'application/octet-stream', what: 'the uniform baseline as float32 TFLite' },
-  'baseline.zip': { path: 'baseline', zip: true, type: 'application/zip', what: 'the uniform baseline as a tfjs model' },
-});
-
-export interface ArtifactInfo {
-  readonly name: string;
-  readonly bytes: number | null;
-  readonly type: string;
-  readonly what: string;
-}
 
 /** One stored (or live) event of a search. `seq` is null for step events, which are not stored. */
 export interface SearchEventRecord {
@@ -152,6 +133,22 @@ interface Active {
   lastStepAt: number;
   lastProgressWrite: number;
   finished: Promise<void>;
+}
+
+/** The states each state may be entered from; any other transition is a race that lost. */
+const ENTERED_FROM: Readonly<Record<SearchState, readonly SearchState[]>> = {
+  queued: ['interrupted', 'failed', 'cancelled'],
+  preparing: ['queued'],
+  running: ['preparing'],
+  done: ['preparing', 'running'],
+  failed: ['preparing', 'running'],
+  cancelled: ['queued', 'interrupted', 'preparing', 'running'],
+  interrupted: ['preparing', 'running'],
+};
+
+/** A state change whose search was no longer in a state it may come from (another change won). */
+class StaleStateError extends Error {
+  override name = 'StaleStateError';
 }
 
 const nowIso = (): string => new Date().toISOString();
@@ -272,19 +269,8 @@ export class SearchService {
   }
 
   /** The fixed-name artifacts present in the search's directory. */
-  async artifacts(id: string): Promise<ArtifactInfo[]> {
-    const dir = this.artifactsDir(id);
-    const out: ArtifactInfo[] = [];
-    for (const [name, a] of Object.entries(SEARCH_ARTIFACTS)) {
-      const path = a.zip ? join(dir, a.path, 'model.json') : join(dir, a.path);
-      try {
-        const s = await stat(path);
-        if (s.isFile()) out.push({ name, bytes: a.zip ? null : s.size, type: a.type, what: a.what });
-      } catch {
-        // not written (yet, or not for this search)
-      }
-    }
-    return out;
+  artifacts(id: string): Promise<ArtifactInfo[]> {
+    return listArtifacts(this.artifactsDir(id));
   }
 
   // ── changes ────────────────────────────────────────────────────────────────────────────
@@ -321,7 +307,13 @@ export class SearchService {
       void active.worker?.terminate();
       await active.finished;
     } else if (view.state === 'queued' || view.state === 'interrupted') {
-      await this.#record(id, { state: 'cancelled', reason: 'cancelled by DELETE /api/searches/:id' });
+      try {
+        await this.#record(id, { state: 'cancelled', reason: 'cancelled by DELETE /api/searches/:id' });
+      } catch (err) {
+        // The queue took it meanwhile: cancel the running attempt.
+        if (!(err instanceof StaleStateError)) throw err;
+        return this.cancel(id);
+      }
     }
     return this.require(id);
   }
@@ -337,7 +329,10 @@ export class SearchService {
       throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `search ${id} is ${view.state}; only ${RESUMABLE_SEARCH_STATES.join(', ')} searches can be resumed`, { state: view.state });
     }
     await rm(this.artifactsDir(id), { recursive: true, force: true });
-    await this.#record(id, { state: 'queued', resumed: true, mode: RESUME_MODE, attempt: view.attempt + 1 });
+    await this.#record(id, { state: 'queued', resumed: true, mode: RESUME_MODE, attempt: view.attempt + 1 }).catch((err: unknown) => {
+      if (err instanceof StaleStateError) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `search ${id} changed state meanwhile; GET it and try again`);
+      throw err;
+    });
     this.#pump();
     return this.require(id);
   }
@@ -346,6 +341,8 @@ export class SearchService {
   close(): Promise<void> {
     return (this.#closed ??= (async () => {
       this.#closing = true;
+      // A search the queue is starting right now must be in #active before it is stopped.
+      while (this.#pumping) await new Promise((r) => setTimeout(r, 10));
       const running = [...this.#active.values()];
       for (const a of running) {
         if (!a.stop) a.stop = 'server';
@@ -353,7 +350,6 @@ export class SearchService {
         void a.worker?.terminate();
       }
       await Promise.all(running.map((a) => a.finished));
-      while (this.#pumping) await new Promise((r) => setTimeout(r, 10));
     })());
   }
 
@@ -371,7 +367,7 @@ export class SearchService {
     let seq = active ? active.nextSeq++ : 0;
     const record = (): SearchEventRecord => ({ seq, type, data, at });
     if (active) active.log.push(record());
-    await this.#db.write(async (tx) => {
+    const stored = this.#db.write(async (tx) => {
       if (!active) seq = ((await tx.get<{ n: number }>('SELECT COALESCE(MAX(seq), 0) AS n FROM search_events WHERE search_id = ?', [id]))?.n ?? 0) + 1;
       if (seq <= MAX_STORED_EVENTS || state !== null) {
         await tx.run('INSERT INTO search_events (search_id, seq, type, data_json, at) VALUES (?, ?, ?, ?, ?)', [id, seq, type, JSON.stringify(data), at]);
@@ -379,29 +375,41 @@ export class SearchService {
       if (state !== null) await this.#applyState(tx, id, state, data as { [k: string]: unknown }, extra, at);
       else if (extra.progress) await tx.run('UPDATE searches SET progress_json = ?, updated_at = ? WHERE id = ?', [JSON.stringify(extra.progress), at, id]);
     });
+    try {
+      await stored;
+    } catch (err) {
+      const i = active ? active.log.findIndex((e) => e.seq === seq) : -1;
+      if (i >= 0) active!.log.splice(i, 1);
+      throw err;
+    }
     if (active) active.lastProgressWrite = Date.now();
     this.#emit(id, record(), state);
   }
 
+  /** @throws StaleStateError when the search is not in a state `state` may be entered from (the transaction rolls back). */
   async #applyState(tx: Tx, id: string, state: SearchState, data: { [k: string]: unknown }, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: unknown }, at: string): Promise<void> {
     const progress = extra.progress ? JSON.stringify(extra.progress) : null;
+    const from = ENTERED_FROM[state];
+    const guard = `AND state IN (${from.map(() => '?').join(', ')})`;
+    let r;
     if (state === 'queued') {
       // A resume: a fresh attempt.
-      await tx.run(
-        "UPDATE searches SET state = 'queued', attempt = ?, progress_json = ?, result_json = NULL, error_json = NULL, started_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
-        [data.attempt as number, JSON.stringify(emptyProgress()), at, id],
+      r = await tx.run(
+        `UPDATE searches SET state = 'queued', attempt = ?, progress_json = ?, result_json = NULL, error_json = NULL, started_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ? ${guard}`,
+        [data.attempt as number, JSON.stringify(emptyProgress()), at, id, ...from],
       );
     } else if (state === 'preparing') {
-      await tx.run("UPDATE searches SET state = 'preparing', progress_json = ?, started_at = ?, updated_at = ? WHERE id = ?", [progress ?? JSON.stringify(emptyProgress()), at, at, id]);
+      r = await tx.run(`UPDATE searches SET state = 'preparing', progress_json = ?, started_at = ?, updated_at = ? WHERE id = ? ${guard}`, [progress ?? JSON.stringify(emptyProgress()), at, at, id, ...from]);
     } else if (state === 'running') {
-      await tx.run("UPDATE searches SET state = 'running', progress_json = COALESCE(?, progress_json), updated_at = ? WHERE id = ?", [progress, at, id]);
+      r = await tx.run(`UPDATE searches SET state = 'running', progress_json = COALESCE(?, progress_json), updated_at = ? WHERE id = ? ${guard}`, [progress, at, id, ...from]);
     } else {
       const error = state === 'interrupted' || state === 'cancelled' ? { reason: data.reason, at } : (extra.error ?? null);
-      await tx.run(
-        'UPDATE searches SET state = ?, progress_json = COALESCE(?, progress_json), result_json = ?, error_json = ?, finished_at = ?, updated_at = ? WHERE id = ?',
-        [state, progress, extra.result ? JSON.stringify(extra.result) : null, error === null ? null : JSON.stringify(error), at, at, id],
+      r = await tx.run(
+        `UPDATE searches SET state = ?, progress_json = COALESCE(?, progress_json), result_json = ?, error_json = ?, finished_at = ?, updated_at = ? WHERE id = ? ${guard}`,
+        [state, progress, extra.result ? JSON.stringify(extra.result) : null, error === null ? null : JSON.stringify(error), at, at, id, ...from],
       );
     }
+    if (r.changes === 0) throw new StaleStateError(`search ${id} cannot become ${state} from its current state`);
   }
 
   #emit(id: string, e: SearchEventRecord, state: SearchState | null): void {
@@ -459,7 +467,15 @@ export class SearchService {
       finished: new Promise<void>((r) => (settle = r)),
     };
     this.#active.set(row.id, active);
-    await this.#record(row.id, { state: 'preparing', attempt: row.attempt }, { progress: active.progress });
+    try {
+      await this.#record(row.id, { state: 'preparing', attempt: row.attempt }, { progress: active.progress });
+    } catch (err) {
+      // Cancelled between the queue's read and now: nothing to run.
+      this.#active.delete(row.id);
+      settle();
+      if (!(err instanceof StaleStateError)) throw err;
+      return;
+    }
     void this.#drive(active).finally(() => {
       this.#active.delete(active.id);
       settle();
@@ -589,7 +605,7 @@ export class SearchService {
   }
 
   async #waiting(row: SearchRow): Promise<string | null> {
-    if (row.state !== 'queued') return null;
+    if (row.state !== 'queued' || this.#active.has(row.id)) return null;
     const ahead = await this.#db.get<{ n: number }>("SELECT COUNT(*) AS n FROM searches WHERE state = 'queued' AND (created_at < ? OR (created_at = ? AND id < ?))", [row.created_at, row.created_at, row.id]);
     const running = this.#active.size;
     return `queued behind ${running} running and ${ahead?.n ?? 0} queued search(es); ${this.#concurrency} run at a time`;

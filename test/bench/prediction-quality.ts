@@ -36,12 +36,17 @@ const { values } = parseArgs({
     browser: { type: 'boolean', default: false },
     'browser-runtimes': { type: 'string', default: 'tfjs-wasm' },
     'full-table': { type: 'string', default: 'mobilenet' },
+    /** The protocol for this bench's ops and networks: 'default' (DESIGN's) or 'quick' (fewer samples, for a 2-core machine shared with other work). */
+    protocol: { type: 'string', default: 'quick' },
     out: { type: 'string' },
   },
 });
 const N = Number(values.networks);
 const nodeRuntimes = String(values.runtimes).split(',').filter(Boolean);
 const browserRuntimes = String(values['browser-runtimes']).split(',').filter(Boolean);
+
+const QUICK = { warmupRuns: 3, warmupMs: 20, minSamples: 10, minWindowMs: 100, maxAttempts: 2, maxMs: 3000 };
+const MEASURE = values.protocol === 'quick' ? QUICK : undefined;
 
 const log = (s: string): void => {
   process.stderr.write(`${s}\n`);
@@ -117,12 +122,12 @@ function looPredictions(rows: readonly Row[], feature: (r: Row) => number): numb
 async function evaluate(server: RunningServer, deviceId: string, runtime: string, nets: ReturnType<typeof generateRandomCnn>[]): Promise<Record<string, unknown>> {
   const started = performance.now();
   const profiles = [];
-  for (const n of nets) profiles.push((await api(server, 'POST', '/api/profile', { deviceId, runtime, model: n.model, grid: { seedOnly: true } })).id);
+  for (const n of nets) profiles.push((await api(server, 'POST', '/api/profile', { deviceId, runtime, model: n.model, grid: { seedOnly: true }, ...(MEASURE ? { measure: MEASURE } : {}) })).id);
   const pj = await waitJobs(server, profiles, `${runtime} profile`);
   const failedProfiles = pj.filter((j) => j.state !== 'done');
   const profileS = (performance.now() - started) / 1000;
   const measures = [];
-  for (const n of nets) measures.push((await api(server, 'POST', '/api/measure', { deviceId, runtime, model: n.model })).id);
+  for (const n of nets) measures.push((await api(server, 'POST', '/api/measure', { deviceId, runtime, model: n.model, ...(MEASURE ? { measure: { ...MEASURE, maxMs: 10_000 } } : {}) })).id);
   const mj = await waitJobs(server, measures, `${runtime} measure`);
   const { networks } = await api(server, 'GET', `/api/networks?deviceId=${deviceId}&runtime=${runtime}`);
   const byName = new Map(networks.map((x: any) => [x.modelName, x]));
@@ -154,7 +159,8 @@ async function evaluate(server: RunningServer, deviceId: string, runtime: string
 }
 
 async function fullTable(server: RunningServer, deviceId: string, runtime: string, seed: string): Promise<Record<string, unknown>> {
-  const job = await api(server, 'POST', '/api/profile', { deviceId, runtime, model: seed });
+  // The default protocol and grid: what a user's full table costs. No refinement round, to time the grid alone.
+  const job = await api(server, 'POST', '/api/profile', { deviceId, runtime, model: seed, refine: false });
   const [done] = await waitJobs(server, [job.id], `${runtime} full ${seed} table`);
   const r = done.result;
   return { runtime, seed, state: done.state, points: r.measured, signatures: r.signatures, wallSeconds: r.wallMs / 1000, measuringSeconds: r.measuringMs / 1000, sampledSeconds: r.sampledMs / 1000, timedShare: r.sampledMs / r.wallMs, measuringShare: r.measuringMs / r.wallMs };
@@ -200,7 +206,13 @@ async function main(): Promise<void> {
       bench: 'prediction-quality',
       date: new Date().toISOString(),
       machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version },
-      config: { networks: N, seeds: `1000..${1000 + N - 1}`, grid: 'seedOnly (each network’s own channel counts)', protocol: 'default (warm-up ≥5 runs/50 ms, ≥20 samples/200 ms, re-measure when CV > 0.15)' },
+      config: {
+        networks: N,
+        seeds: `1000..${1000 + N - 1}`,
+        grid: 'seedOnly (each network’s own channel counts)',
+        protocol: MEASURE ? { name: 'quick', ...MEASURE } : 'default (warm-up ≥5 runs/50 ms, ≥20 samples/200 ms, re-measure when CV > 0.15)',
+        fullTableProtocol: 'default',
+      },
       macs: { min: Math.min(...nets.map((n) => n.macs)), max: Math.max(...nets.map((n) => n.macs)) },
       results,
       fullTables: tables,
