@@ -364,6 +364,12 @@ export class Fleet {
     return this.#createJob('profile', parent.deviceId, parent.runtime as RuntimeName, resolved, options, specs.map((spec) => ({ kind: 'op' as const, spec })));
   }
 
+  /** A profile job for explicit ops (those a search needs that the table lacks). */
+  async createProfileJobForSpecs(req: { deviceId: string; runtime: RuntimeName; model: ResolvedModel; specs: readonly OpSpec[]; measure?: WireMeasureOptions; purpose: string }): Promise<JobView> {
+    const options = { measure: { ...DEFAULT_JOB_MEASURE, ...req.measure }, refine: false, purpose: req.purpose };
+    return this.#createJob('profile', req.deviceId, req.runtime, req.model, options, req.specs.map((spec) => ({ kind: 'op' as const, spec })));
+  }
+
   /** The op specs a job measured, one per signature (a template to vary the channels of). */
   async jobSignatureSpecs(jobId: string): Promise<Map<string, OpSpec>> {
     const rows = await this.#db.all<{ signature: string; spec_json: string }>("SELECT signature, MIN(spec_json) AS spec_json FROM job_items WHERE job_id = ? AND kind = 'op' GROUP BY signature", [jobId]);

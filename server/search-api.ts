@@ -65,6 +65,8 @@ export const SEARCH_DEFAULTS: Readonly<SearchRunOptions> = Object.freeze({
   learningRate: null,
   schedule: 'cosine',
   maxStepsPerEpoch: null,
+  profileGrid: 6,
+  measureProtocol: 'default',
   backend: 'auto',
 });
 
@@ -87,6 +89,8 @@ const optionsSchema = z
     schedule: z.enum(VALID_SCHEDULES),
     maxStepsPerEpoch: z.number().int().min(1).max(1_000_000),
     backend: z.enum(BACKENDS),
+    profileGrid: z.number().int().min(2).max(16),
+    measureProtocol: z.enum(['default', 'quick']),
   })
   .partial()
   .strict();

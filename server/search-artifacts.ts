@@ -30,6 +30,8 @@ export const SEARCH_ARTIFACTS: Readonly<Record<string, ArtifactSpec>> = Object.f
   'weights.bin': { path: 'model/weights.bin', zip: false, type: 'application/octet-stream', what: 'the weights of model.json' },
   'baseline-structure.json': { path: 'baseline-structure.json', zip: false, type: 'application/json', what: "the uniform baseline's widths" },
   'baseline.tflite': { path: 'baseline.tflite', zip: false, type: 'application/octet-stream', what: 'the uniform baseline as float32 TFLite' },
+  'flop-structure.json': { path: 'flop-structure.json', zip: false, type: 'application/json', what: "a latency search's FLOP-MorphNet baseline widths" },
+  'flop.tflite': { path: 'flop.tflite', zip: false, type: 'application/octet-stream', what: "a latency search's FLOP-MorphNet baseline as float32 TFLite" },
   'baseline.zip': { path: 'baseline', zip: true, type: 'application/zip', what: 'the uniform baseline as a tfjs model' },
 });
 

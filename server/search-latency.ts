@@ -1,9 +1,7 @@
 /**
- * LATENCY HOOKS of server-side searches: the points where `cost: 'latency'` joins the device's
- * measured tables (issue 5, parts 1, 3 and 4). They are stubs: the latency cost model is being
- * written in src/cost/latency-locate.ts, and these functions are to be filled once it lands.
- * Everything else about a latency search (the REST body, queueing, the `preparing` state, the
- * worker, events, artifacts, cancel and resume) already works, so filling them is all it takes.
+ * Where `cost: 'latency'` joins a device's measured tables: the target check at POST time, the
+ * preparation (profile what the table lacks, measure the seed), and (in the worker,
+ * `search-worker.ts`) the cost hooks built from what preparation returns.
  *
  * Call order for one latency search:
  * 1. POST /api/searches → `resolveLatencyTarget` (on the HTTP thread, before anything is stored):
@@ -17,12 +15,14 @@
  * 3. In the worker, `latencyCostFor` (server/search-worker.ts) turns that JSON into the cost the
  *    search runs with.
  */
-import { MorphError } from '../src/errors.ts';
+import { expandToLatency, networkLatencyAt, planNetworkLatency, requiredPoints, type NetworkLatencyPlan } from '../src/cost/latency-locate.ts';
+import type { LatencyPoint, LatencyTable } from '../src/cost/latency-table.ts';
+import { isMorphError, MorphError } from '../src/errors.ts';
 import type { Target } from '../src/morph/search.ts';
 import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
-import type { Fleet } from './fleet.ts';
+import type { Fleet, JobView } from './fleet.ts';
 import type { ResolvedModel } from './models.ts';
-import type { TableReader } from './tables.ts';
+import type { StoredTable, TableReader } from './tables.ts';
 
 export interface LatencyTargetRequest {
   readonly model: ResolvedModel;
@@ -47,13 +47,69 @@ export interface LatencyTargetResolution {
   readonly plan?: unknown;
 }
 
+/** The 'quick' protocol: fewer samples (a first look, tests). */
+export const QUICK_PROTOCOL = { warmupRuns: 3, warmupMs: 20, minSamples: 10, minWindowMs: 100, maxAttempts: 2, maxMs: 3000 } as const;
+
+/** What the worker gets: the device's tables and calibration, the target resolved in ms. */
+export interface PreparedLatency {
+  readonly deviceId: string;
+  readonly runtime: RuntimeName;
+  readonly targetMs: number;
+  /** The seed's latency measured end to end on the device, ms. */
+  readonly seedMeasuredMs: number;
+  /** The seed's predicted (calibrated) latency, ms: the ceiling of expand. */
+  readonly seedPredictedMs: number;
+  readonly minimumMs: number;
+  readonly tables: readonly { readonly signature: string; readonly points: readonly LatencyPoint[] }[];
+  readonly calibration: { readonly a: number; readonly b: number; readonly c: number } | null;
+  readonly profiledPoints: number;
+  readonly measureProtocol: 'default' | 'quick';
+}
+
+function tableOfStored(stored: readonly StoredTable[]): (signature: string) => LatencyTable | undefined {
+  const m = new Map(stored.filter((t) => t.table).map((t) => [t.signature, t.table as LatencyTable]));
+  return (s) => m.get(s);
+}
+
 /**
- * LATENCY HOOK (to fill): validates and resolves a latency target at POST time.
- * @throws MorphError a 4xx code to refuse the search; nothing has been stored yet.
+ * Validates and resolves a latency target at POST time. When the device's table already covers
+ * the seed, the target is checked against the seed's predicted latency and the smallest reachable
+ * one; otherwise it is checked after profiling (in `prepareLatencySearch`), and a `{fraction}`
+ * target is resolved then, against the seed's measured latency (`targetMs` is 0 until then).
+ * @throws MorphError MORPH_ERR_TARGET for a target the network cannot meet.
  */
 export async function resolveLatencyTarget(req: LatencyTargetRequest): Promise<LatencyTargetResolution> {
-  void req;
-  throw new MorphError('MORPH_ERR_BAD_ARGUMENT', "cost 'latency' is not available on this server yet (the latency cost model is not wired in); use cost 'flops' or 'params'", { field: 'cost' });
+  const fraction = req.target && 'fraction' in req.target ? req.target.fraction : null;
+  const absolute = req.targetMs ?? (req.target && 'value' in req.target ? req.target.value : null);
+  if (fraction !== null && !(fraction > 0 && fraction < 1)) throw new MorphError('MORPH_ERR_TARGET', `target.fraction must be between 0 and 1 (a share of the seed's latency), got ${fraction}`, { field: 'target' });
+  if (absolute !== null && !(Number.isFinite(absolute) && absolute > 0)) throw new MorphError('MORPH_ERR_TARGET', `targetMs must be a positive number of ms, got ${absolute}`, { field: 'targetMs' });
+  const stored = await req.tables.tables(req.deviceId, req.runtime);
+  const calibration = await req.tables.calibration(req.deviceId, req.runtime, stored);
+  const plan = planNetworkLatency(req.model.graph);
+  const seedWidths = plan.analysis.groups.map((g) => g.channels);
+  let seedMs: number;
+  try {
+    seedMs = networkLatencyAt(plan, seedWidths, tableOfStored(stored), calibration ?? undefined).predictedMs;
+  } catch (err) {
+    if (isMorphError(err) && err.code === 'MORPH_ERR_MISSING_OPS') return { targetMs: absolute ?? 0, seedMs: null, minimumMs: null, plan: { fraction } };
+    throw err;
+  }
+  const targetMs = absolute ?? (fraction as number) * seedMs;
+  if (targetMs >= seedMs) {
+    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's predicted ${seedMs.toFixed(3)} ms on ${req.deviceId}/${req.runtime}; give a smaller targetMs`, { field: 'targetMs', seedMs });
+  }
+  let minimumMs: number | null = null;
+  try {
+    expandToLatency(plan, seedWidths, targetMs, tableOfStored(stored), { divisor: 8, calibration: calibration ?? undefined, seedMs });
+  } catch (err) {
+    if (isMorphError(err) && err.code === 'MORPH_ERR_TARGET') {
+      minimumMs = (err.details as { minimum?: number }).minimum ?? null;
+      throw new MorphError('MORPH_ERR_TARGET', `${err.message} (device ${req.deviceId}, ${req.runtime})`, { field: 'targetMs', ...err.details });
+    }
+    // Points below the profiled grid: checked again after profiling.
+    if (!(isMorphError(err) && err.code === 'MORPH_ERR_MISSING_OPS')) throw err;
+  }
+  return { targetMs, seedMs, minimumMs, plan: { fraction } };
 }
 
 export interface LatencyPrepareContext {
@@ -63,6 +119,8 @@ export interface LatencyPrepareContext {
   readonly runtime: RuntimeName;
   /** What `resolveLatencyTarget` returned. */
   readonly latency: LatencyTargetResolution;
+  /** The search's options (profiling grid and protocol). */
+  readonly options: { readonly profileGrid: number; readonly measureProtocol: 'default' | 'quick' };
   readonly fleet: Fleet;
   readonly tables: TableReader;
   /** Aborted when the search is cancelled or the server stops. */
@@ -71,12 +129,78 @@ export interface LatencyPrepareContext {
   readonly note: (message: string) => void;
 }
 
+async function waitJob(ctx: LatencyPrepareContext, jobId: string, label: string): Promise<JobView> {
+  let last = '';
+  for (;;) {
+    if (ctx.signal.aborted) {
+      await ctx.fleet.cancelJob(jobId).catch(() => undefined);
+      throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
+    }
+    const job = (await ctx.fleet.job(jobId)) as JobView;
+    const line = `${label}: ${job.progress.done}/${job.progress.total}${job.waiting ? ` (${job.waiting})` : ''}`;
+    if (line !== last) ctx.note(line);
+    last = line;
+    if (job.state === 'done') return job;
+    if (job.state === 'failed' || job.state === 'cancelled') {
+      throw new MorphError('MORPH_ERR_JOB_FAILED', `${label} job ${jobId} ${job.state}: ${(job.error as { message?: string } | null)?.message ?? 'no reason given'}`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 /**
- * LATENCY HOOK (to fill): runs in state `preparing`, before the worker starts: profile what the
- * device's table lacks, wait for it, and return the JSON the worker's `latencyCostFor` reads.
- * @throws MorphError to fail the search (its code and message become the search's error).
+ * Runs in state `preparing`: profiles every point the search may need that the device's table
+ * lacks (the grid of `requiredPoints`), measures the seed end to end (the calibration's anchor and
+ * the reference of a `{fraction}` target), checks the target, and hands the worker the tables,
+ * the calibration and the target in ms. A device that is offline keeps the jobs queued: the
+ * search says so in its progress and waits.
  */
-export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<unknown> {
-  void ctx;
-  throw new MorphError('MORPH_ERR_BAD_ARGUMENT', "cost 'latency' is not available on this server yet (the latency cost model is not wired in)");
+export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<PreparedLatency> {
+  const model = await ctx.tables.model(ctx.modelId);
+  if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `the search's model ${ctx.modelId} is no longer stored`);
+  const have = new Set((await ctx.tables.tables(ctx.deviceId, ctx.runtime)).flatMap((t) => t.points.map((p) => `${t.signature}@${p.cIn}x${p.cOut}`)));
+  const measure = ctx.options.measureProtocol === 'quick' ? QUICK_PROTOCOL : undefined;
+  const needed = requiredPoints(model.graph, undefined, { maxPerAxis: ctx.options.profileGrid }).filter((p) => !have.has(`${p.signature}@${p.cIn}x${p.cOut}`));
+  if (needed.length > 0) {
+    ctx.note(`profiling ${needed.length} op timing(s) the ${ctx.runtime} table of ${ctx.deviceId} lacks`);
+    const job = await ctx.fleet.createProfileJobForSpecs({ deviceId: ctx.deviceId, runtime: ctx.runtime, model, specs: needed.map((p) => p.spec), measure, purpose: `search ${ctx.searchId}` });
+    await waitJob(ctx, job.id, 'profiling');
+  }
+  const measureJob = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model, measure });
+  const measured = await waitJob(ctx, measureJob.id, 'measuring the seed end to end');
+  const seedMeasuredMs = (measured.result as { medianMs: number }).medianMs;
+  const stored = await ctx.tables.tables(ctx.deviceId, ctx.runtime);
+  const calibration = await ctx.tables.calibration(ctx.deviceId, ctx.runtime, stored);
+  const plan = planNetworkLatency(model.graph);
+  const seedWidths = plan.analysis.groups.map((g) => g.channels);
+  const tableOf = tableOfStored(stored);
+  const seedPredictedMs = networkLatencyAt(plan, seedWidths, tableOf, calibration ?? undefined).predictedMs;
+  const fraction = (ctx.latency.plan as { fraction?: number | null } | undefined)?.fraction ?? null;
+  const targetMs = fraction !== null ? fraction * seedMeasuredMs : ctx.latency.targetMs;
+  if (targetMs >= seedPredictedMs) {
+    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's ${seedPredictedMs.toFixed(3)} ms (measured ${seedMeasuredMs.toFixed(3)} ms) on ${ctx.deviceId}/${ctx.runtime}`, { seedMs: seedPredictedMs });
+  }
+  const minimum = minimumLatency(plan, tableOf, calibration ?? undefined);
+  if (targetMs < minimum) {
+    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is below the smallest reachable ${minimum.toFixed(3)} ms on ${ctx.deviceId}/${ctx.runtime} (every resizable group at 8 channels); raise the target`, { minimum });
+  }
+  ctx.note(`target ${targetMs.toFixed(3)} ms; seed measured ${seedMeasuredMs.toFixed(3)} ms, predicted ${seedPredictedMs.toFixed(3)} ms; smallest reachable ${minimum.toFixed(3)} ms`);
+  return {
+    deviceId: ctx.deviceId,
+    runtime: ctx.runtime,
+    targetMs,
+    seedMeasuredMs,
+    seedPredictedMs,
+    minimumMs: minimum,
+    tables: stored.map((t) => ({ signature: t.signature, points: t.points.map((p) => ({ cIn: p.cIn, cOut: p.cOut, medianMs: p.medianMs, p10Ms: p.p10Ms, p90Ms: p.p90Ms, n: p.n })) })),
+    calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c } : null,
+    profiledPoints: needed.length,
+    measureProtocol: ctx.options.measureProtocol,
+  };
+}
+
+/** The network's latency with every resizable group at 8 channels (or its own width when smaller). */
+function minimumLatency(plan: NetworkLatencyPlan, tableOf: (s: string) => LatencyTable | undefined, calibration?: { a: number; b: number; c: number }): number {
+  const widths = plan.analysis.groups.map((g) => (g.regularized ? Math.min(8, g.channels) : g.channels));
+  return networkLatencyAt(plan, widths, tableOf, calibration).predictedMs;
 }

@@ -22,13 +22,19 @@ import type { ModelConfigJson } from '../src/graph/keras-json.ts';
 import { parseModel } from '../src/graph/parse.ts';
 import type { RebuiltModel } from '../src/graph/rebuild.ts';
 import type { WeightMap } from '../src/graph/weights.ts';
-import { runSearch, type CostName, type NetworkSummary, type SearchOptions, type SearchReport, type Target } from '../src/morph/search.ts';
+import { runSearch, type CostName, type NetworkSummary, type SearchCostHooks, type SearchOptions, type SearchReport, type Target } from '../src/morph/search.ts';
+import { flopsCostModel } from '../src/cost/cost-model.ts';
+import { expandToLatency, latencyCostModel, networkLatencyAt, planNetworkLatency, type NetworkLatencyPlan } from '../src/cost/latency-locate.ts';
+import { LatencyTable } from '../src/cost/latency-table.ts';
+import type { ChannelAnalysis } from '../src/graph/channel-groups.ts';
+import type { Graph } from '../src/graph/graph.ts';
 import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
 import { describeBackend, selectBackend, type BackendChoice } from '../src/train/backend.ts';
 import { openDataset } from '../src/train/data/index.ts';
 import type { OptimizerKind } from '../src/train/optimizer.ts';
 import type { ScheduleKind } from '../src/train/schedule.ts';
-import type { LatencyTargetResolution } from './search-latency.ts';
+import type { LatencyTargetResolution, PreparedLatency } from './search-latency.ts';
+import { tableModeOf } from './tables.ts';
 import type { ProgressEvent } from './search-progress.ts';
 
 export const VALID_SEARCH_COSTS = ['flops', 'params', 'latency'] as const;
@@ -52,6 +58,10 @@ export interface SearchRunOptions {
   readonly schedule: ScheduleKind;
   readonly maxStepsPerEpoch: number | null;
   readonly backend: BackendChoice;
+  /** Latency searches: channel counts per table axis to profile (default 6). */
+  readonly profileGrid: number;
+  /** Latency searches: the timing protocol of profiling and measuring ('quick': fewer samples). */
+  readonly measureProtocol: 'default' | 'quick';
 }
 
 /** A search as it was asked for and validated (stored as `searches.config_json`). */
@@ -94,6 +104,8 @@ export interface SearchResultSummary {
   readonly minimumCost: number;
   readonly learned: NetworkSummary;
   readonly baseline: NetworkSummary | null;
+  /** A latency search's FLOP-MorphNet baseline (shrunk with FLOPs, expanded to the same ms). */
+  readonly flopSearch?: NetworkSummary | null;
   readonly exports: { readonly learned: ExportOutcome; readonly baseline: ExportOutcome | null };
   readonly backend: string;
   readonly seconds: number;
@@ -108,26 +120,73 @@ export interface WorkerError {
 export type WorkerMessage =
   | { readonly type: 'event'; readonly event: ProgressEvent }
   | { readonly type: 'done'; readonly result: SearchResultSummary }
-  | { readonly type: 'failed'; readonly error: WorkerError };
+  | { readonly type: 'failed'; readonly error: WorkerError }
+  | { readonly type: 'measure'; readonly id: number; readonly modelTopology: ModelConfigJson; readonly label: string };
+
+/** A request to measure a candidate network on the device (closed-loop expand), answered by the service. */
+export type MeasureReply = { readonly type: 'measured'; readonly id: number; readonly medianMs: number } | { readonly type: 'measure-failed'; readonly id: number; readonly error: WorkerError };
 
 /**
- * LATENCY HOOK (to fill, with server/search-latency.ts): the cost a latency search runs with,
- * built from what `prepareLatencySearch` returned. `runSearch` takes the cost by name today
- * (`flops` | `params`); a latency search needs it to accept a `CostModel` backed by the table.
+ * The cost a latency search runs with, from what `prepareLatencySearch` returned: the device's
+ * tables (interpolated as the server does), its calibration, the whole-network latency at any
+ * widths, expand to a target in ms, and `verify` (measure a candidate on the device through the
+ * service) for closed-loop expand. `regularizer: 'flops'` keeps FLOPs in the regularizer (the
+ * FLOP-MorphNet baseline) while expanding on latency.
  */
-export function latencyCostFor(config: SearchConfig, prepared: unknown): CostName {
-  void config;
-  void prepared;
-  throw new MorphError('MORPH_ERR_BAD_ARGUMENT', "cost 'latency' is not available in the search worker yet (the latency cost model is not wired in)");
+export function latencyHooks(prepared: PreparedLatency, verify: SearchCostHooks['verify'], regularizer: 'latency' | 'flops' = 'latency'): SearchCostHooks {
+  const tables = prepared.tables.map((t) =>
+    LatencyTable.fromPoints({ device: prepared.deviceId, runtime: prepared.runtime, signature: t.signature }, t.points, { mode: tableModeOf(t.signature), fillMissing: true }),
+  );
+  const bySig = new Map(tables.map((t) => [t.key.signature, t]));
+  const tableOf = (sig: string): LatencyTable | undefined => bySig.get(sig);
+  const calibration = prepared.calibration ?? undefined;
+  const plans = new WeakMap<Graph, NetworkLatencyPlan>();
+  const planOf = (graph: Graph, analysis: ChannelAnalysis): NetworkLatencyPlan => {
+    let plan = plans.get(graph);
+    if (!plan) {
+      plan = planNetworkLatency(graph, analysis);
+      plans.set(graph, plan);
+    }
+    return plan;
+  };
+  return {
+    name: regularizer === 'latency' ? 'latency' : 'latency (FLOP regularizer)',
+    unit: 'ms',
+    costModel: (graph, analysis) => (regularizer === 'flops' ? flopsCostModel : latencyCostModel(graph, { device: prepared.deviceId, runtime: prepared.runtime, tables, analysis })),
+    costAt: (graph, analysis, widths) => networkLatencyAt(planOf(graph, analysis), widths, tableOf, calibration).predictedMs,
+    expand: (graph, analysis, base, target, divisor) => expandToLatency(planOf(graph, analysis), base, target, tableOf, { divisor, calibration, seedMs: prepared.seedPredictedMs }),
+    verify,
+  };
+}
+
+/** `verify` through the parent: posts a `measure` request and waits for its reply. */
+function verifyThroughParent(post: (m: WorkerMessage) => void): NonNullable<SearchCostHooks['verify']> {
+  let next = 1;
+  const waiting = new Map<number, { resolve: (ms: number) => void; reject: (e: Error) => void }>();
+  parentPort?.on('message', (m: MeasureReply) => {
+    const w = waiting.get(m.id);
+    if (!w) return;
+    waiting.delete(m.id);
+    if (m.type === 'measured') w.resolve(m.medianMs);
+    else w.reject(new MorphError((m.error.code.startsWith('MORPH_ERR_') ? m.error.code : 'MORPH_ERR_INTERNAL') as 'MORPH_ERR_INTERNAL', m.error.message));
+  });
+  return (modelTopology, label) =>
+    new Promise<number>((resolve, reject) => {
+      const id = next++;
+      waiting.set(id, { resolve, reject });
+      post({ type: 'measure', id, modelTopology, label });
+    });
 }
 
 /** `runSearch` options from a stored config. */
 export function searchOptionsOf(config: SearchConfig, prepared: unknown): SearchOptions {
   const o = config.options;
-  const cost: CostName = config.cost === 'latency' ? latencyCostFor(config, prepared) : config.cost;
+  // A latency search prices with its hooks; the named cost only fills the options' field.
+  const cost: CostName = config.cost === 'latency' ? 'flops' : config.cost;
+  const target = config.cost === 'latency' ? { value: (prepared as PreparedLatency).targetMs } : { value: config.resolvedTarget.value };
   return {
     cost,
-    target: { value: config.resolvedTarget.value },
+    target,
     strength: o.strength,
     threshold: o.threshold,
     shrinkEpochs: o.shrinkEpochs,
@@ -205,7 +264,22 @@ export async function runSearchJob(data: SearchWorkerData, post: (m: WorkerMessa
   emit({ type: 'ready', backend: backendText, dataset: { name: dataset.name, trainSize: dataset.trainSize, valSize: dataset.valSize, testSize: dataset.testSize ?? 0 } });
   emit({ type: 'groups', groups: analyzeChannels(graph).groups.map((g) => ({ id: g.id, layers: [...g.layers], channels: g.channels })) });
 
-  const result = await runSearch({ graph, weights: null }, dataset, options, emit);
+  const latency = config.cost === 'latency' ? (data.prepared as PreparedLatency) : null;
+  const verify = latency ? verifyThroughParent(post) : undefined;
+  const hooks = latency ? { cost: latencyHooks(latency, verify) } : {};
+  const result = await runSearch({ graph, weights: null }, dataset, options, emit, hooks);
+  // The FLOP-MorphNet baseline of a latency search: shrink with FLOPs, expand (closed loop) to the same ms.
+  let flopSearch: NetworkSummary | null = null;
+  if (latency && config.options.baseline) {
+    emit({ type: 'phase', phase: 'baseline', message: 'FLOP-MorphNet baseline: shrinking with the FLOP regularizer, expanding to the same target in ms' });
+    const flop = await runSearch({ graph, weights: null }, dataset, { ...options, baseline: false }, (e) => emit(e.type === 'phase' ? { ...e, message: `[FLOP-MorphNet] ${e.message}` } : e), {
+      cost: latencyHooks(latency, verify, 'flops'),
+    });
+    flopSearch = flop.report.learned;
+    await mkdir(dir, { recursive: true });
+    await writeAtomic(join(dir, 'flop-structure.json'), json(flop.structure));
+    await exportTflite(flop.model, join(dir, 'flop.tflite'));
+  }
 
   emit({ type: 'export', message: 'writing structure.json, the tfjs model, the .tflite and report.json' });
   await mkdir(dir, { recursive: true });
@@ -228,12 +302,15 @@ export async function runSearchJob(data: SearchWorkerData, post: (m: WorkerMessa
     minimumCost: r.minimumCost,
     learned: r.learned,
     baseline: r.baseline,
+    flopSearch,
     exports: { learned: learnedExport, baseline: baselineExport },
     backend: backendText,
     seconds: (Date.now() - started) / 1000,
   };
   const report = {
     ...r,
+    flopSearch,
+    ...(latency ? { latency: { targetMs: latency.targetMs, seedMeasuredMs: latency.seedMeasuredMs, seedPredictedMs: latency.seedPredictedMs, minimumMs: latency.minimumMs, profiledPoints: latency.profiledPoints, calibration: latency.calibration } } : {}),
     search: { id: data.searchId, attempt: data.attempt, cost: config.cost, deviceId: config.deviceId, runtime: config.runtime, latency: config.latency },
     model: config.model,
     backend: { name: backend.name, simd: backend.simd, threads: backend.threads, description: backendText },

@@ -22,9 +22,10 @@ import { MorphError } from '../src/errors.ts';
 import type { Db, Tx } from './db.ts';
 import type { Fleet } from './fleet.ts';
 import { listArtifacts, type ArtifactInfo } from './search-artifacts.ts';
-import { prepareLatencySearch } from './search-latency.ts';
+import { prepareLatencySearch, QUICK_PROTOCOL } from './search-latency.ts';
+import { resolveModel } from './models.ts';
 import { applyEvent, emptyProgress, progressSummary, type ProgressEvent, type ProgressPlan, type SearchProgress } from './search-progress.ts';
-import type { SearchConfig, SearchResultSummary, SearchWorkerData, WorkerError, WorkerMessage } from './search-worker.ts';
+import type { MeasureReply, SearchConfig, SearchResultSummary, SearchWorkerData, WorkerError, WorkerMessage } from './search-worker.ts';
 import type { TableReader } from './tables.ts';
 
 export const VALID_SEARCH_STATES = ['queued', 'preparing', 'running', 'done', 'failed', 'cancelled', 'interrupted'] as const;
@@ -488,7 +489,7 @@ export class SearchService {
   async #drive(a: Active): Promise<void> {
     let outcome: { type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: WorkerError };
     try {
-      await this.#pauseHost();
+      // The host is paused once the worker trains (its `ready` event): preparing may profile on it.
       let prepared: unknown = null;
       if (a.config.cost === 'latency') {
         const c = a.config;
@@ -498,6 +499,7 @@ export class SearchService {
           deviceId: c.deviceId as string,
           runtime: c.runtime as NonNullable<SearchConfig['runtime']>,
           latency: c.latency as NonNullable<SearchConfig['latency']>,
+          options: c.options,
           fleet: this.#o.fleet,
           tables: this.#o.tables,
           signal: a.abort.signal,
@@ -548,6 +550,8 @@ export class SearchService {
       worker.on('message', (m: WorkerMessage) => {
         if (m.type === 'event') {
           chain = chain.then(() => this.#onEvent(a, m.event)).catch((err) => this.#log(`search ${a.id}: storing an event failed: ${(err as Error).message}`));
+        } else if (m.type === 'measure') {
+          void this.#measureForWorker(a, m).then((reply) => worker.postMessage(reply));
         } else if (!outcome) {
           outcome = m;
           void worker.terminate();
@@ -586,6 +590,40 @@ export class SearchService {
       await this.#record(a.id, { state: 'running', attempt: a.attempt, backend: event.backend }, { progress: a.progress });
       // The local agent may have connected since the search started.
       if (this.#hostPaused === null) await this.#pauseHost();
+    }
+  }
+
+  /**
+   * Closed-loop expand: times a candidate network on the search's device and answers the worker.
+   * The worker waits meanwhile, so the host (if it is the device) is let time it.
+   */
+  async #measureForWorker(a: Active, m: { id: number; modelTopology: unknown; label: string }): Promise<MeasureReply> {
+    const deviceId = a.config.deviceId as string;
+    const runtime = a.config.runtime as NonNullable<SearchConfig['runtime']>;
+    const hostWasPaused = this.#hostPaused === deviceId;
+    if (hostWasPaused) this.#o.fleet.resume(deviceId);
+    try {
+      const model = resolveModel(m.modelTopology, 'candidate network');
+      const measure = a.config.options.measureProtocol === 'quick' ? QUICK_PROTOCOL : undefined;
+      const job = await this.#o.fleet.createMeasureJob({ deviceId, runtime, model, measure });
+      await this.#onEvent(a, { type: 'note', message: `${m.label}: measuring the candidate on ${deviceId}/${runtime} (job ${job.id})` }).catch(() => undefined);
+      for (;;) {
+        if (a.abort.signal.aborted) {
+          await this.#o.fleet.cancelJob(job.id).catch(() => undefined);
+          return { type: 'measure-failed', id: m.id, error: { code: 'MORPH_ERR_INTERNAL', message: 'stopped' } };
+        }
+        const j = await this.#o.fleet.job(job.id);
+        if (j?.state === 'done') return { type: 'measured', id: m.id, medianMs: (j.result as { medianMs: number }).medianMs };
+        if (!j || j.state === 'failed' || j.state === 'cancelled') {
+          return { type: 'measure-failed', id: m.id, error: { code: 'MORPH_ERR_JOB_FAILED', message: `measuring the candidate failed: ${(j?.error as { message?: string } | null)?.message ?? j?.state ?? 'job gone'}` } };
+        }
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    } catch (err) {
+      const e = err as { code?: string; message?: string };
+      return { type: 'measure-failed', id: m.id, error: { code: typeof e?.code === 'string' ? e.code : 'MORPH_ERR_INTERNAL', message: e?.message ?? String(err) } };
+    } finally {
+      if (hostWasPaused && this.#hostPaused === deviceId) this.#o.fleet.pause(deviceId, 'a search is training on this host');
     }
   }
 

@@ -20,7 +20,7 @@ import { checkDatasetFitsModel } from '../train/data/index.ts';
 import { evaluate, train, type EpochEvent, type StepEvent, type TrainOptions } from '../train/loop.ts';
 import { recalibrateBatchNorm } from '../train/bn-recalibrate.ts';
 import { buildTfModel, readWeights } from '../train/tf-model.ts';
-import { expandToTarget, minimumCost } from './expand.ts';
+import { expandToTarget, minimumCost, type ExpandResult } from './expand.ts';
 import { costAt, seedWidths } from './network-cost.ts';
 import { selectByGamma } from './selection.ts';
 import { shrink, type ShrinkEpoch } from './shrink.ts';
@@ -34,6 +34,34 @@ export function costModelFor(name: CostName): CostModel {
 
 /** `{fraction: 0.5}` is half the seed's cost; `{value}` is absolute, in the cost model's unit. */
 export type Target = { readonly fraction: number } | { readonly value: number };
+
+/**
+ * A cost other than FLOPs/params, e.g. a device's measured latency: how to price a network for the
+ * regularizer, what the whole network costs, how to expand to the target and, optionally, how to
+ * measure a candidate on the device (closed-loop expand). The target is in this cost's unit.
+ */
+export interface SearchCostHooks {
+  readonly name: string;
+  readonly unit: string;
+  /** The regularizer's cost model for `graph` (each round shrinks the previous round's network). */
+  costModel(graph: Graph, analysis: ChannelAnalysis): CostModel;
+  /** The whole network's cost at `widths` (per group of `analysis`). */
+  costAt(graph: Graph, analysis: ChannelAnalysis, widths: ArrayLike<number>): number;
+  /** Widths of `graph` scaled from `base` to `target` (throws MORPH_ERR_TARGET when unreachable). */
+  expand(graph: Graph, analysis: ChannelAnalysis, base: ArrayLike<number>, target: number, divisor: number): ExpandResult;
+  /** Measures a candidate network on the device, in the cost's unit (the median). */
+  verify?(modelTopology: ModelConfigJson, label: string): Promise<number>;
+  /** Relative tolerance of closed-loop expand. Default 0.03. */
+  readonly verifyTolerance?: number;
+}
+
+/** One closed-loop step: what expand aimed at, what it predicted, what the device measured. */
+export interface VerifyStep {
+  readonly aimedAt: number;
+  readonly predicted: number;
+  readonly measured: number;
+  readonly multiplier: number;
+}
 
 export interface SearchOptions {
   readonly cost: CostName;
@@ -68,6 +96,10 @@ export interface NetworkSummary {
   readonly accuracy: number;
   readonly testLoss: number;
   readonly trainSeconds: number;
+  /** Measured on the device (closed-loop expand), null without `verify`. */
+  readonly measured: number | null;
+  /** The closed-loop steps (empty without `verify`). */
+  readonly verify: readonly VerifyStep[];
 }
 
 export interface RoundReport {
@@ -165,6 +197,19 @@ export function resolveTarget(net: Net, costModel: CostModel, target: Target, di
   return { value, seedCost, minimum };
 }
 
+/** The target of a custom cost: checked against the seed's cost here, against the minimum by `expand`. */
+function resolveCustomTarget(net: Net, hooks: SearchCostHooks, target: Target, divisor: number): { value: number; seedCost: number; minimum: number } {
+  const seedCost = hooks.costAt(net.graph, net.analysis, seedWidths(net.analysis));
+  const value = 'fraction' in target ? target.fraction * seedCost : target.value;
+  if (!Number.isFinite(value) || value <= 0) throw new MorphError('MORPH_ERR_TARGET', `target ${value} must be a positive number of ${hooks.unit}`);
+  if (value >= seedCost) {
+    throw new MorphError('MORPH_ERR_TARGET', `target ${value.toFixed(3)} ${hooks.unit} is not below the seed's ${seedCost.toFixed(3)} ${hooks.unit}; give a smaller target`, { target: value, seed: seedCost });
+  }
+  // Expanding from the seed throws MORPH_ERR_TARGET with the minimum when the target is below it.
+  const min = hooks.expand(net.graph, net.analysis, seedWidths(net.analysis), value, divisor);
+  return { value, seedCost, minimum: Math.min(min.cost, value) };
+}
+
 async function trainAndEvaluate(
   net: Net,
   selectionWeights: RebuiltModel,
@@ -193,7 +238,13 @@ async function trainAndEvaluate(
   }
 }
 
-function summarize(net: Net, costModel: CostModel, multiplier: number, trained: { accuracy: number; testLoss: number; seconds: number }): NetworkSummary {
+function summarize(
+  net: Net,
+  cost: (net: Net) => number,
+  multiplier: number,
+  trained: { accuracy: number; testLoss: number; seconds: number },
+  verified: { measured: number | null; steps: VerifyStep[] } = { measured: null, steps: [] },
+): NetworkSummary {
   const c = networkCost(net.graph);
   return {
     multiplier,
@@ -201,30 +252,83 @@ function summarize(net: Net, costModel: CostModel, multiplier: number, trained: 
     macs: c.macs,
     flops: c.flops,
     params: c.params,
-    cost: costAt(net.ops, costModel, seedWidths(net.analysis)),
+    cost: cost(net),
     accuracy: trained.accuracy,
     testLoss: trained.testLoss,
     trainSeconds: trained.seconds,
+    measured: verified.measured,
+    verify: verified.steps,
   };
+}
+
+/**
+ * Closed-loop expand: expand to the target on the predicted cost, measure the candidate on the
+ * device, and aim again at target·(aim/measured) until the measurement is within the tolerance
+ * (or 5 tries, or the corrected aim leaves the reachable range: the closest try is kept).
+ */
+async function expandVerified(
+  hooks: SearchCostHooks,
+  net: Net,
+  base: ArrayLike<number>,
+  target: number,
+  divisor: number,
+  label: string,
+  onEvent: (e: SearchEvent) => void,
+): Promise<{ expanded: ExpandResult; measured: number | null; steps: VerifyStep[] }> {
+  let aim = target;
+  let expanded = hooks.expand(net.graph, net.analysis, base, aim, divisor);
+  if (!hooks.verify) return { expanded, measured: null, steps: [] };
+  const tolerance = hooks.verifyTolerance ?? 0.03;
+  const steps: VerifyStep[] = [];
+  let best: { expanded: ExpandResult; measured: number } | null = null;
+  for (let i = 0; i < 5; i++) {
+    const topology = rebuild(net.graph, net.analysis, selectionFromWidths(net.analysis, expanded.widths), null).modelTopology;
+    const measured = await hooks.verify(topology, `${label} (try ${i + 1})`);
+    steps.push({ aimedAt: aim, predicted: expanded.cost, measured, multiplier: expanded.multiplier });
+    if (!best || Math.abs(measured - target) < Math.abs(best.measured - target)) best = { expanded, measured };
+    onEvent({ type: 'phase', phase: 'expand', message: `${label}: predicted ${expanded.cost.toFixed(3)} ${hooks.unit}, measured ${measured.toFixed(3)} (target ${target.toFixed(3)})` });
+    if (Math.abs(measured / target - 1) <= tolerance) break;
+    aim *= target / measured;
+    try {
+      const next = hooks.expand(net.graph, net.analysis, base, aim, divisor);
+      if (next.multiplier === expanded.multiplier) break; // the rounding grid allows no closer network
+      expanded = next;
+    } catch (err) {
+      if (err instanceof MorphError && err.code === 'MORPH_ERR_TARGET') break;
+      throw err;
+    }
+  }
+  return { expanded: best!.expanded, measured: best!.measured, steps };
 }
 
 /**
  * Runs the whole search. Checks the dataset and the target before any training.
  * @throws MorphError `MORPH_ERR_DATASET_MISMATCH`, `MORPH_ERR_TARGET`, `MORPH_ERR_NAN`.
  */
-export async function runSearch(input: SearchInput, dataset: Dataset, options: SearchOptions, onEvent: (e: SearchEvent) => void = () => {}): Promise<SearchResult> {
+export async function runSearch(
+  input: SearchInput,
+  dataset: Dataset,
+  options: SearchOptions,
+  onEvent: (e: SearchEvent) => void = () => {},
+  hooks: { readonly cost?: SearchCostHooks } = {},
+): Promise<SearchResult> {
   const seedNet = netOf(input.graph);
-  const costModel = costModelFor(options.cost);
+  const custom = hooks.cost;
+  const namedModel = costModelFor(options.cost);
+  const costModel: { name: string; unit: string } = custom ?? namedModel;
+  const regularizerFor = (n: Net): CostModel => (custom ? custom.costModel(n.graph, n.analysis) : namedModel);
+  const costOfNet = (n: Net): number => (custom ? custom.costAt(n.graph, n.analysis, seedWidths(n.analysis)) : costAt(n.ops, namedModel, seedWidths(n.analysis)));
   const inputShape = input.graph.layers.find((l) => l.name === input.graph.inputs[0].layer)!.calls[0].outputShape;
   const outputShape = input.graph.layers.find((l) => l.name === input.graph.outputs[0].layer)!.calls[0].outputShape;
   checkDatasetFitsModel(dataset, inputShape.slice(1) as [number, number, number], outputShape[outputShape.length - 1] as number);
-  const target = resolveTarget(seedNet, costModel, options.target, options.divisor);
+  const target = custom ? resolveCustomTarget(seedNet, custom, options.target, options.divisor) : resolveTarget(seedNet, namedModel, options.target, options.divisor);
   const lambda = options.strength / target.seedCost;
 
   let net = seedNet;
   let weights: RebuiltModel = rebuild(net.graph, net.analysis, identitySelection(net.analysis), input.weights, { seed: options.seed });
   let multiplier = 1;
   let shrunkModel: RebuiltModel | null = null;
+  let learnedVerified: { measured: number | null; steps: VerifyStep[] } | undefined;
   const rounds: RoundReport[] = [];
   for (let round = 1; round <= options.rounds; round++) {
     onEvent({ type: 'phase', phase: 'shrink', round, message: `round ${round}: shrinking with λ = ${lambda.toExponential(3)} for ${options.shrinkEpochs} epoch(s)` });
@@ -232,7 +336,7 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
     let shrunk;
     let trainedWeights: WeightMap;
     try {
-      shrunk = await shrink(model, net.graph, net.analysis, net.ops, costModel, dataset, {
+      shrunk = await shrink(model, net.graph, net.analysis, net.ops, regularizerFor(net), dataset, {
         lambda,
         threshold: options.threshold,
         // A constant rate: the proximal step scales with lr, so a decaying schedule would stop the shrinking.
@@ -246,9 +350,14 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
     } finally {
       model.dispose();
     }
-    const expanded = expandToTarget(net.ops, net.analysis, costModel, shrunk.alive, target.value, { divisor: options.divisor });
+    const lastRound = round === options.rounds;
+    const verifiedRound = custom ? await expandVerified(custom, net, shrunk.alive, target.value, options.divisor, `round ${round} expand`, onEvent) : null;
+    const expanded = verifiedRound ? verifiedRound.expanded : expandToTarget(net.ops, net.analysis, namedModel, shrunk.alive, target.value, { divisor: options.divisor });
+    if (lastRound && verifiedRound) learnedVerified = { measured: verifiedRound.measured, steps: verifiedRound.steps };
     multiplier = expanded.multiplier;
-    onEvent({ type: 'phase', phase: 'expand', round, message: `round ${round}: alive structure costs ${costAt(net.ops, costModel, shrunk.alive).toFixed(0)} ${costModel.unit}; ω = ${expanded.multiplier.toFixed(3)} reaches ${expanded.cost.toFixed(0)} of ${target.value.toFixed(0)}` });
+    const aliveCost = custom ? custom.costAt(net.graph, net.analysis, shrunk.alive) : costAt(net.ops, namedModel, shrunk.alive);
+    const digits = custom ? 3 : 0;
+    onEvent({ type: 'phase', phase: 'expand', round, message: `round ${round}: alive structure costs ${aliveCost.toFixed(digits)} ${costModel.unit}; ω = ${expanded.multiplier.toFixed(3)} reaches ${expanded.cost.toFixed(digits)} of ${target.value.toFixed(digits)}` });
     const selection: Selection = selectByGamma(net.analysis, expanded.widths, shrunk.gammas, options.threshold);
     rounds.push({
       round,
@@ -276,18 +385,19 @@ export async function runSearch(input: SearchInput, dataset: Dataset, options: S
   onEvent({ type: 'phase', phase: 'final', message: `training the found network ${options.keepWeights ? 'from the shrunk weights' : 'from scratch'} for ${options.finalEpochs} epoch(s)` });
   const start = options.keepWeights ? weights : rebuild(net.graph, net.analysis, identitySelection(net.analysis), null, { seed: options.seed });
   const final = await trainAndEvaluate(net, start, dataset, options, 'final', onEvent);
-  const learned = summarize(net, costModel, multiplier, final);
+  const learned = summarize(net, costOfNet, multiplier, final, learnedVerified);
 
   let baseline: NetworkSummary | null = null;
   let baselineModel: RebuiltModel | null = null;
   if (options.baseline) {
-    const uniform = expandToTarget(seedNet.ops, seedNet.analysis, costModel, seedWidths(seedNet.analysis), target.value, { divisor: options.divisor });
+    const verifiedUniform = custom ? await expandVerified(custom, seedNet, seedWidths(seedNet.analysis), target.value, options.divisor, 'uniform baseline expand', onEvent) : null;
+    const uniform = verifiedUniform ? verifiedUniform.expanded : expandToTarget(seedNet.ops, seedNet.analysis, namedModel, seedWidths(seedNet.analysis), target.value, { divisor: options.divisor });
     onEvent({ type: 'phase', phase: 'baseline', message: `training the uniform baseline (ω = ${uniform.multiplier.toFixed(3)}) with the same schedule` });
     const sel = selectionFromWidths(seedNet.analysis, uniform.widths);
     const fresh = rebuild(seedNet.graph, seedNet.analysis, sel, null, { seed: options.seed });
     const baseNet = netOf(reparse(fresh.modelTopology));
     const trained = await trainAndEvaluate(baseNet, fresh, dataset, options, 'baseline', onEvent);
-    baseline = summarize(baseNet, costModel, uniform.multiplier, trained);
+    baseline = summarize(baseNet, costOfNet, uniform.multiplier, trained, verifiedUniform ? { measured: verifiedUniform.measured, steps: verifiedUniform.steps } : undefined);
     baselineModel = trained.model;
   }
 
