@@ -55,6 +55,13 @@ export interface SearchCostHooks {
   readonly verifyTolerance?: number;
 }
 
+/**
+ * Why closed-loop expand stopped: the measurement is within the tolerance; the corrected aim gives
+ * the same widths (the divisor's rounding allows nothing in between); the corrected aim is out of
+ * the reachable range (above the seed, below the minimum); or 5 measurements were taken.
+ */
+export type VerifyStop = 'within' | 'same-network' | 'unreachable' | 'tries';
+
 /** One closed-loop step: what expand aimed at, what it predicted, what the device measured. */
 export interface VerifyStep {
   readonly aimedAt: number;
@@ -100,6 +107,8 @@ export interface NetworkSummary {
   readonly measured: number | null;
   /** The closed-loop steps (empty without `verify`). */
   readonly verify: readonly VerifyStep[];
+  /** Why the closed loop stopped (null without `verify`). */
+  readonly verifyStop: VerifyStop | null;
 }
 
 export interface RoundReport {
@@ -243,7 +252,7 @@ function summarize(
   cost: (net: Net) => number,
   multiplier: number,
   trained: { accuracy: number; testLoss: number; seconds: number },
-  verified: { measured: number | null; steps: VerifyStep[] } = { measured: null, steps: [] },
+  verified: { measured: number | null; steps: VerifyStep[]; stop: VerifyStop | null } = { measured: null, steps: [], stop: null },
 ): NetworkSummary {
   const c = networkCost(net.graph);
   return {
@@ -258,6 +267,7 @@ function summarize(
     trainSeconds: trained.seconds,
     measured: verified.measured,
     verify: verified.steps,
+    verifyStop: verified.stop,
   };
 }
 
@@ -274,10 +284,11 @@ async function expandVerified(
   divisor: number,
   label: string,
   onEvent: (e: SearchEvent) => void,
-): Promise<{ expanded: ExpandResult; measured: number | null; steps: VerifyStep[] }> {
+): Promise<{ expanded: ExpandResult; measured: number | null; steps: VerifyStep[]; stop: VerifyStop | null }> {
   let aim = target;
   let expanded = hooks.expand(net.graph, net.analysis, base, aim, divisor);
-  if (!hooks.verify) return { expanded, measured: null, steps: [] };
+  if (!hooks.verify) return { expanded, measured: null, steps: [], stop: null };
+  let stop: VerifyStop = 'tries';
   const tolerance = hooks.verifyTolerance ?? 0.03;
   const steps: VerifyStep[] = [];
   let best: { expanded: ExpandResult; measured: number } | null = null;
@@ -287,18 +298,27 @@ async function expandVerified(
     steps.push({ aimedAt: aim, predicted: expanded.cost, measured, multiplier: expanded.multiplier });
     if (!best || Math.abs(measured - target) < Math.abs(best.measured - target)) best = { expanded, measured };
     onEvent({ type: 'phase', phase: 'expand', message: `${label}: predicted ${expanded.cost.toFixed(3)} ${hooks.unit}, measured ${measured.toFixed(3)} (target ${target.toFixed(3)})` });
-    if (Math.abs(measured / target - 1) <= tolerance) break;
+    if (Math.abs(measured / target - 1) <= tolerance) {
+      stop = 'within';
+      break;
+    }
     aim *= target / measured;
     try {
       const next = hooks.expand(net.graph, net.analysis, base, aim, divisor);
-      if (next.multiplier === expanded.multiplier) break; // the rounding grid allows no closer network
+      if (next.widths.every((w, g) => w === expanded.widths[g])) {
+        stop = 'same-network';
+        break;
+      }
       expanded = next;
     } catch (err) {
-      if (err instanceof MorphError && err.code === 'MORPH_ERR_TARGET') break;
+      if (err instanceof MorphError && err.code === 'MORPH_ERR_TARGET') {
+        stop = 'unreachable';
+        break;
+      }
       throw err;
     }
   }
-  return { expanded: best!.expanded, measured: best!.measured, steps };
+  return { expanded: best!.expanded, measured: best!.measured, steps, stop };
 }
 
 /**
@@ -328,7 +348,7 @@ export async function runSearch(
   let weights: RebuiltModel = rebuild(net.graph, net.analysis, identitySelection(net.analysis), input.weights, { seed: options.seed });
   let multiplier = 1;
   let shrunkModel: RebuiltModel | null = null;
-  let learnedVerified: { measured: number | null; steps: VerifyStep[] } | undefined;
+  let learnedVerified: { measured: number | null; steps: VerifyStep[]; stop: VerifyStop | null } | undefined;
   const rounds: RoundReport[] = [];
   for (let round = 1; round <= options.rounds; round++) {
     onEvent({ type: 'phase', phase: 'shrink', round, message: `round ${round}: shrinking with λ = ${lambda.toExponential(3)} for ${options.shrinkEpochs} epoch(s)` });
@@ -353,7 +373,7 @@ export async function runSearch(
     const lastRound = round === options.rounds;
     const verifiedRound = custom ? await expandVerified(custom, net, shrunk.alive, target.value, options.divisor, `round ${round} expand`, onEvent) : null;
     const expanded = verifiedRound ? verifiedRound.expanded : expandToTarget(net.ops, net.analysis, namedModel, shrunk.alive, target.value, { divisor: options.divisor });
-    if (lastRound && verifiedRound) learnedVerified = { measured: verifiedRound.measured, steps: verifiedRound.steps };
+    if (lastRound && verifiedRound) learnedVerified = verifiedRound;
     multiplier = expanded.multiplier;
     const aliveCost = custom ? custom.costAt(net.graph, net.analysis, shrunk.alive) : costAt(net.ops, namedModel, shrunk.alive);
     const digits = custom ? 3 : 0;
@@ -397,7 +417,7 @@ export async function runSearch(
     const fresh = rebuild(seedNet.graph, seedNet.analysis, sel, null, { seed: options.seed });
     const baseNet = netOf(reparse(fresh.modelTopology));
     const trained = await trainAndEvaluate(baseNet, fresh, dataset, options, 'baseline', onEvent);
-    baseline = summarize(baseNet, costOfNet, uniform.multiplier, trained, verifiedUniform ? { measured: verifiedUniform.measured, steps: verifiedUniform.steps } : undefined);
+    baseline = summarize(baseNet, costOfNet, uniform.multiplier, trained, verifiedUniform ?? undefined);
     baselineModel = trained.model;
   }
 

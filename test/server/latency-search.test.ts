@@ -55,7 +55,7 @@ describe('latency-targeted search through the API with a real agent', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('finds a network at the target latency measured on the device, with both baselines', { timeout: 400_000 }, async () => {
+  it('finds a network at the target latency measured on the device, with both baselines', { timeout: 400_000 }, async (t) => {
     let deviceId: string | undefined;
     for (let i = 0; i < 300 && !deviceId; i++) {
       deviceId = (await api(server, 'GET', '/api/devices')).json.devices.find((d: { online: boolean }) => d.online)?.id;
@@ -89,7 +89,12 @@ describe('latency-targeted search through the API with a real agent', () => {
     for (const [name, net] of [['learned', report.learned], ['uniform', report.baseline], ['FLOP-MorphNet', report.flopSearch]] as const) {
       assert.ok(net, `${name} is in the report`);
       assert.ok(net.measured > 0 && net.verify.length >= 1, `${name} was measured on the device`);
-      assert.ok(Math.abs(net.measured / target - 1) <= TOLERANCE, `${name}: measured ${net.measured} ms vs target ${target} ms`);
+      const within = Math.abs(net.measured / target - 1) <= TOLERANCE;
+      t.diagnostic(`${name}: target ${target.toFixed(3)} ms, predicted ${net.cost.toFixed(3)} ms, measured ${net.measured.toFixed(3)} ms after ${net.verify.length} measurement(s) (${net.verifyStop}), accuracy ${net.accuracy.toFixed(3)}`);
+      const detail = `${name}: measured ${net.measured} ms vs target ${target} ms; stop ${net.verifyStop}; steps ${JSON.stringify(net.verify)}`;
+      // The searched network must meet the target; a baseline may stop short only for a stated reason.
+      if (name === 'learned') assert.ok(within, detail);
+      else assert.ok(within || ['same-network', 'unreachable'].includes(net.verifyStop), detail);
       assert.ok(net.accuracy >= 0 && net.accuracy <= 1 && net.macs > 0 && net.params > 0);
     }
     assert.equal(report.costModel.name, 'latency');
