@@ -1,5 +1,9 @@
-/** `morphnet search`: the offline MorphNet shrink/expand search with a FLOP or parameter target. */
+/**
+ * `morphnet search`: the offline MorphNet shrink/expand search with a FLOP or parameter target, or
+ * with --server the same search run by a server (src/cli/remote-search.ts), latency targets included.
+ */
 import { MorphError } from '../../errors.ts';
+import { isRuntimeName, VALID_RUNTIMES } from '../../protocol/agent-protocol.ts';
 import { checkOutputDir, writeTfjsModel } from '../../export/tfjs-model.ts';
 import { runSearch, VALID_COSTS, type CostName, type SearchEvent, type SearchReport, type Target } from '../../morph/search.ts';
 import { selectBackend, describeBackend, VALID_BACKENDS, type BackendChoice } from '../../train/backend.ts';
@@ -10,8 +14,10 @@ import { VALID_SCHEDULES, type ScheduleKind } from '../../train/schedule.ts';
 import { numberFlag, parseFlags, type Command, type CommandIo } from '../args.ts';
 import { human, table } from '../format.ts';
 import { loadModelInput } from '../model-source.ts';
+import { checkServerDataset, readModelJson, runRemoteSearch, serverBase, type RemoteCost, type RemoteSearchOptions } from '../remote-search.ts';
 
 const USAGE = `Usage: morphnet search [--model M.json | --seed mobilenet|resnet|vgg] [--out DIR] [options]
+       morphnet search --server http://HOST:PORT [MODEL.json | --seed NAME] [--device D] [options]
 
 Runs MorphNet offline: trains the seed with a cost-weighted L1 regularizer on its batch-norm
 gammas (shrink), keeps the channels whose |gamma| exceeds the threshold, scales that structure
@@ -57,7 +63,36 @@ Output:
                        default data/searches/search-YYYYMMDD-HHMMSS)
   --overwrite          replace a non-empty DIR
   --json               print the report as JSON on stdout
-  -h, --help           this text`;
+  -h, --help           this text
+
+On a server (morphnet serve), instead of training here:
+  --server URL         send the search to the server at http://HOST:PORT and follow it: progress
+                       lines on stderr as above (epochs, expand and closed-loop verify lines,
+                       profiling notes), then the summary (learned vs baseline(s): MACs, params,
+                       cost or predicted/measured ms, accuracy); with --out DIR every artifact
+                       (structure.json, report.json, model.json, weights.bin, model.zip,
+                       model.tflite, baseline.*) is downloaded into DIR. The model is --seed NAME,
+                       or MODEL.json / --model M.json uploaded inline (its topology: the server
+                       trains from fresh weights). --data names one of the server's datasets
+                       (fashion-mnist, mnist, synthetic[:k=v,…]); local paths are refused, the
+                       server cannot read this machine's files. The training flags above go to
+                       the search's options; --backend picks the server's backend.
+  --cost C             flops (default) | params | latency (--device, --runtime or --target-ms
+                       imply latency)
+  --device D           the device id or name (GET /api/devices) whose measured latency is the cost
+  --runtime R          the device's runtime (default tfjs-wasm; the device's first if it lacks it)
+  --target-ms T        latency target in ms per run (or --target 0.5x: half the seed's measured latency)
+  --profile-grid N     channel counts per table axis to profile (2–16, default 6)
+  --quick-measure      the short timing protocol for profiling and measuring (a first look)
+  --json               one JSON object per line on stdout: {"type":"created"}, every event
+                       {seq, type, data, at}, {"type":"end"}, {"type":"search"} (the SearchView),
+                       {"type":"artifact"} per file downloaded
+Exit 0 when the search is done, 2 when it is refused, fails or is cancelled (with its error),
+130 on Ctrl-C: the search keeps running on the server (the message says how to cancel it).`;
+
+/** Flags that only mean something on a server. */
+const REMOTE_ONLY = ['device', 'runtime', 'target-ms', 'profile-grid', 'quick-measure'] as const;
+const REMOTE_COSTS = ['flops', 'params', 'latency'] as const satisfies readonly RemoteCost[];
 
 function defaultOutDir(): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -152,12 +187,48 @@ function progressSink(io: CommandIo, tty: boolean): { onEvent: (e: SearchEvent) 
   };
 }
 
+/** The remote search's request from the command line (the model, data, cost and target flags). */
+async function remoteOptions(base: string, values: Record<string, string | boolean | undefined>, positionals: string[], seedName: string | undefined, options: Record<string, number | string | boolean>): Promise<RemoteSearchOptions> {
+  const modelPaths = [...(typeof values.model === 'string' ? [values.model] : []), ...positionals];
+  if (modelPaths.length > 1 || (modelPaths.length === 1 && seedName !== undefined)) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: give one model: MODEL.json (or --model M.json) or --seed NAME; got ${[...modelPaths, ...(seedName ? [`--seed ${seedName}`] : [])].join(', ')}`);
+  }
+  if (values.runtime !== undefined && !isRuntimeName(values.runtime)) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --runtime ${JSON.stringify(values.runtime)} is not one of ${VALID_RUNTIMES.join(', ')}`);
+  }
+  const impliesLatency = (['device', 'runtime', 'target-ms'] as const).find((f) => values[f] !== undefined);
+  const cost = oneOf<RemoteCost>('cost', values.cost, REMOTE_COSTS, impliesLatency ? 'latency' : 'flops');
+  const targetMs = numberFlag('search', 'target-ms', values['target-ms'], (n) => n > 0, 'a positive number of ms');
+  if (targetMs !== undefined && cost !== 'latency') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --target-ms is for --cost latency; with --cost ${cost} give --target (e.g. 0.5x)`);
+  if (targetMs !== undefined && values.target !== undefined) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet search: give --target-ms or --target, not both');
+  if (cost === 'latency' && typeof values.device !== 'string') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet search: --cost latency needs --device D, the device whose measured latency is the cost (GET /api/devices lists them)');
+  const trainLimit = numberFlag('search', 'train-limit', values['train-limit'], (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2');
+  const testLimit = numberFlag('search', 'test-limit', values['test-limit'], (n) => Number.isInteger(n) && n >= 1, 'an integer ≥ 1');
+  const dataset = checkServerDataset(typeof values.data === 'string' ? values.data : 'fashion-mnist', base);
+  const model = modelPaths.length === 1 ? { model: await readModelJson(modelPaths[0]) } : { seed: seedName ?? 'mobilenet' };
+  return {
+    base,
+    request: {
+      ...model,
+      data: { dataset, ...(trainLimit !== undefined ? { trainLimit } : {}), ...(testLimit !== undefined ? { testLimit } : {}) },
+      cost,
+      ...(targetMs !== undefined ? { targetMs } : { target: parseTarget(typeof values.target === 'string' ? values.target : '0.5x') }),
+      options,
+    },
+    device: typeof values.device === 'string' ? values.device : undefined,
+    runtime: typeof values.runtime === 'string' ? values.runtime : undefined,
+    out: typeof values.out === 'string' && values.out !== '' ? values.out : undefined,
+    overwrite: values.overwrite === true,
+    json: values.json === true,
+  };
+}
+
 export const searchCommand: Command = {
   name: 'search',
   summary: 'learn channel widths for a FLOP or parameter target (MorphNet shrink/expand)',
   usage: USAGE,
   async run(argv, io) {
-    const { values } = parseFlags('search', argv, {
+    const { values, positionals } = parseFlags('search', argv, {
       model: { type: 'string' },
       seed: { type: 'string', multiple: true },
       data: { type: 'string' },
@@ -183,17 +254,16 @@ export const searchCommand: Command = {
       out: { type: 'string' },
       overwrite: { type: 'boolean' },
       json: { type: 'boolean' },
+      server: { type: 'string' },
+      device: { type: 'string' },
+      runtime: { type: 'string' },
+      'target-ms': { type: 'string' },
+      'profile-grid': { type: 'string' },
+      'quick-measure': { type: 'boolean' },
     });
     const int = (name: string, min: number): number | undefined => numberFlag('search', name, values[name], (n) => Number.isInteger(n) && n >= min, `an integer ≥ ${min}`);
     const pos = (name: string): number | undefined => numberFlag('search', name, values[name], (n) => n > 0, 'a positive number');
-    const out = typeof values.out === 'string' && values.out !== '' ? values.out : defaultOutDir();
-    const cost = oneOf<CostName>('cost', values.cost, VALID_COSTS, 'flops');
-    const target = parseTarget(typeof values.target === 'string' ? values.target : '0.5x');
-    const backendChoice = oneOf<BackendChoice>('backend', values.backend, VALID_BACKENDS, 'auto');
-    // SGD by default: its steps scale with the gradient, so the regularizer's per-channel cost
-    // weights act as intended; Adam normalises them away (see README, known limits).
-    const optimizer = oneOf<OptimizerKind>('optimizer', values.optimizer, VALID_OPTIMIZERS, 'sgd');
-    const schedule = oneOf<ScheduleKind>('schedule', values.schedule, VALID_SCHEDULES, 'cosine');
+    const given = <T extends string>(flag: string, valid: readonly T[]): T | undefined => (values[flag] === undefined ? undefined : oneOf<T>(flag, values[flag], valid, valid[0]));
     // The issue's interface spells both the seed model and the random seed as --seed: a name
     // picks the model, an integer the random seed; --seed-value is the unambiguous spelling.
     const seeds = (values.seed as unknown as string[] | undefined) ?? [];
@@ -202,24 +272,60 @@ export const searchCommand: Command = {
     if (seedNames.length > 1 || seedInts.length > 1) {
       throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --seed given ${seeds.length} times (${seeds.join(', ')}); give at most one model name and one integer`);
     }
-    const seedValue = numberFlag('search', 'seed-value', values['seed-value'] ?? seedInts[0], Number.isInteger, 'an integer') ?? 0;
+    // What the command line sets; the offline search fills in its defaults, a server its own (the same).
+    const flags = {
+      strength: numberFlag('search', 'strength', values.strength, (n) => n >= 0, 'a non-negative number'),
+      threshold: numberFlag('search', 'threshold', values.threshold, (n) => n >= 0, 'a non-negative number'),
+      shrinkEpochs: int('shrink-epochs', 1),
+      finalEpochs: int('final-epochs', 1),
+      rounds: int('rounds', 1),
+      seed: numberFlag('search', 'seed-value', values['seed-value'] ?? seedInts[0], Number.isInteger, 'an integer'),
+      divisor: int('divisor', 1),
+      batchSize: int('batch-size', 1),
+      optimizer: given<OptimizerKind>('optimizer', VALID_OPTIMIZERS),
+      learningRate: pos('lr'),
+      schedule: given<ScheduleKind>('schedule', VALID_SCHEDULES),
+      maxStepsPerEpoch: int('max-steps', 1),
+      backend: given<BackendChoice>('backend', VALID_BACKENDS),
+    };
+    if (typeof values.server === 'string') {
+      const base = serverBase('search', values.server);
+      const options: Record<string, number | string | boolean> = {};
+      for (const [key, v] of Object.entries(flags)) if (v !== undefined) options[key] = v;
+      if (values.baseline === true) options.baseline = true;
+      if (values['keep-weights'] === true) options.keepWeights = true;
+      const grid = numberFlag('search', 'profile-grid', values['profile-grid'], (n) => Number.isInteger(n) && n >= 2 && n <= 16, 'an integer from 2 to 16');
+      if (grid !== undefined) options.profileGrid = grid;
+      if (values['quick-measure'] === true) options.measureProtocol = 'quick';
+      return runRemoteSearch(await remoteOptions(base, values, positionals, seedNames[0], options), io);
+    }
+    const remoteFlag = REMOTE_ONLY.find((f) => values[f] !== undefined);
+    if (remoteFlag) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --${remoteFlag} needs --server URL: devices and latency searches live on a server (morphnet serve)`);
+
+    const out = typeof values.out === 'string' && values.out !== '' ? values.out : defaultOutDir();
+    const cost = oneOf<CostName>('cost', values.cost, VALID_COSTS, 'flops');
+    const target = parseTarget(typeof values.target === 'string' ? values.target : '0.5x');
+    const backendChoice = flags.backend ?? 'auto';
+    const seedValue = flags.seed ?? 0;
     const options = {
       cost,
       target,
-      strength: numberFlag('search', 'strength', values.strength, (n) => n >= 0, 'a non-negative number') ?? 20,
-      threshold: numberFlag('search', 'threshold', values.threshold, (n) => n >= 0, 'a non-negative number') ?? 0.01,
-      shrinkEpochs: int('shrink-epochs', 1) ?? 3,
-      finalEpochs: int('final-epochs', 1) ?? 5,
-      rounds: int('rounds', 1) ?? 1,
+      strength: flags.strength ?? 20,
+      threshold: flags.threshold ?? 0.01,
+      shrinkEpochs: flags.shrinkEpochs ?? 3,
+      finalEpochs: flags.finalEpochs ?? 5,
+      rounds: flags.rounds ?? 1,
       seed: seedValue,
       baseline: values.baseline === true,
       keepWeights: values['keep-weights'] === true,
-      divisor: int('divisor', 1) ?? 4,
+      divisor: flags.divisor ?? 4,
       train: {
-        batchSize: int('batch-size', 1) ?? 64,
-        optimizer: { kind: optimizer, lr: pos('lr') },
-        schedule,
-        maxStepsPerEpoch: int('max-steps', 1),
+        batchSize: flags.batchSize ?? 64,
+        // SGD by default: its steps scale with the gradient, so the regularizer's per-channel cost
+        // weights act as intended; Adam normalises them away (see README, known limits).
+        optimizer: { kind: flags.optimizer ?? 'sgd', lr: flags.learningRate },
+        schedule: flags.schedule ?? 'cosine',
+        maxStepsPerEpoch: flags.maxStepsPerEpoch,
       },
     };
     await checkOutputDir(out, values.overwrite === true);
