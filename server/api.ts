@@ -6,6 +6,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
 import { ERROR_CODES, isMorphError, MorphError, type ErrorCode } from '../src/errors.ts';
+import { parse, route } from './http.ts';
 import { predictNetwork } from '../src/cost/predict-network.ts';
 import { measureOptionsSchema, VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
 import type { Fleet } from './fleet.ts';
@@ -49,19 +50,6 @@ const jobsQuery = z
   .object({ deviceId: z.string().max(64).optional(), state: z.enum(['queued', 'running', 'done', 'failed', 'cancelled']).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() })
   .strict();
 
-function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issues = r.error.issues.slice(0, 6).map((i) => `${i.path.length ? i.path.join('.') : what}: ${i.message}`);
-  throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `invalid ${what}: ${issues.join('; ')}`, { issues: r.error.issues.slice(0, 20).map((i) => ({ path: i.path.join('.'), message: i.message })) });
-}
-
-/** Async route handler with errors passed on to the error middleware. */
-const route =
-  (fn: (req: Request, res: Response) => Promise<void>) =>
-  (req: Request, res: Response, next: NextFunction): void => {
-    fn(req, res).catch(next);
-  };
 
 async function checkRuntime(ctx: ApiContext, deviceId: string, runtime: RuntimeName): Promise<void> {
   const device = await ctx.fleet.requireDevice(deviceId);

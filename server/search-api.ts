@@ -9,6 +9,7 @@ import { stat } from 'node:fs/promises';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
 import { flopsCostModel, paramsCostModel, costOps, type CostModel } from '../src/cost/cost-model.ts';
+import { parse, route } from './http.ts';
 import { MorphError } from '../src/errors.ts';
 import { analyzeChannels } from '../src/graph/channel-groups.ts';
 import { minimumCost } from '../src/morph/expand.ts';
@@ -124,18 +125,6 @@ const searchBody = z
 const searchesQuery = z.object({ state: z.enum(VALID_SEARCH_STATES).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }).strict();
 const modelsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }).strict();
 
-function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issues = r.error.issues.slice(0, 6).map((i) => `${i.path.length ? i.path.join('.') : what}: ${i.message}`);
-  throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `invalid ${what}: ${issues.join('; ')}`, { issues: r.error.issues.slice(0, 20).map((i) => ({ path: i.path.join('.'), message: i.message })) });
-}
-
-const route =
-  (fn: (req: Request, res: Response) => Promise<void>) =>
-  (req: Request, res: Response, next: NextFunction): void => {
-    fn(req, res).catch(next);
-  };
 
 async function checkRuntime(fleet: Fleet, deviceId: string, runtime: RuntimeName | undefined): Promise<void> {
   const device = await fleet.requireDevice(deviceId);

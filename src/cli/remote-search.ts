@@ -8,11 +8,12 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ERROR_CODES, MorphError, type ErrorCode } from '../errors.ts';
+import { ERROR_CODES, MorphError } from '../errors.ts';
 import { checkOutputDir } from '../export/tfjs-model.ts';
 import { createProgressReporter, formatDuration, type ProgressReporter } from '../train/progress.ts';
 import type { CommandIo } from './args.ts';
 import { human, table } from './format.ts';
+import { call, knownCode, unreachable } from './server-client.ts';
 
 /** Datasets a server search may name (server/search-api.ts `API_DATASETS`): no paths. */
 export const SERVER_DATASETS = ['fashion-mnist', 'mnist', 'synthetic', 'synthetic:h=…,w=…,c=…,classes=…'] as const;
@@ -140,38 +141,6 @@ export async function readModelJson(path: string): Promise<Record<string, unknow
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new MorphError('MORPH_ERR_NOT_A_MODEL', `morphnet search: ${path} is not a model.json object nor a Keras model config`);
   return json as Record<string, unknown>;
-}
-
-function unreachable(base: string, err: unknown): MorphError {
-  const e = err as Error;
-  const why = e.cause instanceof Error ? e.cause.message : e.message;
-  return new MorphError('MORPH_ERR_NOT_FOUND', `cannot reach the server at ${base}: ${why}; is "morphnet serve" running there?`);
-}
-
-/** One REST call; an error body `{error: {code, message}}` becomes a MorphError with the server's code and message. */
-async function call<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
-  let res: Response;
-  try {
-    res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch (err) {
-    throw unreachable(base, err);
-  }
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new MorphError('MORPH_ERR_INTERNAL', `the server answered ${method} ${path} with ${res.status} and no JSON; is ${base} a MorphNet Edge server?`);
-  }
-  if (!res.ok) {
-    const e = (json as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }).error;
-    throw new MorphError(knownCode(e?.code, 'MORPH_ERR_INTERNAL'), e?.message ?? `${method} ${path} failed with ${res.status}`, e?.details ?? {});
-  }
-  return json as T;
-}
-
-function knownCode(code: string | undefined, fallback: ErrorCode): ErrorCode {
-  return code !== undefined && Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : fallback;
 }
 
 /**

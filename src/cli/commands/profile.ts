@@ -9,6 +9,7 @@ import { isRuntimeName, VALID_RUNTIMES } from '../../protocol/agent-protocol.ts'
 import { isSeedName, VALID_SEEDS } from '../../seeds/index.ts';
 import { numberFlag, parseFlags, requireString, type Command, type CommandIo } from '../args.ts';
 import { table } from '../format.ts';
+import { call } from '../server-client.ts';
 
 const USAGE = `Usage: morphnet profile --server http://HOST:PORT --device D [--runtime R] (MODEL.json | --seed NAME) [options]
 
@@ -39,28 +40,6 @@ interface Job {
   waiting: string | null;
   result: { medianMs: number; p10Ms: number; p90Ms: number; n: number } | null;
   error: { message: string } | null;
-}
-
-async function call<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
-  let res: Response;
-  try {
-    res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch (err) {
-    throw new MorphError('MORPH_ERR_NOT_FOUND', `cannot reach the server at ${base}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}; is "morphnet serve" running there?`);
-  }
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new MorphError('MORPH_ERR_INTERNAL', `the server answered ${method} ${path} with ${res.status} and no JSON; is ${base} a MorphNet Edge server?`);
-  }
-  if (!res.ok) {
-    const e = (json as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }).error;
-    const code = e?.code && e.code.startsWith('MORPH_ERR_') ? e.code : 'MORPH_ERR_INTERNAL';
-    throw new MorphError(code as 'MORPH_ERR_INTERNAL', e?.message ?? `${method} ${path} failed with ${res.status}`, e?.details ?? {});
-  }
-  return json as T;
 }
 
 async function waitJob(base: string, id: string, label: string, io: CommandIo, json: boolean, timeoutS: number): Promise<Job> {
