@@ -26,11 +26,11 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import * as tflite from '@tensorflow/tfjs-tflite';
 import { MorphError } from '../../src/errors.ts';
 import { writeSpecTflite } from '../../src/export/tflite/single-op.ts';
-import { makeSpec, type OpSpec } from '../../src/ops/op-spec.ts';
+import { makeSpec } from '../../src/ops/op-spec.ts';
 import { specInputs } from '../../src/ops/spec-weights.ts';
-import { buildLayersOp } from '../../src/ops/tfjs-layers-op.ts';
-import type { NetworkWorkItem, RuntimeInfo, RuntimeName } from '../../src/protocol/agent-protocol.ts';
+import type { RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from '../runtime.ts';
+import { boolFlag, concreteShape, disposeOnce, firstLine, readBack, tfjsAdapter, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
 
 /** The runtimes a browser agent can serve, in the order they are probed and reported. */
 export const BROWSER_RUNTIMES = ['tfjs-wasm', 'tfjs-webgl', 'tflite'] as const satisfies readonly RuntimeName[];
@@ -60,126 +60,6 @@ export interface BrowserAdapters {
 export const DEFAULT_TFJS_WASM_PATH = '/agent/assets/tfjs-wasm/';
 export const DEFAULT_TFLITE_WASM_PATH = '/agent/assets/tflite/';
 const DEFAULT_INIT_TIMEOUT_MS = 30_000;
-
-function firstLine(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  return message.split('\n')[0] ?? message;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
-
-function tfjsVersion(): string {
-  return tf.version.tfjs ?? tf.version_core;
-}
-
-async function useBackend(name: string): Promise<void> {
-  if (tf.getBackend() === name) return;
-  let ok = false;
-  try {
-    ok = await tf.setBackend(name);
-  } catch (err) {
-    throw new MorphError('MORPH_ERR_BACKEND', `tfjs backend '${name}' cannot be set: ${firstLine(err)}`);
-  }
-  if (!ok) throw new MorphError('MORPH_ERR_BACKEND', `tfjs backend '${name}' failed to initialise`);
-}
-
-async function boolFlag(name: string): Promise<boolean | undefined> {
-  try {
-    return Boolean(await tf.env().getAsync(name));
-  } catch {
-    return undefined;
-  }
-}
-
-/** A tensor shape with the batch (and any unknown) dimension set to 1; null if a later one is unknown. */
-function concreteShape(shape: readonly (number | null)[]): number[] | null {
-  const out: number[] = [];
-  for (let i = 0; i < shape.length; i++) {
-    const d = shape[i];
-    if (d == null || d <= 0) {
-      if (i > 0) return null;
-      out.push(1);
-    } else out.push(d);
-  }
-  return out;
-}
-
-/** Reads every output back (as a real inference would) and frees it. */
-function readBack(out: tf.Tensor | tf.Tensor[] | tf.NamedTensorMap): void {
-  const list = out instanceof tf.Tensor ? [out] : Array.isArray(out) ? out : Object.values(out);
-  for (const t of list) {
-    t.dataSync();
-    t.dispose();
-  }
-}
-
-function disposeOnce(free: () => void): () => void {
-  let done = false;
-  return () => {
-    if (done) return;
-    done = true;
-    free();
-  };
-}
-
-/** An adapter for one tfjs backend: ops via `buildLayersOp` (as tfjs-layers runs them), networks via `modelFromJSON`. */
-function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInfo): RuntimeAdapter {
-  return {
-    name,
-    info: () => ({ ...info }),
-    async prepareOp(spec: OpSpec): Promise<Runnable> {
-      await useBackend(backend);
-      const op = buildLayersOp(spec);
-      const inputs = specInputs(spec).map((data, i) => tf.tensor(data, [...op.inputShapes[i]], 'float32'));
-      return {
-        run() {
-          const y = op.run(inputs);
-          y.dataSync();
-          y.dispose();
-        },
-        dispose: disposeOnce(() => {
-          op.dispose();
-          inputs.forEach((t) => t.dispose());
-        }),
-      };
-    },
-    async prepareNetwork(item: NetworkWorkItem): Promise<Runnable> {
-      if (item.modelTopology === undefined) {
-        throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `network "${item.name}": runtime ${name} needs modelTopology (a Keras model config), but the item carries only a .tflite`);
-      }
-      await useBackend(backend);
-      let model: tf.LayersModel;
-      try {
-        // A deep copy: tfjs converts the config in place. Weights stay random; the time is the same.
-        const modelTopology = JSON.parse(JSON.stringify(item.modelTopology)) as tf.io.ModelJSON['modelTopology'];
-        model = await tf.models.modelFromJSON({ modelTopology } as tf.io.ModelJSON);
-      } catch (err) {
-        throw new MorphError('MORPH_ERR_BAD_TOPOLOGY', `network "${item.name}": tfjs cannot build the model: ${firstLine(err)}`);
-      }
-      const inputs: tf.Tensor[] = [];
-      for (const input of model.inputs) {
-        const shape = concreteShape(input.shape);
-        if (shape === null) {
-          inputs.forEach((t) => t.dispose());
-          model.dispose();
-          throw new MorphError('MORPH_ERR_SHAPE', `network "${item.name}": input ${input.name} has shape ${JSON.stringify(input.shape)}; only the batch dimension may be unknown`);
-        }
-        inputs.push(tf.randomUniform(shape, -1, 1, 'float32'));
-      }
-      return {
-        run() {
-          readBack(model.predict(inputs.length === 1 ? inputs[0] : inputs));
-        },
-        dispose: disposeOnce(() => {
-          inputs.forEach((t) => t.dispose());
-          model.dispose();
-        }),
-      };
-    },
-  };
-}
 
 // ───────────────────────────── tfjs-wasm ─────────────────────────────
 

@@ -13,9 +13,10 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { MorphError } from '../../src/errors.ts';
-import { buildLayersOp, loadTfliteModel, loadTfliteRuntime, specInputs, writeSpecTflite, type OpSpec, type TfliteNodeModel } from '../../src/ops/index.ts';
-import type { NetworkWorkItem, RuntimeInfo, RuntimeName } from '../../src/protocol/agent-protocol.ts';
+import { loadTfliteModel, loadTfliteRuntime, specInputs, writeSpecTflite, type TfliteNodeModel } from '../../src/ops/index.ts';
+import type { RuntimeInfo, RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from '../runtime.ts';
+import { boolFlag, concreteShape, disposeOnce, firstLine, readBack, tfjsAdapter, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
 
 /** The runtimes a Node agent can serve, in the order they are probed and reported. */
 export const NODE_RUNTIMES = ['tfjs-wasm', 'tfjs-cpu', 'tfjs-node', 'tflite'] as const satisfies readonly RuntimeName[];
@@ -38,38 +39,6 @@ const TFJS_NODE_PACKAGE = '@tensorflow/tfjs-node';
 const require = createRequire(import.meta.url);
 
 type Loaded<T = undefined> = { ok: true; value: T } | { ok: false; reason: string };
-
-function firstLine(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  return message.split('\n')[0] ?? message;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
-
-function tfjsVersion(): string {
-  return tf.version.tfjs ?? tf.version_core;
-}
-
-async function useBackend(name: string): Promise<void> {
-  if (tf.getBackend() === name) return;
-  let ok = false;
-  try {
-    ok = await tf.setBackend(name);
-  } catch (err) {
-    throw new MorphError('MORPH_ERR_BACKEND', `tfjs backend '${name}' cannot be set: ${firstLine(err)}`);
-  }
-  if (!ok) throw new MorphError('MORPH_ERR_BACKEND', `tfjs backend '${name}' failed to initialise`);
-}
-
-async function boolFlag(name: string): Promise<boolean | undefined> {
-  try {
-    return Boolean(await tf.env().getAsync(name));
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Points the wasm backend at its own dist folder (in Node the emscripten loader would look next
@@ -124,94 +93,6 @@ function loadTfjsNode(): Promise<Loaded<{ version: string }>> {
     return { ok: true, value: { version } };
   })();
   return tfjsNodeLoad;
-}
-
-/** A tensor shape with the batch (and any unknown) dimension set to 1; null if a later one is unknown. */
-function concreteShape(shape: readonly (number | null)[]): number[] | null {
-  const out: number[] = [];
-  for (let i = 0; i < shape.length; i++) {
-    const d = shape[i];
-    if (d == null || d <= 0) {
-      if (i > 0) return null;
-      out.push(1);
-    } else out.push(d);
-  }
-  return out;
-}
-
-/** Reads every output back (as a real inference would) and frees it. */
-function readBack(out: tf.Tensor | tf.Tensor[] | tf.NamedTensorMap): void {
-  const list = out instanceof tf.Tensor ? [out] : Array.isArray(out) ? out : Object.values(out);
-  for (const t of list) {
-    t.dataSync();
-    t.dispose();
-  }
-}
-
-function disposeOnce(free: () => void): () => void {
-  let done = false;
-  return () => {
-    if (done) return;
-    done = true;
-    free();
-  };
-}
-
-/** An adapter for one tfjs backend: ops via `buildLayersOp` (as tfjs-layers runs them), networks via `modelFromJSON`. */
-function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInfo): RuntimeAdapter {
-  return {
-    name,
-    info: () => ({ ...info }),
-    async prepareOp(spec: OpSpec): Promise<Runnable> {
-      await useBackend(backend);
-      const op = buildLayersOp(spec);
-      const inputs = specInputs(spec).map((data, i) => tf.tensor(data, [...op.inputShapes[i]], 'float32'));
-      return {
-        run() {
-          const y = op.run(inputs);
-          y.dataSync();
-          y.dispose();
-        },
-        dispose: disposeOnce(() => {
-          op.dispose();
-          inputs.forEach((t) => t.dispose());
-        }),
-      };
-    },
-    async prepareNetwork(item: NetworkWorkItem): Promise<Runnable> {
-      if (item.modelTopology === undefined) {
-        throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `network "${item.name}": runtime ${name} needs modelTopology (a Keras model config), but the item carries only a .tflite`);
-      }
-      await useBackend(backend);
-      let model: tf.LayersModel;
-      try {
-        // A deep copy: tfjs converts the config in place. Weights stay random; the time is the same.
-        const modelTopology = JSON.parse(JSON.stringify(item.modelTopology)) as tf.io.ModelJSON['modelTopology'];
-        model = await tf.models.modelFromJSON({ modelTopology } as tf.io.ModelJSON);
-      } catch (err) {
-        throw new MorphError('MORPH_ERR_BAD_TOPOLOGY', `network "${item.name}": tfjs cannot build the model: ${firstLine(err)}`);
-      }
-      const inputs: tf.Tensor[] = [];
-      for (const input of model.inputs) {
-        const shape = concreteShape(input.shape);
-        if (shape === null) {
-          inputs.forEach((t) => t.dispose());
-          model.dispose();
-          throw new MorphError('MORPH_ERR_SHAPE', `network "${item.name}": input ${input.name} has shape ${JSON.stringify(input.shape)}; only the batch dimension may be unknown`);
-        }
-        inputs.push(tf.randomUniform(shape, -1, 1, 'float32'));
-      }
-      return {
-        run() {
-          readBack(model.predict(inputs.length === 1 ? inputs[0] : inputs));
-        },
-        dispose: disposeOnce(() => {
-          inputs.forEach((t) => t.dispose());
-          model.dispose();
-        }),
-      };
-    },
-  };
 }
 
 /** Times a loaded `.tflite`: inputs made once, each run reads every output back. */
