@@ -276,12 +276,13 @@ async function streamEvents(ctx: SearchApiContext, req: Request, res: Response):
   };
   const deliver = (e: SearchEventRecord, state: SearchState | null, live: boolean): void => {
     if (ended) return;
-    if (e.seq !== null) {
-      if (e.seq <= lastSeq) return;
-      lastSeq = e.seq;
+    if (e.seq === null || e.seq > lastSeq) {
+      if (e.seq !== null) lastSeq = e.seq;
+      sseWrite(res, e);
     }
-    sseWrite(res, e);
-    // Past terminal states (an interruption before a resume) do not end a replay; live ones do.
+    // Past terminal states (an interruption before a resume) do not end a replay; live ones do,
+    // even when the replay already wrote the event (it was stored before the search's state).
+
     if (live && state !== null && TERMINAL_SEARCH_STATES.includes(state)) finish(state);
   };
   const unsubscribe = ctx.searches.subscribe(id, (e, state) => {
