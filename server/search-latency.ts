@@ -12,7 +12,7 @@
  *    profile the ops the table lacks and wait for that job; return the JSON the worker needs
  *    (the table points, the calibration). It must honour `signal` (the search was cancelled or
  *    the server is stopping) and may report progress through `note`.
- * 3. In the worker, `latencyCostFor` (server/search-worker.ts) turns that JSON into the cost the
+ * 3. In the worker, `latencyHooks` (server/search-worker.ts) turns that JSON into the cost the
  *    search runs with.
  */
 import { expandToLatency, networkLatencyAt, planNetworkLatency, requiredPoints, type NetworkLatencyPlan } from '../src/cost/latency-locate.ts';
