@@ -43,6 +43,52 @@ async function profileLocal(server: RunningServer, seed: string, log: (line: str
   }
 }
 
+/**
+ * Waits for the local agent, then starts a latency-targeted search of `seed` on it through the
+ * server's own API (the main job of `npm start`) and logs its phases and the result.
+ */
+async function searchLocal(server: RunningServer, seed: string, log: (line: string) => void): Promise<void> {
+  try {
+    let device;
+    for (let i = 0; i < 600 && !device; i++) {
+      device = (await server.fleet.devices()).find((d) => d.online && d.agents.some((a) => a.name.endsWith('(local)')));
+      if (!device) await new Promise((r) => setTimeout(r, 200));
+    }
+    if (!device) return log('--search-seed: the local agent did not come online; start a search later with POST /api/searches');
+    const body = {
+      seed,
+      data: { dataset: 'fashion-mnist', trainLimit: 10_000 },
+      cost: 'latency',
+      deviceId: device.id,
+      runtime: 'tfjs-wasm',
+      target: { fraction: 0.5 },
+      options: { shrinkEpochs: 2, finalEpochs: 3, baseline: true },
+    };
+    const res = await fetch(`${server.url}/api/searches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const created = (await res.json()) as { id?: string; error?: { message: string } };
+    if (!res.ok || !created.id) return log(`--search-seed: the search was refused: ${created.error?.message ?? res.status}`);
+    log(`search ${created.id}: ${seed} on ${device.name} (tfjs-wasm), Fashion-MNIST (10k images), target 50% of the seed's measured latency, with both baselines`);
+    log(`  follow it: curl -N ${server.url}/api/searches/${created.id}/events  (or GET /api/searches/${created.id})`);
+    let last = '';
+    for (;;) {
+      const view = (await (await fetch(`${server.url}/api/searches/${created.id}`)).json()) as { state: string; progress?: { phase?: string }; error?: { message: string }; result?: { learned?: { measured: number | null; accuracy: number }; baseline?: { measured: number | null; accuracy: number } | null; flopSearch?: { measured: number | null; accuracy: number } | null; target?: { value: number } } };
+      const line = `${view.state}${view.progress?.phase ? ` (${view.progress.phase})` : ''}`;
+      if (line !== last) log(`  search ${created.id}: ${line}`);
+      last = line;
+      if (view.state === 'done') {
+        const r = view.result;
+        const net = (name: string, n: { measured: number | null; accuracy: number } | null | undefined): string => (n ? `${name} ${(n.accuracy * 100).toFixed(1)}% @ ${n.measured?.toFixed(3)} ms` : '');
+        return log(`  result: ${[net('latency-MorphNet', r?.learned), net('uniform', r?.baseline), net('FLOP-MorphNet', r?.flopSearch)].filter(Boolean).join('; ')}; artifacts: GET /api/searches/${created.id}/artifacts`);
+      }
+      if (['failed', 'cancelled', 'interrupted'].includes(view.state)) return log(`  search ${created.id} ${view.state}: ${view.error?.message ?? ''}`);
+      await new Promise((r) => setTimeout(r, 5000));
+    }
+  } catch (err) {
+    // The server may be shutting down; the search's own state says where it stopped.
+    log(`--search-seed stopped following: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 const USAGE = `Usage: morphnet serve [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--no-local-agent]
 
 Starts the MorphNet Edge server: the REST API under /api (docs/api.md), the WebSocket hub for
@@ -59,8 +105,10 @@ Options:
   --no-local-agent       do not start the built-in agent for this host
   --local-runtime R      runtime the local agent serves (repeatable; default all it can)
   --profile-seed NAME    once the local agent is up, fill its tfjs-wasm table for a built-in
-                         seed (mobilenet, resnet, vgg) and measure it end to end (npm start does
-                         this for mobilenet)
+                         seed (mobilenet, resnet, vgg) and measure it end to end
+  --search-seed NAME     once the local agent is up, run a latency-targeted search of a seed on
+                         it: Fashion-MNIST (10k images), 50% of the seed's measured tfjs-wasm
+                         latency, with both baselines (npm start does this for mobilenet)
   --json                 print the start-up facts as one JSON line
   -h, --help             this text`;
 
@@ -76,6 +124,7 @@ export const serveCommand: Command = {
       'no-local-agent': { type: 'boolean' },
       'local-runtime': { type: 'string', multiple: true },
       'profile-seed': { type: 'string' },
+      'search-seed': { type: 'string' },
       json: { type: 'boolean' },
     });
     const profileSeed = values['profile-seed'];
@@ -84,6 +133,13 @@ export const serveCommand: Command = {
     }
     if (profileSeed !== undefined && values['no-local-agent']) {
       throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet serve: --profile-seed profiles on the built-in local agent; drop --no-local-agent');
+    }
+    const searchSeed = values['search-seed'];
+    if (searchSeed !== undefined && !isSeedName(searchSeed)) {
+      throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet serve: --search-seed ${JSON.stringify(searchSeed)} is not one of ${VALID_SEEDS.join(', ')}`);
+    }
+    if (searchSeed !== undefined && values['no-local-agent']) {
+      throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet serve: --search-seed searches on the built-in local agent; drop --no-local-agent');
     }
     const port = numberFlag('serve', 'port', values.port, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number from 0 to 65535') ?? 8080;
     const { startServer } = await import('../../../server/app.ts');
@@ -117,6 +173,7 @@ export const serveCommand: Command = {
       io.out(server.localAgent ? '  built-in local agent: starting' : '  built-in local agent: off (--no-local-agent)');
     }
     if (typeof profileSeed === 'string') void profileLocal(server, profileSeed, log);
+    if (typeof searchSeed === 'string') void searchLocal(server, searchSeed, log);
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
         process.off('SIGINT', onInt);
