@@ -5,7 +5,8 @@
  * device. For each (seed model, runtime, RNG seed) one search with `baseline: true` gives three
  * networks trained with the identical schedule: latency-MorphNet, the uniformly shrunk seed and
  * FLOP-MorphNet, each expanded in closed loop to the target. Reports measured latency vs target,
- * accuracy, MACs, params, and the wall time split (profiling, search).
+ * accuracy, MACs, params, the wall time split (profiling, search), and each learned network
+ * measured on the other runtimes (`cross`).
  *
  *   node --import tsx test/bench/latency-search.ts [--models mobilenet,resnet] [--runtimes tfjs-wasm,tflite]
  *     [--seeds 1] [--train-limit 4000] [--shrink-epochs 2] [--final-epochs 3] [--fraction 0.5]
@@ -110,6 +111,7 @@ async function main(): Promise<void> {
           }
           const report = await (await fetch(`${server.url}/api/searches/${created.id}/artifacts/report.json`)).json();
           runs.push({
+            searchId: created.id,
             model,
             runtime,
             seed,
@@ -128,7 +130,25 @@ async function main(): Promise<void> {
         }
       }
     }
-    // Cross-runtime measurement (each runtime's network on the other) is not done yet.
+    // Cross-device: each search's learned network measured on every other runtime, beside that
+    // runtime's own search result for the same seed model (does it pay to search per runtime?).
+    const runtimes = String(values.runtimes).split(',');
+    for (const run of runs as { searchId?: string; model: string; runtime: string; state: string; cross?: Record<string, number> }[]) {
+      if (run.state !== 'done' || !run.searchId) continue;
+      const modelJson = await (await fetch(`${server.url}/api/searches/${run.searchId}/artifacts/model.json`)).json();
+      run.cross = {};
+      for (const other of runtimes.filter((r) => r !== run.runtime)) {
+        const job = await api(server, 'POST', '/api/measure', { deviceId: device.id, runtime: other, model: modelJson });
+        let j: any;
+        for (;;) {
+          j = await api(server, 'GET', `/api/jobs/${job.id}`);
+          if (['done', 'failed', 'cancelled'].includes(j.state)) break;
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        if (j.state === 'done') run.cross[other] = j.result.medianMs;
+        log(`  ${run.model} searched on ${run.runtime}, measured on ${other}: ${j.state === 'done' ? `${j.result.medianMs.toFixed(3)} ms` : j.state}`);
+      }
+    }
     process.stdout.write(`${await flush(true)}\n`);
   } finally {
     await server.close();
