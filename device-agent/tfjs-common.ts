@@ -117,15 +117,23 @@ export function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInf
         }
         inputs.push(tf.randomUniform(shape, -1, 1, 'float32'));
       }
-      return {
-        run() {
-          readBack(model.predict(inputs.length === 1 ? inputs[0] : inputs));
-        },
-        dispose: disposeOnce(() => {
-          inputs.forEach((t) => t.dispose());
-          model.dispose();
-        }),
-      };
+      return predictRunnable((x) => model.predict(x), inputs, () => model.dispose());
     },
+  };
+}
+
+/**
+ * A runnable that calls `predict` on fixed `inputs` and reads every output back; `dispose` frees
+ * the inputs, then the model (`free`). Shared by tfjs networks and TFLite models on both agents.
+ */
+export function predictRunnable(predict: (x: tf.Tensor | tf.Tensor[]) => tf.Tensor | tf.Tensor[] | tf.NamedTensorMap, inputs: readonly tf.Tensor[], free: () => void): Runnable {
+  return {
+    run() {
+      readBack(predict(inputs.length === 1 ? inputs[0] : [...inputs]));
+    },
+    dispose: disposeOnce(() => {
+      inputs.forEach((t) => t.dispose());
+      free();
+    }),
   };
 }

@@ -191,8 +191,9 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     route(async (req, res) => {
       const q = parse(tablesQuery, req.query, 'query');
       await ctx.fleet.requireDevice(q.deviceId);
-      const stored = (await ctx.tables.tables(q.deviceId, q.runtime)).filter((t) => q.signature === undefined || t.signature === q.signature);
-      const calibration = await ctx.tables.calibration(q.deviceId, q.runtime);
+      const all = await ctx.tables.tables(q.deviceId, q.runtime);
+      const stored = all.filter((t) => q.signature === undefined || t.signature === q.signature);
+      const calibration = await ctx.tables.calibration(q.deviceId, q.runtime, all);
       res.json({
         deviceId: q.deviceId,
         runtime: q.runtime,

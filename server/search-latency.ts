@@ -98,18 +98,16 @@ export async function resolveLatencyTarget(req: LatencyTargetRequest): Promise<L
   if (targetMs >= seedMs) {
     throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's predicted ${seedMs.toFixed(3)} ms on ${req.deviceId}/${req.runtime}; give a smaller targetMs`, { field: 'targetMs', seedMs });
   }
-  let minimumMs: number | null = null;
   try {
     expandToLatency(plan, seedWidths, targetMs, tableOfStored(stored), { divisor: 8, calibration: calibration ?? undefined, seedMs });
   } catch (err) {
     if (isMorphError(err) && err.code === 'MORPH_ERR_TARGET') {
-      minimumMs = (err.details as { minimum?: number }).minimum ?? null;
       throw new MorphError('MORPH_ERR_TARGET', `${err.message} (device ${req.deviceId}, ${req.runtime})`, { field: 'targetMs', ...err.details });
     }
     // Points below the profiled grid: checked again after profiling.
     if (!(isMorphError(err) && err.code === 'MORPH_ERR_MISSING_OPS')) throw err;
   }
-  return { targetMs, seedMs, minimumMs, plan: { fraction } };
+  return { targetMs, seedMs, minimumMs: null, plan: { fraction } };
 }
 
 export interface LatencyPrepareContext {

@@ -30,7 +30,7 @@ import { makeSpec } from '../../src/ops/op-spec.ts';
 import { specInputs } from '../../src/ops/spec-weights.ts';
 import type { RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from '../runtime.ts';
-import { boolFlag, concreteShape, disposeOnce, firstLine, readBack, tfjsAdapter, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
+import { boolFlag, concreteShape, firstLine, predictRunnable, tfjsAdapter, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
 
 /** The runtimes a browser agent can serve, in the order they are probed and reported. */
 export const BROWSER_RUNTIMES = ['tfjs-wasm', 'tfjs-webgl', 'tflite'] as const satisfies readonly RuntimeName[];
@@ -138,15 +138,7 @@ function tfliteRunnable(model: TfliteModelLike, data: readonly Float32Array[] | 
     disposeRunner(model);
     throw err;
   }
-  return {
-    run() {
-      readBack(model.predict(inputs.length === 1 ? inputs[0] : inputs));
-    },
-    dispose: disposeOnce(() => {
-      inputs.forEach((t) => t.dispose());
-      disposeRunner(model);
-    }),
-  };
+  return predictRunnable((x) => model.predict(x), inputs, () => disposeRunner(model));
 }
 
 function base64Bytes(text: string): Uint8Array {

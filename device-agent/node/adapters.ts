@@ -16,7 +16,7 @@ import { MorphError } from '../../src/errors.ts';
 import { loadTfliteModel, loadTfliteRuntime, specInputs, writeSpecTflite, type TfliteNodeModel } from '../../src/ops/index.ts';
 import type { RuntimeInfo, RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from '../runtime.ts';
-import { boolFlag, concreteShape, disposeOnce, firstLine, readBack, tfjsAdapter, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
+import { boolFlag, concreteShape, firstLine, predictRunnable, tfjsAdapter, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
 
 /** The runtimes a Node agent can serve, in the order they are probed and reported. */
 export const NODE_RUNTIMES = ['tfjs-wasm', 'tfjs-cpu', 'tfjs-node', 'tflite'] as const satisfies readonly RuntimeName[];
@@ -102,15 +102,7 @@ function tfliteRunnable(model: TfliteNodeModel, data: readonly Float32Array[] | 
     if (shape === null) throw new MorphError('MORPH_ERR_SHAPE', `the .tflite input ${input.name} has shape ${JSON.stringify(input.shape)}; only the batch dimension may be unknown`);
     return data ? tf.tensor(data[i], shape, 'float32') : tf.randomUniform(shape, -1, 1, 'float32');
   });
-  return {
-    run() {
-      readBack(model.predict(inputs.length === 1 ? inputs[0] : inputs));
-    },
-    dispose: disposeOnce(() => {
-      inputs.forEach((t) => t.dispose());
-      model.dispose();
-    }),
-  };
+  return predictRunnable((x) => model.predict(x), inputs, () => model.dispose());
 }
 
 function tfliteAdapter(info: RuntimeInfo): RuntimeAdapter {
