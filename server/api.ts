@@ -41,7 +41,7 @@ const deviceRuntimeModel = {
 };
 
 const profileBody = z
-  .object({ ...deviceRuntimeModel, grid: gridSchema.optional(), measure: measureOptionsSchema.optional(), force: z.boolean().optional(), refine: z.boolean().optional() })
+  .object({ ...deviceRuntimeModel, grid: gridSchema.optional(), measure: measureOptionsSchema.optional(), force: z.boolean().optional(), refine: z.boolean().optional(), forSearch: z.boolean().optional() })
   .strict();
 const measureBody = z.object({ ...deviceRuntimeModel, measure: measureOptionsSchema.optional() }).strict();
 const predictBody = z.object(deviceRuntimeModel).strict();
@@ -105,7 +105,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
       const body = parse(profileBody, req.body, 'profile request');
       await checkRuntime(ctx, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
-      const job = await ctx.fleet.createProfileJob({ deviceId: body.deviceId, runtime: body.runtime, model, grid: body.grid, measure: body.measure, force: body.force, refine: body.refine });
+      const job = await ctx.fleet.createProfileJob({ deviceId: body.deviceId, runtime: body.runtime, model, grid: body.grid, measure: body.measure, force: body.force, refine: body.refine, forSearch: body.forSearch });
       res.status(202).location(`/api/jobs/${job.id}`).json(job);
     }),
   );

@@ -14,6 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { MorphError } from '../src/errors.ts';
+import { requiredPoints } from '../src/cost/latency-locate.ts';
 import { tableGrid, type GridOptions } from '../src/ops/graph-specs.ts';
 import { signature, withChannels, type OpSpec } from '../src/ops/op-spec.ts';
 import {
@@ -107,6 +108,9 @@ export interface FleetOptions {
   readonly onJobFinished?: (jobId: string) => void;
 }
 
+/** Values per channel axis a search profiles by default (its `profileGrid` option). */
+export const SEARCH_PROFILE_GRID = 6;
+
 export interface ProfileRequest {
   readonly deviceId: string;
   readonly runtime: RuntimeName;
@@ -117,6 +121,13 @@ export interface ProfileRequest {
   readonly force?: boolean;
   /** When done, measure extra points where the table's interpolation is poor. Default true (false with seedOnly). */
   readonly refine?: boolean;
+  /**
+   * Profile the points a search of the model may price (`requiredPoints`, up to `grid.maxPerAxis`
+   * values per axis, default 6) instead of the table grid around each op. Default false.
+   */
+  readonly forSearch?: boolean;
+  /** Why the job exists (e.g. `search s-…`), shown in its options. */
+  readonly purpose?: string;
 }
 
 export interface MeasureRequest {
@@ -339,16 +350,17 @@ export class Fleet {
         (p) => `${p.signature}@${p.c_in}x${p.c_out}`,
       ),
     );
+    const candidates = req.forSearch
+      ? requiredPoints(req.model.graph, undefined, { ...req.grid, maxPerAxis: req.grid?.maxPerAxis ?? SEARCH_PROFILE_GRID }).map((p) => p.spec)
+      : req.model.specs.specs.flatMap((entry) => tableGrid(entry, req.grid).map(({ cIn, cOut }) => withChannels(entry.spec, cIn, cOut)));
     const wanted = new Map<string, OpSpec>();
-    for (const entry of req.model.specs.specs) {
-      for (const { cIn, cOut } of tableGrid(entry, req.grid)) {
-        const spec = withChannels(entry.spec, cIn, cOut);
-        const key = `${signature(spec)}@${spec.cIn}x${spec.cOut}`;
-        if (req.force || !have.has(key)) wanted.set(key, spec);
-      }
+    for (const spec of candidates) {
+      const key = `${signature(spec)}@${spec.cIn}x${spec.cOut}`;
+      if (req.force || !have.has(key)) wanted.set(key, spec);
     }
-    const refine = req.refine ?? !req.grid?.seedOnly;
-    const options = { grid: req.grid ?? {}, measure: { ...DEFAULT_JOB_MEASURE, ...req.measure }, force: req.force ?? false, refine };
+    // A search's grid already holds every point it prices; refinement would add ones it never reads.
+    const refine = req.refine ?? !(req.grid?.seedOnly || req.forSearch);
+    const options = { grid: req.grid ?? {}, forSearch: req.forSearch ?? false, ...(req.purpose ? { purpose: req.purpose } : {}), measure: { ...DEFAULT_JOB_MEASURE, ...req.measure }, force: req.force ?? false, refine };
     return this.#createJob('profile', req.deviceId, req.runtime, req.model, options, [...wanted.values()].map((spec) => ({ kind: 'op' as const, spec })));
   }
 
@@ -362,12 +374,6 @@ export class Fleet {
     const options = { measure: (parent.options as { measure?: WireMeasureOptions }).measure ?? DEFAULT_JOB_MEASURE, refinementOf: parent.id };
     const resolved = { id: model.id, name: model.name, modelConfig: JSON.parse(model.topology_json) } as ResolvedModel;
     return this.#createJob('profile', parent.deviceId, parent.runtime as RuntimeName, resolved, options, specs.map((spec) => ({ kind: 'op' as const, spec })));
-  }
-
-  /** A profile job for explicit ops (those a search needs that the table lacks). */
-  async createProfileJobForSpecs(req: { deviceId: string; runtime: RuntimeName; model: ResolvedModel; specs: readonly OpSpec[]; measure?: WireMeasureOptions; purpose: string }): Promise<JobView> {
-    const options = { measure: { ...DEFAULT_JOB_MEASURE, ...req.measure }, refine: false, purpose: req.purpose };
-    return this.#createJob('profile', req.deviceId, req.runtime, req.model, options, req.specs.map((spec) => ({ kind: 'op' as const, spec })));
   }
 
   /** The op specs a job measured, one per signature (a template to vary the channels of). */

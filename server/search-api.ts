@@ -22,7 +22,7 @@ import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../src/train/data/
 import type { OptimizerKind } from '../src/train/optimizer.ts';
 import { VALID_SCHEDULES } from '../src/train/schedule.ts';
 import { errorBody, MAX_BODY_BYTES } from './api.ts';
-import type { Fleet } from './fleet.ts';
+import { SEARCH_PROFILE_GRID, type Fleet } from './fleet.ts';
 import { ModelStore, modelShapes } from './model-store.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
 import { sendArtifact } from './search-artifacts.ts';
@@ -66,7 +66,7 @@ export const SEARCH_DEFAULTS: Readonly<SearchRunOptions> = Object.freeze({
   learningRate: null,
   schedule: 'cosine',
   maxStepsPerEpoch: null,
-  profileGrid: 6,
+  profileGrid: SEARCH_PROFILE_GRID,
   measureProtocol: 'default',
   backend: 'auto',
 });

@@ -15,7 +15,7 @@
  * 3. In the worker, `latencyHooks` (server/search-worker.ts) turns that JSON into the cost the
  *    search runs with.
  */
-import { expandToLatency, networkLatencyAt, planNetworkLatency, requiredPoints, type NetworkLatencyPlan } from '../src/cost/latency-locate.ts';
+import { expandToLatency, networkLatencyAt, planNetworkLatency, type NetworkLatencyPlan } from '../src/cost/latency-locate.ts';
 import type { LatencyPoint, LatencyTable } from '../src/cost/latency-table.ts';
 import { isMorphError, MorphError } from '../src/errors.ts';
 import type { Target } from '../src/morph/search.ts';
@@ -156,13 +156,12 @@ async function waitJob(ctx: LatencyPrepareContext, jobId: string, label: string)
 export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<PreparedLatency> {
   const model = await ctx.tables.model(ctx.modelId);
   if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `the search's model ${ctx.modelId} is no longer stored`);
-  const have = new Set((await ctx.tables.tables(ctx.deviceId, ctx.runtime)).flatMap((t) => t.points.map((p) => `${t.signature}@${p.cIn}x${p.cOut}`)));
   const measure = ctx.options.measureProtocol === 'quick' ? QUICK_PROTOCOL : undefined;
-  const needed = requiredPoints(model.graph, undefined, { maxPerAxis: ctx.options.profileGrid }).filter((p) => !have.has(`${p.signature}@${p.cIn}x${p.cOut}`));
-  if (needed.length > 0) {
-    ctx.note(`profiling ${needed.length} op timing(s) the ${ctx.runtime} table of ${ctx.deviceId} lacks`);
-    const job = await ctx.fleet.createProfileJobForSpecs({ deviceId: ctx.deviceId, runtime: ctx.runtime, model, specs: needed.map((p) => p.spec), measure, purpose: `search ${ctx.searchId}` });
-    await waitJob(ctx, job.id, 'profiling');
+  const profile = await ctx.fleet.createProfileJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model, forSearch: true, grid: { maxPerAxis: ctx.options.profileGrid }, measure, purpose: `search ${ctx.searchId}` });
+  const profiledPoints = profile.progress.total;
+  if (profiledPoints > 0) {
+    ctx.note(`profiling ${profiledPoints} op timing(s) the ${ctx.runtime} table of ${ctx.deviceId} lacks`);
+    await waitJob(ctx, profile.id, 'profiling');
   }
   const measureJob = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model, measure });
   const measured = await waitJob(ctx, measureJob.id, 'measuring the seed end to end');
@@ -192,7 +191,7 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
     minimumMs: minimum,
     tables: stored.map((t) => ({ signature: t.signature, points: t.points.map((p) => ({ cIn: p.cIn, cOut: p.cOut, medianMs: p.medianMs, p10Ms: p.p10Ms, p90Ms: p.p90Ms, n: p.n })) })),
     calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c } : null,
-    profiledPoints: needed.length,
+    profiledPoints,
     measureProtocol: ctx.options.measureProtocol,
   };
 }

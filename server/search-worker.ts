@@ -23,18 +23,13 @@ import { parseModel } from '../src/graph/parse.ts';
 import type { RebuiltModel } from '../src/graph/rebuild.ts';
 import type { WeightMap } from '../src/graph/weights.ts';
 import { runSearch, type CostName, type NetworkSummary, type SearchCostHooks, type SearchOptions, type SearchReport, type Target } from '../src/morph/search.ts';
-import { flopsCostModel } from '../src/cost/cost-model.ts';
-import { expandToLatency, latencyCostModel, networkLatencyAt, planNetworkLatency, type NetworkLatencyPlan } from '../src/cost/latency-locate.ts';
-import { LatencyTable } from '../src/cost/latency-table.ts';
-import type { ChannelAnalysis } from '../src/graph/channel-groups.ts';
-import type { Graph } from '../src/graph/graph.ts';
 import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
 import { describeBackend, selectBackend, type BackendChoice } from '../src/train/backend.ts';
 import { openDataset } from '../src/train/data/index.ts';
 import type { OptimizerKind } from '../src/train/optimizer.ts';
 import type { ScheduleKind } from '../src/train/schedule.ts';
 import type { LatencyTargetResolution, PreparedLatency } from './search-latency.ts';
-import { tableModeOf } from './tables.ts';
+import { latencyHooks } from '../src/morph/latency-hooks.ts';
 import type { ProgressEvent } from './search-progress.ts';
 
 export const VALID_SEARCH_COSTS = ['flops', 'params', 'latency'] as const;
@@ -125,39 +120,6 @@ export type WorkerMessage =
 
 /** A request to measure a candidate network on the device (closed-loop expand), answered by the service. */
 export type MeasureReply = { readonly type: 'measured'; readonly id: number; readonly medianMs: number } | { readonly type: 'measure-failed'; readonly id: number; readonly error: WorkerError };
-
-/**
- * The cost a latency search runs with, from what `prepareLatencySearch` returned: the device's
- * tables (interpolated as the server does), its calibration, the whole-network latency at any
- * widths, expand to a target in ms, and `verify` (measure a candidate on the device through the
- * service) for closed-loop expand. `regularizer: 'flops'` keeps FLOPs in the regularizer (the
- * FLOP-MorphNet baseline) while expanding on latency.
- */
-export function latencyHooks(prepared: PreparedLatency, verify: SearchCostHooks['verify'], regularizer: 'latency' | 'flops' = 'latency'): SearchCostHooks {
-  const tables = prepared.tables.map((t) =>
-    LatencyTable.fromPoints({ device: prepared.deviceId, runtime: prepared.runtime, signature: t.signature }, t.points, { mode: tableModeOf(t.signature), fillMissing: true }),
-  );
-  const bySig = new Map(tables.map((t) => [t.key.signature, t]));
-  const tableOf = (sig: string): LatencyTable | undefined => bySig.get(sig);
-  const calibration = prepared.calibration ?? undefined;
-  const plans = new WeakMap<Graph, NetworkLatencyPlan>();
-  const planOf = (graph: Graph, analysis: ChannelAnalysis): NetworkLatencyPlan => {
-    let plan = plans.get(graph);
-    if (!plan) {
-      plan = planNetworkLatency(graph, analysis);
-      plans.set(graph, plan);
-    }
-    return plan;
-  };
-  return {
-    name: regularizer === 'latency' ? 'latency' : 'latency (FLOP regularizer)',
-    unit: 'ms',
-    costModel: (graph, analysis) => (regularizer === 'flops' ? flopsCostModel : latencyCostModel(graph, { device: prepared.deviceId, runtime: prepared.runtime, tables, analysis })),
-    costAt: (graph, analysis, widths) => networkLatencyAt(planOf(graph, analysis), widths, tableOf, calibration).predictedMs,
-    expand: (graph, analysis, base, target, divisor) => expandToLatency(planOf(graph, analysis), base, target, tableOf, { divisor, calibration, seedMs: prepared.seedPredictedMs }),
-    verify,
-  };
-}
 
 /** `verify` through the parent: posts a `measure` request and waits for its reply. */
 function verifyThroughParent(post: (m: WorkerMessage) => void): NonNullable<SearchCostHooks['verify']> {

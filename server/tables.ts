@@ -4,7 +4,7 @@
  * measured end to end whose ops the tables cover.
  */
 import { fitCalibration, type Calibration } from '../src/cost/calibration.ts';
-import { LatencyTable, type LatencyPoint } from '../src/cost/latency-table.ts';
+import { LatencyTable, tableModeOf, type LatencyPoint } from '../src/cost/latency-table.ts';
 import { predictNetwork } from '../src/cost/predict-network.ts';
 import { isMorphError } from '../src/errors.ts';
 import type { Db } from './db.ts';
@@ -48,16 +48,6 @@ export interface NetworkSample {
   /** Σ of the table latencies of its ops and their number; null when a table is missing. */
   readonly sumOpsMs: number | null;
   readonly nOps: number | null;
-}
-
-/**
- * conv2d, dense and concat latencies depend on c_in and c_out (a grid); depthwise, pooling and
- * add have c_out fixed by c_in (tied). Decided by the op kind, the signature's first field, not
- * by the points' shape: points of several models on one conv table can look tied by chance.
- */
-export function tableModeOf(signature: string): 'grid' | 'tied' {
-  const kind = signature.split('/')[0];
-  return kind === 'conv2d' || kind === 'dense' || kind === 'concat' ? 'grid' : 'tied';
 }
 
 export class TableReader {

@@ -3,6 +3,7 @@
  * server's error body turned back into a MorphError carrying the server's code and message.
  */
 import { ERROR_CODES, MorphError, type ErrorCode } from '../errors.ts';
+import type { CommandIo } from './args.ts';
 
 export function unreachable(base: string, err: unknown): MorphError {
   const e = err as Error;
@@ -36,3 +37,61 @@ export function knownCode(code: string | undefined, fallback: ErrorCode): ErrorC
   return code !== undefined && Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : fallback;
 }
 
+/** A job as GET /api/jobs/:id shows it (the fields the CLI reads). */
+export interface Job {
+  id: string;
+  state: string;
+  progress: { total: number; done: number; failed: number };
+  waiting: string | null;
+  result: { medianMs: number; p10Ms: number; p90Ms: number; n: number } | null;
+  error: { message: string } | null;
+}
+
+/**
+ * Polls a job until it is done, printing a line (or a JSON line with `json`) whenever its progress
+ * changes. @throws MORPH_ERR_JOB_FAILED when it fails, is cancelled or outlasts `timeoutS`.
+ */
+export async function waitJob(base: string, id: string, label: string, io: CommandIo, json: boolean, timeoutS: number): Promise<Job> {
+  const end = Date.now() + timeoutS * 1000;
+  let last = '';
+  for (;;) {
+    const job = await call<Job>(base, 'GET', `/api/jobs/${id}`);
+    const line = `${label}: ${job.state} ${job.progress.done}/${job.progress.total}${job.progress.failed ? ` (${job.progress.failed} failed)` : ''}${job.waiting ? ` — ${job.waiting}` : ''}`;
+    if (line !== last) {
+      if (json) io.err(JSON.stringify({ event: 'job', label, id, state: job.state, progress: job.progress, waiting: job.waiting }));
+      else io.err(line);
+      last = line;
+    }
+    if (job.state === 'done') return job;
+    if (job.state === 'failed' || job.state === 'cancelled') {
+      throw new MorphError('MORPH_ERR_JOB_FAILED', `${label} job ${id} ${job.state}: ${job.error?.message ?? 'no reason given'}; GET /api/jobs/${id} has each item's error`);
+    }
+    if (Date.now() > end) throw new MorphError('MORPH_ERR_JOB_FAILED', `${label} job ${id} did not finish within ${timeoutS} s (${job.waiting ?? job.state}); it keeps running on the server`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** A device as GET /api/devices lists it (the fields the CLI reads). */
+export interface DeviceSummary {
+  readonly id: string;
+  readonly name: string;
+  readonly online: boolean;
+  readonly runtimes: readonly { readonly name: string }[];
+}
+
+/**
+ * The device named or numbered `arg` on the server, and the runtime to use on it: `runtime` when
+ * given, else tfjs-wasm where it serves it, else its first.
+ * @throws MORPH_ERR_NOT_FOUND for an unknown device (listing the known ones), MORPH_ERR_BAD_ARGUMENT for an ambiguous name.
+ */
+export async function findDevice(base: string, command: string, arg: string, runtime: string | undefined): Promise<{ device: DeviceSummary; runtime: string }> {
+  const { devices } = await call<{ devices: DeviceSummary[] }>(base, 'GET', '/api/devices');
+  const matches = devices.filter((d) => d.id === arg || d.name === arg);
+  if (matches.length === 0) {
+    throw new MorphError('MORPH_ERR_NOT_FOUND', `morphnet ${command}: no device ${JSON.stringify(arg)} on ${base}; known: ${devices.map((d) => `${d.id} (${d.name})`).join(', ') || 'none (start an agent)'}`);
+  }
+  if (matches.length > 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet ${command}: several devices are named ${JSON.stringify(arg)}; give the id: ${matches.map((d) => d.id).join(', ')}`);
+  const device = matches[0];
+  const served = device.runtimes.map((r) => r.name);
+  return { device, runtime: runtime ?? (served.includes('tfjs-wasm') || served.length === 0 ? 'tfjs-wasm' : served[0]) };
+}

@@ -202,6 +202,16 @@ function fitBilinear(points: readonly LatencyPoint[]): [number, number, number, 
   return [0, 1, 2, 3].map((i) => m[i][4] / m[i][i] / norms[i]) as [number, number, number, number];
 }
 
+/**
+ * conv2d, dense and concat latencies depend on c_in and c_out (a grid); depthwise, pooling and
+ * add have c_out fixed by c_in (tied). Decided by the op kind, the signature's first field, not
+ * by the points' shape: points of several models on one conv table can look tied by chance.
+ */
+export function tableModeOf(signature: string): 'grid' | 'tied' {
+  const kind = signature.split('/')[0];
+  return kind === 'conv2d' || kind === 'dense' || kind === 'concat' ? 'grid' : 'tied';
+}
+
 export class LatencyTable {
   readonly key: LatencyTableKey;
   readonly mode: LatencyTableMode;

@@ -9,7 +9,7 @@ import { isRuntimeName, VALID_RUNTIMES } from '../../protocol/agent-protocol.ts'
 import { isSeedName, VALID_SEEDS } from '../../seeds/index.ts';
 import { numberFlag, parseFlags, requireString, type Command, type CommandIo } from '../args.ts';
 import { table } from '../format.ts';
-import { call } from '../server-client.ts';
+import { call, findDevice, waitJob, type Job } from '../server-client.ts';
 
 const USAGE = `Usage: morphnet profile --server http://HOST:PORT --device D [--runtime R] (MODEL.json | --seed NAME) [options]
 
@@ -32,35 +32,6 @@ Options:
   -h, --help          this text`;
 
 const QUICK_MEASURE = { warmupRuns: 2, warmupMs: 10, minSamples: 5, minWindowMs: 20, maxMs: 1500 };
-
-interface Job {
-  id: string;
-  state: string;
-  progress: { total: number; done: number; failed: number };
-  waiting: string | null;
-  result: { medianMs: number; p10Ms: number; p90Ms: number; n: number } | null;
-  error: { message: string } | null;
-}
-
-async function waitJob(base: string, id: string, label: string, io: CommandIo, json: boolean, timeoutS: number): Promise<Job> {
-  const end = Date.now() + timeoutS * 1000;
-  let last = '';
-  for (;;) {
-    const job = await call<Job>(base, 'GET', `/api/jobs/${id}`);
-    const line = `${label}: ${job.state} ${job.progress.done}/${job.progress.total}${job.progress.failed ? ` (${job.progress.failed} failed)` : ''}${job.waiting ? ` — ${job.waiting}` : ''}`;
-    if (line !== last) {
-      if (json) io.err(JSON.stringify({ event: 'job', label, id, state: job.state, progress: job.progress, waiting: job.waiting }));
-      else io.err(line);
-      last = line;
-    }
-    if (job.state === 'done') return job;
-    if (job.state === 'failed' || job.state === 'cancelled') {
-      throw new MorphError('MORPH_ERR_JOB_FAILED', `${label} job ${id} ${job.state}: ${job.error?.message ?? 'no reason given'}; GET /api/jobs/${id} has each item's error`);
-    }
-    if (Date.now() > end) throw new MorphError('MORPH_ERR_JOB_FAILED', `${label} job ${id} did not finish within ${timeoutS} s (${job.waiting ?? job.state}); it keeps running on the server`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
 
 const ms = (x: number | null | undefined): string => (x === null || x === undefined ? '—' : x < 1 ? x.toFixed(3) : x.toFixed(2));
 
@@ -108,15 +79,7 @@ export const profileCommand: Command = {
       }
     }
 
-    const { devices } = await call<{ devices: { id: string; name: string; online: boolean; runtimes: { name: string }[] }[] }>(base, 'GET', '/api/devices');
-    const matches = devices.filter((d) => d.id === deviceArg || d.name === deviceArg);
-    if (matches.length === 0) {
-      throw new MorphError('MORPH_ERR_NOT_FOUND', `morphnet profile: no device ${JSON.stringify(deviceArg)} on ${base}; known: ${devices.map((d) => `${d.id} (${d.name})`).join(', ') || 'none (start an agent)'}`);
-    }
-    if (matches.length > 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet profile: several devices are named ${JSON.stringify(deviceArg)}; give the id: ${matches.map((d) => d.id).join(', ')}`);
-    const device = matches[0];
-    const served = device.runtimes.map((r) => r.name);
-    const runtime = (values.runtime as string | undefined) ?? (served.includes('tfjs-wasm') ? 'tfjs-wasm' : served[0]);
+    const { device, runtime } = await findDevice(base, 'profile', deviceArg, values.runtime as string | undefined);
     const measure = values.quick ? QUICK_MEASURE : undefined;
     const json = Boolean(values.json);
 

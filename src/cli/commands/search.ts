@@ -13,11 +13,13 @@ import { createProgressReporter, type ProgressReporter } from '../../train/progr
 import { VALID_SCHEDULES, type ScheduleKind } from '../../train/schedule.ts';
 import { numberFlag, parseFlags, type Command, type CommandIo } from '../args.ts';
 import { human, table } from '../format.ts';
+import { prepareLocalLatency, type LocalLatencyRequest } from '../local-latency.ts';
 import { loadModelInput } from '../model-source.ts';
 import { checkServerDataset, readModelJson, runRemoteSearch, serverBase, type RemoteCost, type RemoteSearchOptions } from '../remote-search.ts';
 
 const USAGE = `Usage: morphnet search [--model M.json | --seed mobilenet|resnet|vgg] [--out DIR] [options]
        morphnet search --server http://HOST:PORT [MODEL.json | --seed NAME] [--device D] [options]
+       morphnet search --local --server http://HOST:PORT --device D [--target-ms T] [options]
 
 Runs MorphNet offline: trains the seed with a cost-weighted L1 regularizer on its batch-norm
 gammas (shrink), keeps the channels whose |gamma| exceeds the threshold, scales that structure
@@ -87,11 +89,21 @@ On a server (morphnet serve), instead of training here:
   --json               one JSON object per line on stdout: {"type":"created"}, every event
                        {seq, type, data, at}, {"type":"end"}, {"type":"search"} (the SearchView),
                        {"type":"artifact"} per file downloaded
+Offline with a device's latency (--local --server URL --device D): trains here as above, with the
+device's measured latency as the cost: the server profiles the points of its table the search may
+price (skipping those it has), measures the seed end to end, hands over the tables and the
+calibration, and times each expanded candidate (closed loop, ±3%). --target-ms T or --target 0.5x
+(of the seed's measured latency); --runtime, --profile-grid and --quick-measure as above. Do not
+train on the machine being timed (the server pauses its own local agent only for its own searches).
+The FLOP-MorphNet baseline runs only on the server (--baseline here adds the uniform one).
+  --local              train here; the server only supplies the latency table and measurements
+  --timeout S          give up after S seconds waiting for one profiling or measure job (default 3600)
+
 Exit 0 when the search is done, 2 when it is refused, fails or is cancelled (with its error),
 130 on Ctrl-C: the search keeps running on the server (the message says how to cancel it).`;
 
 /** Flags that only mean something on a server. */
-const REMOTE_ONLY = ['device', 'runtime', 'target-ms', 'profile-grid', 'quick-measure'] as const;
+const REMOTE_ONLY = ['device', 'runtime', 'target-ms', 'profile-grid', 'quick-measure', 'local', 'timeout'] as const;
 const REMOTE_COSTS = ['flops', 'params', 'latency'] as const satisfies readonly RemoteCost[];
 
 function defaultOutDir(): string {
@@ -223,9 +235,32 @@ async function remoteOptions(base: string, values: Record<string, string | boole
   };
 }
 
+/** The flags of an offline latency search (`--local`), checked before anything is trained or sent. */
+function localLatencyFlags(values: Record<string, string | boolean | undefined>): Omit<LocalLatencyRequest, 'graph' | 'json'> {
+  if (typeof values.server !== 'string') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet search: --local needs --server URL, the server whose device tables price the search');
+  if (typeof values.device !== 'string') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet search: --local needs --device D, the device whose measured latency is the cost (GET /api/devices lists them)');
+  if (values.cost !== undefined && values.cost !== 'latency') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --local searches on latency; drop --cost ${String(values.cost)} (or drop --local for a ${String(values.cost)} search here)`);
+  if (values.runtime !== undefined && !isRuntimeName(values.runtime)) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --runtime ${JSON.stringify(values.runtime)} is not one of ${VALID_RUNTIMES.join(', ')}`);
+  }
+  const targetMs = numberFlag('search', 'target-ms', values['target-ms'], (n) => n > 0, 'a positive number of ms');
+  if (targetMs !== undefined && values.target !== undefined) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet search: give --target-ms or --target, not both');
+  const target = targetMs === undefined ? parseTarget(typeof values.target === 'string' ? values.target : '0.5x') : null;
+  if (target && !('fraction' in target)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: with --local, --target is a fraction of the seed's measured latency (e.g. 0.5x); give an absolute target as --target-ms`);
+  return {
+    base: serverBase('search', values.server),
+    device: values.device,
+    runtime: values.runtime as string | undefined,
+    profileGrid: numberFlag('search', 'profile-grid', values['profile-grid'], (n) => Number.isInteger(n) && n >= 2 && n <= 16, 'an integer from 2 to 16') ?? 6,
+    quick: values['quick-measure'] === true,
+    timeoutS: numberFlag('search', 'timeout', values.timeout, (n) => n > 0, 'a positive number of seconds') ?? 3600,
+    ...(targetMs !== undefined ? { targetMs } : { fraction: (target as { fraction: number }).fraction }),
+  };
+}
+
 export const searchCommand: Command = {
   name: 'search',
-  summary: 'learn channel widths for a FLOP or parameter target (MorphNet shrink/expand)',
+  summary: 'learn channel widths for a FLOP, parameter or device-latency target (MorphNet shrink/expand)',
   usage: USAGE,
   async run(argv, io) {
     const { values, positionals } = parseFlags('search', argv, {
@@ -260,6 +295,8 @@ export const searchCommand: Command = {
       'target-ms': { type: 'string' },
       'profile-grid': { type: 'string' },
       'quick-measure': { type: 'boolean' },
+      local: { type: 'boolean' },
+      timeout: { type: 'string' },
     });
     const int = (name: string, min: number): number | undefined => numberFlag('search', name, values[name], (n) => Number.isInteger(n) && n >= min, `an integer ≥ ${min}`);
     const pos = (name: string): number | undefined => numberFlag('search', name, values[name], (n) => n > 0, 'a positive number');
@@ -288,7 +325,7 @@ export const searchCommand: Command = {
       maxStepsPerEpoch: int('max-steps', 1),
       backend: given<BackendChoice>('backend', VALID_BACKENDS),
     };
-    if (typeof values.server === 'string') {
+    if (typeof values.server === 'string' && values.local !== true) {
       const base = serverBase('search', values.server);
       const options: Record<string, number | string | boolean> = {};
       for (const [key, v] of Object.entries(flags)) if (v !== undefined) options[key] = v;
@@ -299,12 +336,14 @@ export const searchCommand: Command = {
       if (values['quick-measure'] === true) options.measureProtocol = 'quick';
       return runRemoteSearch(await remoteOptions(base, values, positionals, seedNames[0], options), io);
     }
-    const remoteFlag = REMOTE_ONLY.find((f) => values[f] !== undefined);
+    const local = values.local === true ? localLatencyFlags(values) : null;
+    const remoteFlag = local ? undefined : REMOTE_ONLY.find((f) => values[f] !== undefined);
     if (remoteFlag) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: --${remoteFlag} needs --server URL: devices and latency searches live on a server (morphnet serve)`);
 
     const out = typeof values.out === 'string' && values.out !== '' ? values.out : defaultOutDir();
-    const cost = oneOf<CostName>('cost', values.cost, VALID_COSTS, 'flops');
-    const target = parseTarget(typeof values.target === 'string' ? values.target : '0.5x');
+    // A latency search prices with its hooks; the named cost only fills the options' field.
+    const cost = local ? 'flops' : oneOf<CostName>('cost', values.cost, VALID_COSTS, 'flops');
+    let target = local ? parseTarget('0.5x') : parseTarget(typeof values.target === 'string' ? values.target : '0.5x');
     const backendChoice = flags.backend ?? 'auto';
     const seedValue = flags.seed ?? 0;
     const options = {
@@ -339,14 +378,20 @@ export const searchCommand: Command = {
     const backendText = describeBackend(backend);
     io.err(`${backendText}; data ${dataset.name}: ${dataset.trainSize} train, ${dataset.valSize} val, ${dataset.testSize ?? 0} test`);
 
+    const latency = local ? await prepareLocalLatency({ ...local, graph: m.graph, json: values.json === true }, io) : null;
+    if (latency) {
+      target = { value: latency.targetMs };
+      io.err(`target ${latency.targetMs.toFixed(3)} ms on ${latency.deviceName}/${latency.runtime}: seed measured ${latency.seedMeasuredMs.toFixed(3)} ms, predicted ${latency.seedPredictedMs.toFixed(3)} ms (${latency.profiledPoints} point(s) profiled now)`);
+    }
     const sink = progressSink(io, io.isTty);
     let result;
     try {
-      result = await runSearch({ graph: m.graph, weights: m.weights }, dataset, options, sink.onEvent);
+      result = await runSearch({ graph: m.graph, weights: m.weights }, dataset, { ...options, target }, sink.onEvent, latency ? { cost: latency.hooks } : {});
     } finally {
       sink.close();
     }
-    const report = { ...result.report, backend: { name: backend.name, simd: backend.simd, threads: backend.threads, description: backendText }, data: { spec, trainSize: dataset.trainSize, valSize: dataset.valSize, testSize: dataset.testSize ?? 0 }, model: m.path };
+    const latencyReport = latency ? { latency: { deviceId: latency.deviceId, runtime: latency.runtime, server: local?.base, targetMs: latency.targetMs, seedMeasuredMs: latency.seedMeasuredMs, seedPredictedMs: latency.seedPredictedMs, profiledPoints: latency.profiledPoints, calibration: latency.calibration } } : {};
+    const report = { ...result.report, ...latencyReport, backend: { name: backend.name, simd: backend.simd, threads: backend.threads, description: backendText }, data: { spec, trainSize: dataset.trainSize, valSize: dataset.valSize, testSize: dataset.testSize ?? 0 }, model: m.path };
     const dir = await writeTfjsModel(out, result.model, {
       overwrite: values.overwrite === true,
       extraFiles: { 'structure.json': result.structure, 'report.json': report },

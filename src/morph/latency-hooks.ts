@@ -1,0 +1,67 @@
+/**
+ * The cost hooks of a latency-targeted search, built from one device's measured tables: the
+ * regularizer prices channels by the table's marginals, expand bisects on predicted (calibrated)
+ * latency, and `verify`, when given, measures candidates on the device (closed loop). Shared by
+ * the server's search worker and the offline `morphnet search --cost latency --local`, so both
+ * price a network the same way.
+ */
+import { flopsCostModel } from '../cost/cost-model.ts';
+import { expandToLatency, latencyCostModel, networkLatencyAt, planNetworkLatency, type CalibrationTerms, type NetworkLatencyPlan } from '../cost/latency-locate.ts';
+import { LatencyTable, tableModeOf, type LatencyPoint } from '../cost/latency-table.ts';
+import type { ChannelAnalysis } from '../graph/channel-groups.ts';
+import type { Graph } from '../graph/graph.ts';
+import type { SearchCostHooks } from './search.ts';
+
+/** What the hooks need to know about the device: its tables, its calibration, the seed's predicted latency. */
+export interface DeviceLatencyData {
+  readonly deviceId: string;
+  readonly runtime: string;
+  readonly tables: readonly { readonly signature: string; readonly points: readonly LatencyPoint[] }[];
+  readonly calibration: CalibrationTerms | null;
+  /** The seed's predicted (calibrated) latency, ms: the ceiling of expand. */
+  readonly seedPredictedMs: number;
+}
+
+/**
+ * @param regularizer 'flops' gives the FLOP-MorphNet baseline: shrink with FLOPs, but expand and
+ *   verify in ms on the same device.
+ */
+export function latencyHooks(data: DeviceLatencyData, verify: SearchCostHooks['verify'], regularizer: 'latency' | 'flops' = 'latency'): SearchCostHooks {
+  const tables = buildTables(data);
+  const bySig = new Map(tables.map((t) => [t.key.signature, t]));
+  const tableOf = (sig: string): LatencyTable | undefined => bySig.get(sig);
+  const calibration = data.calibration ?? undefined;
+  // Each shrink round works on a new graph; the plan of one graph is reused by every call on it.
+  const plans = new WeakMap<Graph, NetworkLatencyPlan>();
+  const planOf = (graph: Graph, analysis: ChannelAnalysis): NetworkLatencyPlan => {
+    let plan = plans.get(graph);
+    if (!plan) {
+      plan = planNetworkLatency(graph, analysis);
+      plans.set(graph, plan);
+    }
+    return plan;
+  };
+  return {
+    name: regularizer === 'latency' ? 'latency' : 'latency (FLOP regularizer)',
+    unit: 'ms',
+    costModel: (graph, analysis) => (regularizer === 'flops' ? flopsCostModel : latencyCostModel(graph, { device: data.deviceId, runtime: data.runtime, tables, analysis })),
+    costAt: (graph, analysis, widths) => networkLatencyAt(planOf(graph, analysis), widths, tableOf, calibration).predictedMs,
+    expand: (graph, analysis, base, target, divisor) => expandToLatency(planOf(graph, analysis), base, target, tableOf, { divisor, calibration, seedMs: data.seedPredictedMs }),
+    verify,
+  };
+}
+
+/** The device's tables as the server interpolates them (holes filled by the bilinear fit). */
+function buildTables(data: Pick<DeviceLatencyData, 'deviceId' | 'runtime' | 'tables'>): LatencyTable[] {
+  return data.tables.map((t) => LatencyTable.fromPoints({ device: data.deviceId, runtime: data.runtime, signature: t.signature }, t.points, { mode: tableModeOf(t.signature), fillMissing: true }));
+}
+
+/**
+ * The network's predicted (calibrated) latency at its own widths, ms.
+ * @throws MorphError MORPH_ERR_MISSING_OPS when the tables lack one of its ops.
+ */
+export function predictedLatencyMs(data: Omit<DeviceLatencyData, 'seedPredictedMs'>, graph: Graph): number {
+  const bySig = new Map(buildTables(data).map((t) => [t.key.signature, t]));
+  const plan = planNetworkLatency(graph);
+  return networkLatencyAt(plan, plan.analysis.groups.map((g) => g.channels), (sig) => bySig.get(sig), data.calibration ?? undefined).predictedMs;
+}
