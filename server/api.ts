@@ -6,13 +6,14 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
 import { ERROR_CODES, isMorphError, MorphError, type ErrorCode } from '../src/errors.ts';
-import { parse, route } from './http.ts';
+import { jsonBody, noQuery, parse, redactUrl, route } from './http.ts';
 import { predictNetwork } from '../src/cost/predict-network.ts';
 import { measureOptionsSchema, VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
 import type { Fleet } from './fleet.ts';
 import type { Hub } from './hub.ts';
 import { resolveModel } from './models.ts';
 import type { TableReader } from './tables.ts';
+import { viewsRouter } from './views-api.ts';
 
 /** Largest JSON body, bytes (a model.json topology is well under this). */
 export const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -64,8 +65,10 @@ export function errorBody(err: unknown): { status: number; body: { error: { code
     const details = Object.keys(err.details).length > 0 ? err.details : undefined;
     return { status: ERROR_CODES[err.code].status, body: { error: { code: err.code, message: err.message, ...(details ? { details } : {}) } } };
   }
-  const e = err as { type?: string; status?: number; message?: string };
-  if (e?.type === 'entity.too.large') return { status: 413, body: { error: { code: 'MORPH_ERR_LIMIT', message: `the request body is larger than ${MAX_BODY_BYTES} bytes` } } };
+  const e = err as { type?: string; status?: number; message?: string; limit?: number };
+  if (e?.type === 'entity.too.large') return { status: 413, body: { error: { code: 'MORPH_ERR_LIMIT', message: `the request body is larger than ${e.limit ?? MAX_BODY_BYTES} bytes` } } };
+  if (e?.type === 'entity.too.deep') return { status: 413, body: { error: { code: 'MORPH_ERR_LIMIT', message: e.message ?? 'the request body nests too deep' } } };
+  if (e?.type === 'charset.unsupported') return { status: 415, body: { error: { code: 'MORPH_ERR_BAD_ARGUMENT', message: e.message ?? 'unsupported charset; send UTF-8 JSON' } } };
   if (e?.type === 'entity.parse.failed') return { status: 400, body: { error: { code: 'MORPH_ERR_NOT_JSON', message: `the request body is not valid JSON: ${e.message ?? ''}`.trim() } } };
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
     return { status: e.status, body: { error: { code: 'MORPH_ERR_BAD_ARGUMENT', message: e.message ?? 'bad request' } } };
@@ -75,11 +78,16 @@ export function errorBody(err: unknown): { status: number; body: { error: { code
 
 export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router {
   const api = express.Router();
-  api.use(express.json({ limit: MAX_BODY_BYTES, strict: true, type: () => true }));
+  api.use(jsonBody(MAX_BODY_BYTES));
 
   api.get(
     '/health',
     route(async (_req, res) => {
+      // Open without the admin token (for load balancers and health checks), but then it says no more than this.
+      if (res.locals.admin === false) {
+        res.json({ ok: true, version: ctx.version });
+        return;
+      }
       const devices = await ctx.fleet.devices();
       res.json({ ok: true, version: ctx.version, devices: devices.length, online: devices.filter((d) => d.online).length, hub: ctx.hub.stats() });
     }),
@@ -87,6 +95,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
 
   api.get(
     '/devices',
+    noQuery,
     route(async (_req, res) => {
       res.json({ devices: await ctx.fleet.devices() });
     }),
@@ -94,6 +103,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
 
   api.get(
     '/devices/:id',
+    noQuery,
     route(async (req, res) => {
       res.json(await ctx.fleet.requireDevice(String(req.params.id)));
     }),
@@ -101,6 +111,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
 
   api.post(
     '/profile',
+    noQuery,
     route(async (req, res) => {
       const body = parse(profileBody, req.body, 'profile request');
       await checkRuntime(ctx, body.deviceId, body.runtime);
@@ -112,6 +123,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
 
   api.post(
     '/measure',
+    noQuery,
     route(async (req, res) => {
       const body = parse(measureBody, req.body, 'measure request');
       await checkRuntime(ctx, body.deviceId, body.runtime);
@@ -131,6 +143,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
 
   api.get(
     '/jobs/:id',
+    noQuery,
     route(async (req, res) => {
       const job = await ctx.fleet.job(String(req.params.id));
       if (!job) throw new MorphError('MORPH_ERR_NOT_FOUND', `no job ${JSON.stringify(req.params.id)}; POST /api/profile or /api/measure returns the id of a new one`);
@@ -140,6 +153,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
 
   api.delete(
     '/jobs/:id',
+    noQuery,
     route(async (req, res) => {
       const job = await ctx.fleet.cancelJob(String(req.params.id));
       if (!job) throw new MorphError('MORPH_ERR_NOT_FOUND', `no job ${JSON.stringify(req.params.id)}`);
@@ -149,6 +163,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
 
   api.post(
     '/predict',
+    noQuery,
     route(async (req, res) => {
       const body = parse(predictBody, req.body, 'predict request');
       await checkRuntime(ctx, body.deviceId, body.runtime);
@@ -223,13 +238,16 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     }),
   );
 
+  // Seeds, datasets, model inspection, table coverage (server/views-api.ts): read by the web UI.
+  api.use(viewsRouter(ctx));
+
   api.use((req: Request) => {
     throw new MorphError('MORPH_ERR_NOT_FOUND', `no API endpoint ${req.method} ${req.originalUrl.split('?')[0]}; docs/api.md lists them`);
   });
 
   api.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const { status, body } = errorBody(err);
-    if (status >= 500) log(`${req.method} ${req.originalUrl}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    if (status >= 500) log(`${req.method} ${redactUrl(req.originalUrl)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     res.status(status).json(body);
   });
   return api;

@@ -12,16 +12,21 @@ import express, { type Express } from 'express';
 import { MorphError } from '../src/errors.ts';
 import { agentPageRouter } from './agent-page.ts';
 import { apiRouter } from './api.ts';
+import { AdminAuth, isLoopbackHost, MIN_ADMIN_TOKEN_LENGTH, sameSecret } from './auth.ts';
 import { Db } from './db.ts';
 import { Fleet } from './fleet.ts';
 import { AGENTS_PATH, Hub } from './hub.ts';
+import { acquireDataLock, describeLock } from './data-lock.ts';
 import { LocalAgent } from './local-agent.ts';
+import { pairingRouter, Pairings } from './pairings.ts';
+import { FailureLimiter, type FailureLimitOptions } from './rate-limit.ts';
 import { refineAfter } from './refine.ts';
 import { MIGRATIONS } from './schema.ts';
 import { ModelStore } from './model-store.ts';
 import { searchRouter } from './search-api.ts';
 import { SearchService, type SearchServiceOptions } from './searches.ts';
 import { TableReader } from './tables.ts';
+import { uiRouter } from './ui.ts';
 
 export const SERVER_VERSION = '0.1.0';
 export const TOKEN_FILE = 'agent-token';
@@ -36,6 +41,22 @@ export interface ServerOptions {
   readonly dataDir?: string;
   /** Agent token; default MORPHNET_AGENT_TOKEN, else the data dir's token file (created on first start). */
   readonly agentToken?: string;
+  /**
+   * Admin token for the API and UI (≥ 16 characters, not the agent token); default
+   * MORPHNET_ADMIN_TOKEN; null: none, whatever the environment. Required when `host` is not
+   * loopback (startServer throws MORPH_ERR_CONFIG otherwise).
+   */
+  readonly adminToken?: string | null;
+  /** Lifetime of a new pairing code, ms. Default 15 min. */
+  readonly pairingTtlMs?: number;
+  /** Wrong-token limiting per client address for the API/login and for agent hellos (each its own count). */
+  readonly authLimits?: FailureLimitOptions;
+  /** Caps on what clients can make the server hold (defaults in docs/security.md). */
+  readonly limits?: {
+    readonly maxOpenJobsPerDevice?: number;
+    readonly maxJobItems?: number;
+    readonly maxAgentConnections?: number;
+  };
   /** Start the built-in local agent. Default true. */
   readonly localAgent?: boolean;
   /** Runtimes the local agent serves (default: all it can). */
@@ -56,6 +77,11 @@ export interface RunningServer {
   readonly host: string;
   readonly dataDir: string;
   readonly agentToken: string;
+  /** The admin token, or null when the API is open (loopback only). */
+  readonly adminToken: string | null;
+  /** Where the admin token came from; null when there is none. */
+  readonly adminTokenSource: 'option' | 'env' | null;
+  readonly pairings: Pairings;
   /** Where the token came from: the environment/option, or the data dir's file (created now or before). */
   readonly tokenSource: 'option' | 'env' | 'file-created' | 'file';
   readonly fleet: Fleet;
@@ -87,11 +113,45 @@ async function agentToken(dataDir: string, given: string | undefined): Promise<{
   return { token, source: 'file-created' };
 }
 
+/**
+ * The admin token from the option or MORPHNET_ADMIN_TOKEN, checked against the listen address.
+ * @throws MorphError MORPH_ERR_CONFIG for a non-loopback host without one, or a short one.
+ */
+function adminTokenFor(host: string, given: string | null | undefined): { token: string | null; source: RunningServer['adminTokenSource'] } {
+  let token: string | null = null;
+  let source: RunningServer['adminTokenSource'] = null;
+  if (typeof given === 'string') {
+    token = given;
+    source = 'option';
+  } else if (given === undefined) {
+    const env = process.env.MORPHNET_ADMIN_TOKEN;
+    if (env !== undefined && env.trim() !== '') {
+      token = env.trim();
+      source = 'env';
+    }
+  }
+  const howTo =
+    'set one with MORPHNET_ADMIN_TOKEN=<secret> (e.g. export MORPHNET_ADMIN_TOKEN="$(openssl rand -base64 32)") or --admin-token-file FILE (a file holding the secret, mode 600)';
+  if (token === null && !isLoopbackHost(host)) {
+    throw new MorphError(
+      'MORPH_ERR_CONFIG',
+      `--host ${host} makes the API and UI reachable from the network, so they need an admin token and none is set; ${howTo}, or keep the default --host 127.0.0.1 (docs/security.md)`,
+      { host },
+    );
+  }
+  if (token !== null && token.length < MIN_ADMIN_TOKEN_LENGTH) {
+    throw new MorphError('MORPH_ERR_CONFIG', `the admin token is ${token.length} characters long; it must have at least ${MIN_ADMIN_TOKEN_LENGTH}: ${howTo}`);
+  }
+  return { token, source };
+}
+
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
   const log = options.log ?? ((line: string) => console.log(line));
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `--port must be an integer from 0 to 65535, got ${port}`);
+  // Before touching the data directory: an unsafe configuration starts nothing.
+  const admin = adminTokenFor(host, options.adminToken);
   const dataDir = resolve(options.dataDir ?? 'data');
   try {
     await mkdir(dataDir, { recursive: true });
@@ -100,10 +160,22 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   }
   const { token, source } = await agentToken(dataDir, options.agentToken);
   if (token.length < 8) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'the agent token must be at least 8 characters; set MORPHNET_AGENT_TOKEN to a longer secret');
+  // Every device (and every phone that opens a ?token= link) holds the agent token: it must not open the API too.
+  if (admin.token !== null && sameSecret(admin.token, token)) {
+    throw new MorphError('MORPH_ERR_CONFIG', 'the admin token and the agent token are the same secret; agents hold theirs on every device, so give the admin token (MORPHNET_ADMIN_TOKEN or --admin-token-file) a different value');
+  }
 
-  const db = await Db.open(join(dataDir, DB_FILE), MIGRATIONS);
+  // Refuses when another live server uses the data directory; a lock left by a killed one is taken over.
+  const lock = await acquireDataLock(dataDir, 'morphnet serve', { takeOverOtherHost: true });
+  if (lock.replaced) log(`data directory lock of ${describeLock(lock.replaced.info)} taken over (${lock.replaced.state === 'stale' ? 'that process is gone' : 'written on another host'})`);
+  const db = await Db.open(join(dataDir, DB_FILE), MIGRATIONS).catch(async (err: unknown) => {
+    await lock.release();
+    throw err;
+  });
   const tables = new TableReader(db);
   const fleet: Fleet = new Fleet(db, {
+    maxOpenJobsPerDevice: options.limits?.maxOpenJobsPerDevice,
+    maxJobItems: options.limits?.maxJobItems,
     leaseItems: options.leaseItems,
     leaseSlackMs: options.leaseSlackMs,
     onJobFinished: (jobId) => {
@@ -114,16 +186,36 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   });
   const recoveredItems = await fleet.recover();
   const searches = new SearchService(db, { dataDir, fleet, tables, log, ...options.searches });
-  const hub = new Hub({ fleet, token, serverVersion: SERVER_VERSION, pingMs: options.pingMs, log });
+  const pairings = new Pairings({ ttlMs: options.pairingTtlMs });
+  const hub = new Hub({
+    fleet,
+    token,
+    serverVersion: SERVER_VERSION,
+    pingMs: options.pingMs,
+    pairings,
+    limiter: new FailureLimiter({ maxFailures: 20, ...options.authLimits }),
+    maxConnections: options.limits?.maxAgentConnections,
+    log,
+  });
+  const auth = new AdminAuth({ token: admin.token, limiter: new FailureLimiter({ maxFailures: 10, ...options.authLimits }) });
 
   const app = express();
   app.disable('x-powered-by');
+  // First: nothing below runs for a request without the admin token (or from a rebinding page).
+  app.use(auth.guard());
+  app.use(auth.router());
+  // Graceful shutdown: once `close()` has begun, reads still answer but no new work is taken.
+  let stopping = false;
+  app.use((req, res, next) => {
+    if (!stopping || req.method === 'GET' || req.method === 'HEAD') return next();
+    res.set('connection', 'close').status(503).json({ error: { code: 'MORPH_ERR_UNAVAILABLE', message: 'the server is shutting down and takes no new work; retry once it is back' } });
+  });
+  // Requests arrive only after listen, when `url` is set.
+  app.use('/api', pairingRouter({ pairings, fallbackOrigin: () => url }, log));
   app.use('/api', searchRouter({ searches, models: new ModelStore(db), fleet, tables, heartbeatMs: options.searches?.heartbeatMs }, log));
   app.use('/api', apiRouter({ fleet, tables, hub, version: SERVER_VERSION }, log));
   app.use(agentPageRouter({ log }));
-  app.get('/', (_req, res) => {
-    res.type('text/plain').send(`MorphNet Edge ${SERVER_VERSION}\nREST API under /api (see docs/api.md); agents connect to ${AGENTS_PATH}; browsers become agents at /agent?token=AGENT_TOKEN.\n`);
-  });
+  app.use(uiRouter({ agentToken: token, listenHost: host, version: SERVER_VERSION, log }));
 
   const server: Server = createServer(app);
   hub.attach(server);
@@ -140,12 +232,14 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   }).catch(async (err) => {
     await hub.close();
     await db.close();
+    await lock.release();
     throw err;
   });
   const actualPort = (server.address() as AddressInfo).port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
   const url = `http://${shownHost}:${actualPort}`;
   const wsUrl = `ws://${shownHost}:${actualPort}${AGENTS_PATH}`;
+  await lock.update({ url });
   const interruptedSearches = await searches.start();
 
   let localAgent: LocalAgent | null = null;
@@ -157,16 +251,21 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      // Stop taking work: no new connections, 503 for writes on open ones.
+      stopping = true;
+      const stoppedListening = new Promise<void>((r) => server.close(() => r()));
+      // Running searches become `interrupted` (resumable); their pending writes finish.
       await searches.close();
       await localAgent?.stop();
+      // Leases go back to the queue; results that arrive meanwhile are still stored (once).
       await fleet.close();
       await hub.close();
-      await new Promise<void>((r) => {
-        server.close(() => r());
-        server.closeAllConnections();
-      });
+      server.closeAllConnections();
+      await stoppedListening;
+      // Waits for the writes in flight, checkpoints the WAL.
       await db.close();
+      await lock.release();
     })());
 
-  return { url, wsUrl, port: actualPort, host, dataDir, agentToken: token, tokenSource: source, fleet, hub, app, localAgent, recoveredItems, searches, interruptedSearches, close };
+  return { url, wsUrl, port: actualPort, host, dataDir, agentToken: token, adminToken: admin.token, adminTokenSource: admin.source, pairings, tokenSource: source, fleet, hub, app, localAgent, recoveredItems, searches, interruptedSearches, close };
 }

@@ -106,7 +106,16 @@ export interface FleetOptions {
   readonly onChange?: (what: { kind: 'device' | 'job'; id: string }) => void;
   /** Called once when a job reaches done or failed (after its transaction committed). */
   readonly onJobFinished?: (jobId: string) => void;
+  /** Queued or running jobs one device may have at once. Default MAX_OPEN_JOBS_PER_DEVICE. */
+  readonly maxOpenJobsPerDevice?: number;
+  /** Items (timings) one job may hold. Default MAX_JOB_ITEMS. */
+  readonly maxJobItems?: number;
 }
+
+/** Default cap on the queued and running jobs of one device. */
+export const MAX_OPEN_JOBS_PER_DEVICE = 100;
+/** Default cap on the items of one job (a 2000-layer model on an 8×8 grid stays well under it). */
+export const MAX_JOB_ITEMS = 50_000;
 
 /** Values per channel axis a search profiles by default (its `profileGrid` option). */
 export const SEARCH_PROFILE_GRID = 6;
@@ -198,6 +207,8 @@ export class Fleet {
   readonly #slackMs: number;
   readonly #onChange: FleetOptions['onChange'];
   readonly #onJobFinished: FleetOptions['onJobFinished'];
+  readonly #maxOpenJobs: number;
+  readonly #maxJobItems: number;
   /** Jobs finished inside the current write, announced once it commits. */
   #justFinished: string[] = [];
   readonly #agents = new Map<string, AgentSession>();
@@ -220,6 +231,8 @@ export class Fleet {
     this.#slackMs = options.leaseSlackMs ?? 30_000;
     this.#onChange = options.onChange;
     this.#onJobFinished = options.onJobFinished;
+    this.#maxOpenJobs = options.maxOpenJobsPerDevice ?? MAX_OPEN_JOBS_PER_DEVICE;
+    this.#maxJobItems = options.maxJobItems ?? MAX_JOB_ITEMS;
   }
 
   /** Puts items leased before a restart back in the queue. */
@@ -389,9 +402,19 @@ export class Fleet {
   }
 
   async #createJob(kind: JobKind, deviceId: string, runtime: RuntimeName, model: ResolvedModel, options: object, items: ({ kind: 'op'; spec: OpSpec } | { kind: 'network' })[]): Promise<JobView> {
+    if (items.length > this.#maxJobItems) {
+      throw new MorphError('MORPH_ERR_LIMIT', `this job would time ${items.length} op points, over the limit of ${this.#maxJobItems}; use a coarser grid (grid.maxPerAxis, grid.seedOnly) or a smaller model`, {
+        limit: this.#maxJobItems,
+        items: items.length,
+      });
+    }
     const id = newId('j');
     const now = nowIso();
     await this.#db.write(async (tx) => {
+      const open = (await tx.get<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE device_id = ? AND state IN ('queued', 'running')", [deviceId]))?.n ?? 0;
+      if (open >= this.#maxOpenJobs) {
+        throw new MorphError('MORPH_ERR_LIMIT', `device ${deviceId} has ${open} queued or running jobs already (the limit); wait for some to finish or cancel some (DELETE /api/jobs/:id)`, { limit: this.#maxOpenJobs });
+      }
       await tx.run('INSERT OR IGNORE INTO models (id, name, topology_json, created_at) VALUES (?, ?, ?, ?)', [model.id, model.name, JSON.stringify(model.modelConfig), now]);
       await tx.run('INSERT INTO jobs (id, kind, device_id, runtime, model_id, state, options_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
         id,

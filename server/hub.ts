@@ -3,14 +3,21 @@
  * ones to the fleet. A bad frame is answered with an `error` message and stored nowhere; an agent
  * that keeps sending bad frames is disconnected. Dead peers (a dropped network) are found by
  * ping/pong and disconnected, which re-queues their lease.
+ *
+ * A hello authenticates with the agent token or with a pairing code (server/pairings.ts). Wrong
+ * ones count against the peer's address (`FailureLimiter`): past the limit its hellos are
+ * refused with 4429 until the window ends. Connections are capped (`maxConnections`); an upgrade
+ * past the cap gets HTTP 503.
  */
-import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CLOSE_CODES, HELLO_TIMEOUT_MS, MAX_AGENT_MESSAGE_BYTES, parseAgentMessage, PROTOCOL_VERSION, type ServerMessage } from '../src/protocol/agent-protocol.ts';
 import { isMorphError } from '../src/errors.ts';
+import { sameSecret } from './auth.ts';
 import type { AgentSession, Fleet } from './fleet.ts';
+import { PAIRING_CODE_PATTERN, type Pairings } from './pairings.ts';
+import { FailureLimiter } from './rate-limit.ts';
 
 export const AGENTS_PATH = '/agents';
 
@@ -23,6 +30,12 @@ export interface HubOptions {
   readonly pingMs?: number;
   /** Invalid frames tolerated per connection before it is closed. Default 50. */
   readonly maxErrors?: number;
+  /** Open connections at most (agents and not-yet-hello'd sockets). Default 1000. */
+  readonly maxConnections?: number;
+  /** Pairing codes browsers may present in place of the token. Default: none accepted. */
+  readonly pairings?: Pairings | null;
+  /** Counts wrong tokens per peer address. Default: 20 per minute. */
+  readonly limiter?: FailureLimiter;
   readonly log?: (line: string) => void;
 }
 
@@ -32,25 +45,35 @@ export interface HubStats {
   readonly rejected: number;
 }
 
-function sameSecret(a: string, b: string): boolean {
-  // Hash both so the comparison takes the same time whatever the lengths.
-  const ha = createHash('sha256').update(a).digest();
-  const hb = createHash('sha256').update(b).digest();
-  return timingSafeEqual(ha, hb);
-}
-
 export class Hub {
   readonly #wss: WebSocketServer;
-  readonly #o: Required<Omit<HubOptions, 'log'>> & { log: (line: string) => void };
+  readonly #o: Required<Omit<HubOptions, 'log' | 'pairings' | 'limiter'>> & { log: (line: string) => void };
+  readonly #pairings: Pairings | null;
+  readonly #limiter: FailureLimiter;
   readonly #alive = new WeakMap<WebSocket, boolean>();
+  /** The pairing each connection authenticated with, to close it when the pairing is revoked. */
+  readonly #pairingOf = new WeakMap<WebSocket, string>();
   readonly #pinger: NodeJS.Timeout;
   #framesIn = 0;
   #rejected = 0;
 
   constructor(options: HubOptions) {
-    this.#o = { ...options, pingMs: options.pingMs ?? 15_000, maxErrors: options.maxErrors ?? 50, log: options.log ?? (() => undefined) };
+    this.#o = {
+      fleet: options.fleet,
+      token: options.token,
+      serverVersion: options.serverVersion,
+      pingMs: options.pingMs ?? 15_000,
+      maxErrors: options.maxErrors ?? 50,
+      maxConnections: options.maxConnections ?? 1000,
+      log: options.log ?? (() => undefined),
+    };
+    this.#pairings = options.pairings ?? null;
+    this.#limiter = options.limiter ?? new FailureLimiter({ maxFailures: 20, windowMs: 60_000 });
+    this.#pairings?.onRevoke((id) => {
+      for (const ws of this.#wss.clients) if (this.#pairingOf.get(ws) === id) ws.close(CLOSE_CODES.unauthorized, 'pairing revoked');
+    });
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: MAX_AGENT_MESSAGE_BYTES, perMessageDeflate: false });
-    this.#wss.on('connection', (ws: WebSocket) => this.#accept(ws));
+    this.#wss.on('connection', (ws: WebSocket, req: IncomingMessage) => this.#accept(ws, req));
     this.#pinger = setInterval(() => {
       for (const ws of this.#wss.clients) {
         if (this.#alive.get(ws) === false) {
@@ -72,6 +95,10 @@ export class Hub {
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
         return;
       }
+      if (this.#wss.clients.size >= this.#o.maxConnections) {
+        socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 30\r\n\r\n');
+        return;
+      }
       this.#wss.handleUpgrade(req, socket, head, (ws) => this.#wss.emit('connection', ws, req));
     });
   }
@@ -80,7 +107,36 @@ export class Hub {
     return { connected: this.#wss.clients.size, framesIn: this.#framesIn, rejected: this.#rejected };
   }
 
-  #accept(ws: WebSocket): void {
+  /**
+   * Checks the hello's token: the agent token, or a pairing code (bound to the hello's device
+   * key). null when accepted; otherwise the error to send and the close reason.
+   */
+  #authenticate(ws: WebSocket, token: string, deviceKey: string, peer: string): { code: 'MORPH_ERR_UNAUTHORIZED' | 'MORPH_ERR_RATE_LIMITED'; message: string; closeCode: number; reason: string } | null {
+    const waitMs = this.#limiter.blockedFor(peer);
+    if (waitMs > 0) {
+      return { code: 'MORPH_ERR_RATE_LIMITED', message: `too many wrong tokens from this address; try again in ${Math.ceil(waitMs / 1000)} s`, closeCode: CLOSE_CODES.tooManyErrors, reason: 'too many wrong tokens' };
+    }
+    if (sameSecret(token, this.#o.token)) return null;
+    if (this.#pairings && PAIRING_CODE_PATTERN.test(token)) {
+      const r = this.#pairings.redeem(token, deviceKey);
+      if (r.ok) {
+        this.#pairingOf.set(ws, r.pairingId);
+        return null;
+      }
+      this.#limiter.fail(peer);
+      return { code: 'MORPH_ERR_UNAUTHORIZED', message: r.message, closeCode: CLOSE_CODES.unauthorized, reason: r.reason === 'expired' ? 'pairing link expired' : r.reason === 'other-device' ? 'pairing link used by another device' : 'pairing link unknown' };
+    }
+    this.#limiter.fail(peer);
+    return {
+      code: 'MORPH_ERR_UNAUTHORIZED',
+      message: 'wrong agent token; use the token the server printed at start (or its MORPHNET_AGENT_TOKEN), or a pairing link',
+      closeCode: CLOSE_CODES.unauthorized,
+      reason: 'unauthorized',
+    };
+  }
+
+  #accept(ws: WebSocket, req: IncomingMessage): void {
+    const peer = req.socket.remoteAddress ?? 'unknown';
     this.#alive.set(ws, true);
     ws.on('pong', () => this.#alive.set(ws, true));
     let session: AgentSession | null = null;
@@ -115,10 +171,11 @@ export class Hub {
       if (msg.type === 'hello') {
         if (session || registering) return refuse('MORPH_ERR_PROTOCOL', 'hello was already received on this connection');
         clearTimeout(helloTimer);
-        if (!sameSecret(msg.token, this.#o.token)) {
+        const refused = this.#authenticate(ws, msg.token, msg.deviceKey, peer);
+        if (refused) {
           this.#rejected++;
-          send({ v: PROTOCOL_VERSION, type: 'error', code: 'MORPH_ERR_UNAUTHORIZED', message: 'wrong agent token; use the token the server printed at start (or its MORPHNET_AGENT_TOKEN)' });
-          ws.close(CLOSE_CODES.unauthorized, 'unauthorized');
+          send({ v: PROTOCOL_VERSION, type: 'error', code: refused.code, message: refused.message });
+          ws.close(refused.closeCode, refused.reason);
           return;
         }
         registering = true;

@@ -37,7 +37,11 @@ export class LocalAgent {
     const args = [BIN, 'agent', '--server', this.#o.serverUrl, '--name', `${hostname()} (local)`];
     for (const r of this.#o.runtimes ?? []) args.push('--runtime', r);
     // The token goes through the environment, not argv, so `ps` does not show it.
-    const child = spawn(process.execPath, args, { env: { ...process.env, MORPHNET_AGENT_TOKEN: this.#o.token }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The parent pid lets the agent stop by itself if this server is killed (SIGKILL runs no cleanup).
+    const env: NodeJS.ProcessEnv = { ...process.env, MORPHNET_AGENT_TOKEN: this.#o.token, MORPHNET_AGENT_PARENT_PID: String(process.pid) };
+    // The agent needs no admin token: keep it out of the child's environment.
+    delete env.MORPHNET_ADMIN_TOKEN;
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     const prefix = (chunk: Buffer): void => {
       for (const line of chunk.toString().split('\n')) if (line.trim()) this.#o.log(`[local agent] ${line}`);

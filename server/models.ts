@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type * as tfTypes from '@tensorflow/tfjs';
 import { MorphError } from '../src/errors.ts';
+import { networkCost } from '../src/cost/counts.ts';
 import { analyzeChannels } from '../src/graph/channel-groups.ts';
 import type { Graph } from '../src/graph/graph.ts';
 import type { ModelConfigJson } from '../src/graph/keras-json.ts';
@@ -15,6 +16,12 @@ import { isSeedName, seedModel, VALID_SEEDS } from '../src/seeds/index.ts';
 
 /** Most layers a model sent to the API may have. */
 export const MAX_API_LAYERS = 2000;
+/** Largest dimension (height, width, channels) of any tensor of an API model: an OpSpec's wire limit. */
+export const MAX_API_DIM = 65_536;
+/** Most elements (batch 1) in one tensor of an API model: 2^28, 1 GiB of float32. */
+export const MAX_API_TENSOR_ELEMENTS = 2 ** 28;
+/** Most parameters an API model may have: 2^28 (VGG-16 has 138 M). */
+export const MAX_API_PARAMS = 2 ** 28;
 
 export interface ResolvedModel {
   /** `m-` + 16 hex digits of the config's hash. */
@@ -61,6 +68,7 @@ export function resolveModel(model: unknown, field = 'model'): ResolvedModel {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `${field} is required: a seed name (${VALID_SEEDS.join(', ')}) or a model.json object`, { field });
   }
   const parsed = parseModel(json, { source, maxLayers: MAX_API_LAYERS });
+  checkModelSize(parsed.graph, source);
   const analysis = analyzeChannels(parsed.graph);
   return {
     id: modelIdOf(parsed.modelConfig),
@@ -69,6 +77,30 @@ export function resolveModel(model: unknown, field = 'model'): ResolvedModel {
     modelConfig: parsed.modelConfig,
     specs: graphSpecs(parsed.graph, { analysis }),
   };
+}
+
+/**
+ * Refuses a model too large to handle: a tensor dimension over MAX_API_DIM, a tensor over
+ * MAX_API_TENSOR_ELEMENTS or more than MAX_API_PARAMS parameters. Checked before anything walks
+ * its channels (a profile grid steps through every channel count up to the seed's).
+ * @throws MorphError MORPH_ERR_LIMIT naming the layer.
+ */
+export function checkModelSize(graph: Graph, source: string): void {
+  for (const layer of graph.layers) {
+    for (const call of layer.calls) {
+      const dims = call.outputShape.slice(1);
+      const shape = `[${call.outputShape.map((d) => (d === null ? 'null' : String(d))).join(', ')}]`;
+      if (dims.some((d) => d !== null && d > MAX_API_DIM)) {
+        throw new MorphError('MORPH_ERR_LIMIT', `${source}: layer "${layer.name}" outputs ${shape}, a dimension over the limit of ${MAX_API_DIM}`, { layer: layer.name, limit: MAX_API_DIM });
+      }
+      const elements = dims.reduce<number>((a, d) => a * (d ?? 1), 1);
+      if (elements > MAX_API_TENSOR_ELEMENTS) {
+        throw new MorphError('MORPH_ERR_LIMIT', `${source}: layer "${layer.name}" outputs ${shape}, ${elements} elements, over the limit of ${MAX_API_TENSOR_ELEMENTS}`, { layer: layer.name, limit: MAX_API_TENSOR_ELEMENTS });
+      }
+    }
+  }
+  const params = networkCost(graph).params;
+  if (params > MAX_API_PARAMS) throw new MorphError('MORPH_ERR_LIMIT', `${source}: ${params} parameters is over the limit of ${MAX_API_PARAMS}`, { limit: MAX_API_PARAMS });
 }
 
 let tfLoad: Promise<typeof tfTypes> | undefined;

@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
 import { flopsCostModel, paramsCostModel, costOps, type CostModel } from '../src/cost/cost-model.ts';
-import { parse, route } from './http.ts';
+import { jsonBody, noQuery, parse, redactUrl, route } from './http.ts';
 import { MorphError } from '../src/errors.ts';
 import { analyzeChannels } from '../src/graph/channel-groups.ts';
 import { minimumCost } from '../src/morph/expand.ts';
@@ -124,6 +124,7 @@ const searchBody = z
 
 const searchesQuery = z.object({ state: z.enum(VALID_SEARCH_STATES).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }).strict();
 const modelsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }).strict();
+const eventsQuery = z.object({ after: z.string().regex(/^\d{1,9}$/, 'a non-negative event number').optional() }).strict();
 
 
 async function checkRuntime(fleet: Fleet, deviceId: string, runtime: RuntimeName | undefined): Promise<void> {
@@ -303,10 +304,11 @@ async function streamEvents(ctx: SearchApiContext, req: Request, res: Response):
 
 export function searchRouter(ctx: SearchApiContext, log: (line: string) => void): Router {
   const r = express.Router();
-  const json = express.json({ limit: MAX_BODY_BYTES, strict: true, type: () => true });
+  const json = jsonBody(MAX_BODY_BYTES);
 
   r.post(
     '/models',
+    noQuery,
     json,
     route(async (req, res) => {
       if (req.body === null || typeof req.body !== 'object' || Array.isArray(req.body) || Object.keys(req.body as object).length === 0) {
@@ -328,6 +330,7 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
 
   r.get(
     '/models/:id',
+    noQuery,
     route(async (req, res) => {
       const info = await ctx.models.get(String(req.params.id));
       if (!info) throw new MorphError('MORPH_ERR_NOT_FOUND', `no uploaded model ${JSON.stringify(req.params.id)}; GET /api/models lists them`);
@@ -337,6 +340,7 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
 
   r.post(
     '/searches',
+    noQuery,
     json,
     route(async (req, res) => {
       const { config, topology } = await searchConfigOf(ctx, req.body);
@@ -357,6 +361,7 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
 
   r.get(
     '/searches/:id',
+    noQuery,
     route(async (req, res) => {
       res.json(await ctx.searches.require(String(req.params.id)));
     }),
@@ -364,6 +369,7 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
 
   r.delete(
     '/searches/:id',
+    noQuery,
     route(async (req, res) => {
       res.json(await ctx.searches.cancel(String(req.params.id)));
     }),
@@ -371,15 +377,23 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
 
   r.post(
     '/searches/:id/resume',
+    noQuery,
     route(async (req, res) => {
       res.status(202).json(await ctx.searches.resume(String(req.params.id)));
     }),
   );
 
-  r.get('/searches/:id/events', route((req, res) => streamEvents(ctx, req, res)));
+  r.get(
+    '/searches/:id/events',
+    route((req, res) => {
+      parse(eventsQuery, req.query, 'query');
+      return streamEvents(ctx, req, res);
+    }),
+  );
 
   r.get(
     '/searches/:id/artifacts',
+    noQuery,
     route(async (req, res) => {
       const id = String(req.params.id);
       await ctx.searches.require(id);
@@ -390,6 +404,7 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
 
   r.get(
     '/searches/:id/artifacts/:name',
+    noQuery,
     route(async (req, res) => {
       const id = String(req.params.id);
       await ctx.searches.require(id);
@@ -399,7 +414,7 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
 
   r.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const { status, body } = errorBody(err);
-    if (status >= 500) log(`${req.method} ${req.originalUrl}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    if (status >= 500) log(`${req.method} ${redactUrl(req.originalUrl)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     if (res.headersSent) {
       res.destroy();
       return;

@@ -22,7 +22,7 @@ declare const MORPHNET_BUILD: { readonly agentVersion: string; readonly tfliteVe
 const KEY_STORAGE = 'morphnet.deviceKey';
 const NAME_STORAGE = 'morphnet.deviceName';
 const LOG_LINES = 30;
-const WHERE_THE_LINK_IS = 'Open the agent link the web UI or the server gives: http://SERVER:PORT/agent?token=TOKEN, with the current token (MORPHNET_AGENT_TOKEN, or the agent-token file in the server’s data directory).';
+const WHERE_THE_LINK_IS = 'Open the agent link the web UI or the server gives: a pairing link (http://SERVER:PORT/agent?pair=CODE, from the UI’s “Add a device” or POST /api/pairings), or http://SERVER:PORT/agent?token=TOKEN with the current agent token (MORPHNET_AGENT_TOKEN, or the agent-token file in the server’s data directory).';
 
 const build = typeof MORPHNET_BUILD === 'object' && MORPHNET_BUILD !== null ? MORPHNET_BUILD : { agentVersion: 'unknown', tfliteVersion: 'unknown' };
 
@@ -277,7 +277,9 @@ function describe(e: AgentEvent): string | null {
 // ───────────────────────────── running ─────────────────────────────
 
 interface Session {
+  /** The agent token, or a pairing code (`pair-…`), which the hello carries in the same field. */
   readonly token: string;
+  readonly paired: boolean;
   readonly url: string;
   readonly key: string;
   readonly env: AgentEnv;
@@ -317,7 +319,9 @@ function onExit(session: Session, agent: DeviceAgent, exit: AgentExit): void {
   releaseWakeLock(session);
   view.toggle.textContent = 'Start';
   view.toggle.dataset.action = 'start';
-  if (exit.reason === 'unauthorized') {
+  if (exit.reason === 'unauthorized' && session.paired) {
+    showMessage('unauthorized', `The server refused this pairing link (${exit.message}). Pairing links work once, for one device, and expire: ask for a new one in the web UI (“Add a device”) or with POST /api/pairings.`);
+  } else if (exit.reason === 'unauthorized') {
     showMessage('unauthorized', `The server refused this link’s agent token. ${WHERE_THE_LINK_IS}`);
   } else if (exit.reason === 'bad-hello') {
     showMessage('bad-hello', `The server refused this agent: ${exit.message}. Reload the page; if it persists, the page and the server are from different versions.`);
@@ -396,7 +400,9 @@ function wireControls(session: Session): void {
 
 async function main(): Promise<void> {
   document.getElementById('boot')?.remove();
-  const token = new URLSearchParams(location.search).get('token');
+  const params = new URLSearchParams(location.search);
+  const pair = params.get('pair');
+  const token = pair ?? params.get('token');
   if (!token) {
     showMessage('no-token', `This page needs the agent token. ${WHERE_THE_LINK_IS}`);
     view.toggle.hidden = true;
@@ -418,6 +424,7 @@ async function main(): Promise<void> {
   }
   const session: Session = {
     token,
+    paired: pair !== null,
     url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/agents`,
     key,
     env,

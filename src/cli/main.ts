@@ -6,6 +6,7 @@
 import { isMorphError } from '../errors.ts';
 import type { Command, CommandIo } from './args.ts';
 import { agentCommand } from './commands/agent.ts';
+import { backupCommand, restoreCommand } from './commands/backup.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { exportCommand } from './commands/export.ts';
 import { inspectCommand } from './commands/inspect.ts';
@@ -15,7 +16,7 @@ import { resizeCommand } from './commands/resize.ts';
 import { searchCommand } from './commands/search.ts';
 import { serveCommand } from './commands/serve.ts';
 
-export const COMMANDS: readonly Command[] = [inspectCommand, resizeCommand, pruneCommand, searchCommand, exportCommand, serveCommand, agentCommand, profileCommand, doctorCommand];
+export const COMMANDS: readonly Command[] = [inspectCommand, resizeCommand, pruneCommand, searchCommand, exportCommand, serveCommand, agentCommand, profileCommand, backupCommand, restoreCommand, doctorCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

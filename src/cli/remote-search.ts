@@ -13,7 +13,7 @@ import { checkOutputDir } from '../export/tfjs-model.ts';
 import { createProgressReporter, formatDuration, type ProgressReporter } from '../train/progress.ts';
 import type { CommandIo } from './args.ts';
 import { human, table } from './format.ts';
-import { call, knownCode, unreachable } from './server-client.ts';
+import { adminHeaders, call, knownCode, unreachable } from './server-client.ts';
 
 /** Datasets a server search may name (server/search-api.ts `API_DATASETS`): no paths. */
 export const SERVER_DATASETS = ['fashion-mnist', 'mnist', 'synthetic', 'synthetic:h=…,w=…,c=…,classes=…'] as const;
@@ -192,7 +192,7 @@ async function followEvents(base: string, id: string, onEvent: (e: EventRecord) 
   for (;;) {
     let endState: string | null = null;
     try {
-      const res = await fetch(`${base}/api/searches/${id}/events`, { signal, headers: lastSeq > 0 ? { 'last-event-id': String(lastSeq) } : {} });
+      const res = await fetch(`${base}/api/searches/${id}/events`, { signal, headers: { ...adminHeaders(), ...(lastSeq > 0 ? { 'last-event-id': String(lastSeq) } : {}) } });
       if (!res.ok || !res.body) {
         // A 404 (the search was removed) or another refusal does not get better by retrying.
         await res.body?.cancel();
@@ -349,7 +349,7 @@ async function downloadArtifacts(base: string, id: string, dir: string, overwrit
       if (typeof name !== 'string' || !ARTIFACT_NAME.test(name) || name.includes('..')) throw new MorphError('MORPH_ERR_INTERNAL', `the server listed an artifact named ${JSON.stringify(name)}, which is not a plain file name`);
       let res: Response;
       try {
-        res = await fetch(`${base}/api/searches/${id}/artifacts/${encodeURIComponent(name)}`);
+        res = await fetch(`${base}/api/searches/${id}/artifacts/${encodeURIComponent(name)}`, { headers: adminHeaders() });
       } catch (err) {
         throw unreachable(base, err);
       }

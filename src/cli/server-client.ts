@@ -11,11 +11,20 @@ export function unreachable(base: string, err: unknown): MorphError {
   return new MorphError('MORPH_ERR_NOT_FOUND', `cannot reach the server at ${base}: ${why}; is "morphnet serve" running there?`);
 }
 
+/**
+ * The Authorization header for a server that has an admin token: the CLI sends
+ * MORPHNET_ADMIN_TOKEN when it is set (docs/security.md), nothing otherwise.
+ */
+export function adminHeaders(): Record<string, string> {
+  const token = process.env.MORPHNET_ADMIN_TOKEN?.trim();
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 /** One REST call; an error body `{error: {code, message}}` becomes a MorphError with the server's code and message. */
 export async function call<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json', ...adminHeaders() }, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (err) {
     throw unreachable(base, err);
   }
@@ -28,7 +37,9 @@ export async function call<T>(base: string, method: string, path: string, body?:
   }
   if (!res.ok) {
     const e = (json as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }).error;
-    throw new MorphError(knownCode(e?.code, 'MORPH_ERR_INTERNAL'), e?.message ?? `${method} ${path} failed with ${res.status}`, e?.details ?? {});
+    const code = knownCode(e?.code, 'MORPH_ERR_INTERNAL');
+    const hint = code === 'MORPH_ERR_UNAUTHORIZED' ? ' (set MORPHNET_ADMIN_TOKEN to the server\'s admin token)' : '';
+    throw new MorphError(code, `${e?.message ?? `${method} ${path} failed with ${res.status}`}${hint}`, e?.details ?? {});
   }
   return json as T;
 }

@@ -9,6 +9,26 @@ import { parseFlags, requireString, type Command } from '../args.ts';
 /** The environment variable `--token` defaults to. */
 export const AGENT_TOKEN_ENV = 'MORPHNET_AGENT_TOKEN';
 
+/**
+ * Set by the server for its built-in local agent (a child process): the pid of that server. The
+ * agent stops when it is no longer its parent, so a server killed with SIGKILL leaves no
+ * orphaned agent behind to reconnect to the next one.
+ */
+export const PARENT_PID_ENV = 'MORPHNET_AGENT_PARENT_PID';
+
+/** Aborts when this process is no longer the child of `parentPid` (checked every `everyMs`). */
+function watchParent(parentPid: number, onGone: () => void, everyMs = 1000): () => void {
+  const check = (): boolean => {
+    if (process.ppid === parentPid) return false;
+    onGone();
+    return true;
+  };
+  if (check()) return () => undefined;
+  const timer = setInterval(() => check() && clearInterval(timer), everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 const USAGE = `Usage: morphnet agent --server ws://HOST:PORT --token T [options]
 
 Connects this machine to a MorphNet Edge server as a device agent: the server sends it layers
@@ -110,7 +130,15 @@ export const agentCommand: Command = {
 
     // Loaded here, not at the top: the other commands need none of the agent's runtimes.
     const { runNodeAgent } = await import('../../../device-agent/node/run.ts');
-    const exit = await runNodeAgent({ url, token, name, runtimes, deviceKey, json: Boolean(values.json), out: io.out, err: io.err });
+    const orphaned = new AbortController();
+    const parentPid = Number(process.env[PARENT_PID_ENV]);
+    const unwatch = Number.isInteger(parentPid) && parentPid > 0
+      ? watchParent(parentPid, () => {
+          io.err(`the server that started this agent (pid ${parentPid}) is gone; stopping`);
+          orphaned.abort();
+        })
+      : () => undefined;
+    const exit = await runNodeAgent({ url, token, name, runtimes, deviceKey, json: Boolean(values.json), out: io.out, err: io.err, signal: orphaned.signal }).finally(unwatch);
     if (exit.reason === 'unauthorized') {
       throw new MorphError('MORPH_ERR_UNAUTHORIZED', `morphnet agent: ${exit.message}; pass the server's agent token with --token or ${AGENT_TOKEN_ENV}`, { closeCode: exit.closeCode });
     }

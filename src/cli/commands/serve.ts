@@ -2,6 +2,7 @@
  * `morphnet serve`: the daemon. Runs until SIGINT/SIGTERM, then shuts down gracefully (leases
  * released, agents told, database checkpointed).
  */
+import { readFile } from 'node:fs/promises';
 import type { RunningServer } from '../../../server/app.ts';
 import { MorphError } from '../../errors.ts';
 import { isSeedName, VALID_SEEDS } from '../../seeds/index.ts';
@@ -64,14 +65,15 @@ async function searchLocal(server: RunningServer, seed: string, log: (line: stri
       target: { fraction: 0.5 },
       options: { shrinkEpochs: 2, finalEpochs: 3, baseline: true },
     };
-    const res = await fetch(`${server.url}/api/searches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const auth: Record<string, string> = server.adminToken !== null ? { authorization: `Bearer ${server.adminToken}` } : {};
+    const res = await fetch(`${server.url}/api/searches`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify(body) });
     const created = (await res.json()) as { id?: string; error?: { message: string } };
     if (!res.ok || !created.id) return log(`--search-seed: the search was refused: ${created.error?.message ?? res.status}`);
     log(`search ${created.id}: ${seed} on ${device.name} (tfjs-wasm), Fashion-MNIST (10k images), target 50% of the seed's measured latency, with both baselines`);
     log(`  follow it: curl -N ${server.url}/api/searches/${created.id}/events  (or GET /api/searches/${created.id})`);
     let last = '';
     for (;;) {
-      const view = (await (await fetch(`${server.url}/api/searches/${created.id}`)).json()) as { state: string; progress?: { phase?: string }; error?: { message: string }; result?: { learned?: { measured: number | null; accuracy: number }; baseline?: { measured: number | null; accuracy: number } | null; flopSearch?: { measured: number | null; accuracy: number } | null; target?: { value: number } } };
+      const view = (await (await fetch(`${server.url}/api/searches/${created.id}`, { headers: auth })).json()) as { state: string; progress?: { phase?: string }; error?: { message: string }; result?: { learned?: { measured: number | null; accuracy: number }; baseline?: { measured: number | null; accuracy: number } | null; flopSearch?: { measured: number | null; accuracy: number } | null; target?: { value: number } } };
       const line = `${view.state}${view.progress?.phase ? ` (${view.progress.phase})` : ''}`;
       if (line !== last) log(`  search ${created.id}: ${line}`);
       last = line;
@@ -89,7 +91,7 @@ async function searchLocal(server: RunningServer, seed: string, log: (line: stri
   }
 }
 
-const USAGE = `Usage: morphnet serve [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--no-local-agent]
+const USAGE = `Usage: morphnet serve [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--admin-token-file FILE] [--no-local-agent]
 
 Starts the MorphNet Edge server: the REST API under /api (docs/api.md), the WebSocket hub for
 device agents at /agents, and the SQLite store of devices, latency tables and jobs in the data
@@ -98,10 +100,16 @@ directory. A built-in local agent registers this host as a device and times ops 
 Agents authenticate with the agent token: MORPHNET_AGENT_TOKEN if set, else the token in
 DATA_DIR/agent-token, created and printed on first start.
 
+The API and UI need the admin token when one is set (MORPHNET_ADMIN_TOKEN, or the contents of
+--admin-token-file): "Authorization: Bearer <token>", or log in at /login. A --host other than
+127.0.0.1/::1/localhost refuses to start without one. See docs/security.md.
+
 Options:
   --host HOST            interface to listen on (default 127.0.0.1)
   --port N               TCP port (default 8080; 0 picks a free one)
   --data-dir DIR         where the database and the token live (default ./data)
+  --admin-token-file F   read the admin token from file F (instead of MORPHNET_ADMIN_TOKEN;
+                         there is no flag taking the token itself: argv shows in ps)
   --no-local-agent       do not start the built-in agent for this host
   --local-runtime R      runtime the local agent serves (repeatable; default all it can)
   --profile-seed NAME    once the local agent is up, fill its tfjs-wasm table for a built-in
@@ -121,6 +129,7 @@ export const serveCommand: Command = {
       host: { type: 'string' },
       port: { type: 'string' },
       'data-dir': { type: 'string' },
+      'admin-token-file': { type: 'string' },
       'no-local-agent': { type: 'boolean' },
       'local-runtime': { type: 'string', multiple: true },
       'profile-seed': { type: 'string' },
@@ -142,12 +151,23 @@ export const serveCommand: Command = {
       throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet serve: --search-seed searches on the built-in local agent; drop --no-local-agent');
     }
     const port = numberFlag('serve', 'port', values.port, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number from 0 to 65535') ?? 8080;
+    const adminTokenFile = values['admin-token-file'];
+    let adminToken: string | undefined;
+    if (typeof adminTokenFile === 'string') {
+      try {
+        adminToken = (await readFile(adminTokenFile, 'utf8')).trim();
+      } catch (err) {
+        throw new MorphError('MORPH_ERR_CONFIG', `morphnet serve: cannot read --admin-token-file ${adminTokenFile}: ${(err as Error).message}`);
+      }
+      if (adminToken === '') throw new MorphError('MORPH_ERR_CONFIG', `morphnet serve: --admin-token-file ${adminTokenFile} is empty; write a secret of 16+ characters into it`);
+    }
     const { startServer } = await import('../../../server/app.ts');
     const log = values.json ? (line: string) => io.err(line) : (line: string) => io.out(line);
     const server = await startServer({
       host: typeof values.host === 'string' ? values.host : undefined,
       port,
       dataDir: typeof values['data-dir'] === 'string' ? values['data-dir'] : undefined,
+      adminToken,
       localAgent: !values['no-local-agent'],
       localAgentRuntimes: (values['local-runtime'] as unknown as string[] | undefined) ?? undefined,
       log,
@@ -157,6 +177,7 @@ export const serveCommand: Command = {
       agents: server.wsUrl,
       dataDir: server.dataDir,
       tokenSource: server.tokenSource,
+      adminToken: server.adminTokenSource === null ? 'none' : server.adminTokenSource === 'env' ? 'MORPHNET_ADMIN_TOKEN' : 'file',
       localAgent: server.localAgent !== null,
       recoveredItems: server.recoveredItems,
     };
@@ -167,28 +188,38 @@ export const serveCommand: Command = {
       io.out(`  agents connect to ${server.wsUrl}`);
       if (server.tokenSource === 'file-created') io.out(`  agent token (new, saved in ${server.dataDir}/agent-token): ${server.agentToken}`);
       else io.out(`  agent token: from ${server.tokenSource === 'env' ? 'MORPHNET_AGENT_TOKEN' : `${server.dataDir}/agent-token`}`);
+      io.out(
+        server.adminToken === null
+          ? '  admin token: none (API and UI open to this machine only)'
+          : `  admin token: from ${server.adminTokenSource === 'env' ? 'MORPHNET_ADMIN_TOKEN' : '--admin-token-file'}; log in at ${server.url}/login or send "Authorization: Bearer <token>"`,
+      );
       io.out(`  run an agent: npx morphnet agent --server ${server.wsUrl} --token <token>`);
       io.out(`  browser agent (open on a phone or laptop): ${server.url}/agent?token=${server.tokenSource === 'file-created' ? server.agentToken : '<token>'}`);
+      io.out(`  or a pairing link that expires (no token on the phone): POST ${server.url}/api/pairings`);
       if (server.recoveredItems > 0) io.out(`  ${server.recoveredItems} item(s) leased before the last stop went back to the queue`);
       io.out(server.localAgent ? '  built-in local agent: starting' : '  built-in local agent: off (--no-local-agent)');
     }
     if (typeof profileSeed === 'string') void profileLocal(server, profileSeed, log);
     if (typeof searchSeed === 'string') void searchLocal(server, searchSeed, log);
-    await new Promise<void>((resolve) => {
+    // Exit 0 after a clean shutdown (systemd and Docker then do not restart it), 1 if it failed.
+    // A second signal is not caught: it ends the process at once.
+    return new Promise<number>((resolve) => {
       const stop = (signal: string): void => {
         process.off('SIGINT', onInt);
         process.off('SIGTERM', onTerm);
         log(`${signal}: shutting down`);
-        void server.close().then(resolve, (err: unknown) => {
-          io.err(`shutdown: ${err instanceof Error ? err.message : String(err)}`);
-          resolve();
-        });
+        void server.close().then(
+          () => resolve(0),
+          (err: unknown) => {
+            io.err(`shutdown: ${err instanceof Error ? err.message : String(err)}`);
+            resolve(1);
+          },
+        );
       };
       const onInt = (): void => stop('SIGINT');
       const onTerm = (): void => stop('SIGTERM');
       process.on('SIGINT', onInt);
       process.on('SIGTERM', onTerm);
     });
-    return 0;
   },
 };

@@ -1,0 +1,30 @@
+/**
+ * The short version of the load bench (test/bench/load.ts): 50 simulated agents stream results to
+ * a real server (child process) for 5 s while four pollers read the UI's API; nothing may be lost
+ * or stored twice, and every poll must answer. The full run (200 agents, 60 s) is the bench.
+ */
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { runLoad } from '../helpers/load-run.ts';
+
+it('50 agents streaming for 5 s while the API is polled: nothing lost, nothing stored twice', { timeout: 240_000 }, async (t) => {
+  const r = await runLoad({ agents: 50, seconds: 5, warmupS: 1, grid: 2, pollers: 4, replay: 0.1 });
+  t.diagnostic(
+    `${r.figures.window.resultsStoredPerS} results/s stored; ack p50 ${r.figures.ackLatencyMs.window.p50} ms, p99 ${r.figures.ackLatencyMs.window.p99} ms; ` +
+      `polls ${Object.entries(r.figures.pollLatencyMs).map(([k, v]) => `${k} p99 ${v.p99} ms`).join(', ')}; server RSS peak ${r.figures.serverRssMb.peak} MiB`,
+  );
+  assert.deepEqual(r.verification, {
+    allConnected: true,
+    nothingLost: true,
+    nothingStoredTwice: true,
+    pointsMatchItems: true,
+    replaysAckedDuplicate: true,
+    noErrorsOrDisconnects: true,
+    pollsAnswered: true,
+    allPassed: true,
+  }, JSON.stringify(r.checks));
+  assert.ok(r.figures.window.resultsStored > 0 && r.checks.itemsTotal >= r.figures.window.resultsStored);
+  assert.ok(r.checks.replayed > 0, 'some results were sent twice');
+  assert.ok(Object.values(r.figures.pollLatencyMs).every((p) => p.n > 0));
+  assert.ok(r.figures.serverRssMb.peak > 0);
+});

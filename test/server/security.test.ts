@@ -1,0 +1,502 @@
+/**
+ * Security of the daemon (docs/security.md), against real servers on 127.0.0.1: the refusal to
+ * listen beyond loopback without an admin token (startServer and the CLI), the admin token on
+ * the API and UI (bearer, login page and session cookie, rate limiting), the Host and Origin
+ * checks, pairing links for browser agents (expiry, one device per link, revocation), the caps
+ * on jobs, items, agent connections and JSON depth, and that no secret reaches the log.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { startServer, type RunningServer } from '../../server/app.ts';
+import { PAIRING_CODE_PATTERN } from '../../server/pairings.ts';
+import { isMorphError } from '../../src/errors.ts';
+import { CLOSE_CODES } from '../../src/protocol/agent-protocol.ts';
+import { FakeAgent } from '../helpers/fake-agent.ts';
+
+const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const AGENT_TOKEN = 'security-agent-token-0001';
+const ADMIN_TOKEN = 'security-admin-token-0123456789';
+
+/** The environment of a child `morphnet`, without any token the developer may have exported. */
+function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env, ...extra };
+  if (!('MORPHNET_ADMIN_TOKEN' in extra)) delete env.MORPHNET_ADMIN_TOKEN;
+  if (!('MORPHNET_AGENT_TOKEN' in extra)) delete env.MORPHNET_AGENT_TOKEN;
+  return env;
+}
+
+interface Reply {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: any;
+}
+
+async function call(base: string, method: string, path: string, options: { headers?: Record<string, string>; body?: string } = {}): Promise<Reply> {
+  const res = await fetch(`${base}${path}`, { method, headers: options.headers, body: options.body, redirect: 'manual' });
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // HTML or text
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** A raw request, to send a Host header fetch would not let through. */
+function rawRequest(port: number, method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
+
+describe('refusing an unsafe configuration', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'morphnet-sec-cfg-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('startServer refuses a non-loopback host without an admin token, before touching the data dir', async () => {
+    for (const host of ['0.0.0.0', '::', '192.168.1.10', 'me.localhost']) {
+      const dataDir = join(dir, `never-${host.replace(/[^a-z0-9]/gi, '_')}`);
+      await assert.rejects(
+        startServer({ host, port: 0, dataDir, adminToken: null, agentToken: AGENT_TOKEN, localAgent: false, log: () => undefined }),
+        (err: unknown) => {
+          assert.ok(isMorphError(err));
+          assert.equal(err.code, 'MORPH_ERR_CONFIG');
+          assert.match(err.message, new RegExp(`--host ${host.replace(/\./g, '\\.')}`));
+          assert.match(err.message, /MORPHNET_ADMIN_TOKEN=/);
+          assert.match(err.message, /--admin-token-file/);
+          return true;
+        },
+      );
+      assert.equal(existsSync(dataDir), false, 'nothing was created');
+    }
+  });
+
+  it('refuses a short admin token and an admin token equal to the agent token', async () => {
+    const base = { port: 0, dataDir: join(dir, 'cfg'), localAgent: false, log: () => undefined } as const;
+    await assert.rejects(startServer({ ...base, adminToken: 'short-token', agentToken: AGENT_TOKEN }), /at least 16/);
+    await assert.rejects(startServer({ ...base, adminToken: AGENT_TOKEN, agentToken: AGENT_TOKEN }), (err: unknown) => {
+      assert.ok(isMorphError(err));
+      assert.equal(err.code, 'MORPH_ERR_CONFIG');
+      assert.match(err.message, /same secret/);
+      return true;
+    });
+  });
+
+  it('morphnet serve --host 0.0.0.0 without a token exits 2 saying how to set one', async () => {
+    const dataDir = join(dir, 'cli-never');
+    const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [BIN, 'serve', '--host', '0.0.0.0', '--port', '0', '--data-dir', dataDir, '--no-local-agent'], { timeout: 60_000, env: childEnv() }, (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      });
+    });
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /^morphnet serve: --host 0\.0\.0\.0 makes the API and UI reachable from the network/m);
+    assert.match(run.stderr, /export MORPHNET_ADMIN_TOKEN=/);
+    assert.match(run.stderr, /--admin-token-file FILE/);
+    assert.match(run.stderr, /\[MORPH_ERR_CONFIG\]/);
+    assert.equal(existsSync(dataDir), false);
+  });
+
+  it('morphnet serve --admin-token-file: the token from the file guards the API; --json names its source, never its value', async () => {
+    const file = join(dir, 'admin-token');
+    await writeFile(file, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data-dir', join(dir, 'cli-data'), '--no-local-agent', '--json', '--admin-token-file', file], {
+      env: childEnv({ MORPHNET_AGENT_TOKEN: AGENT_TOKEN }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (c: string) => (out += c));
+    try {
+      const facts = await new Promise<{ url: string; adminToken: string }>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 60_000);
+        child.stdout.on('data', (c: string) => {
+          out += c;
+          const line = out.split('\n').find((l) => l.includes('"event":"listening"'));
+          if (line) {
+            clearTimeout(timer);
+            resolve(JSON.parse(line));
+          }
+        });
+        child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
+      });
+      assert.equal(facts.adminToken, 'file');
+      assert.equal((await call(facts.url, 'GET', '/api/devices')).status, 401);
+      assert.equal((await call(facts.url, 'GET', '/api/devices', { headers: bearer(ADMIN_TOKEN) })).status, 200);
+    } finally {
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+      clearTimeout(killer);
+    }
+    assert.ok(!out.includes(ADMIN_TOKEN), 'the admin token is never printed');
+    assert.ok(!out.includes(AGENT_TOKEN), 'a token from the environment is never printed');
+  });
+});
+
+describe('the admin token on the API and UI', () => {
+  let dir: string;
+  let server: RunningServer;
+  const logs: string[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'morphnet-sec-auth-'));
+    server = await startServer({ port: 0, dataDir: dir, agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, localAgent: false, log: (l) => logs.push(l) });
+  });
+  after(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+    const all = logs.join('\n');
+    assert.ok(!all.includes(ADMIN_TOKEN) && !all.includes(AGENT_TOKEN), 'no token in the log');
+  });
+
+  it('answers 401 without the token or with a wrong one, 200 with the bearer', async () => {
+    for (const headers of [{}, bearer('not-the-admin-token-000'), { authorization: `Basic ${Buffer.from(`admin:${ADMIN_TOKEN}`).toString('base64')}` }, bearer(AGENT_TOKEN)]) {
+      const r = await call(server.url, 'GET', '/api/devices', { headers });
+      assert.equal(r.status, 401, JSON.stringify(headers));
+      assert.equal(r.json.error.code, 'MORPH_ERR_UNAUTHORIZED');
+      assert.match(r.json.error.message, /Authorization: Bearer|log in at \/login/);
+      assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="morphnet"');
+    }
+    // Writes are refused before their body is even looked at: nothing is created.
+    const post = await call(server.url, 'POST', '/api/pairings', { body: '{}' });
+    assert.equal(post.status, 401);
+    const query = await call(server.url, 'GET', '/api/devices?debug=1', { headers: bearer(ADMIN_TOKEN) });
+    assert.equal(query.status, 400, 'an endpoint without query parameters refuses them');
+    assert.match(query.json.error.message, /takes no query parameters, got "debug"/);
+    const ok = await call(server.url, 'GET', '/api/devices', { headers: bearer(ADMIN_TOKEN) });
+    assert.equal(ok.status, 200);
+    assert.deepEqual(ok.json, { devices: [] });
+    assert.equal((await call(server.url, 'GET', '/api/pairings', { headers: bearer(ADMIN_TOKEN) })).json.pairings.length, 0);
+  });
+
+  it('keeps /api/health open but says only {ok, version} without the token', async () => {
+    const open = await call(server.url, 'GET', '/api/health');
+    assert.equal(open.status, 200);
+    assert.deepEqual(Object.keys(open.json).sort(), ['ok', 'version']);
+    const full = await call(server.url, 'GET', '/api/health', { headers: bearer(ADMIN_TOKEN) });
+    assert.equal(full.status, 200);
+    assert.equal(typeof full.json.devices, 'number');
+    assert.equal(typeof full.json.hub.connected, 'number');
+  });
+
+  it('sends a browser to the login page; the form sets a session cookie that opens the API and UI', async () => {
+    const ui = await call(server.url, 'GET', '/', { headers: { accept: 'text/html' } });
+    assert.equal(ui.status, 303);
+    assert.equal(ui.headers.get('location'), '/login?next=%2F');
+    const page = await call(server.url, 'GET', '/login?next=%2Fsearches');
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /text\/html/);
+    assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'.*form-action 'self'/);
+    assert.match(page.text, /<form method="post" action="\/login">/);
+    assert.match(page.text, /name="next" value="\/searches"/);
+
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const wrong = await call(server.url, 'POST', '/login', { headers: form, body: new URLSearchParams({ token: 'wrong-admin-token-0000', next: '/searches' }).toString() });
+    assert.equal(wrong.status, 401);
+    assert.match(wrong.text, /wrong admin token/);
+    assert.equal(wrong.headers.get('set-cookie'), null);
+
+    const good = await call(server.url, 'POST', '/login', { headers: form, body: new URLSearchParams({ token: ADMIN_TOKEN, next: '/searches' }).toString() });
+    assert.equal(good.status, 303);
+    assert.equal(good.headers.get('location'), '/searches');
+    const setCookie = good.headers.get('set-cookie') ?? '';
+    assert.match(setCookie, /^morphnet_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=43200$/);
+    assert.ok(!setCookie.includes(ADMIN_TOKEN), 'the cookie is a session id, not the token');
+    const cookie = { cookie: setCookie.split(';')[0] };
+    assert.equal((await call(server.url, 'GET', '/api/devices', { headers: cookie })).status, 200);
+    assert.equal((await call(server.url, 'GET', '/api/health', { headers: cookie })).json.hub !== undefined, true);
+    // Logged in: the login page sends the browser on.
+    assert.equal((await call(server.url, 'GET', '/login?next=%2Fdevices', { headers: cookie })).headers.get('location'), '/devices');
+    // An open redirect is not possible through next.
+    const evil = await call(server.url, 'POST', '/login', { headers: form, body: new URLSearchParams({ token: ADMIN_TOKEN, next: '//evil.example/x' }).toString() });
+    assert.equal(evil.headers.get('location'), '/');
+
+    // With the cookie, a cross-origin write is refused (403); a same-origin one reaches the API (here: a 400).
+    const body = JSON.stringify({ deviceId: 'd-000000000000', runtime: 'onnx', model: 'vgg' });
+    const cross = await call(server.url, 'POST', '/api/profile', { headers: { ...cookie, origin: 'http://evil.example', 'content-type': 'text/plain' }, body });
+    assert.equal(cross.status, 403);
+    assert.equal(cross.json.error.code, 'MORPH_ERR_FORBIDDEN');
+    const sameSite = await call(server.url, 'POST', '/api/profile', { headers: { ...cookie, 'sec-fetch-site': 'same-site' }, body });
+    assert.equal(sameSite.status, 403);
+    const same = await call(server.url, 'POST', '/api/profile', { headers: { ...cookie, origin: server.url, 'content-type': 'application/json' }, body });
+    assert.equal(same.status, 400);
+    assert.equal(same.json.error.code, 'MORPH_ERR_BAD_ARGUMENT');
+
+    // Behind a TLS proxy on this machine the cookie is Secure; an oversized login body is a 413.
+    const viaProxy = await call(server.url, 'POST', '/login', { headers: { ...form, 'x-forwarded-proto': 'https' }, body: new URLSearchParams({ token: ADMIN_TOKEN }).toString() });
+    assert.match(viaProxy.headers.get('set-cookie') ?? '', /; Secure$/);
+    const huge = await call(server.url, 'POST', '/login', { headers: form, body: `token=${'x'.repeat(5000)}` });
+    assert.equal(huge.status, 413);
+
+    // JSON login works too; logout ends the session.
+    const jsonLogin = await call(server.url, 'POST', '/login', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: ADMIN_TOKEN }) });
+    assert.equal(jsonLogin.status, 200);
+    assert.equal(jsonLogin.json.ok, true);
+    const out = await call(server.url, 'POST', '/logout', { headers: cookie });
+    assert.equal(out.status, 303);
+    assert.match(out.headers.get('set-cookie') ?? '', /morphnet_session=; .*Max-Age=0/);
+    assert.equal((await call(server.url, 'GET', '/api/devices', { headers: cookie })).status, 401);
+  });
+
+  it('leaves the browser agent page open (its WebSocket needs the agent token or a pairing code)', async () => {
+    const page = await call(server.url, 'GET', '/agent');
+    assert.equal(page.status, 200);
+    assert.match(page.text, /MorphNet Edge device agent/);
+    // A path that only looks like the agent page is not open.
+    assert.equal((await rawRequest(server.port, 'GET', '/agent/../api/devices', { host: `127.0.0.1:${server.port}`, accept: 'application/json' })).status, 401);
+    assert.equal((await rawRequest(server.port, 'GET', '/agent/assets/x/../../api/devices', { host: `127.0.0.1:${server.port}`, accept: 'application/json' })).status, 401);
+  });
+
+  it('keeps the agent token working on the WebSocket, and refuses the admin token there', async () => {
+    const agent = await FakeAgent.connect({ url: server.wsUrl, token: AGENT_TOKEN, deviceKey: 'security-agent-0001' });
+    assert.ok(agent.deviceId);
+    agent.close();
+    const admin = await FakeAgent.connect({ url: server.wsUrl, token: ADMIN_TOKEN, deviceKey: 'security-agent-0002' });
+    assert.equal(admin.closeCode, CLOSE_CODES.unauthorized);
+  });
+});
+
+describe('failed-token limiting', () => {
+  it('answers 429 with Retry-After once an address has failed too often, even to the right token; ws hellos get 4429', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'morphnet-sec-limit-'));
+    const server = await startServer({ port: 0, dataDir: dir, agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, localAgent: false, authLimits: { maxFailures: 3, windowMs: 60_000 }, log: () => undefined });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await call(server.url, 'GET', '/api/jobs', { headers: bearer(`wrong-token-number-${i}`) })).status, 401);
+      const limited = await call(server.url, 'GET', '/api/jobs', { headers: bearer(ADMIN_TOKEN) });
+      assert.equal(limited.status, 429);
+      assert.equal(limited.json.error.code, 'MORPH_ERR_RATE_LIMITED');
+      assert.ok(Number(limited.headers.get('retry-after')) > 0);
+      const login = await call(server.url, 'POST', '/login', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: ADMIN_TOKEN }) });
+      assert.equal(login.status, 429);
+
+      for (let i = 0; i < 3; i++) {
+        const a = await FakeAgent.connect({ url: server.wsUrl, token: `wrong-agent-token-${i}`, deviceKey: 'limited-device-0001' });
+        assert.equal(a.closeCode, CLOSE_CODES.unauthorized);
+      }
+      const blocked = await FakeAgent.connect({ url: server.wsUrl, token: AGENT_TOKEN, deviceKey: 'limited-device-0001' });
+      assert.equal(blocked.closeCode, CLOSE_CODES.tooManyErrors);
+      assert.equal(blocked.errors[0]?.type === 'error' && blocked.errors[0].code, 'MORPH_ERR_RATE_LIMITED');
+      assert.equal((await call(server.url, 'GET', '/api/devices', { headers: bearer(ADMIN_TOKEN) })).status, 429);
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a loopback server without an admin token', () => {
+  let dir: string;
+  let server: RunningServer;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'morphnet-sec-open-'));
+    server = await startServer({ port: 0, dataDir: dir, agentToken: AGENT_TOKEN, adminToken: null, localAgent: false, log: () => undefined });
+  });
+  after(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers loopback Host names only (no DNS rebinding) and refuses cross-origin writes', async () => {
+    for (const host of [`127.0.0.1:${server.port}`, `localhost:${server.port}`, `[::1]:${server.port}`]) {
+      assert.equal((await rawRequest(server.port, 'GET', '/api/devices', { host })).status, 200, host);
+    }
+    const rebound = await rawRequest(server.port, 'GET', '/api/devices', { host: `attacker.example:${server.port}` });
+    assert.equal(rebound.status, 403);
+    assert.equal(JSON.parse(rebound.text).error.code, 'MORPH_ERR_FORBIDDEN');
+    assert.match(JSON.parse(rebound.text).error.message, /MORPHNET_ADMIN_TOKEN/);
+    const proxied = await rawRequest(server.port, 'GET', '/api/devices', { host: `127.0.0.1:${server.port}`, 'x-forwarded-host': 'morph.example.com' });
+    assert.equal(proxied.status, 403, 'a proxy exposing a token-less server is refused');
+    const cross = await call(server.url, 'POST', '/api/pairings', { headers: { origin: 'https://evil.example', 'content-type': 'text/plain' }, body: '{}' });
+    assert.equal(cross.status, 403);
+    assert.equal((await call(server.url, 'GET', '/api/pairings')).json.pairings.length, 0, 'no pairing was made');
+    // No token configured: /login has nothing to do.
+    assert.equal((await call(server.url, 'GET', '/login')).status, 303);
+  });
+});
+
+describe('pairing links for browser agents', () => {
+  let dir: string;
+  let server: RunningServer;
+  const logs: string[] = [];
+  const TTL_MS = 1500;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'morphnet-sec-pair-'));
+    server = await startServer({ port: 0, dataDir: dir, agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, pairingTtlMs: TTL_MS, localAgent: false, log: (l) => logs.push(l) });
+  });
+  after(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const pair = async (body = '{}'): Promise<Reply> => call(server.url, 'POST', '/api/pairings', { headers: { ...bearer(ADMIN_TOKEN), 'content-type': 'application/json' }, body });
+
+  it('gives an expiring link whose code pairs exactly one device, which may reconnect', async () => {
+    const before = Date.now();
+    const p = await pair();
+    assert.equal(p.status, 201, p.text);
+    assert.match(p.json.code, PAIRING_CODE_PATTERN);
+    assert.equal(p.json.path, `/agent?pair=${p.json.code}`);
+    assert.equal(p.json.url, `${server.url}/agent?pair=${p.json.code}`);
+    const expires = Date.parse(p.json.expiresAt);
+    assert.ok(expires >= before + TTL_MS - 50 && expires <= Date.now() + TTL_MS + 50);
+    assert.equal((await call(server.url, 'GET', p.json.path)).status, 200, 'the page opens without the admin token');
+
+    const phone = await FakeAgent.connect({ url: server.wsUrl, token: p.json.code, deviceKey: 'phone-key-000001', name: 'phone' });
+    assert.ok(phone.deviceId, `welcomed: ${JSON.stringify(phone.errors)}`);
+    const listed = (await call(server.url, 'GET', '/api/pairings', { headers: bearer(ADMIN_TOKEN) })).json.pairings;
+    assert.deepEqual(
+      listed.map((x: { id: string; state: string; deviceId: string }) => [x.id, x.state, x.deviceId]),
+      [[p.json.id, 'paired', phone.deviceId]],
+    );
+    assert.ok(!JSON.stringify(listed).includes(p.json.code), 'codes are not shown again');
+
+    // Another device cannot use the same link.
+    const thief = await FakeAgent.connect({ url: server.wsUrl, token: p.json.code, deviceKey: 'thief-key-000001' });
+    assert.equal(thief.closeCode, CLOSE_CODES.unauthorized);
+    assert.match(thief.errors[0]?.type === 'error' ? thief.errors[0].message : '', /already used by another device/);
+
+    // The paired phone reconnects with the same link after it expired.
+    phone.close();
+    await new Promise((r) => setTimeout(r, TTL_MS + 100));
+    const again = await FakeAgent.connect({ url: server.wsUrl, token: p.json.code, deviceKey: 'phone-key-000001', name: 'phone' });
+    assert.equal(again.deviceId, phone.deviceId);
+
+    // Revoking the pairing disconnects it and refuses the link from then on.
+    const revoked = await call(server.url, 'DELETE', `/api/pairings/${p.json.id}`, { headers: bearer(ADMIN_TOKEN) });
+    assert.equal(revoked.status, 200);
+    assert.equal(revoked.json.revoked, true);
+    await again.until(() => again.closeCode !== null);
+    assert.equal(again.closeCode, CLOSE_CODES.unauthorized);
+    const after = await FakeAgent.connect({ url: server.wsUrl, token: p.json.code, deviceKey: 'phone-key-000001' });
+    assert.equal(after.closeCode, CLOSE_CODES.unauthorized);
+    assert.equal((await call(server.url, 'DELETE', `/api/pairings/${p.json.id}`, { headers: bearer(ADMIN_TOKEN) })).status, 404);
+  });
+
+  it('refuses an expired link with close 4401 and a message saying to ask for a new one', async () => {
+    const p = await pair();
+    await new Promise((r) => setTimeout(r, TTL_MS + 100));
+    const late = new FakeAgent({ url: server.wsUrl, token: p.json.code, deviceKey: 'late-phone-0001' });
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => late.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    await new Promise((r) => late.ws.once('open', r));
+    late.send(late.hello());
+    const { code, reason } = await closed;
+    assert.equal(code, CLOSE_CODES.unauthorized);
+    assert.equal(reason, 'pairing link expired');
+    const err = late.errors[0];
+    assert.ok(err?.type === 'error');
+    assert.equal(err.code, 'MORPH_ERR_UNAUTHORIZED');
+    assert.match(err.message, /expired at .*ask for a new pairing link/);
+    const listed = (await call(server.url, 'GET', '/api/pairings', { headers: bearer(ADMIN_TOKEN) })).json.pairings;
+    assert.equal(listed.find((x: { id: string }) => x.id === p.json.id).state, 'expired');
+  });
+
+  it('validates the pairing request and never logs a code', async () => {
+    for (const body of ['{"expiresInS": 5}', '{"expiresInS": "soon"}', '{"expiresInS": 1e999}', '{"ttl": 60}', '[1]', '"x"']) {
+      const r = await pair(body);
+      assert.ok(r.status === 400, `${body} → ${r.status}`);
+    }
+    const long = await pair('{"expiresInS": 3600}');
+    assert.equal(long.status, 201);
+    assert.equal(long.json.expiresInS, 3600);
+    // Behind a proxy on this machine, the link names the address the admin used.
+    const proxied = await call(server.url, 'POST', '/api/pairings', { headers: { ...bearer(ADMIN_TOKEN), 'x-forwarded-host': 'morph.example.com', 'x-forwarded-proto': 'https' } });
+    assert.equal(proxied.json.url, `https://morph.example.com/agent?pair=${proxied.json.code}`);
+    const all = logs.join('\n');
+    assert.match(all, /pairing p-[0-9a-f]{12} created/);
+    assert.ok(!/pair-[A-Za-z0-9_-]{22}/.test(all), 'no pairing code in the log');
+  });
+});
+
+describe('limits', () => {
+  let dir: string;
+  let server: RunningServer;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'morphnet-sec-limits-'));
+    server = await startServer({
+      port: 0,
+      dataDir: dir,
+      agentToken: AGENT_TOKEN,
+      adminToken: null,
+      localAgent: false,
+      limits: { maxOpenJobsPerDevice: 2, maxJobItems: 5, maxAgentConnections: 2 },
+      log: () => undefined,
+    });
+  });
+  after(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const post = (path: string, body: unknown): Promise<Reply> => call(server.url, 'POST', path, { headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+
+  it('caps open jobs per device, items per job and agent connections', async () => {
+    const agent = await FakeAgent.connect({ url: server.wsUrl, token: AGENT_TOKEN, deviceKey: 'limits-device-01', silent: true });
+    const deviceId = agent.deviceId;
+    const tooBig = await post('/api/profile', { deviceId, runtime: 'tfjs-wasm', model: 'resnet' });
+    assert.equal(tooBig.status, 413);
+    assert.equal(tooBig.json.error.code, 'MORPH_ERR_LIMIT');
+    assert.match(tooBig.json.error.message, /over the limit of 5/);
+    assert.equal((await post('/api/measure', { deviceId, runtime: 'tfjs-wasm', model: 'vgg' })).status, 202);
+    assert.equal((await post('/api/measure', { deviceId, runtime: 'tfjs-wasm', model: 'resnet' })).status, 202);
+    const third = await post('/api/measure', { deviceId, runtime: 'tfjs-wasm', model: 'mobilenet' });
+    assert.equal(third.status, 413);
+    assert.match(third.json.error.message, /2 queued or running jobs already/);
+    assert.equal((await call(server.url, 'GET', `/api/jobs?deviceId=${deviceId}`)).json.jobs.length, 2);
+
+    const second = await FakeAgent.connect({ url: server.wsUrl, token: AGENT_TOKEN, deviceKey: 'limits-device-02' });
+    assert.ok(second.deviceId);
+    const status = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(server.wsUrl);
+      ws.on('unexpected-response', (_req, res) => {
+        resolve(res.statusCode ?? 0);
+        ws.terminate();
+      });
+      ws.on('open', () => resolve(101));
+      ws.on('error', () => undefined);
+    });
+    assert.equal(status, 503);
+    agent.close();
+    second.close();
+  });
+
+  it('refuses JSON nested deeper than 64 levels (413) and non-UTF-8 charsets (415) before parsing', async () => {
+    const deep = `{"deviceId":"d-x","runtime":"tfjs-wasm","model":{"a":${'['.repeat(5000)}${']'.repeat(5000)}}}`;
+    for (const path of ['/api/predict', '/api/models', '/api/searches', '/api/pairings']) {
+      const r = await post(path, deep);
+      assert.equal(r.status, 413, path);
+      assert.equal(r.json.error.code, 'MORPH_ERR_LIMIT');
+      assert.match(r.json.error.message, /deeper than 64 levels/);
+    }
+    // Brackets inside strings do not count.
+    const inString = await post('/api/predict', { deviceId: 'd-x', runtime: 'tfjs-wasm', model: `${'['.repeat(90)}` });
+    assert.equal(inString.status, 404, 'parsed, then refused for its unknown device');
+    const utf16 = await call(server.url, 'POST', '/api/predict', { headers: { 'content-type': 'application/json; charset=utf-16' }, body: '{}' });
+    assert.equal(utf16.status, 415);
+  });
+});
