@@ -57,9 +57,20 @@ export interface SearchProgress {
   readonly groups: readonly GroupInfo[];
   readonly shrink: readonly ShrinkPoint[];
   readonly accuracy: { readonly final: number | null; readonly baseline: number | null };
+  /**
+   * The FLOP-MorphNet baseline's run of a latency search (a second shrink/expand/train after the
+   * search's own), kept apart so its curves and accuracy never pass for the search's; null until it starts.
+   */
+  readonly flop: FlopRunProgress | null;
   /** The tfjs backend the worker trains on, e.g. `backend wasm (SIMD on, threads off) tfjs 4.22.0`. */
   readonly backend: string | null;
   readonly dataset: { readonly name: string; readonly trainSize: number; readonly valSize: number; readonly testSize: number } | null;
+}
+
+export interface FlopRunProgress {
+  readonly curves: { readonly shrink: readonly CurvePoint[]; readonly final: readonly CurvePoint[] };
+  readonly shrink: readonly ShrinkPoint[];
+  readonly accuracy: number | null;
 }
 
 /** Events of the worker that are not search events. */
@@ -70,7 +81,8 @@ export type WorkerInfoEvent =
   /** A line from the preparation (e.g. the latency hook profiling the device). */
   | { readonly type: 'note'; readonly message: string };
 
-export type ProgressEvent = SearchEvent | WorkerInfoEvent;
+/** `run: 'flop'` marks the events of the FLOP-MorphNet baseline's run. */
+export type ProgressEvent = (SearchEvent & { readonly run?: 'flop' }) | WorkerInfoEvent;
 
 /** The epochs the search will train, from its options (for `fraction`). */
 export interface ProgressPlan {
@@ -78,6 +90,8 @@ export interface ProgressPlan {
   readonly shrinkEpochs: number;
   readonly finalEpochs: number;
   readonly baseline: boolean;
+  /** A FLOP-MorphNet baseline run follows (latency searches with `baseline`). */
+  readonly flopRun?: boolean;
 }
 
 export function emptyProgress(): SearchProgress {
@@ -91,6 +105,7 @@ export function emptyProgress(): SearchProgress {
     groups: [],
     shrink: [],
     accuracy: { final: null, baseline: null },
+    flop: null,
     backend: null,
     dataset: null,
   };
@@ -104,11 +119,48 @@ function epochOffset(plan: ProgressPlan, phase: 'shrink' | 'final' | 'baseline',
 }
 
 function totalEpochs(plan: ProgressPlan): number {
-  return plan.rounds * plan.shrinkEpochs + plan.finalEpochs * (plan.baseline ? 2 : 1);
+  return plan.rounds * plan.shrinkEpochs + plan.finalEpochs * (plan.baseline ? 2 : 1) + (plan.flopRun ? flopEpochs(plan) : 0);
+}
+
+/** The FLOP-MorphNet run trains like the search's own, without a uniform baseline. */
+function flopEpochs(plan: ProgressPlan): number {
+  return plan.rounds * plan.shrinkEpochs + plan.finalEpochs;
+}
+
+/** The FLOP run's events: its own lists; the overall phase, message and fraction as for any event. */
+function applyFlopEvent(p: SearchProgress, e: SearchEvent, plan: ProgressPlan): SearchProgress {
+  const f: FlopRunProgress = p.flop ?? { curves: { shrink: [], final: [] }, shrink: [], accuracy: null };
+  // Its epochs come after everything of the search's own run.
+  const before = totalEpochs({ ...plan, flopRun: false });
+  const offset = (phase: 'shrink' | 'final' | 'baseline', round: number): number => before + (phase === 'shrink' ? (round - 1) * plan.shrinkEpochs : plan.rounds * plan.shrinkEpochs);
+  switch (e.type) {
+    case 'phase':
+      return { ...p, phase: 'baseline', message: e.message, flop: f };
+    case 'step': {
+      const s = e.step;
+      const done = offset(e.phase, p.round ?? 1) * s.stepsPerEpoch + s.globalStep;
+      const fraction = Math.min(1, done / Math.max(1, totalEpochs(plan) * s.stepsPerEpoch));
+      return { ...p, fraction: Math.max(p.fraction, fraction), flop: f };
+    }
+    case 'epoch': {
+      const x = e.epoch;
+      const point: CurvePoint = { epoch: x.epoch, trainLoss: x.trainLoss, valLoss: x.valLoss, valAccuracy: x.valAccuracy, seconds: x.seconds };
+      const fraction = Math.min(1, (offset(e.phase, 1) + x.epoch) / Math.max(1, totalEpochs(plan)));
+      const key = e.phase === 'shrink' ? 'shrink' : 'final';
+      return { ...p, fraction: Math.max(p.fraction, fraction), flop: { ...f, curves: { ...f.curves, [key]: [...f.curves[key], point] } } };
+    }
+    case 'shrink-epoch': {
+      const x = e.epoch;
+      return { ...p, flop: { ...f, shrink: [...f.shrink, { round: e.round, epoch: x.epoch, alive: [...x.alive], aliveCost: x.aliveCost, regularizer: x.regularizer, trainLoss: x.trainLoss, valAccuracy: x.valAccuracy }] } };
+    }
+    case 'evaluated':
+      return { ...p, flop: { ...f, accuracy: e.accuracy } };
+  }
 }
 
 /** The progress after one more event (a new object; `p` is not changed). */
 export function applyEvent(p: SearchProgress, e: ProgressEvent, plan: ProgressPlan): SearchProgress {
+  if ('run' in e && e.run === 'flop') return applyFlopEvent(p, e, plan);
   switch (e.type) {
     case 'ready':
       return { ...p, phase: 'prepare', backend: e.backend, dataset: e.dataset };

@@ -234,7 +234,7 @@ export async function runSearchJob(data: SearchWorkerData, post: (m: WorkerMessa
   let flopSearch: NetworkSummary | null = null;
   if (latency && config.options.baseline) {
     emit({ type: 'phase', phase: 'baseline', message: 'FLOP-MorphNet baseline: shrinking with the FLOP regularizer, expanding to the same target in ms' });
-    const flop = await runSearch({ graph, weights: null }, dataset, { ...options, baseline: false }, (e) => emit(e.type === 'phase' ? { ...e, message: `[FLOP-MorphNet] ${e.message}` } : e), {
+    const flop = await runSearch({ graph, weights: null }, dataset, { ...options, baseline: false }, (e) => emit({ ...(e.type === 'phase' ? { ...e, message: `[FLOP-MorphNet] ${e.message}` } : e), run: 'flop' }), {
       cost: latencyHooks(latency, verify, 'flops'),
     });
     flopSearch = flop.report.learned;

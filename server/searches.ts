@@ -456,7 +456,7 @@ export class SearchService {
       id: row.id,
       attempt: row.attempt,
       config,
-      plan: { rounds: config.options.rounds, shrinkEpochs: config.options.shrinkEpochs, finalEpochs: config.options.finalEpochs, baseline: config.options.baseline },
+      plan: { rounds: config.options.rounds, shrinkEpochs: config.options.shrinkEpochs, finalEpochs: config.options.finalEpochs, baseline: config.options.baseline, flopRun: config.cost === 'latency' && config.options.baseline },
       abort: new AbortController(),
       worker: null,
       stop: null,

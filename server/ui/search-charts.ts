@@ -24,19 +24,13 @@ export interface RunProgress {
 }
 
 /**
- * Splits a search's progress into its own run and, for a latency search with baselines, the
- * FLOP-MorphNet baseline's run: the worker runs that second search after the first and its events
- * land in the same per-phase lists. The first run has exactly rounds × shrinkEpochs shrink epochs
- * and finalEpochs final (and uniform-baseline) epochs; whatever follows is the FLOP run's.
+ * A search's own run and, for a latency search with baselines, the FLOP-MorphNet baseline's run,
+ * which the server keeps apart (`progress.flop`; absent in progress stored before it existed).
  */
 export function splitRuns(view: SearchView): { main: RunProgress; flop: RunProgress | null } {
-  const o = view.config.options;
-  const nShrink = o.rounds * o.shrinkEpochs;
-  const c = view.progress.curves;
-  const main = { curves: { shrink: c.shrink.slice(0, nShrink), final: c.final.slice(0, o.finalEpochs), baseline: c.baseline }, shrink: view.progress.shrink.slice(0, nShrink) };
-  const flopCurves = { shrink: c.shrink.slice(nShrink), final: c.final.slice(o.finalEpochs), baseline: [] };
-  const flop = flopCurves.shrink.length > 0 || view.progress.shrink.length > nShrink ? { curves: flopCurves, shrink: view.progress.shrink.slice(nShrink) } : null;
-  return { main, flop };
+  const f = view.progress.flop ?? null;
+  const main = { curves: view.progress.curves, shrink: view.progress.shrink };
+  return { main, flop: f ? { curves: { ...f.curves, baseline: [] }, shrink: f.shrink } : null };
 }
 
 type CurveKey = 'trainLoss' | 'valLoss' | 'valAccuracy';

@@ -98,6 +98,13 @@ describe('latency-targeted search through the API with a real agent', () => {
       assert.ok(net.accuracy >= 0 && net.accuracy <= 1 && net.macs > 0 && net.params > 0);
     }
     assert.equal(report.costModel.name, 'latency');
+    // The FLOP-MorphNet run's curves and accuracy are its own, never the search's.
+    assert.equal(search.progress.accuracy.final, report.learned.accuracy);
+    assert.equal(search.progress.accuracy.baseline, report.baseline.accuracy);
+    assert.equal(search.progress.flop.accuracy, report.flopSearch.accuracy);
+    assert.equal(search.progress.curves.shrink.length, 1);
+    assert.equal(search.progress.flop.curves.shrink.length, 1);
+    assert.equal(search.progress.flop.curves.final.length, 1);
 
     for (const name of ['structure.json', 'report.json', 'model.zip', 'model.tflite', 'baseline.tflite', 'flop.tflite', 'flop-structure.json']) {
       const res = await fetch(`${server.url}/api/searches/${id}/artifacts/${name}`);

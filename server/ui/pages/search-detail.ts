@@ -250,8 +250,8 @@ export function SearchDetail(props: { id: string; devices: readonly DeviceView[]
     ${v.waiting ? html`<${Notice} kind="info">Waiting: ${v.waiting}<//>` : null}
     <${Progress} name="search" value=${v.state === 'done' ? 1 : active && p.phase === null ? null : p.fraction} label=${html`<span data-phase=${p.phase ?? ''}>${p.phase ?? v.state}${p.step && active ? ` · ${p.step.phase} epoch ${p.step.epoch}/${p.step.epochs}, step ${p.step.step}/${p.step.stepsPerEpoch}, loss ${p.step.loss.toFixed(3)}` : ''}${p.message ? ` — ${p.message}` : ''}</span>`} />
     <details class="log" open=${active}>
-      <summary>Events (${log.length})</summary>
-      <ol class="event-log" data-lines=${log.length}>${log.slice(-60).map((l) => html`<li><time>${new Date(l.at).toLocaleTimeString()}</time> ${l.text}</li>`)}</ol>
+      <summary>Events (${log.length}, newest first)</summary>
+      <ul class="event-log" data-lines=${log.length}>${log.slice(-60).reverse().map((l) => html`<li><time>${new Date(l.at).toLocaleTimeString()}</time> ${l.text}</li>`)}</ul>
     </details>
     <${LiveCharts} view=${v} steps=${steps} />
     ${v.state === 'done' && v.result
