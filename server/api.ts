@@ -3,10 +3,10 @@
  * is validated, and every failure is `{ "error": { "code", "message", "details"? } }` with the
  * status of its code (src/errors.ts): never a stack trace.
  */
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, { type Router } from 'express';
 import { z } from 'zod';
-import { ERROR_CODES, isMorphError, MorphError, type ErrorCode } from '../src/errors.ts';
-import { jsonBody, noQuery, parse, redactUrl, route } from './http.ts';
+import { MorphError } from '../src/errors.ts';
+import { apiErrorHandler, jsonBody, noQuery, notFound, parse, route } from './http.ts';
 import { predictNetwork } from '../src/cost/predict-network.ts';
 import { measureOptionsSchema, VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
 import type { Fleet } from './fleet.ts';
@@ -58,22 +58,6 @@ async function checkRuntime(ctx: ApiContext, deviceId: string, runtime: RuntimeN
   if (!reported.includes(runtime)) {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `device ${deviceId} (${device.name}) does not serve runtime ${runtime}; it serves ${reported.join(', ')}`, { field: 'runtime', runtimes: reported });
   }
-}
-
-export function errorBody(err: unknown): { status: number; body: { error: { code: string; message: string; details?: unknown } } } {
-  if (isMorphError(err)) {
-    const details = Object.keys(err.details).length > 0 ? err.details : undefined;
-    return { status: ERROR_CODES[err.code].status, body: { error: { code: err.code, message: err.message, ...(details ? { details } : {}) } } };
-  }
-  const e = err as { type?: string; status?: number; message?: string; limit?: number };
-  if (e?.type === 'entity.too.large') return { status: 413, body: { error: { code: 'MORPH_ERR_LIMIT', message: `the request body is larger than ${e.limit ?? MAX_BODY_BYTES} bytes` } } };
-  if (e?.type === 'entity.too.deep') return { status: 413, body: { error: { code: 'MORPH_ERR_LIMIT', message: e.message ?? 'the request body nests too deep' } } };
-  if (e?.type === 'charset.unsupported') return { status: 415, body: { error: { code: 'MORPH_ERR_BAD_ARGUMENT', message: e.message ?? 'unsupported charset; send UTF-8 JSON' } } };
-  if (e?.type === 'entity.parse.failed') return { status: 400, body: { error: { code: 'MORPH_ERR_NOT_JSON', message: `the request body is not valid JSON: ${e.message ?? ''}`.trim() } } };
-  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
-    return { status: e.status, body: { error: { code: 'MORPH_ERR_BAD_ARGUMENT', message: e.message ?? 'bad request' } } };
-  }
-  return { status: 500, body: { error: { code: 'MORPH_ERR_INTERNAL' satisfies ErrorCode, message: 'internal error; the server log has the details' } } };
 }
 
 export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router {
@@ -241,14 +225,9 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
   // Seeds, datasets, model inspection, table coverage (server/views-api.ts): read by the web UI.
   api.use(viewsRouter(ctx));
 
-  api.use((req: Request) => {
-    throw new MorphError('MORPH_ERR_NOT_FOUND', `no API endpoint ${req.method} ${req.originalUrl.split('?')[0]}; docs/api.md lists them`);
-  });
+  // Anything else under /api: a JSON 404 (a wrong method on a known path too).
+  api.use(notFound);
 
-  api.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const { status, body } = errorBody(err);
-    if (status >= 500) log(`${req.method} ${redactUrl(req.originalUrl)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    res.status(status).json(body);
-  });
+  api.use(apiErrorHandler(log));
   return api;
 }

@@ -19,6 +19,8 @@ import { AGENTS_PATH, Hub } from './hub.ts';
 import { acquireDataLock, describeLock } from './data-lock.ts';
 import { LocalAgent } from './local-agent.ts';
 import { pairingRouter, Pairings } from './pairings.ts';
+import { publicOrigin, refusePlaceholderSecret } from './start-config.ts';
+import { appErrorHandler, notFound } from './http.ts';
 import { FailureLimiter, type FailureLimitOptions } from './rate-limit.ts';
 import { refineAfter } from './refine.ts';
 import { MIGRATIONS } from './schema.ts';
@@ -47,6 +49,13 @@ export interface ServerOptions {
    * loopback (startServer throws MORPH_ERR_CONFIG otherwise).
    */
   readonly adminToken?: string | null;
+  /**
+   * The address clients use when a proxy stands in front (`https://morphnet.example.org`): the
+   * origin of pairing links, and, when https, the session cookie is always `Secure`. Default
+   * MORPHNET_PUBLIC_URL; null: none, whatever the environment (links then follow the request's
+   * Host, and X-Forwarded-Proto/-Host from a proxy on this machine).
+   */
+  readonly publicUrl?: string | null;
   /** Lifetime of a new pairing code, ms. Default 15 min. */
   readonly pairingTtlMs?: number;
   /** Wrong-token limiting per client address for the API/login and for agent hellos (each its own count). */
@@ -56,6 +65,8 @@ export interface ServerOptions {
     readonly maxOpenJobsPerDevice?: number;
     readonly maxJobItems?: number;
     readonly maxAgentConnections?: number;
+    /** WebSocket connections from one address that have not said a valid hello yet. Default 20. */
+    readonly maxPendingAgentsPerAddress?: number;
   };
   /** Start the built-in local agent. Default true. */
   readonly localAgent?: boolean;
@@ -81,6 +92,8 @@ export interface RunningServer {
   readonly adminToken: string | null;
   /** Where the admin token came from; null when there is none. */
   readonly adminTokenSource: 'option' | 'env' | null;
+  /** The public origin (`https://host`), or null when none is set. */
+  readonly publicUrl: string | null;
   readonly pairings: Pairings;
   /** Where the token came from: the environment/option, or the data dir's file (created now or before). */
   readonly tokenSource: 'option' | 'env' | 'file-created' | 'file';
@@ -152,6 +165,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `--port must be an integer from 0 to 65535, got ${port}`);
   // Before touching the data directory: an unsafe configuration starts nothing.
   const admin = adminTokenFor(host, options.adminToken);
+  if (admin.token !== null) refusePlaceholderSecret(admin.token, 'admin token', 'MORPHNET_ADMIN_TOKEN (or --admin-token-file)');
+  const publicUrl = publicOrigin(options.publicUrl === undefined ? process.env.MORPHNET_PUBLIC_URL : options.publicUrl, options.publicUrl === undefined ? 'MORPHNET_PUBLIC_URL' : '--public-url');
   const dataDir = resolve(options.dataDir ?? 'data');
   try {
     await mkdir(dataDir, { recursive: true });
@@ -160,14 +175,18 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   }
   const { token, source } = await agentToken(dataDir, options.agentToken);
   if (token.length < 8) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'the agent token must be at least 8 characters; set MORPHNET_AGENT_TOKEN to a longer secret');
+  refusePlaceholderSecret(token, 'agent token', 'MORPHNET_AGENT_TOKEN');
   // Every device (and every phone that opens a ?token= link) holds the agent token: it must not open the API too.
   if (admin.token !== null && sameSecret(admin.token, token)) {
     throw new MorphError('MORPH_ERR_CONFIG', 'the admin token and the agent token are the same secret; agents hold theirs on every device, so give the admin token (MORPHNET_ADMIN_TOKEN or --admin-token-file) a different value');
   }
 
-  // Refuses when another live server uses the data directory; a lock left by a killed one is taken over.
-  const lock = await acquireDataLock(dataDir, 'morphnet serve', { takeOverOtherHost: true });
-  if (lock.replaced) log(`data directory lock of ${describeLock(lock.replaced.info)} taken over (${lock.replaced.state === 'stale' ? 'that process is gone' : 'written on another host'})`);
+  // Refuses when another live server uses the data directory, or one in another container or on
+  // another host refreshed its lock within the last minute; a lock left by a killed one is taken over.
+  const lock = await acquireDataLock(dataDir, 'morphnet serve', {
+    onLost: (now) => log(`warning: the data directory lock ${lock.path} was ${now ? `taken over by ${describeLock(now)}` : 'removed'} while this server runs; two servers on one data directory corrupt it, stop one`),
+  });
+  if (lock.replaced) log(`data directory lock of ${describeLock(lock.replaced.info)} taken over (${lock.replaced.reason})`);
   const db = await Db.open(join(dataDir, DB_FILE), MIGRATIONS).catch(async (err: unknown) => {
     await lock.release();
     throw err;
@@ -195,9 +214,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     pairings,
     limiter: new FailureLimiter({ maxFailures: 20, ...options.authLimits }),
     maxConnections: options.limits?.maxAgentConnections,
+    maxPendingPerAddress: options.limits?.maxPendingAgentsPerAddress,
     log,
   });
-  const auth = new AdminAuth({ token: admin.token, limiter: new FailureLimiter({ maxFailures: 10, ...options.authLimits }) });
+  const auth = new AdminAuth({ token: admin.token, log, secureCookies: publicUrl?.startsWith('https:') === true, limiter: new FailureLimiter({ maxFailures: 10, ...options.authLimits }) });
 
   const app = express();
   app.disable('x-powered-by');
@@ -211,11 +231,16 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     res.set('connection', 'close').status(503).json({ error: { code: 'MORPH_ERR_UNAVAILABLE', message: 'the server is shutting down and takes no new work; retry once it is back' } });
   });
   // Requests arrive only after listen, when `url` is set.
-  app.use('/api', pairingRouter({ pairings, fallbackOrigin: () => url }, log));
+  app.use('/api', pairingRouter({ pairings, publicOrigin: publicUrl, fallbackOrigin: () => url }, log));
   app.use('/api', searchRouter({ searches, models: new ModelStore(db), fleet, tables, heartbeatMs: options.searches?.heartbeatMs }, log));
   app.use('/api', apiRouter({ fleet, tables, hub, version: SERVER_VERSION }, log));
   app.use(agentPageRouter({ log }));
   app.use(uiRouter({ agentToken: token, listenHost: host, version: SERVER_VERSION, log }));
+  // Last: a 404 for any other path, and one error handler for whatever no router answered (a
+  // path that is not valid percent-encoding, say): JSON under /api, short text elsewhere, never
+  // express's HTML page with a stack trace.
+  app.use(notFound);
+  app.use(appErrorHandler(log));
 
   const server: Server = createServer(app);
   hub.attach(server);
@@ -251,21 +276,33 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      // Every step runs even when one before it failed: the database and the lock are always
+      // released (else the next start finds the directory locked). The first failure is thrown.
+      const failures: unknown[] = [];
+      const step = async (fn: () => unknown): Promise<void> => {
+        try {
+          await fn();
+        } catch (err) {
+          failures.push(err);
+        }
+      };
       // Stop taking work: no new connections, 503 for writes on open ones.
       stopping = true;
       const stoppedListening = new Promise<void>((r) => server.close(() => r()));
       // Running searches become `interrupted` (resumable); their pending writes finish.
-      await searches.close();
-      await localAgent?.stop();
+      await step(() => searches.close());
+      await step(() => localAgent?.stop());
       // Leases go back to the queue; results that arrive meanwhile are still stored (once).
-      await fleet.close();
-      await hub.close();
+      await step(() => fleet.close());
+      await step(() => hub.close());
       server.closeAllConnections();
-      await stoppedListening;
+      // A failed step may leave a WebSocket open, which would hold `server.close` forever.
+      await (failures.length === 0 ? stoppedListening : Promise.race([stoppedListening, new Promise((r) => setTimeout(r, 2000).unref())]));
       // Waits for the writes in flight, checkpoints the WAL.
-      await db.close();
-      await lock.release();
+      await step(() => db.close());
+      await step(() => lock.release());
+      if (failures.length > 0) throw failures[0];
     })());
 
-  return { url, wsUrl, port: actualPort, host, dataDir, agentToken: token, adminToken: admin.token, adminTokenSource: admin.source, pairings, tokenSource: source, fleet, hub, app, localAgent, recoveredItems, searches, interruptedSearches, close };
+  return { url, wsUrl, port: actualPort, host, dataDir, agentToken: token, adminToken: admin.token, adminTokenSource: admin.source, publicUrl, pairings, tokenSource: source, fleet, hub, app, localAgent, recoveredItems, searches, interruptedSearches, close };
 }

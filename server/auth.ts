@@ -6,8 +6,10 @@
  *   assets (a phone has no admin token; its WebSocket needs the agent token or a pairing code)
  *   and `/api/health` (which then says only `{ok, version}`). The token comes as
  *   `Authorization: Bearer <token>`, or once through the `/login` form, which sets a session
- *   cookie (random id, HttpOnly, SameSite=Strict, 12 h). Failed tokens count per address
- *   (`FailureLimiter`): past the limit, token checks answer 429 until the window ends.
+ *   cookie (random id, HttpOnly, SameSite=Strict, 12 h); a session is looked at first, and an
+ *   `Authorization` header of another scheme (Basic, …) is ignored. Wrong bearer tokens count per
+ *   address (`FailureLimiter`): past the limit, wrong ones get 429 instead of 401 until the window
+ *   ends. The right token is always accepted (the address may be a shared proxy's).
  * - Without one (loopback only), requests must name a loopback Host (`localhost`, `127.0.0.1`,
  *   `[::1]`): a web page cannot reach the API by rebinding its own DNS name to 127.0.0.1.
  * - Either way, a write (not GET/HEAD/OPTIONS) that a browser marks as cross-origin (`Origin`,
@@ -15,9 +17,12 @@
  *   the API through the user's browser.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
+import type { IncomingMessage } from 'node:http';
+import { parse as parseCookie } from 'cookie';
+import express, { type CookieOptions, type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
 import { z } from 'zod';
 import type { ErrorCode } from '../src/errors.ts';
+import { apiErrorHandler, declaredLengthLimit, errorBody, isApiPath } from './http.ts';
 import type { FailureLimiter } from './rate-limit.ts';
 
 export const SESSION_COOKIE = 'morphnet_session';
@@ -64,13 +69,15 @@ function hostnameOf(hostHeader: string): string {
   return colon >= 0 && v.indexOf(':') === colon ? v.slice(0, colon) : v;
 }
 
-function firstHeader(req: Request, name: string): string | undefined {
-  const v = req.get(name);
+/** The first value of a request header (the first of a comma-separated list too). */
+function firstHeader(req: IncomingMessage, name: string): string | undefined {
+  const raw = req.headers[name];
+  const v = Array.isArray(raw) ? raw[0] : raw;
   return v === undefined ? undefined : v.split(',')[0].trim() || undefined;
 }
 
 /** Whether the TCP peer is this machine (a local reverse proxy, the local agent, a local CLI). */
-export function peerIsLoopback(req: Request): boolean {
+export function peerIsLoopback(req: IncomingMessage): boolean {
   const a = req.socket.remoteAddress;
   return a !== undefined && isLoopbackHost(a);
 }
@@ -79,13 +86,13 @@ export function peerIsLoopback(req: Request): boolean {
  * The host the client asked for: `X-Forwarded-Host` when a proxy on this machine set it,
  * else `Host`. Forwarded headers from any other peer are ignored (anyone can send them).
  */
-export function effectiveHost(req: Request): string | undefined {
+export function effectiveHost(req: IncomingMessage): string | undefined {
   const forwarded = peerIsLoopback(req) ? firstHeader(req, 'x-forwarded-host') : undefined;
-  return forwarded ?? req.get('host');
+  return forwarded ?? req.headers.host;
 }
 
 /** Whether the client reached us over TLS: directly, or through a proxy on this machine that says so. */
-export function requestIsHttps(req: Request): boolean {
+export function requestIsHttps(req: IncomingMessage): boolean {
   if ((req.socket as { encrypted?: boolean }).encrypted) return true;
   return peerIsLoopback(req) && firstHeader(req, 'x-forwarded-proto')?.toLowerCase() === 'https';
 }
@@ -93,18 +100,14 @@ export function requestIsHttps(req: Request): boolean {
 const HOST_HEADER = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/;
 
 /** `http(s)://host[:port]` as the client sees this server, or `fallback` when the Host is odd. */
-export function requestOrigin(req: Request, fallback: string): string {
+export function requestOrigin(req: IncomingMessage, fallback: string): string {
   const host = effectiveHost(req);
   if (host === undefined || !HOST_HEADER.test(host)) return fallback;
   return `${requestIsHttps(req) ? 'https' : 'http'}://${host}`;
 }
 
-/** Whether a browser says this request comes from another origin (or site). */
-function crossOrigin(req: Request): boolean {
-  const site = req.get('sec-fetch-site');
-  if (site === 'cross-site' || site === 'same-site') return true;
-  const origin = req.get('origin');
-  if (origin === undefined) return false;
+/** Whether an `Origin` header value names another host than the one the client asked for. */
+function originDiffers(origin: string, req: IncomingMessage): boolean {
   try {
     return new URL(origin).host.toLowerCase() !== (effectiveHost(req) ?? '').toLowerCase();
   } catch {
@@ -112,15 +115,30 @@ function crossOrigin(req: Request): boolean {
   }
 }
 
+/** Whether a browser says this request comes from another origin (or site). */
+function crossOrigin(req: Request): boolean {
+  const site = req.get('sec-fetch-site');
+  if (site === 'cross-site' || site === 'same-site') return true;
+  const origin = req.get('origin');
+  return origin !== undefined && originDiffers(origin, req);
+}
+
+/**
+ * Whether a WebSocket upgrade comes from a page of another origin. Browsers send `Origin` on
+ * every WebSocket handshake and enforce no same-origin rule there, so any site the user visits
+ * could otherwise open ws://127.0.0.1:PORT/agents; the server's own agent page is same-origin,
+ * and Node agents send no `Origin` at all.
+ */
+export function upgradeFromOtherOrigin(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  return origin !== undefined && originDiffers(origin, req);
+}
+
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Paths anyone may reach even when an admin token is set. */
 function isOpenPath(path: string): boolean {
   return path === LOGIN_PATH || path === LOGOUT_PATH || path === '/api/health' || path === '/agent' || path === '/agent/' || /^\/agent\/(?:agent\.js|assets\/[^/]+\/[^/]+)$/.test(path);
-}
-
-function isApiPath(path: string): boolean {
-  return /^\/api(?:\/|$)/i.test(path);
 }
 
 /** A same-site path to return to after logging in; anything else becomes `/`. */
@@ -191,7 +209,16 @@ export interface AdminAuthOptions {
   readonly maxSessions?: number;
   /** The clock, ms. Default Date.now. */
   readonly now?: () => number;
+  /** Where 5xx errors of `/login` go. Default: nowhere. */
+  readonly log?: (line: string) => void;
+  /** Mark the session cookie `Secure` on every request (the server's public URL is https). Default false: only over TLS. */
+  readonly secureCookies?: boolean;
 }
+
+/** A session id: 32 random bytes, base64url. */
+const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
+
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 type Refusal = { status: number; code: ErrorCode; message: string; retryAfterS?: number };
 
@@ -201,6 +228,8 @@ export class AdminAuth {
   readonly #ttlMs: number;
   readonly #maxSessions: number;
   readonly #now: () => number;
+  readonly #log: (line: string) => void;
+  readonly #secureCookies: boolean;
   /** sha256(session id) → expiry, ms. Only hashes are kept, so a memory dump gives no cookie. */
   readonly #sessions = new Map<string, number>();
 
@@ -210,6 +239,8 @@ export class AdminAuth {
     this.#ttlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
     this.#maxSessions = options.maxSessions ?? 1000;
     this.#now = options.now ?? Date.now;
+    this.#log = options.log ?? (() => undefined);
+    this.#secureCookies = options.secureCookies ?? false;
   }
 
   get required(): boolean {
@@ -223,52 +254,59 @@ export class AdminAuth {
       for (const [k, exp] of this.#sessions) if (exp <= this.#now()) this.#sessions.delete(k);
       if (this.#sessions.size >= this.#maxSessions) this.#sessions.delete(this.#sessions.keys().next().value as string);
     }
-    this.#sessions.set(createHash('sha256').update(id).digest('hex'), expiresAt);
+    this.#sessions.set(sha256(id), expiresAt);
     return { id, expiresAt };
   }
 
+  /**
+   * The key of the request's session: the first `morphnet_session` cookie that names a live
+   * session, or null. Every cookie of that name is tried: a browser sends several when they were
+   * set for other paths or by a sibling `*.localhost` site, in an order the server cannot rely on.
+   */
   #sessionOf(req: Request): string | null {
     const header = req.headers.cookie;
     if (typeof header !== 'string') return null;
-    for (const part of header.split(';')) {
-      const eq = part.indexOf('=');
-      if (eq < 0 || part.slice(0, eq).trim() !== SESSION_COOKIE) continue;
-      const id = part.slice(eq + 1).trim();
-      if (!/^[A-Za-z0-9_-]{43}$/.test(id)) return null;
-      const key = createHash('sha256').update(id).digest('hex');
+    // `parse` keeps only the first cookie of a name, so each pair is parsed alone (a pair never holds ';').
+    for (const pair of header.split(';')) {
+      const id = parseCookie(pair)[SESSION_COOKIE];
+      if (id === undefined || !SESSION_ID.test(id)) continue;
+      const key = sha256(id);
       const exp = this.#sessions.get(key);
-      if (exp === undefined) return null;
+      if (exp === undefined) continue;
       if (exp <= this.#now()) {
         this.#sessions.delete(key);
-        return null;
+        continue;
       }
       return key;
     }
     return null;
   }
 
-  #cookie(req: Request, value: string, maxAgeS: number): string {
-    return `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeS}${requestIsHttps(req) ? '; Secure' : ''}`;
+  #cookieOptions(req: Request): CookieOptions {
+    return { path: '/', httpOnly: true, sameSite: 'strict', secure: this.#secureCookies || requestIsHttps(req) };
   }
 
-  /** The bearer token of the request: a string, null when there is no Authorization header, '' when it is not a bearer. */
+  /**
+   * The bearer token of the request: a string ('' when the header is malformed), or null when
+   * there is no `Authorization` header or it names another scheme. Other schemes are not ours to
+   * judge (a proxy's own Basic auth may pass through), so they count as no token at all.
+   */
   #bearer(req: Request): string | null {
     const h = req.get('authorization');
-    if (h === undefined) return null;
+    if (h === undefined || !/^bearer(?: |$)/i.test(h)) return null;
     const m = /^Bearer[ ]+([\x21-\x7e]{1,1024})[ ]*$/i.exec(h);
     return m ? m[1] : '';
   }
 
-  /** Checks a token against the admin token, counting failures; null when it is right. */
+  /**
+   * Checks a token against the admin token; null when it is right. A wrong one counts against the
+   * client's address and is answered 401, or 429 once the address is over its limit; the right
+   * one is accepted whatever the count.
+   */
   #checkToken(req: Request, token: string): Refusal | null {
-    const peer = req.socket.remoteAddress ?? 'unknown';
-    const waitMs = this.#limiter.blockedFor(peer);
-    if (waitMs > 0) {
-      const retryAfterS = Math.ceil(waitMs / 1000);
-      return { status: 429, code: 'MORPH_ERR_RATE_LIMITED', message: `too many wrong tokens from this address; try again in ${retryAfterS} s`, retryAfterS };
-    }
     if (sameSecret(token, this.#token as string)) return null;
-    this.#limiter.fail(peer);
+    const limited = this.#limiter.refuse(req.socket.remoteAddress ?? 'unknown');
+    if (limited) return { status: 429, ...limited };
     return { status: 401, code: 'MORPH_ERR_UNAUTHORIZED', message: 'wrong admin token; send the server\'s MORPHNET_ADMIN_TOKEN as "Authorization: Bearer <token>", or log in at /login' };
   }
 
@@ -276,7 +314,8 @@ export class AdminAuth {
     if (r.retryAfterS !== undefined) res.set('Retry-After', String(r.retryAfterS));
     if (r.status === 401) res.set('WWW-Authenticate', 'Bearer realm="morphnet"');
     res.set('Cache-Control', 'no-store');
-    if (isApiPath(req.path)) {
+    // JSON for the API, and for a JSON login (docs/api.md promises `{error}` to both).
+    if (isApiPath(req.path) || (req.path === LOGIN_PATH && typeof req.is('application/json') === 'string')) {
       res.status(r.status).json({ error: { code: r.code, message: r.message } });
     } else if (r.status === 401 && (req.method === 'GET' || req.method === 'HEAD') && req.accepts(['html', 'json', 'text']) === 'html') {
       res.redirect(303, `${LOGIN_PATH}?next=${encodeURIComponent(safeNext(req.originalUrl))}`);
@@ -315,16 +354,19 @@ export class AdminAuth {
         return next();
       }
       const bearer = this.#bearer(req);
-      if (bearer !== null) {
-        const refused = this.#checkToken(req, bearer);
-        if (refused) return this.#refuse(req, res, refused);
-        res.locals.admin = true;
-        return next();
-      }
-      if (this.#sessionOf(req) !== null) {
+      const bearerRight = bearer !== null && sameSecret(bearer, this.#token);
+      // A session first: a stray or wrong Authorization header beside it neither counts nor hides it.
+      if (!bearerRight && this.#sessionOf(req) !== null) {
         if (unsafe && crossOrigin(req)) {
           return this.#refuse(req, res, { status: 403, code: 'MORPH_ERR_FORBIDDEN', message: 'a cross-origin write carrying the session cookie is refused; use the UI of this server, or send the token as a bearer' });
         }
+        res.locals.admin = true;
+        return next();
+      }
+      if (bearer !== null) {
+        // The right bearer may write cross-origin: a foreign page cannot know it.
+        const refused = bearerRight ? null : this.#checkToken(req, bearer);
+        if (refused) return this.#refuse(req, res, refused);
         res.locals.admin = true;
         return next();
       }
@@ -343,7 +385,7 @@ export class AdminAuth {
   /** `GET /login` (the form), `POST /login` (form or JSON `{token}`), `POST /logout`. */
   router(): Router {
     const r = express.Router();
-    const small = [express.urlencoded({ extended: false, limit: 4096, parameterLimit: 10 }), express.json({ limit: 4096 })];
+    const small = [declaredLengthLimit(4096), express.urlencoded({ extended: false, limit: 4096, parameterLimit: 10 }), express.json({ limit: 4096 })];
 
     r.get(LOGIN_PATH, (req, res) => {
       const next = safeNext(req.query.next);
@@ -364,7 +406,7 @@ export class AdminAuth {
       const refused = this.#checkToken(req, parsed.data.token);
       if (refused) return fail(refused);
       const session = this.#newSession();
-      res.set('Set-Cookie', this.#cookie(req, session.id, Math.floor(this.#ttlMs / 1000)));
+      res.cookie(SESSION_COOKIE, session.id, { ...this.#cookieOptions(req), maxAge: this.#ttlMs });
       res.set('Cache-Control', 'no-store');
       if (json) res.json({ ok: true, expiresAt: new Date(session.expiresAt).toISOString() });
       else res.redirect(303, safeNext(parsed.data.next));
@@ -373,15 +415,22 @@ export class AdminAuth {
     r.post(LOGOUT_PATH, (req, res) => {
       const key = this.#sessionOf(req);
       if (key !== null) this.#sessions.delete(key);
-      res.set('Set-Cookie', this.#cookie(req, '', 0));
+      res.clearCookie(SESSION_COOKIE, this.#cookieOptions(req));
       res.redirect(303, LOGIN_PATH);
     });
 
-    // Bodies the small parsers refuse (too large, bad encoding): a 4xx, never the default HTML stack page.
-    r.use((err: { status?: number; message?: string }, req: Request, res: Response, next: NextFunction) => {
+    // Bodies the small parsers refuse (too large, not JSON, bad encoding): JSON `{error}` for a
+    // JSON request, like the API's; the login page with the reason for a form.
+    const jsonError = apiErrorHandler(this.#log);
+    r.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
       if (req.path !== LOGIN_PATH && req.path !== LOGOUT_PATH) return next(err);
-      const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 400;
-      res.status(status).type('text/plain').send(`the login request was refused: ${err.message ?? 'bad request'}\n`);
+      if (typeof req.is('application/json') === 'string') {
+        jsonError(err, req, res, next);
+        return;
+      }
+      const { status, body } = errorBody(err);
+      if (status >= 500) return next(err);
+      this.#sendPage(res, status, '/', `the login request was refused: ${body.error.message}`);
     });
     return r;
   }

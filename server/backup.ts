@@ -183,7 +183,10 @@ export async function backupDatabase(dataDir: string, out: string, options: Back
 }
 
 export interface RestoreOptions {
-  /** Take over a lock written on another host (the server there no longer runs). Default false. */
+  /**
+   * Take over a lock written on another host or container even though it was refreshed within
+   * the last minute (the server there no longer runs). Default false.
+   */
   readonly force?: boolean;
 }
 
@@ -201,7 +204,7 @@ export async function restoreDatabase(dataDir: string, file: string, options: Re
   const live = join(dir, DB_FILE);
   if (from === live) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'the backup file must not be the live database itself');
   // The lock first: no server may start while the database is swapped.
-  const lock = await acquireDataLock(dir, 'morphnet restore', { takeOverOtherHost: options.force, sameProcess: false });
+  const lock = await acquireDataLock(dir, 'morphnet restore', { takeOverOtherHost: options.force, sameProcess: false, forceHint: 'or pass --force to take it over now' });
   const staged = join(dir, `.${DB_FILE}.restoring`);
   try {
     await rm(staged, { force: true });

@@ -4,35 +4,67 @@
  * one. SQLite's own locks cannot say this: an idle server in WAL mode holds no lock a second
  * process could test for.
  *
- * The file is JSON: pid, hostname, the kernel's boot id and the process's start time (Linux
- * `/proc`), and what holds it. A lock left by a process that died (kill -9, power loss) is
- * *stale*: its pid is gone, or belongs to a process started at another time, or the machine has
- * rebooted since. A lock written on another host (a second container sharing a volume) cannot be
- * checked from here and is reported as such.
+ * The file is JSON: pid, hostname, the kernel's boot id, the pid namespace and the process's
+ * start time (Linux `/proc`), a random nonce, and what holds it. It is written whole (a temporary
+ * file, fsynced, renamed into place), and every change of owner happens while holding a short
+ * guard file (`server.lock.acquiring`, created with O_EXCL), so two processes starting together
+ * cannot both win.
+ *
+ * A lock is *stale* when its process died (kill -9, power loss): it is unreadable (empty or torn,
+ * or names no positive pid), its pid is gone or belongs to a process started at another time, or
+ * the machine has rebooted since. A lock written on another host, or in another container on this
+ * one (another pid namespace), cannot be checked that way; its holder refreshes the file's mtime
+ * every `refreshMs` (10 s), and such a lock counts as stale only once it has not been refreshed
+ * for `staleMs` (60 s). Hosts sharing a data directory need clocks that agree to within that.
  */
-import { readFileSync } from 'node:fs';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MorphError } from '../src/errors.ts';
 
 export const LOCK_FILE = 'server.lock';
+/** Held for the few ms in which a lock is judged and written. */
+export const LOCK_GUARD_FILE = `${LOCK_FILE}.acquiring`;
+/** How often a holder refreshes its lock file's mtime, ms. */
+export const LOCK_REFRESH_MS = 10_000;
+/** A lock that cannot be checked by pid counts as stale once its mtime is this old, ms. */
+export const LOCK_STALE_MS = 60_000;
+/** A guard file older than this was left by a process that died while acquiring, ms. */
+const GUARD_STALE_MS = 30_000;
+/** How long to wait for another process's guard before giving up, ms. */
+const GUARD_WAIT_MS = 5_000;
 
 export interface LockInfo {
   readonly pid: number;
   readonly hostname: string;
   /** /proc/sys/kernel/random/boot_id, null where there is no /proc. */
   readonly bootId: string | null;
+  /** The pid namespace (`pid:[4026531836]`), null where there is no /proc. Containers differ. */
+  readonly pidNs: string | null;
   /** Field 22 of /proc/PID/stat (clock ticks after boot), null where there is no /proc. */
   readonly startTicks: number | null;
   /** What holds it: `serve`, `restore`. */
   readonly holder: string;
   readonly startedAt: string;
+  /** Random, to tell two locks of one process apart. */
+  readonly nonce: string;
   /** The server's address once it listens. */
   readonly url?: string;
 }
 
-/** `free`: no lock file. `stale`: its process is gone. `held`: a live process on this host. `other-host`: written elsewhere, not checkable. */
+/** A lock file as read: its contents (null when unreadable) and when its holder last refreshed it. */
+export interface LockFile {
+  readonly info: LockInfo | null;
+  /** The file's mtime, ms since the epoch. */
+  readonly refreshedAt: number;
+}
+
+/**
+ * `free`: no lock file. `stale`: its process is gone. `held`: a live process on this host.
+ * `other-host`: written on another host or in another container, refreshed lately, not checkable.
+ */
 export type LockState = 'free' | 'stale' | 'held' | 'other-host';
 
 function readProc(path: string): string | null {
@@ -47,6 +79,14 @@ function bootId(): string | null {
   return readProc('/proc/sys/kernel/random/boot_id')?.trim() ?? null;
 }
 
+function pidNamespace(): string | null {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return null;
+  }
+}
+
 /** The start time of a process in clock ticks after boot, or null when it cannot be read. */
 function startTicks(pid: number): number | null {
   const stat = readProc(`/proc/${pid}/stat`);
@@ -58,6 +98,8 @@ function startTicks(pid: number): number | null {
 }
 
 function pidAlive(pid: number): boolean {
+  // process.kill(0, sig) signals our own process group and -N a group: only a real pid may be probed.
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;
@@ -69,59 +111,109 @@ function pidAlive(pid: number): boolean {
 
 /** This process, as a lock would describe it. */
 export function selfLockInfo(holder: string): LockInfo {
-  return { pid: process.pid, hostname: hostname(), bootId: bootId(), startTicks: startTicks(process.pid), holder, startedAt: new Date().toISOString() };
+  return {
+    pid: process.pid,
+    hostname: hostname(),
+    bootId: bootId(),
+    pidNs: pidNamespace(),
+    startTicks: startTicks(process.pid),
+    holder,
+    startedAt: new Date().toISOString(),
+    nonce: randomBytes(8).toString('hex'),
+  };
 }
 
-/** Whether the process a lock names still runs (see the file comment). */
-export function lockState(info: LockInfo | null): LockState {
-  if (info === null) return 'free';
-  if (info.hostname !== hostname()) return 'other-host';
-  const boot = bootId();
-  if (boot !== null && info.bootId !== null && boot !== info.bootId) return 'stale';
-  if (!pidAlive(info.pid)) return 'stale';
-  if (info.startTicks !== null) {
-    const now = startTicks(info.pid);
-    if (now !== null && now !== info.startTicks) return 'stale';
-  }
-  return 'held';
-}
-
-/** The lock file's contents, or null when there is none (an unreadable file counts as stale). */
-export async function readLock(dataDir: string): Promise<LockInfo | null> {
-  let text: string;
+function parseLock(text: string): LockInfo | null {
+  let v: Partial<Record<keyof LockInfo, unknown>>;
   try {
-    text = await readFile(join(dataDir, LOCK_FILE), 'utf8');
+    v = JSON.parse(text) as typeof v;
+  } catch {
+    return null; // empty (power loss before the data reached the disk) or torn
+  }
+  if (typeof v !== 'object' || v === null) return null;
+  if (typeof v.pid !== 'number' || !Number.isInteger(v.pid) || v.pid <= 0 || typeof v.hostname !== 'string' || v.hostname === '') return null;
+  const str = (x: unknown): string | null => (typeof x === 'string' ? x : null);
+  return {
+    pid: v.pid,
+    hostname: v.hostname,
+    bootId: str(v.bootId),
+    pidNs: str(v.pidNs),
+    startTicks: typeof v.startTicks === 'number' ? v.startTicks : null,
+    holder: str(v.holder) ?? 'unknown',
+    startedAt: str(v.startedAt) ?? '',
+    nonce: str(v.nonce) ?? '',
+    ...(typeof v.url === 'string' ? { url: v.url } : {}),
+  };
+}
+
+/** The lock file, or null when there is none. Unreadable contents give `info: null` (stale). */
+export async function readLock(dataDir: string): Promise<LockFile | null> {
+  const path = join(dataDir, LOCK_FILE);
+  try {
+    const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+    return { info: parseLock(text), refreshedAt: st.mtimeMs };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
-  try {
-    const v = JSON.parse(text) as Partial<LockInfo>;
-    if (typeof v.pid === 'number' && typeof v.hostname === 'string') {
-      return { pid: v.pid, hostname: v.hostname, bootId: v.bootId ?? null, startTicks: v.startTicks ?? null, holder: String(v.holder ?? 'unknown'), startedAt: String(v.startedAt ?? ''), url: v.url };
-    }
-  } catch {
-    // a torn write: treated as stale below
-  }
-  return { pid: 0, hostname: hostname(), bootId: null, startTicks: null, holder: 'unreadable lock file', startedAt: '' };
 }
 
-export function describeLock(info: LockInfo): string {
+export interface LockStateOptions {
+  /** Now, ms since the epoch. Default Date.now(). */
+  readonly now?: number;
+  /** Default LOCK_STALE_MS. */
+  readonly staleMs?: number;
+}
+
+/** Whether a lock's process still runs, and why not (see the file comment). */
+export function judgeLock(lock: LockFile | null, options: LockStateOptions = {}): { state: LockState; reason: string } {
+  if (lock === null) return { state: 'free', reason: 'no lock file' };
+  const info = lock.info;
+  if (info === null) return { state: 'stale', reason: 'the lock file is unreadable (empty or torn, e.g. after a power loss)' };
+  const sameHost = info.hostname === hostname();
+  const boot = bootId();
+  if (sameHost && boot !== null && info.bootId !== null && boot !== info.bootId) return { state: 'stale', reason: 'the machine has restarted since' };
+  const ns = pidNamespace();
+  const otherNs = info.pidNs !== null && ns !== null && info.pidNs !== ns;
+  if (!sameHost || otherNs) {
+    const ageMs = (options.now ?? Date.now()) - lock.refreshedAt;
+    const where = sameHost ? 'another container on this host' : `host ${info.hostname}`;
+    if (ageMs > (options.staleMs ?? LOCK_STALE_MS)) return { state: 'stale', reason: `written in ${where} and not refreshed for ${Math.round(ageMs / 1000)} s` };
+    return { state: 'other-host', reason: `written in ${where}` };
+  }
+  if (!pidAlive(info.pid)) return { state: 'stale', reason: `process ${info.pid} is gone` };
+  if (info.startTicks !== null) {
+    const now = startTicks(info.pid);
+    if (now !== null && now !== info.startTicks) return { state: 'stale', reason: `process ${info.pid} is gone (that pid now belongs to another process)` };
+  }
+  return { state: 'held', reason: `process ${info.pid} runs` };
+}
+
+/** The state alone of {@link judgeLock}. */
+export function lockState(lock: LockFile | null, options: LockStateOptions = {}): LockState {
+  return judgeLock(lock, options).state;
+}
+
+export function describeLock(info: LockInfo | null): string {
+  if (info === null) return 'an unreadable lock file';
   return `${info.holder} (pid ${info.pid} on ${info.hostname}${info.startedAt ? `, since ${info.startedAt}` : ''}${info.url ? `, ${info.url}` : ''})`;
 }
 
 /** A lock this process holds on a data directory. `release` is safe to call twice. */
 export interface DataLock {
   readonly path: string;
-  /** What the lock file held before (a stale or other-host lock that was taken over), if anything. */
-  readonly replaced: { readonly info: LockInfo; readonly state: LockState } | null;
+  /** What the lock file held before (a stale lock, or one taken over on request), if anything. */
+  readonly replaced: { readonly info: LockInfo | null; readonly state: LockState; readonly reason: string } | null;
   /** Adds facts (the server's URL) to the lock file. */
   update(extra: Partial<Pick<LockInfo, 'url'>>): Promise<void>;
   release(): Promise<void>;
 }
 
 export interface AcquireOptions {
-  /** Take over a lock written on another host (default false: refuse). */
+  /**
+   * Take over a lock that cannot be checked from here (another host or container) even though it
+   * was refreshed lately: `restore --force`. Default false: refuse.
+   */
   readonly takeOverOtherHost?: boolean;
   /**
    * Take over a live lock of this very process (default true: a server started twice in one
@@ -129,47 +221,136 @@ export interface AcquireOptions {
    * that had the same pid (a container's pid 1) and is always stale.
    */
   readonly sameProcess?: boolean;
+  /** What the refusal of an other-host lock offers besides waiting and deleting (e.g. `pass --force`). */
+  readonly forceHint?: string;
+  /** Default LOCK_REFRESH_MS. */
+  readonly refreshMs?: number;
+  /** Default LOCK_STALE_MS. */
+  readonly staleMs?: number;
+  /** Called once if a refresh finds the lock file gone or someone else's (deleted by hand, taken over). */
+  readonly onLost?: (now: LockInfo | null) => void;
 }
 
+/** Writes `text` to `path` whole: a temporary file, fsynced, renamed over it. */
 async function writeAtomically(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode: 0o644 });
-  await rename(tmp, path);
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
 }
 
 /**
- * Takes the data directory's lock for `holder`.
+ * Creates the guard file with O_EXCL, waiting while another process holds it. A guard older than
+ * GUARD_STALE_MS is left over from a process that died while acquiring and is removed.
+ */
+async function takeGuard(dataDir: string): Promise<() => Promise<void>> {
+  const path = join(dataDir, LOCK_GUARD_FILE);
+  const deadline = Date.now() + GUARD_WAIT_MS;
+  for (;;) {
+    try {
+      await (await open(path, 'wx', 0o644)).close();
+      return () => rm(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const st = await stat(path).catch(() => null);
+    if (st !== null && Date.now() - st.mtimeMs > GUARD_STALE_MS) {
+      await rm(path, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new MorphError(
+        'MORPH_ERR_DATA_DIR_IN_USE',
+        `another process has been taking the lock of the data directory ${dataDir} for ${Math.round(GUARD_WAIT_MS / 1000)} s (${path} exists); retry, or delete that file if no morphnet process runs`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
+  }
+}
+
+function sameLock(a: LockInfo | null, b: LockInfo): boolean {
+  return a !== null && a.pid === b.pid && a.hostname === b.hostname && a.startedAt === b.startedAt && a.nonce === b.nonce;
+}
+
+/**
+ * Takes the data directory's lock for `holder`, and keeps refreshing it until `release`.
  * @throws MorphError MORPH_ERR_DATA_DIR_IN_USE when another live process on this host holds it
- *   (a lock of this very process is taken over), or when it was written on another host and
- *   `takeOverOtherHost` is not set.
+ *   (a lock of this very process is taken over unless `sameProcess` is false), when it was
+ *   written on another host or container and refreshed within `staleMs` (unless
+ *   `takeOverOtherHost`), or when another process keeps the guard file for seconds.
  */
 export async function acquireDataLock(dataDir: string, holder: string, options: AcquireOptions = {}): Promise<DataLock> {
   const path = join(dataDir, LOCK_FILE);
-  const existing = await readLock(dataDir);
-  const state = lockState(existing);
-  const ours = existing !== null && existing.pid === process.pid;
-  if (existing && state === 'held' && ours && options.sameProcess === false) {
-    throw new MorphError('MORPH_ERR_DATA_DIR_IN_USE', `the data directory ${dataDir} is in use by ${describeLock(existing)}, in this very process; close that server first`, { lock: existing });
-  }
-  if (existing && !ours) {
-    if (state === 'held') {
-      throw new MorphError('MORPH_ERR_DATA_DIR_IN_USE', `the data directory ${dataDir} is in use by ${describeLock(existing)}; stop it first, or use another --data-dir`, { lock: existing });
+  const staleMs = options.staleMs ?? LOCK_STALE_MS;
+  const releaseGuard = await takeGuard(dataDir);
+  let replaced: DataLock['replaced'] = null;
+  const mine = selfLockInfo(holder);
+  try {
+    const existing = await readLock(dataDir);
+    const { state, reason } = judgeLock(existing, { staleMs });
+    const info = existing?.info ?? null;
+    const ours = state === 'held' && info !== null && info.pid === process.pid;
+    if (state === 'held' && ours && options.sameProcess === false) {
+      throw new MorphError('MORPH_ERR_DATA_DIR_IN_USE', `the data directory ${dataDir} is in use by ${describeLock(info)}, in this very process; close that server first`, { lock: info });
+    }
+    if (state === 'held' && !ours) {
+      throw new MorphError('MORPH_ERR_DATA_DIR_IN_USE', `the data directory ${dataDir} is in use by ${describeLock(info)}; stop it first, or use another --data-dir`, { lock: info });
     }
     if (state === 'other-host' && !options.takeOverOtherHost) {
+      const ageS = Math.max(0, Math.round((Date.now() - existing!.refreshedAt) / 1000));
       throw new MorphError(
         'MORPH_ERR_DATA_DIR_IN_USE',
-        `the data directory ${dataDir} is locked by ${describeLock(existing)}, which cannot be checked from ${hostname()}; stop that server, or if it no longer runs, pass --force (or delete ${path})`,
-        { lock: existing },
+        `the data directory ${dataDir} is locked by ${describeLock(info)}, ${reason}, which cannot be checked from ${hostname()}; its holder refreshed it ${ageS} s ago. ` +
+          `If that server runs, stop it first: two servers on one data directory corrupt it. If it no longer runs, the lock counts as stale ${Math.round(staleMs / 1000)} s after its last refresh: start again then` +
+          `${options.forceHint ? `, ${options.forceHint}` : ''}, or delete ${path}`,
+        { lock: info, refreshedAt: new Date(existing!.refreshedAt).toISOString() },
       );
     }
+    if (existing !== null && !ours) replaced = { info, state, reason: state === 'other-host' ? `${reason}, taken over on request` : reason };
+    await writeAtomically(path, `${JSON.stringify(mine)}\n`);
+  } finally {
+    await releaseGuard();
   }
-  const mine = selfLockInfo(holder);
+
   let current: LockInfo = mine;
-  await writeAtomically(path, `${JSON.stringify(mine)}\n`);
   let released = false;
+  let refreshing = false;
+  const isMine = async (): Promise<{ mine: boolean; now: LockInfo | null }> => {
+    const now = (await readLock(dataDir).catch(() => null))?.info ?? null;
+    return { mine: sameLock(now, mine), now };
+  };
+  const timer = setInterval(() => {
+    if (refreshing || released) return;
+    refreshing = true;
+    void (async () => {
+      const check = await isMine();
+      if (released) return;
+      if (!check.mine) {
+        clearInterval(timer);
+        options.onLost?.(check.now);
+        return;
+      }
+      const t = new Date();
+      await utimes(path, t, t);
+    })()
+      .catch(() => undefined) // an I/O hiccup: the next tick tries again
+      .finally(() => (refreshing = false));
+  }, options.refreshMs ?? LOCK_REFRESH_MS);
+  timer.unref();
+
   return {
     path,
-    replaced: existing && !(ours && state === 'held') ? { info: existing, state } : null,
+    replaced,
     async update(extra) {
       if (released) return;
       current = { ...current, ...extra };
@@ -178,9 +359,9 @@ export async function acquireDataLock(dataDir: string, holder: string, options: 
     async release() {
       if (released) return;
       released = true;
+      clearInterval(timer);
       // Only our own lock: a later holder may have replaced it meanwhile.
-      const now = await readLock(dataDir).catch(() => null);
-      if (now && now.pid === mine.pid && now.startedAt === mine.startedAt) await rm(path, { force: true });
+      if ((await isMine()).mine) await rm(path, { force: true });
     },
   };
 }

@@ -413,7 +413,7 @@ export class Fleet {
     await this.#db.write(async (tx) => {
       const open = (await tx.get<{ n: number }>("SELECT COUNT(*) AS n FROM jobs WHERE device_id = ? AND state IN ('queued', 'running')", [deviceId]))?.n ?? 0;
       if (open >= this.#maxOpenJobs) {
-        throw new MorphError('MORPH_ERR_LIMIT', `device ${deviceId} has ${open} queued or running jobs already (the limit); wait for some to finish or cancel some (DELETE /api/jobs/:id)`, { limit: this.#maxOpenJobs });
+        throw new MorphError('MORPH_ERR_QUOTA', `device ${deviceId} has ${open} queued or running jobs already (the limit); wait for some to finish or cancel some (DELETE /api/jobs/:id)`, { limit: this.#maxOpenJobs });
       }
       await tx.run('INSERT OR IGNORE INTO models (id, name, topology_json, created_at) VALUES (?, ?, ?, ?)', [model.id, model.name, JSON.stringify(model.modelConfig), now]);
       await tx.run('INSERT INTO jobs (id, kind, device_id, runtime, model_id, state, options_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [

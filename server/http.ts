@@ -1,7 +1,11 @@
-/** Request handling shared by the REST routers: schema validation and async route handlers. */
-import express, { type NextFunction, type Request, type Response } from 'express';
+/**
+ * Request handling shared by the REST routers: schema validation, async route handlers, the JSON
+ * body parser, and the error handlers (JSON `{error: {code, message}}` under `/api`, short plain
+ * text elsewhere; never a stack trace in a response).
+ */
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { z } from 'zod';
-import { MorphError } from '../src/errors.ts';
+import { ERROR_CODES, isMorphError, MorphError, type ErrorCode } from '../src/errors.ts';
 
 /** Validates `value` (a body or a query) against `schema`; a 400 naming each problem otherwise. */
 export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -48,7 +52,7 @@ export function jsonDepth(bytes: Uint8Array, limit = MAX_JSON_DEPTH): number {
   return max;
 }
 
-/** Thrown from the body parser's verify hook; server/api.ts `errorBody` maps `type` to a status. */
+/** Thrown from the body parser's verify hook; `errorBody` maps `type` to a status. */
 class BodyRefused extends Error {
   constructor(
     readonly type: 'entity.too.deep' | 'charset.unsupported',
@@ -59,11 +63,29 @@ class BodyRefused extends Error {
 }
 
 /**
- * The JSON body parser every REST route uses: any Content-Type is read as JSON, at most
- * `limitBytes`, UTF-8 only (the depth scan reads bytes), and at most MAX_JSON_DEPTH levels deep.
+ * Refuses at once (413) a request whose `Content-Length` is over `limitBytes`, before any body
+ * parser runs: body-parser answers such a request only once it has read and dropped the whole
+ * declared body, so a client declaring 100 GB and sending nothing got no answer at all. Node
+ * reads and drops what does arrive after the answer; the connection is not closed at once,
+ * which would reset it under a client still sending, and that client would never read the 413.
+ * A compressed body is left to the parser, which counts its bytes once inflated.
  */
-export function jsonBody(limitBytes: number): ReturnType<typeof express.json> {
-  return express.json({
+export function declaredLengthLimit(limitBytes: number): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const declared = Number(req.headers['content-length']);
+    const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (!(declared > limitBytes) || encoding !== 'identity') return next();
+    next(Object.assign(new Error(`request entity too large: ${declared} bytes declared`), { type: 'entity.too.large', status: 413, limit: limitBytes, length: declared }));
+  };
+}
+
+/**
+ * The JSON body parser every REST route uses: any Content-Type is read as JSON, at most
+ * `limitBytes` (a larger declared length is refused before reading, `declaredLengthLimit`),
+ * UTF-8 only (the depth scan reads bytes), and at most MAX_JSON_DEPTH levels deep.
+ */
+export function jsonBody(limitBytes: number): RequestHandler {
+  const parser = express.json({
     limit: limitBytes,
     strict: true,
     type: () => true,
@@ -74,6 +96,10 @@ export function jsonBody(limitBytes: number): ReturnType<typeof express.json> {
       if (jsonDepth(buf) > MAX_JSON_DEPTH) throw new BodyRefused('entity.too.deep', `the body nests arrays/objects deeper than ${MAX_JSON_DEPTH} levels`);
     },
   });
+  const early = declaredLengthLimit(limitBytes);
+  return (req: Request, res: Response, next: NextFunction): void => {
+    early(req, res, (err?: unknown) => (err === undefined ? parser(req, res, next) : next(err)));
+  };
 }
 
 /** Query parameters whose values are secrets (agent token, pairing code): never logged. */
@@ -93,4 +119,88 @@ export function noQuery(req: Request, _res: Response, next: NextFunction): void 
   if (keys.length === 0) return next();
   const shown = keys.slice(0, 5).map((k) => JSON.stringify(k.slice(0, 50)));
   next(new MorphError('MORPH_ERR_BAD_ARGUMENT', `invalid query: this endpoint takes no query parameters, got ${shown.join(', ')}`, { issues: keys.slice(0, 20).map((k) => ({ path: k.slice(0, 50), message: 'Unrecognized key' })) }));
+}
+
+/** Whether a path is under `/api` (answered in JSON). */
+export function isApiPath(path: string): boolean {
+  return /^\/api(?:\/|$)/i.test(path);
+}
+
+/** An error middleware (express tells them by their four parameters). */
+export type ErrorMiddleware = (err: unknown, req: Request, res: Response, next: NextFunction) => void;
+
+export interface ErrorBody {
+  readonly error: { readonly code: string; readonly message: string; readonly details?: unknown };
+}
+
+/**
+ * The status and JSON body for any error a route or middleware throws: a MorphError keeps its
+ * code, status and details; express's and body-parser's own 4xx errors keep their status (code
+ * MORPH_ERR_BAD_ARGUMENT, or MORPH_ERR_LIMIT / MORPH_ERR_NOT_JSON for the body ones); anything
+ * else is a 500 MORPH_ERR_INTERNAL whose message says nothing of the cause.
+ */
+export function errorBody(err: unknown): { status: number; body: ErrorBody } {
+  if (isMorphError(err)) {
+    const details = Object.keys(err.details).length > 0 ? err.details : undefined;
+    return { status: ERROR_CODES[err.code].status, body: { error: { code: err.code, message: err.message, ...(details ? { details } : {}) } } };
+  }
+  const e = err as { type?: unknown; status?: unknown; message?: unknown; limit?: unknown } | null | undefined;
+  const message = typeof e?.message === 'string' ? e.message : undefined;
+  const refused = (status: number, code: ErrorCode, text: string): { status: number; body: ErrorBody } => ({ status, body: { error: { code, message: text } } });
+  if (e?.type === 'entity.too.large') return refused(413, 'MORPH_ERR_LIMIT', typeof e.limit === 'number' ? `the request body is larger than ${e.limit} bytes` : 'the request body is too large');
+  if (e?.type === 'entity.too.deep') return refused(413, 'MORPH_ERR_LIMIT', message ?? 'the request body nests too deep');
+  if (e?.type === 'charset.unsupported') return refused(415, 'MORPH_ERR_BAD_ARGUMENT', message ?? 'unsupported charset; send UTF-8 JSON');
+  if (e?.type === 'entity.parse.failed') return refused(400, 'MORPH_ERR_NOT_JSON', `the request body is not valid JSON: ${message ?? ''}`.trim());
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return refused(e.status, 'MORPH_ERR_BAD_ARGUMENT', message ?? 'bad request');
+  return refused(500, 'MORPH_ERR_INTERNAL', 'internal error; the server log has the details');
+}
+
+/** Logs a 5xx with its stack (secret query values redacted); 4xx are the client's business and are not logged. */
+function logServerError(log: (line: string) => void, status: number, req: Request, err: unknown): void {
+  if (status >= 500) log(`${req.method} ${redactUrl(req.originalUrl)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+}
+
+/**
+ * The error middleware of the REST routers: the JSON error envelope with the error's status
+ * (`errorBody`). A response already under way (an event stream) is cut off instead.
+ */
+export function apiErrorHandler(log: (line: string) => void): ErrorMiddleware {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    const { status, body } = errorBody(err);
+    logServerError(log, status, req, err);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.status(status).set('Cache-Control', 'no-store').json(body);
+  };
+}
+
+/**
+ * The app's last error middleware, for whatever no router answered: JSON under `/api`, short
+ * plain text (`message [CODE]`) elsewhere, e.g. a path parameter that is not valid
+ * percent-encoding (`/agent/assets/tflite/%ZZ`, a 400).
+ */
+export function appErrorHandler(log: (line: string) => void): ErrorMiddleware {
+  const api = apiErrorHandler(log);
+  return (err: unknown, req: Request, res: Response, next: NextFunction): void => {
+    if (isApiPath(req.originalUrl.split('?')[0])) {
+      api(err, req, res, next);
+      return;
+    }
+    const { status, body } = errorBody(err);
+    logServerError(log, status, req, err);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.status(status).set({ 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' }).type('text/plain').send(`${body.error.message} [${body.error.code}]\n`);
+  };
+}
+
+/** The app's last middleware: a 404 for any path no router answers (JSON under `/api`, text elsewhere). */
+export function notFound(req: Request, _res: Response, next: NextFunction): void {
+  const path = req.originalUrl.split('?')[0];
+  const what = isApiPath(path) ? `no API endpoint ${req.method} ${path.slice(0, 200)}; docs/api.md lists them` : 'no such page; the web UI is at /, the device agent page at /agent, the API under /api';
+  next(new MorphError('MORPH_ERR_NOT_FOUND', what));
 }

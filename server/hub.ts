@@ -4,22 +4,28 @@
  * that keeps sending bad frames is disconnected. Dead peers (a dropped network) are found by
  * ping/pong and disconnected, which re-queues their lease.
  *
- * A hello authenticates with the agent token or with a pairing code (server/pairings.ts). Wrong
- * ones count against the peer's address (`FailureLimiter`): past the limit its hellos are
- * refused with 4429 until the window ends. Connections are capped (`maxConnections`); an upgrade
- * past the cap gets HTTP 503.
+ * A hello authenticates with the agent token or with a pairing code (server/pairings.ts). The
+ * right one is always accepted; wrong ones count against the peer's address (`FailureLimiter`),
+ * and past the limit they get 4429 instead of 4401 until the window ends.
+ *
+ * Before any of that, the upgrade itself is checked: a browser page of another origin is refused
+ * (HTTP 403), and so is an upgrade past the cap on connections (`maxConnections`, HTTP 503) or on
+ * connections from one address that have not said hello yet (`maxPendingPerAddress`, HTTP 429).
+ * Both caps count a socket from the moment its upgrade is admitted, handshake included.
  */
-import type { IncomingMessage, Server } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CLOSE_CODES, HELLO_TIMEOUT_MS, MAX_AGENT_MESSAGE_BYTES, parseAgentMessage, PROTOCOL_VERSION, type ServerMessage } from '../src/protocol/agent-protocol.ts';
 import { isMorphError } from '../src/errors.ts';
-import { sameSecret } from './auth.ts';
+import { sameSecret, upgradeFromOtherOrigin } from './auth.ts';
 import type { AgentSession, Fleet } from './fleet.ts';
 import { PAIRING_CODE_PATTERN, type Pairings } from './pairings.ts';
 import { FailureLimiter } from './rate-limit.ts';
 
 export const AGENTS_PATH = '/agents';
+/** Default cap on the sockets of one address that have not said a valid hello yet. */
+export const MAX_PENDING_PER_ADDRESS = 20;
 
 export interface HubOptions {
   readonly fleet: Fleet;
@@ -30,8 +36,13 @@ export interface HubOptions {
   readonly pingMs?: number;
   /** Invalid frames tolerated per connection before it is closed. Default 50. */
   readonly maxErrors?: number;
-  /** Open connections at most (agents and not-yet-hello'd sockets). Default 1000. */
+  /** Open connections at most (agents, not-yet-hello'd sockets and handshakes under way). Default 1000. */
   readonly maxConnections?: number;
+  /**
+   * Connections from one address that have not been accepted yet (handshake under way, or open
+   * without a valid hello, for up to HELLO_TIMEOUT_MS). Default MAX_PENDING_PER_ADDRESS (20).
+   */
+  readonly maxPendingPerAddress?: number;
   /** Pairing codes browsers may present in place of the token. Default: none accepted. */
   readonly pairings?: Pairings | null;
   /** Counts wrong tokens per peer address. Default: 20 per minute. */
@@ -54,6 +65,12 @@ export class Hub {
   /** The pairing each connection authenticated with, to close it when the pairing is revoked. */
   readonly #pairingOf = new WeakMap<WebSocket, string>();
   readonly #pinger: NodeJS.Timeout;
+  /** Sockets admitted by `#upgrade` and not closed yet: handshakes under way and open connections. */
+  #admitted = 0;
+  /** Per peer address, admitted sockets whose hello has not been accepted yet. */
+  readonly #pendingByPeer = new Map<string, number>();
+  /** How each admitted upgrade stops counting as pending (once its hello is accepted). */
+  readonly #settlePending = new WeakMap<IncomingMessage, () => void>();
   #framesIn = 0;
   #rejected = 0;
 
@@ -65,6 +82,7 @@ export class Hub {
       pingMs: options.pingMs ?? 15_000,
       maxErrors: options.maxErrors ?? 50,
       maxConnections: options.maxConnections ?? 1000,
+      maxPendingPerAddress: options.maxPendingPerAddress ?? MAX_PENDING_PER_ADDRESS,
       log: options.log ?? (() => undefined),
     };
     this.#pairings = options.pairings ?? null;
@@ -89,18 +107,44 @@ export class Hub {
 
   /** Routes HTTP upgrades for `/agents` to the hub; others are refused. */
   attach(server: Server): void {
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      const path = (req.url ?? '').split('?')[0];
-      if (path !== AGENTS_PATH) {
-        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
-        return;
-      }
-      if (this.#wss.clients.size >= this.#o.maxConnections) {
-        socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 30\r\n\r\n');
-        return;
-      }
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#wss.emit('connection', ws, req));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Node's HTTP server removed its own error listener when it handed the socket over: without
+    // one, a peer resetting the connection mid-refusal would throw from the 'error' event.
+    socket.on('error', socketOnError);
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== AGENTS_PATH) return abortUpgrade(socket, 404, `no WebSocket endpoint here; agents connect to ${AGENTS_PATH} [MORPH_ERR_NOT_FOUND]`);
+    if (upgradeFromOtherOrigin(req)) {
+      return abortUpgrade(socket, 403, `a WebSocket from a page of another origin is refused; open this server's own agent page (/agent), or connect without an Origin header (Node agents) [MORPH_ERR_FORBIDDEN]`);
+    }
+    if (this.#admitted >= this.#o.maxConnections) {
+      return abortUpgrade(socket, 503, `the server holds ${this.#admitted} agent connections, its limit; retry later [MORPH_ERR_UNAVAILABLE]`, { 'Retry-After': '30' });
+    }
+    const peer = req.socket.remoteAddress ?? 'unknown';
+    const pending = this.#pendingByPeer.get(peer) ?? 0;
+    if (pending >= this.#o.maxPendingPerAddress) {
+      const retryS = Math.ceil(HELLO_TIMEOUT_MS / 1000);
+      return abortUpgrade(socket, 429, `${pending} connections from this address have not said hello yet, the limit; say hello at once after connecting, or retry in ${retryS} s [MORPH_ERR_RATE_LIMITED]`, { 'Retry-After': String(retryS) });
+    }
+    // Counted from now (the handshake is under way) until the socket closes, or until the hello is accepted for `pending`.
+    this.#admitted++;
+    this.#pendingByPeer.set(peer, pending + 1);
+    let settled = false;
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      const n = (this.#pendingByPeer.get(peer) ?? 1) - 1;
+      if (n > 0) this.#pendingByPeer.set(peer, n);
+      else this.#pendingByPeer.delete(peer);
+    };
+    this.#settlePending.set(req, settle);
+    socket.once('close', () => {
+      this.#admitted--;
+      settle();
     });
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#wss.emit('connection', ws, req));
   }
 
   stats(): HubStats {
@@ -109,30 +153,26 @@ export class Hub {
 
   /**
    * Checks the hello's token: the agent token, or a pairing code (bound to the hello's device
-   * key). null when accepted; otherwise the error to send and the close reason.
+   * key). null when accepted; otherwise the error to send and the close reason. A right token is
+   * accepted whatever the address's count; a wrong one is counted, and answered 4429 instead of
+   * 4401 once the address is over its limit.
    */
   #authenticate(ws: WebSocket, token: string, deviceKey: string, peer: string): { code: 'MORPH_ERR_UNAUTHORIZED' | 'MORPH_ERR_RATE_LIMITED'; message: string; closeCode: number; reason: string } | null {
-    const waitMs = this.#limiter.blockedFor(peer);
-    if (waitMs > 0) {
-      return { code: 'MORPH_ERR_RATE_LIMITED', message: `too many wrong tokens from this address; try again in ${Math.ceil(waitMs / 1000)} s`, closeCode: CLOSE_CODES.tooManyErrors, reason: 'too many wrong tokens' };
-    }
     if (sameSecret(token, this.#o.token)) return null;
+    let reason = 'unauthorized';
+    let message = 'wrong agent token; use the token the server printed at start (or its MORPHNET_AGENT_TOKEN), or a pairing link';
     if (this.#pairings && PAIRING_CODE_PATTERN.test(token)) {
       const r = this.#pairings.redeem(token, deviceKey);
       if (r.ok) {
         this.#pairingOf.set(ws, r.pairingId);
         return null;
       }
-      this.#limiter.fail(peer);
-      return { code: 'MORPH_ERR_UNAUTHORIZED', message: r.message, closeCode: CLOSE_CODES.unauthorized, reason: r.reason === 'expired' ? 'pairing link expired' : r.reason === 'other-device' ? 'pairing link used by another device' : 'pairing link unknown' };
+      reason = r.reason === 'expired' ? 'pairing link expired' : r.reason === 'other-device' ? 'pairing link used by another device' : 'pairing link unknown';
+      message = r.message;
     }
-    this.#limiter.fail(peer);
-    return {
-      code: 'MORPH_ERR_UNAUTHORIZED',
-      message: 'wrong agent token; use the token the server printed at start (or its MORPHNET_AGENT_TOKEN), or a pairing link',
-      closeCode: CLOSE_CODES.unauthorized,
-      reason: 'unauthorized',
-    };
+    const limited = this.#limiter.refuse(peer);
+    if (limited) return { code: limited.code, message: limited.message, closeCode: CLOSE_CODES.tooManyErrors, reason: 'too many wrong tokens' };
+    return { code: 'MORPH_ERR_UNAUTHORIZED', message, closeCode: CLOSE_CODES.unauthorized, reason };
   }
 
   #accept(ws: WebSocket, req: IncomingMessage): void {
@@ -178,6 +218,7 @@ export class Hub {
           ws.close(refused.closeCode, refused.reason);
           return;
         }
+        this.#settlePending.get(req)?.();
         registering = true;
         void this.#o.fleet
           .connect(msg, { send })
@@ -234,4 +275,23 @@ export class Hub {
     for (const ws of this.#wss.clients) ws.close(CLOSE_CODES.shuttingDown, 'server shutting down');
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
   }
+}
+
+function socketOnError(this: Duplex): void {
+  this.destroy();
+}
+
+/** Answers a refused upgrade with a plain HTTP response, then closes the socket. */
+function abortUpgrade(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
+  const body = `${message}\n`;
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'Connection: close',
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Cache-Control: no-store',
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  socket.once('finish', () => socket.destroy());
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
 }

@@ -57,7 +57,7 @@ export class ModelStore {
 
   /**
    * Stores an uploaded model (a no-op when its id is stored already).
-   * @throws MorphError MORPH_ERR_LIMIT when MAX_MODEL_UPLOADS models are stored.
+   * @throws MorphError MORPH_ERR_QUOTA when MAX_MODEL_UPLOADS models are stored.
    */
   async put(model: ResolvedModel): Promise<{ model: ModelInfo; created: boolean }> {
     const cost = networkCost(model.graph);
@@ -66,7 +66,7 @@ export class ModelStore {
     const created = await this.#db.write(async (tx) => {
       if (await tx.get('SELECT id FROM model_uploads WHERE id = ?', [model.id])) return false;
       const n = (await tx.get<{ n: number }>('SELECT COUNT(*) AS n FROM model_uploads'))?.n ?? 0;
-      if (n >= MAX_MODEL_UPLOADS) throw new MorphError('MORPH_ERR_LIMIT', `the server already stores ${n} uploaded models (the limit); reuse one by its modelId`, { limit: MAX_MODEL_UPLOADS });
+      if (n >= MAX_MODEL_UPLOADS) throw new MorphError('MORPH_ERR_QUOTA', `the server already stores ${n} uploaded models (the limit); reuse one by its modelId`, { limit: MAX_MODEL_UPLOADS });
       await tx.run('INSERT OR IGNORE INTO models (id, name, topology_json, created_at) VALUES (?, ?, ?, ?)', [model.id, model.name, JSON.stringify(model.modelConfig), now]);
       await tx.run('INSERT INTO model_uploads (id, name, layers, params, macs, input_shape_json, outputs, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
         model.id,

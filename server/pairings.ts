@@ -12,13 +12,12 @@
  * only hashes of the codes are kept.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, { type Router } from 'express';
 import { z } from 'zod';
 import { MorphError } from '../src/errors.ts';
-import { errorBody } from './api.ts';
 import { requestOrigin } from './auth.ts';
 import { deviceIdOf } from './fleet.ts';
-import { jsonBody, noQuery, parse, redactUrl, route } from './http.ts';
+import { apiErrorHandler, jsonBody, noQuery, parse, route } from './http.ts';
 
 /** A pairing code: `pair-` + 128 random bits (base64url). */
 export const PAIRING_CODE_PATTERN = /^pair-[A-Za-z0-9_-]{22}$/;
@@ -81,23 +80,24 @@ export class Pairings {
     return this.#ttlMs;
   }
 
-  /** Forgets unused codes that expired more than one lifetime ago (kept until then to say "expired"). */
-  #prune(): void {
+  /**
+   * Forgets unused codes that expired more than `graceMs` ago (kept until then so that a late
+   * phone is told "expired" rather than "unknown"); the default grace is one lifetime.
+   */
+  #prune(graceMs = this.#ttlMs): void {
     const now = this.#now();
-    for (const [k, p] of this.#byCode) if (p.keyHash === null && p.expiresAt + this.#ttlMs <= now) this.#byCode.delete(k);
+    for (const [k, p] of this.#byCode) if (p.keyHash === null && p.expiresAt + graceMs <= now) this.#byCode.delete(k);
   }
 
   /**
-   * A new pairing code, valid for `ttlMs` (default the store's).
-   * @throws MorphError MORPH_ERR_LIMIT when `maxPairings` pairings are kept already.
+   * A new pairing code, valid for `ttlMs` (default the store's). When the store is full, unused
+   * expired codes are dropped at once, without their grace.
+   * @throws MorphError MORPH_ERR_QUOTA when `maxPairings` pairings are kept still.
    */
   create(ttlMs = this.#ttlMs): { id: string; code: string; expiresAt: number } {
-    this.#prune();
+    this.#prune(this.#byCode.size >= this.#max ? 0 : this.#ttlMs);
     if (this.#byCode.size >= this.#max) {
-      for (const [k, p] of this.#byCode) if (p.keyHash === null && p.expiresAt <= this.#now()) this.#byCode.delete(k);
-    }
-    if (this.#byCode.size >= this.#max) {
-      throw new MorphError('MORPH_ERR_LIMIT', `${this.#byCode.size} pairings are kept already (the limit); revoke some with DELETE /api/pairings/:id or wait for unused ones to expire`, { limit: this.#max });
+      throw new MorphError('MORPH_ERR_QUOTA', `${this.#byCode.size} pairings are kept already (the limit); revoke some with DELETE /api/pairings/:id or wait for unused ones to expire`, { limit: this.#max });
     }
     const code = `pair-${randomBytes(16).toString('base64url')}`;
     const now = this.#now();
@@ -158,6 +158,8 @@ export interface PairingApiContext {
   readonly pairings: Pairings;
   /** The server's own URL, for links when the request's Host is unusable. */
   readonly fallbackOrigin: () => string;
+  /** The server's public origin (`serve --public-url`); when set, links use it whatever the request says. */
+  readonly publicOrigin?: string | null;
 }
 
 /** `POST /api/pairings`, `GET /api/pairings`, `DELETE /api/pairings/:id` (admin; mount under /api). */
@@ -178,7 +180,7 @@ export function pairingRouter(ctx: PairingApiContext, log: (line: string) => voi
       res
         .status(201)
         .set('Cache-Control', 'no-store')
-        .json({ id: p.id, code: p.code, path, url: `${requestOrigin(req, ctx.fallbackOrigin())}${path}`, expiresAt: new Date(p.expiresAt).toISOString(), expiresInS: Math.round(ttlMs / 1000) });
+        .json({ id: p.id, code: p.code, path, url: `${ctx.publicOrigin ?? requestOrigin(req, ctx.fallbackOrigin())}${path}`, expiresAt: new Date(p.expiresAt).toISOString(), expiresInS: Math.round(ttlMs / 1000) });
     }),
   );
 
@@ -201,10 +203,6 @@ export function pairingRouter(ctx: PairingApiContext, log: (line: string) => voi
     }),
   );
 
-  r.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const { status, body } = errorBody(err);
-    if (status >= 500) log(`${req.method} ${redactUrl(req.originalUrl)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    res.status(status).json(body);
-  });
+  r.use(apiErrorHandler(log));
   return r;
 }

@@ -6,10 +6,10 @@
  * model, target against the seed and the minimum reachable cost) before anything is stored.
  */
 import { stat } from 'node:fs/promises';
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, { type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
 import { flopsCostModel, paramsCostModel, costOps, type CostModel } from '../src/cost/cost-model.ts';
-import { jsonBody, noQuery, parse, redactUrl, route } from './http.ts';
+import { apiErrorHandler, jsonBody, noQuery, parse, route } from './http.ts';
 import { MorphError } from '../src/errors.ts';
 import { analyzeChannels } from '../src/graph/channel-groups.ts';
 import { minimumCost } from '../src/morph/expand.ts';
@@ -21,7 +21,7 @@ import { checkDatasetFitsModel, openDataset, type Dataset } from '../src/train/d
 import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../src/train/data/idx-dataset.ts';
 import type { OptimizerKind } from '../src/train/optimizer.ts';
 import { VALID_SCHEDULES } from '../src/train/schedule.ts';
-import { errorBody, MAX_BODY_BYTES } from './api.ts';
+import { MAX_BODY_BYTES } from './api.ts';
 import { SEARCH_PROFILE_GRID, type Fleet } from './fleet.ts';
 import { ModelStore, modelShapes } from './model-store.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
@@ -345,7 +345,7 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
     route(async (req, res) => {
       const { config, topology } = await searchConfigOf(ctx, req.body);
       const queued = await ctx.searches.list({ state: 'queued', limit: MAX_QUEUED_SEARCHES });
-      if (queued.length >= MAX_QUEUED_SEARCHES) throw new MorphError('MORPH_ERR_LIMIT', `${queued.length} searches are queued already (the limit); wait for some to finish or cancel some`, { limit: MAX_QUEUED_SEARCHES });
+      if (queued.length >= MAX_QUEUED_SEARCHES) throw new MorphError('MORPH_ERR_QUOTA', `${queued.length} searches are queued already (the limit); wait for some to finish or cancel some`, { limit: MAX_QUEUED_SEARCHES });
       const view = await ctx.searches.create({ config, modelTopology: topology });
       res.status(201).location(`/api/searches/${view.id}`).json(view);
     }),
@@ -412,14 +412,6 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
     }),
   );
 
-  r.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const { status, body } = errorBody(err);
-    if (status >= 500) log(`${req.method} ${redactUrl(req.originalUrl)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.status(status).json(body);
-  });
+  r.use(apiErrorHandler(log));
   return r;
 }

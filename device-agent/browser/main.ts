@@ -6,7 +6,9 @@
  * refuses the token. The page shows the connection, the device, the runtimes (and why the others
  * are unavailable), the lease being measured and its progress, the totals and the last error.
  *
- * The device key is random and kept in localStorage, so a phone that reopens the link is the same
+ * The token (or pairing code) is read from the address once, then moved to sessionStorage and
+ * taken out of the address bar (`linkSecret`). The device key is random and kept in localStorage,
+ * so a phone that reopens the link is the same
  * device (and fills the same latency tables). `crypto.getRandomValues` makes it: unlike
  * `crypto.randomUUID` it also works on plain http (a phone on the LAN is not a secure context).
  */
@@ -21,6 +23,8 @@ declare const MORPHNET_BUILD: { readonly agentVersion: string; readonly tfliteVe
 
 const KEY_STORAGE = 'morphnet.deviceKey';
 const NAME_STORAGE = 'morphnet.deviceName';
+/** This tab's agent token or pairing code (sessionStorage), so that a reload finds it after the address lost it. */
+const LINK_STORAGE = 'morphnet.link';
 const LOG_LINES = 30;
 const WHERE_THE_LINK_IS = 'Open the agent link the web UI or the server gives: a pairing link (http://SERVER:PORT/agent?pair=CODE, from the UI’s “Add a device” or POST /api/pairings), or http://SERVER:PORT/agent?token=TOKEN with the current agent token (MORPHNET_AGENT_TOKEN, or the agent-token file in the server’s data directory).';
 
@@ -81,6 +85,54 @@ function storage(): Storage | null {
   } catch {
     return null;
   }
+}
+
+interface LinkSecret {
+  /** The agent token, or a pairing code (`pair-…`). */
+  readonly token: string;
+  readonly paired: boolean;
+}
+
+/**
+ * The agent token or pairing code this tab was opened with. It is read from the address
+ * (`?pair=` or `?token=`) once, kept in sessionStorage (this tab only, for reloads), and removed
+ * from the address bar and the tab's session history with `history.replaceState`, so that it is
+ * not in a bookmark, a shared URL or a screenshot. (The browser's global history may still list
+ * the address as first visited: prefer pairing links, which expire.) Where sessionStorage is
+ * blocked the address keeps it, or a reload would lose it.
+ */
+function linkSecret(): LinkSecret | null {
+  let session: Storage | null;
+  try {
+    session = globalThis.sessionStorage;
+    session.getItem(LINK_STORAGE);
+  } catch {
+    session = null;
+  }
+  const url = new URL(location.href);
+  const pair = url.searchParams.get('pair');
+  const token = url.searchParams.get('token');
+  if (pair || token) {
+    const found: LinkSecret = pair ? { token: pair, paired: true } : { token: token as string, paired: false };
+    try {
+      if (session) {
+        session.setItem(LINK_STORAGE, JSON.stringify(found));
+        url.searchParams.delete('pair');
+        url.searchParams.delete('token');
+        history.replaceState(history.state, '', `${url.pathname}${url.search}${url.hash}`);
+      }
+    } catch {
+      // Storage full or refused: the address keeps the secret.
+    }
+    return found;
+  }
+  try {
+    const stored = JSON.parse(session?.getItem(LINK_STORAGE) ?? 'null') as Partial<LinkSecret> | null;
+    if (stored && typeof stored.token === 'string' && stored.token !== '' && typeof stored.paired === 'boolean') return { token: stored.token, paired: stored.paired };
+  } catch {
+    // Not ours: ignored.
+  }
+  return null;
 }
 
 function randomKey(): string {
@@ -400,10 +452,8 @@ function wireControls(session: Session): void {
 
 async function main(): Promise<void> {
   document.getElementById('boot')?.remove();
-  const params = new URLSearchParams(location.search);
-  const pair = params.get('pair');
-  const token = pair ?? params.get('token');
-  if (!token) {
+  const link = linkSecret();
+  if (!link) {
     showMessage('no-token', `This page needs the agent token. ${WHERE_THE_LINK_IS}`);
     view.toggle.hidden = true;
     renderStatus({ connection: 'stopped', activity: 'idle', deviceId: null, agentId: null, lease: null, queuedLeases: 0, itemsDone: 0, itemsFailed: 0, leasesDone: 0, reconnects: 0, retryInMs: null, lastError: null });
@@ -423,8 +473,8 @@ async function main(): Promise<void> {
     return;
   }
   const session: Session = {
-    token,
-    paired: pair !== null,
+    token: link.token,
+    paired: link.paired,
     url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/agents`,
     key,
     env,

@@ -34,6 +34,7 @@ import { parseArgs } from 'node:util';
 import sqlite3 from 'sqlite3';
 import { signature, type OpSpec } from '../../src/ops/op-spec.ts';
 import type { ServerMessage } from '../../src/protocol/agent-protocol.ts';
+import { MAX_PENDING_PER_ADDRESS } from '../../server/hub.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -341,14 +342,19 @@ async function main(): Promise<number> {
     const rss = { start: (await procStats(pid)).rssMb, afterConnect: NaN, peak: 0, end: NaN };
     process.stderr.write(`server pid ${pid} at ${base}; connecting ${AGENTS} agents\n`);
 
-    // Connect every agent at once.
+    // Connect the agents MAX_PENDING_PER_ADDRESS at a time: they all come from 127.0.0.1, and the
+    // hub refuses (HTTP 429) more sockets of one address than that without an accepted hello.
     loopDelay.enable();
     const connectStart = performance.now();
-    const agents = await Promise.all(
-      Array.from({ length: AGENTS }, (_, i) =>
-        FakeAgent.connect({ url: wsUrl, token, deviceKey: `bench-device-${String(i).padStart(5, '0')}`, name: `bench agent ${i}`, runtimes: [RUNTIME], delayMs: DELAY_MS }),
-      ),
-    );
+    const agents: FakeAgent[] = [];
+    for (let i = 0; i < AGENTS; i += MAX_PENDING_PER_ADDRESS) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(MAX_PENDING_PER_ADDRESS, AGENTS - i) }, (_, k) =>
+          FakeAgent.connect({ url: wsUrl, token, deviceKey: `bench-device-${String(i + k).padStart(5, '0')}`, name: `bench agent ${i + k}`, runtimes: [RUNTIME], delayMs: DELAY_MS }),
+        ),
+      );
+      agents.push(...batch);
+    }
     const connectMs = performance.now() - connectStart;
     const replayEvery = REPLAY > 0 ? Math.max(1, Math.round(1 / REPLAY)) : Infinity;
     agents.forEach((agent, index) => devices.push(newDevice(index, agent, index % replayEvery === 0)));

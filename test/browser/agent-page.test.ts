@@ -178,6 +178,9 @@ describe('browser agent page in headless Chromium', { timeout: 300_000 }, () => 
     const webgl = device.runtimes.find((r: { name: string }) => r.name === 'tfjs-webgl');
     await page.locator('body[data-connection="connected"]').waitFor({ timeout: 30_000 });
     assert.equal(await page.locator('#device-id').innerText(), device.id);
+    // The token left the address bar (it is kept in sessionStorage for reloads, below).
+    assert.equal(new URL(page.url()).search, '', `the address still holds the token: ${page.url()}`);
+    assert.equal(new URL(page.url()).pathname, '/agent');
     for (const name of runtimes) assert.equal(await page.locator(`#runtimes li[data-runtime="${name}"]`).getAttribute('data-available'), 'true', name);
 
     const model = tinyTopology();
@@ -214,7 +217,7 @@ describe('browser agent page in headless Chromium', { timeout: 300_000 }, () => 
     console.log(JSON.stringify({ device: device.name, runtimes: device.runtimes, timings }));
 
     // Stop takes the device offline; Start and a reload come back as the same device (the key is
-    // kept in localStorage), with no second device created.
+    // kept in localStorage, the token in sessionStorage), with no second device created.
     const online = async (want: boolean): Promise<boolean> => (await api(server, 'GET', `/api/devices/${device.id}`)).json.online === want;
     await page.locator('#toggle').click();
     await page.locator('body[data-connection="stopped"]').waitFor({ timeout: 15_000 });
@@ -226,6 +229,7 @@ describe('browser agent page in headless Chromium', { timeout: 300_000 }, () => 
     await page.reload();
     await page.locator('body[data-connection="connected"]').waitFor({ timeout: 60_000 });
     assert.equal(await page.locator('#device-id').innerText(), device.id);
+    assert.equal(new URL(page.url()).search, '', 'a reload finds the token without the address');
     const devices = (await api(server, 'GET', '/api/devices')).json.devices as { id: string }[];
     assert.deepEqual(devices.map((d) => d.id), [device.id]);
 

@@ -1,14 +1,17 @@
 /**
- * The deployment files in deploy/ (no Docker engine runs here, so what can be checked without one
- * is): the Dockerfile's stages, user, volume, health check and start command, and that command
- * run as a plain process (health 200, SIGTERM → exit 0, the health check command answering both
- * ways); the compose file parsed (strict YAML subset) and matched against the Dockerfile and the
- * CLI; the systemd units parsed, verified by systemd-analyze where it exists, and both of their
- * ExecStart lines run with the example environment files; the nginx config's TLS, WebSocket and
- * SSE parts. Servers bind 127.0.0.1 only.
+ * The deployment files in deploy/ (no Docker engine runs here, so nothing is built and what can be
+ * checked without one is): the Dockerfile's stages, user, volume, health check and start command,
+ * and that command run as a plain process (health 200, SIGTERM → exit 0, the health check command
+ * answering both ways); the compose file parsed (strict YAML) and matched against the Dockerfile
+ * and the CLI; the example environment files shipped without secrets, and the old `change-me`
+ * placeholders refused; the systemd units parsed, verified by systemd-analyze where it exists,
+ * and both of their ExecStart lines run with the example environment files (secrets filled in);
+ * the nginx config's TLS, forwarded headers in every proxied location, WebSocket, SSE and an
+ * access log without query strings. Servers bind 127.0.0.1 only.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,13 +19,14 @@ import { join, resolve } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { MAX_BODY_BYTES } from '../../server/api.ts';
+import { startServer } from '../../server/app.ts';
 import { LOCK_FILE } from '../../server/data-lock.ts';
 import { AGENTS_PATH } from '../../server/hub.ts';
 import { agentServerUrl, AGENT_TOKEN_ENV } from '../../src/cli/commands/agent.ts';
 import { COMMANDS } from '../../src/cli/main.ts';
-import { ERROR_CODES } from '../../src/errors.ts';
+import { ERROR_CODES, MorphError } from '../../src/errors.ts';
 import { parseDocument } from 'yaml';
-import { freePort, killIfRunning, spawnCli, stopChild, until, type Child } from '../helpers/server-child.ts';
+import { freePort, killIfRunning, runCli, spawnCli, stopChild, until, type Child } from '../helpers/server-child.ts';
 
 const ROOT = resolve(new URL('../../', import.meta.url).pathname);
 const DEPLOY = join(ROOT, 'deploy');
@@ -140,6 +144,11 @@ function parseEnvFile(text: string): Record<string, string> {
   return out;
 }
 
+/** Two fresh, different secrets for the example environment files, which ship empty. */
+function secrets(): Record<'MORPHNET_AGENT_TOKEN' | 'MORPHNET_ADMIN_TOKEN', string> {
+  return { MORPHNET_AGENT_TOKEN: randomBytes(24).toString('base64url'), MORPHNET_ADMIN_TOKEN: randomBytes(24).toString('base64url') };
+}
+
 /** systemd's ${VAR} substitution of an ExecStart (each ${VAR} stays one word), split into words. */
 function execStartWords(execStart: string, env: Record<string, string>): string[] {
   return execStart.split(/\s+/).map((w) =>
@@ -233,7 +242,7 @@ describe('deploy/Dockerfile', () => {
 });
 
 describe('deploy/compose.yaml', () => {
-  it('parses, builds the Dockerfile, and starts the server and one agent the CLI accepts', async () => {
+  it("parses strictly and matches the Dockerfile and the CLI: the image's own server command, its built-in agent the host's only device", async () => {
     const text = await readFile(join(DEPLOY, 'compose.yaml'), 'utf8');
     // Strict YAML 1.2 (compose's dialect): any error or warning (duplicate keys, tabs, bad indentation) fails.
     const parsed = parseDocument(text, { uniqueKeys: true, strict: true, prettyErrors: true });
@@ -241,31 +250,63 @@ describe('deploy/compose.yaml', () => {
     const doc = parsed.toJS() as { services: Record<string, any>; volumes: Record<string, unknown> };
     const dockerfile = parseDockerfile(await readFile(join(DEPLOY, 'Dockerfile'), 'utf8'));
     const imageCmd = execForm(dockerfile.filter((i) => i.op === 'CMD').pop()!.args, 'CMD');
-    const { server, agent } = doc.services as Record<string, any>;
-    assert.deepEqual(Object.keys(doc.services).sort(), ['agent', 'server']);
+    // One service: a second agent container on this host would time ops on the CPU the built-in
+    // agent times on, and would not be paused while a search trains (the built-in one is).
+    assert.deepEqual(Object.keys(doc.services), ['server'], 'agents for other boards run on those boards');
+    const { server } = doc.services as Record<string, any>;
     assert.equal(resolve(DEPLOY, server.build.context), ROOT, 'the build context is the repository root');
     assert.ok(existsSync(join(resolve(DEPLOY, server.build.context), server.build.dockerfile)));
-    assert.equal(agent.image, server.image, 'the agent runs the same image');
     assert.deepEqual(server.command, imageCmd, "the server runs the image's own command");
+    assert.ok(!server.command.includes('--no-local-agent'), 'the built-in local agent makes this host a device');
+    assertFlagsKnown(server.command, 'server command');
+    assert.equal(typeof server.hostname, 'string', "a fixed hostname keeps the built-in agent's device key across re-creations");
+    assert.equal(server.init, true, 'an init as PID 1 forwards signals and reaps children');
     const dataDir = flagValue(server.command, '--data-dir');
     assert.deepEqual(server.volumes, [`${Object.keys(doc.volumes)[0]}:${dataDir}`], 'the data directory is a named volume');
     const port = flagValue(server.command, '--port');
     assert.deepEqual(server.ports, [`127.0.0.1:${port}:${port}`], 'published on loopback only');
-    for (const k of [AGENT_TOKEN_ENV, 'MORPHNET_ADMIN_TOKEN']) assert.match(server.environment[k], new RegExp(`^\\$\\{${k}:\\?.+\\}$`), `${k} is required`);
+    for (const k of [AGENT_TOKEN_ENV, 'MORPHNET_ADMIN_TOKEN']) assert.match(server.environment[k], new RegExp(`^\\$\\{${k}:\\?.+\\}$`), `${k} is required (unset or empty fails)`);
+    assert.equal(server.environment.MORPHNET_PUBLIC_URL, '${MORPHNET_PUBLIC_URL:-}', 'the public URL is optional');
     assert.equal(server.restart, 'unless-stopped');
     assert.match(server.stop_grace_period, /^\d+s$/);
-
-    assertFlagsKnown(agent.command, 'agent command');
-    assert.equal(agent.command[0], 'agent');
-    const url = flagValue(agent.command, '--server') as string;
-    assert.equal(agentServerUrl(url), `ws://server:${port}${AGENTS_PATH}`, 'the agent reaches the server service on its port');
-    assert.match(agent.environment[AGENT_TOKEN_ENV], new RegExp(`^\\$\\{${AGENT_TOKEN_ENV}:\\?.+\\}$`), 'the agent has the same token');
-    assert.deepEqual(agent.depends_on, { server: { condition: 'service_healthy' } });
-    assert.equal(agent.healthcheck.disable, true, "the image's server health check does not apply to the agent");
-    assert.equal(typeof agent.hostname, 'string', 'a fixed hostname keeps the device key');
     const env = parseEnvFile(await readFile(join(DEPLOY, 'env.example'), 'utf8'));
-    assert.deepEqual(Object.keys(env).sort(), ['MORPHNET_ADMIN_TOKEN', AGENT_TOKEN_ENV]);
-    assert.notEqual(env[AGENT_TOKEN_ENV], env.MORPHNET_ADMIN_TOKEN);
+    assert.deepEqual(Object.keys(env).sort(), ['MORPHNET_ADMIN_TOKEN', AGENT_TOKEN_ENV, 'MORPHNET_PUBLIC_URL']);
+    assert.deepEqual(Object.values(env), ['', '', ''], 'no secret ships in the example: left empty, compose refuses to start');
+  });
+});
+
+describe('example secrets', () => {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  it('ship empty in every example environment file', async () => {
+    for (const file of ['env.example', 'systemd/server.env.example', 'systemd/agent.env.example']) {
+      const env = parseEnvFile(await readFile(join(DEPLOY, file), 'utf8'));
+      for (const k of ['MORPHNET_AGENT_TOKEN', 'MORPHNET_ADMIN_TOKEN']) if (k in env) assert.equal(env[k], '', `${file}: ${k}`);
+      assert.ok(AGENT_TOKEN_ENV in env, `${file} names the agent token`);
+    }
+  });
+
+  it('are refused as the old change-me placeholders, by startServer and by morphnet serve (exit 2, which the unit does not restart)', { timeout: 60_000 }, async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'morphnet-placeholder-'));
+    dirs.push(dataDir);
+    const placeholder = (what: string) => (err: unknown) => {
+      assert.ok(err instanceof MorphError, String(err));
+      assert.equal(err.code, 'MORPH_ERR_CONFIG');
+      assert.match(err.message, new RegExp(`the ${what} is a placeholder from an example file`));
+      return true;
+    };
+    const real = secrets();
+    const base = { port: 0, dataDir, localAgent: false, log: () => undefined };
+    await assert.rejects(startServer({ ...base, agentToken: real.MORPHNET_AGENT_TOKEN, adminToken: 'change-me-admin-token-000000000000' }), placeholder('admin token'));
+    await assert.rejects(startServer({ ...base, agentToken: 'change-me-agent-token-0000000000', adminToken: real.MORPHNET_ADMIN_TOKEN }), placeholder('agent token'));
+    await assert.rejects(startServer({ ...base, agentToken: 'CHANGE_ME_please_0000', adminToken: null }), placeholder('agent token'));
+    assert.equal(existsSync(join(dataDir, 'morphnet.db')), false, 'nothing was opened');
+    const r = await runCli(['serve', '--port', '0', '--data-dir', dataDir, '--no-local-agent'], { MORPHNET_AGENT_TOKEN: 'change-me-agent-token-0000000000', MORPHNET_ADMIN_TOKEN: 'change-me-admin-token-000000000000' }, 30_000);
+    assert.equal(r.code, ERROR_CODES.MORPH_ERR_CONFIG.exit);
+    assert.match(r.stderr, /admin token is a placeholder.*\[MORPH_ERR_CONFIG\]/);
   });
 });
 
@@ -301,9 +342,12 @@ describe('deploy/systemd', () => {
     const args = one(server, 'Service', 'ExecStart').split(/\s+/).slice(2);
     assert.equal(flagValue(args, '--data-dir'), `/var/lib/${one(server, 'Service', 'StateDirectory')}`, 'the data directory is the StateDirectory');
     assert.ok(Number(one(server, 'Service', 'TimeoutStopSec')) >= 10, 'time for the graceful shutdown');
-    // A refused token exits 2 (MORPH_ERR_UNAUTHORIZED): restarting would fail the same way.
+    // A refused token exits 2 (MORPH_ERR_UNAUTHORIZED), a refused configuration too
+    // (MORPH_ERR_CONFIG, MORPH_ERR_DATA_DIR_IN_USE): restarting would fail the same way.
     const agent = await load('morphnet-agent.service');
     assert.equal(one(agent, 'Service', 'RestartPreventExitStatus'), String(ERROR_CODES.MORPH_ERR_UNAUTHORIZED.exit));
+    assert.equal(one(server, 'Service', 'RestartPreventExitStatus'), String(ERROR_CODES.MORPH_ERR_CONFIG.exit));
+    assert.equal(ERROR_CODES.MORPH_ERR_DATA_DIR_IN_USE.exit, ERROR_CODES.MORPH_ERR_CONFIG.exit);
   });
 
   it('pass systemd-analyze verify (where systemd is installed)', async (t) => {
@@ -330,10 +374,10 @@ describe('deploy/systemd', () => {
   it('run as plain processes with the example environment files: the agent joins the server; SIGTERM stops both with exit 0', { timeout: 150_000 }, async () => {
     const server = await load('morphnet-server.service');
     const agent = await load('morphnet-agent.service');
-    const serverEnv = parseEnvFile(await readFile(join(DEPLOY, 'systemd', 'server.env.example'), 'utf8'));
-    const agentEnv = parseEnvFile(await readFile(join(DEPLOY, 'systemd', 'agent.env.example'), 'utf8'));
-    assert.equal(agentEnv[AGENT_TOKEN_ENV], serverEnv[AGENT_TOKEN_ENV], 'the examples pair up');
-    assert.notEqual(serverEnv.MORPHNET_ADMIN_TOKEN, serverEnv[AGENT_TOKEN_ENV]);
+    // The examples with their empty secrets filled in, as the README says to.
+    const filled = secrets();
+    const serverEnv = { ...parseEnvFile(await readFile(join(DEPLOY, 'systemd', 'server.env.example'), 'utf8')), ...filled };
+    const agentEnv = { ...parseEnvFile(await readFile(join(DEPLOY, 'systemd', 'agent.env.example'), 'utf8')), [AGENT_TOKEN_ENV]: filled.MORPHNET_AGENT_TOKEN };
     const port = await freePort();
     const dataDir = await mkdtemp(join(tmpdir(), 'morphnet-unit-data-'));
     dirs.push(dataDir);
@@ -363,50 +407,117 @@ describe('deploy/systemd', () => {
   });
 });
 
+/** One nginx block: its header (`server`, `location = /agents`), its own directives, and its child blocks. */
+interface NginxBlock {
+  readonly header: string;
+  readonly directives: string[];
+  readonly blocks: NginxBlock[];
+}
+
+/** The config's lines (comments dropped, one directive or brace per line, as this file is written) as a tree. */
+function parseNginx(body: readonly string[]): NginxBlock {
+  const root: NginxBlock = { header: '', directives: [], blocks: [] };
+  const stack = [root];
+  for (const l of body) {
+    if (l.endsWith('{')) {
+      const b: NginxBlock = { header: l.slice(0, -1).trim(), directives: [], blocks: [] };
+      stack[stack.length - 1].blocks.push(b);
+      stack.push(b);
+    } else if (l === '}') {
+      stack.pop();
+      assert.ok(stack.length > 0, 'unbalanced braces');
+    } else {
+      stack[stack.length - 1].directives.push(l);
+    }
+  }
+  assert.equal(stack.length, 1, 'unbalanced braces');
+  return root;
+}
+
 describe('deploy/nginx/morphnet.conf', () => {
   it('terminates TLS and forwards HTTP, the agents WebSocket and the searches SSE to the loopback server', async () => {
     const text = await readFile(join(DEPLOY, 'nginx', 'morphnet.conf'), 'utf8');
     const body = text.split('\n').map((l) => l.replace(/#.*$/, '').replace(/\s+/g, ' ').trim()).filter(Boolean);
-    let depth = 0;
-    for (const l of body) {
-      assert.ok(/[;{}]$/.test(l), `a directive must end with ; { or }: ${l}`);
-      depth += (l.match(/{/g) ?? []).length - (l.match(/}/g) ?? []).length;
-      assert.ok(depth >= 0, 'unbalanced braces');
-    }
-    assert.equal(depth, 0, 'unbalanced braces');
-    const blockOf = (header: RegExp): string => {
-      const i = body.findIndex((l) => header.test(l));
-      assert.ok(i >= 0, `no block ${header}`);
-      let d = 0;
-      const out: string[] = [];
-      for (const l of body.slice(i)) {
-        out.push(l);
-        d += (l.match(/{/g) ?? []).length - (l.match(/}/g) ?? []).length;
-        if (d === 0) break;
-      }
-      return out.join('\n');
+    for (const l of body) assert.ok(/[;{}]$/.test(l), `a directive must end with ; { or }: ${l}`);
+    const conf = parseNginx(body);
+    const block = (parent: NginxBlock, test: (b: NginxBlock) => boolean, what: string): NginxBlock => {
+      const found = parent.blocks.filter(test);
+      assert.equal(found.length, 1, `one ${what}`);
+      return found[0];
     };
     const unit = parseUnit(await readFile(join(DEPLOY, 'systemd', 'morphnet-server.service'), 'utf8'), 'server');
     const serveArgs = one(unit, 'Service', 'ExecStart').split(/\s+/);
-    assert.match(blockOf(/^upstream morphnet \{$/), new RegExp(`server ${flagValue(serveArgs, '--host')}:${flagValue(serveArgs, '--port')};`), 'the upstream is the server of the systemd unit');
-    assert.ok(body.includes('listen 443 ssl;'));
-    assert.ok(body.some((l) => /^ssl_certificate \S+;$/.test(l)) && body.some((l) => /^ssl_certificate_key \S+;$/.test(l)));
-    assert.ok(body.includes('return 301 https://$host$request_uri;'), 'plain HTTP redirects to HTTPS');
-    assert.ok(body.includes('proxy_http_version 1.1;'));
-    assert.match(blockOf(/^map \$http_upgrade \$morphnet_connection \{$/), /default upgrade;/);
-    const agents = blockOf(new RegExp(`^location = ${AGENTS_PATH} \\{$`));
-    assert.match(agents, /proxy_set_header Upgrade \$http_upgrade;/);
-    assert.match(agents, /proxy_set_header Connection \$morphnet_connection;/);
-    const seconds = (block: string): number => Number(/proxy_read_timeout (\d+)s;/.exec(block)?.[1] ?? /proxy_read_timeout (\d+)h;/.exec(block)?.[1]) * (/proxy_read_timeout \d+h;/.test(block) ? 3600 : 1);
+    const upstream = block(conf, (b) => b.header === 'upstream morphnet', 'upstream');
+    assert.ok(upstream.directives.includes(`server ${flagValue(serveArgs, '--host')}:${flagValue(serveArgs, '--port')};`), 'the upstream is the server of the systemd unit');
+    const plain = block(conf, (b) => b.header === 'server' && b.directives.includes('listen 80;'), 'port 80 server');
+    assert.ok(plain.directives.includes('return 301 https://$host$request_uri;'), 'plain HTTP redirects to HTTPS');
+    const tls = block(conf, (b) => b.header === 'server' && b.directives.includes('listen 443 ssl;'), 'TLS server');
+    assert.ok(tls.directives.some((l) => /^ssl_certificate \S+;$/.test(l)) && tls.directives.some((l) => /^ssl_certificate_key \S+;$/.test(l)));
+    assert.ok(tls.directives.includes('proxy_http_version 1.1;'));
+    assert.ok(block(conf, (b) => b.header === 'map $http_upgrade $morphnet_connection', 'map').directives.includes('default upgrade;'));
+
+    const agents = block(tls, (b) => b.header === `location = ${AGENTS_PATH}`, 'agents location').directives;
+    assert.ok(agents.includes('proxy_set_header Upgrade $http_upgrade;'));
+    assert.ok(agents.includes('proxy_set_header Connection $morphnet_connection;'));
+    const seconds = (ds: readonly string[]): number => {
+      const m = ds.map((l) => /^proxy_read_timeout (\d+)(s|h);$/.exec(l)).find(Boolean);
+      assert.ok(m, 'a proxy_read_timeout');
+      return Number(m[1]) * (m[2] === 'h' ? 3600 : 1);
+    };
     assert.ok(seconds(agents) > 15 * 2, 'longer than two server pings (15 s)');
-    const sseHeader = body.find((l) => l.startsWith('location ~ '));
-    assert.ok(sseHeader);
-    const pattern = new RegExp(/^location ~ (\S+) \{$/.exec(sseHeader)![1]);
-    assert.ok(pattern.test('/api/searches/s-0123456789ab/events') && !pattern.test('/api/searches/s-0123456789ab/artifacts'));
-    const sse = blockOf(/^location ~ /);
-    assert.match(sse, /proxy_buffering off;/);
-    assert.ok(seconds(sse) > 15 * 2, 'longer than two SSE heartbeats (15 s)');
+    const regexOf = (b: NginxBlock): RegExp | null => (/^location ~ (\S+)$/.exec(b.header) ? new RegExp(/^location ~ (\S+)$/.exec(b.header)![1]) : null);
+    const sse = block(tls, (b) => regexOf(b)?.test('/api/searches/s-0123456789ab/events') === true, 'SSE location');
+    assert.ok(!regexOf(sse)!.test('/api/searches/s-0123456789ab/artifacts'));
+    assert.ok(sse.directives.includes('proxy_buffering off;'));
+    assert.ok(seconds(sse.directives) > 15 * 2, 'longer than two SSE heartbeats (15 s)');
     const maxBody = /client_max_body_size (\d+)m;/.exec(text);
     assert.ok(maxBody && Number(maxBody[1]) * 2 ** 20 >= MAX_BODY_BYTES, 'uploads up to the server limit pass');
+  });
+
+  it('sends Host and X-Forwarded-For/-Proto/-Host from every proxied location', async () => {
+    const text = await readFile(join(DEPLOY, 'nginx', 'morphnet.conf'), 'utf8');
+    const conf = parseNginx(text.split('\n').map((l) => l.replace(/#.*$/, '').replace(/\s+/g, ' ').trim()).filter(Boolean));
+    const want = ['proxy_set_header Host $http_host;', 'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;', 'proxy_set_header X-Forwarded-Proto $scheme;', 'proxy_set_header X-Forwarded-Host $http_host;'];
+    const setsHeaders = (ds: readonly string[]): string[] => ds.filter((l) => l.startsWith('proxy_set_header '));
+    let proxied = 0;
+    // nginx inherits proxy_set_header into a block only when the block sets none of its own.
+    const walk = (b: NginxBlock, inherited: readonly string[]): void => {
+      const own = setsHeaders(b.directives);
+      const effective = own.length > 0 ? own : inherited;
+      if (b.directives.some((l) => l.startsWith('proxy_pass '))) {
+        proxied++;
+        for (const h of want) assert.ok(effective.includes(h), `${b.header} does not send "${h}"${own.length > 0 ? ' (it sets proxy_set_header itself, so the server-level ones do not apply)' : ''}`);
+      }
+      for (const child of b.blocks) walk(child, effective);
+    };
+    walk(conf, []);
+    assert.ok(proxied >= 4, `${proxied} proxied locations`);
+  });
+
+  it('keeps query strings (agent tokens, pairing codes) out of its logs', async () => {
+    const text = await readFile(join(DEPLOY, 'nginx', 'morphnet.conf'), 'utf8');
+    const conf = parseNginx(text.split('\n').map((l) => l.replace(/#.*$/, '').replace(/\s+/g, ' ').trim()).filter(Boolean));
+    const format = conf.directives.find((l) => l.startsWith('log_format '));
+    assert.ok(format, 'a log_format of its own (the default "combined" logs $request, query included)');
+    const name = format.split(' ')[1];
+    // $request is the request line with its query; $request_method/_time/_length are harmless.
+    const leaks = format.match(/\$(?:request(?![_a-z])|request_uri|args|query_string|arg_\w+|is_args|http_referer)/g);
+    assert.equal(leaks, null, `the log format must not log ${leaks?.join(', ')}`);
+    assert.ok(format.includes('$uri'), 'it logs the path');
+    const servers = conf.blocks.filter((b) => b.header === 'server');
+    assert.equal(servers.length, 2);
+    for (const srv of servers) {
+      const log = srv.directives.find((l) => l.startsWith('access_log '));
+      assert.ok(log && (log === 'access_log off;' || log.endsWith(` ${name};`)), `every server logs with ${name} (or not at all): ${log}`);
+      for (const loc of srv.blocks) {
+        for (const l of loc.directives.filter((d) => d.startsWith('access_log '))) assert.ok(l === 'access_log off;' || l.endsWith(` ${name};`), `${loc.header}: ${l}`);
+      }
+    }
+    // nginx's error log quotes the whole request line of a request that fails upstream.
+    const tls = servers.find((b) => b.directives.includes('listen 443 ssl;'))!;
+    const page = tls.blocks.find((b) => /^location ~ (\S+)$/.test(b.header) && new RegExp(/^location ~ (\S+)$/.exec(b.header)![1]).test('/agent'));
+    assert.ok(page, 'a location of its own for the agent page');
+    assert.ok(new RegExp(/^location ~ (\S+)$/.exec(page.header)![1]).test('/agent/'));
+    assert.ok(page.directives.some((l) => /^error_log \S+ crit;$/.test(l)), 'the agent page logs only critical errors');
   });
 });

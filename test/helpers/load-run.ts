@@ -27,6 +27,7 @@ import { createInterface } from 'node:readline';
 import sqlite3 from 'sqlite3';
 import { signature, type OpSpec } from '../../src/ops/op-spec.ts';
 import type { ServerMessage } from '../../src/protocol/agent-protocol.ts';
+import { MAX_PENDING_PER_ADDRESS } from '../../server/hub.ts';
 import { FakeAgent } from './fake-agent.ts';
 import { BIN, ROOT } from './server-child.ts';
 
@@ -46,7 +47,11 @@ export interface LoadOptions {
   readonly delayMs?: number;
   /** Fraction of agents that send every result again after its ack. Default 0.05. */
   readonly replay?: number;
-  /** Agents connecting at once. Default 50. */
+  /**
+   * Agents connecting at once. Default MAX_PENDING_PER_ADDRESS (20): every agent connects from
+   * 127.0.0.1, and the hub refuses (HTTP 429) more than that many sockets of one address without
+   * an accepted hello.
+   */
   readonly connectBatch?: number;
   readonly drainTimeoutMs?: number;
   readonly log?: (line: string) => void;
@@ -179,7 +184,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     pollPauseMs: options.pollPauseMs ?? 250,
     delayMs: options.delayMs ?? 0,
     replay: options.replay ?? 0.05,
-    connectBatch: options.connectBatch ?? 50,
+    connectBatch: options.connectBatch ?? MAX_PENDING_PER_ADDRESS,
     drainTimeoutMs: options.drainTimeoutMs ?? 180_000,
   };
   const log = options.log ?? (() => undefined);

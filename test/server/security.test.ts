@@ -1,24 +1,31 @@
 /**
  * Security of the daemon (docs/security.md), against real servers on 127.0.0.1: the refusal to
  * listen beyond loopback without an admin token (startServer and the CLI), the admin token on
- * the API and UI (bearer, login page and session cookie, rate limiting), the Host and Origin
- * checks, pairing links for browser agents (expiry, one device per link, revocation), the caps
- * on jobs, items, agent connections and JSON depth, and that no secret reaches the log.
+ * the API and UI (bearer, login page and session cookie, wrong-token limiting that never refuses
+ * the right token), the Host and Origin checks (HTTP and WebSocket), pairing links for browser
+ * agents (expiry, one device per link, revocation), the caps and quotas on jobs, items, pairings,
+ * agent connections (pending ones per address too) and JSON depth, the 404 and error answers
+ * outside the routers, and that no secret reaches the log.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import sqlite3 from 'sqlite3';
 import WebSocket from 'ws';
 import { startServer, type RunningServer } from '../../server/app.ts';
-import { PAIRING_CODE_PATTERN } from '../../server/pairings.ts';
+import { MAX_PENDING_PER_ADDRESS } from '../../server/hub.ts';
+import { MAX_MODEL_UPLOADS } from '../../server/model-store.ts';
+import { PAIRING_CODE_PATTERN, Pairings } from '../../server/pairings.ts';
 import { isMorphError } from '../../src/errors.ts';
 import { CLOSE_CODES } from '../../src/protocol/agent-protocol.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
+import { tinyTopology } from '../train/tiny-model.ts';
 
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 const AGENT_TOKEN = 'security-agent-token-0001';
@@ -66,6 +73,31 @@ function rawRequest(port: number, method: string, path: string, headers: Record<
 }
 
 const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
+const basic = (user: string, password: string): Record<string, string> => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
+
+/** Opens a WebSocket to `url` and says nothing: 101, or the HTTP status and body of a refused upgrade. */
+function upgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; ws: WebSocket }> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, { headers });
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body, ws });
+        ws.terminate();
+      });
+    });
+    ws.on('open', () => resolve({ status: 101, body: '', ws }));
+    ws.on('error', () => undefined);
+  });
+}
+
+/**
+ * A stack trace line as V8 prints it (`\n    at fn (file.ts:12:34)`), also HTML-escaped as in
+ * express's default error page (`<br> &nbsp; &nbsp;at decodeParam (…/layer.js:332:12)`).
+ */
+const STACK_LINE = /(?:\n\s*|&nbsp;|<br>\s*)at .+?:\d+:\d+/;
 
 describe('refusing an unsafe configuration', () => {
   let dir: string;
@@ -175,7 +207,7 @@ describe('the admin token on the API and UI', () => {
   });
 
   it('answers 401 without the token or with a wrong one, 200 with the bearer', async () => {
-    for (const headers of [{}, bearer('not-the-admin-token-000'), { authorization: `Basic ${Buffer.from(`admin:${ADMIN_TOKEN}`).toString('base64')}` }, bearer(AGENT_TOKEN)]) {
+    for (const headers of [{}, bearer('not-the-admin-token-000'), basic('admin', ADMIN_TOKEN), bearer(AGENT_TOKEN)]) {
       const r = await call(server.url, 'GET', '/api/devices', { headers });
       assert.equal(r.status, 401, JSON.stringify(headers));
       assert.equal(r.json.error.code, 'MORPH_ERR_UNAUTHORIZED');
@@ -202,6 +234,36 @@ describe('the admin token on the API and UI', () => {
     assert.equal(full.status, 200);
     assert.equal(typeof full.json.devices, 'number');
     assert.equal(typeof full.json.hub.connected, 'number');
+    // Another scheme than Bearer (a proxy's own Basic auth, say) is not a token: the open path stays open.
+    const withBasic = await call(server.url, 'GET', '/api/health', { headers: basic('monitor', 'whatever') });
+    assert.equal(withBasic.status, 200);
+    assert.deepEqual(Object.keys(withBasic.json).sort(), ['ok', 'version']);
+    assert.equal(withBasic.headers.get('www-authenticate'), null);
+  });
+
+  it('answers unknown paths and undecodable ones with a 404/400: JSON under /api, short text elsewhere, never a stack', async () => {
+    const cases: [string, Record<string, string>, number][] = [
+      ['/agent/assets/tflite/%ZZ', {}, 400], // an open path: no token needed to reach the router
+      ['/agent/assets/tfjs-wasm/%E0%A4%A', {}, 400],
+      ['/agent/assets/tflite/nope.wasm', {}, 404],
+      ['/no/such/page', bearer(ADMIN_TOKEN), 404],
+      ['/%ZZ', bearer(ADMIN_TOKEN), 404],
+      ['/api/jobs/%ZZ', bearer(ADMIN_TOKEN), 400],
+      ['/api/no/such/endpoint', bearer(ADMIN_TOKEN), 404],
+    ];
+    for (const [path, headers, status] of cases) {
+      const r = await call(server.url, 'GET', path, { headers });
+      assert.equal(r.status, status, path);
+      assert.ok(!STACK_LINE.test(r.text) && !/URIError|decodeParam|node_modules/.test(r.text), `${path}: ${r.text}`);
+      if (path.startsWith('/api/')) {
+        assert.match(r.headers.get('content-type') ?? '', /^application\/json/, path);
+        assert.match(r.json.error.code, status === 404 ? /^MORPH_ERR_NOT_FOUND$/ : /^MORPH_ERR_BAD_ARGUMENT$/, path);
+      } else if (path !== '/agent/assets/tflite/nope.wasm') {
+        assert.match(r.headers.get('content-type') ?? '', /^text\/plain/, path);
+        assert.match(r.text, status === 404 ? /^no such page; .*\[MORPH_ERR_NOT_FOUND\]\n$/ : /^Failed to decode param .*\[MORPH_ERR_BAD_ARGUMENT\]\n$/, path);
+      }
+    }
+    assert.ok(!logs.some((l) => /%ZZ|URIError/.test(l)), 'a 4xx is not logged');
   });
 
   it('sends a browser to the login page; the form sets a session cookie that opens the API and UI', async () => {
@@ -225,10 +287,19 @@ describe('the admin token on the API and UI', () => {
     assert.equal(good.status, 303);
     assert.equal(good.headers.get('location'), '/searches');
     const setCookie = good.headers.get('set-cookie') ?? '';
-    assert.match(setCookie, /^morphnet_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=43200$/);
+    assert.match(setCookie, /^morphnet_session=[A-Za-z0-9_-]{43}; Max-Age=43200; Path=\/; Expires=[A-Za-z]{3}, \d\d [A-Za-z]{3} \d{4} \d\d:\d\d:\d\d GMT; HttpOnly; SameSite=Strict$/);
     assert.ok(!setCookie.includes(ADMIN_TOKEN), 'the cookie is a session id, not the token');
     const cookie = { cookie: setCookie.split(';')[0] };
     assert.equal((await call(server.url, 'GET', '/api/devices', { headers: cookie })).status, 200);
+    // Every morphnet_session cookie is tried, not just the first (a stale or malformed one may come first).
+    for (const stale of ['morphnet_session=garbage', `morphnet_session=${'A'.repeat(43)}`, 'morphnet_session="%ZZ"', 'other=1; morphnet_session=']) {
+      const both = await call(server.url, 'GET', '/api/devices', { headers: { cookie: `${stale}; ${cookie.cookie}` } });
+      assert.equal(both.status, 200, stale);
+      assert.equal((await call(server.url, 'GET', '/api/devices', { headers: { cookie: stale } })).status, 401, stale);
+    }
+    // The session is looked at first: a Basic or wrong Bearer header beside it neither hides it nor counts.
+    assert.equal((await call(server.url, 'GET', '/api/devices', { headers: { ...cookie, ...basic('admin', 'x') } })).status, 200);
+    assert.equal((await call(server.url, 'GET', '/api/devices', { headers: { ...cookie, ...bearer('wrong-token-beside-session') } })).status, 200);
     assert.equal((await call(server.url, 'GET', '/api/health', { headers: cookie })).json.hub !== undefined, true);
     // Logged in: the login page sends the browser on.
     assert.equal((await call(server.url, 'GET', '/login?next=%2Fdevices', { headers: cookie })).headers.get('location'), '/devices');
@@ -249,9 +320,29 @@ describe('the admin token on the API and UI', () => {
 
     // Behind a TLS proxy on this machine the cookie is Secure; an oversized login body is a 413.
     const viaProxy = await call(server.url, 'POST', '/login', { headers: { ...form, 'x-forwarded-proto': 'https' }, body: new URLSearchParams({ token: ADMIN_TOKEN }).toString() });
-    assert.match(viaProxy.headers.get('set-cookie') ?? '', /; Secure$/);
+    assert.match(viaProxy.headers.get('set-cookie') ?? '', /; HttpOnly; Secure; SameSite=Strict$/);
     const huge = await call(server.url, 'POST', '/login', { headers: form, body: `token=${'x'.repeat(5000)}` });
     assert.equal(huge.status, 413);
+    assert.match(huge.headers.get('content-type') ?? '', /^text\/html/, 'a form gets the login page back');
+    assert.match(huge.text, /the login request was refused: the request body is larger than 4096 bytes/);
+
+    // A JSON login that is not JSON, too large or of the wrong shape is answered in JSON, like the API.
+    const jsonHeaders = { 'content-type': 'application/json' };
+    for (const [body, status, code] of [
+      ['{"token": ', 400, 'MORPH_ERR_NOT_JSON'],
+      [JSON.stringify({ token: 'x'.repeat(5000) }), 413, 'MORPH_ERR_LIMIT'],
+      [JSON.stringify({ token: ADMIN_TOKEN, extra: 1 }), 400, 'MORPH_ERR_BAD_ARGUMENT'],
+      [JSON.stringify({ token: 'wrong-admin-token-1111' }), 401, 'MORPH_ERR_UNAUTHORIZED'],
+    ] as const) {
+      const r = await call(server.url, 'POST', '/login', { headers: jsonHeaders, body });
+      assert.equal(r.status, status, body.slice(0, 40));
+      assert.match(r.headers.get('content-type') ?? '', /^application\/json/, body.slice(0, 40));
+      assert.equal(r.json.error.code, code);
+      assert.equal(typeof r.json.error.message, 'string');
+    }
+    const jsonWrongBearer = await call(server.url, 'POST', '/login', { headers: { ...jsonHeaders, ...bearer('wrong-admin-token-2222') }, body: JSON.stringify({ token: ADMIN_TOKEN }) });
+    assert.equal(jsonWrongBearer.status, 401);
+    assert.equal(jsonWrongBearer.json.error.code, 'MORPH_ERR_UNAUTHORIZED');
 
     // JSON login works too; logout ends the session.
     const jsonLogin = await call(server.url, 'POST', '/login', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: ADMIN_TOKEN }) });
@@ -259,7 +350,7 @@ describe('the admin token on the API and UI', () => {
     assert.equal(jsonLogin.json.ok, true);
     const out = await call(server.url, 'POST', '/logout', { headers: cookie });
     assert.equal(out.status, 303);
-    assert.match(out.headers.get('set-cookie') ?? '', /morphnet_session=; .*Max-Age=0/);
+    assert.match(out.headers.get('set-cookie') ?? '', /^morphnet_session=; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Strict$/);
     assert.equal((await call(server.url, 'GET', '/api/devices', { headers: cookie })).status, 401);
   });
 
@@ -282,30 +373,125 @@ describe('the admin token on the API and UI', () => {
 });
 
 describe('failed-token limiting', () => {
-  it('answers 429 with Retry-After once an address has failed too often, even to the right token; ws hellos get 4429', async () => {
+  it('answers wrong tokens 429 / 4429 once an address has failed too often, but always accepts the right one', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'morphnet-sec-limit-'));
     const server = await startServer({ port: 0, dataDir: dir, agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, localAgent: false, authLimits: { maxFailures: 3, windowMs: 60_000 }, log: () => undefined });
     try {
+      // Other schemes and missing tokens are not counted.
+      for (let i = 0; i < 5; i++) assert.equal((await call(server.url, 'GET', '/api/jobs', { headers: basic('admin', `guess-${i}`) })).status, 401);
       for (let i = 0; i < 3; i++) assert.equal((await call(server.url, 'GET', '/api/jobs', { headers: bearer(`wrong-token-number-${i}`) })).status, 401);
-      const limited = await call(server.url, 'GET', '/api/jobs', { headers: bearer(ADMIN_TOKEN) });
+      const limited = await call(server.url, 'GET', '/api/jobs', { headers: bearer('wrong-token-number-3') });
       assert.equal(limited.status, 429);
       assert.equal(limited.json.error.code, 'MORPH_ERR_RATE_LIMITED');
+      assert.match(limited.json.error.message, /too many wrong tokens from this address; try again in \d+ s/);
       assert.ok(Number(limited.headers.get('retry-after')) > 0);
-      const login = await call(server.url, 'POST', '/login', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: ADMIN_TOKEN }) });
-      assert.equal(login.status, 429);
+      const wrongLogin = await call(server.url, 'POST', '/login', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: 'wrong-login-token-0000' }) });
+      assert.equal(wrongLogin.status, 429);
+      assert.equal(wrongLogin.json.error.code, 'MORPH_ERR_RATE_LIMITED');
 
+      // The same address, blocked, still gets in with the right token: bearer, login, session.
+      assert.equal((await call(server.url, 'GET', '/api/jobs', { headers: bearer(ADMIN_TOKEN) })).status, 200);
+      const login = await call(server.url, 'POST', '/login', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: ADMIN_TOKEN }) });
+      assert.equal(login.status, 200);
+      const cookie = { cookie: (login.headers.get('set-cookie') ?? '').split(';')[0] };
+      assert.equal((await call(server.url, 'GET', '/api/devices', { headers: cookie })).status, 200);
+
+      // Agents: wrong tokens and codes 4401, then 4429; the agent token and a live pairing code still pass.
+      const pairing = await call(server.url, 'POST', '/api/pairings', { headers: bearer(ADMIN_TOKEN) });
+      assert.equal(pairing.status, 201);
       for (let i = 0; i < 3; i++) {
-        const a = await FakeAgent.connect({ url: server.wsUrl, token: `wrong-agent-token-${i}`, deviceKey: 'limited-device-0001' });
+        const a = await FakeAgent.connect({ url: server.wsUrl, token: i === 0 ? `pair-${'A'.repeat(22)}` : `wrong-agent-token-${i}`, deviceKey: 'limited-device-0001' });
         assert.equal(a.closeCode, CLOSE_CODES.unauthorized);
       }
-      const blocked = await FakeAgent.connect({ url: server.wsUrl, token: AGENT_TOKEN, deviceKey: 'limited-device-0001' });
+      const blocked = await FakeAgent.connect({ url: server.wsUrl, token: 'wrong-agent-token-3', deviceKey: 'limited-device-0001' });
       assert.equal(blocked.closeCode, CLOSE_CODES.tooManyErrors);
       assert.equal(blocked.errors[0]?.type === 'error' && blocked.errors[0].code, 'MORPH_ERR_RATE_LIMITED');
-      assert.equal((await call(server.url, 'GET', '/api/devices', { headers: bearer(ADMIN_TOKEN) })).status, 429);
+      const agent = await FakeAgent.connect({ url: server.wsUrl, token: AGENT_TOKEN, deviceKey: 'limited-device-0001' });
+      assert.ok(agent.deviceId, `the agent token is accepted while blocked: ${JSON.stringify(agent.errors)}`);
+      const phone = await FakeAgent.connect({ url: server.wsUrl, token: pairing.json.code, deviceKey: 'limited-phone-0001' });
+      assert.ok(phone.deviceId, `a live pairing code is accepted while blocked: ${JSON.stringify(phone.errors)}`);
+      agent.close();
+      phone.close();
+      // The two counts are apart: the agents' failures did not touch the API's, which is still blocked for wrong tokens only.
+      assert.equal((await call(server.url, 'GET', '/api/devices', { headers: bearer('wrong-token-number-4') })).status, 429);
+      assert.equal((await call(server.url, 'GET', '/api/devices', { headers: bearer(ADMIN_TOKEN) })).status, 200);
     } finally {
       await server.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('WebSocket upgrades', () => {
+  let dir: string;
+  let server: RunningServer;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'morphnet-sec-ws-'));
+    server = await startServer({ port: 0, dataDir: dir, agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, localAgent: false, limits: { maxPendingAgentsPerAddress: 3, maxAgentConnections: 5 }, log: () => undefined });
+  });
+  after(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a page of another origin with HTTP 403; its own origin and Node agents (no Origin) are let in', async () => {
+    for (const origin of ['http://evil.example', `http://localhost:${server.port}`, 'null', 'not a url']) {
+      const r = await upgrade(server.wsUrl, { origin });
+      assert.equal(r.status, 403, origin);
+      assert.match(r.body, /a WebSocket from a page of another origin is refused; .*\[MORPH_ERR_FORBIDDEN\]/, origin);
+    }
+    const same = await upgrade(server.wsUrl, { origin: server.url });
+    assert.equal(same.status, 101);
+    // Behind a proxy on this machine, the origin is compared with the forwarded host.
+    const proxied = await upgrade(server.wsUrl, { origin: 'https://morph.example.com', 'x-forwarded-host': 'morph.example.com' });
+    assert.equal(proxied.status, 101);
+    const none = await FakeAgent.connect({ url: server.wsUrl, token: AGENT_TOKEN, deviceKey: 'origin-test-device-1' });
+    assert.ok(none.deviceId);
+    await Promise.all([same.ws, proxied.ws, none.ws].map((ws) => new Promise((r) => (ws.once('close', r), ws.close()))));
+    await new Promise((r) => setTimeout(r, 100));
+  });
+
+  it('caps sockets without a hello per address (HTTP 429) and counts them toward the connection cap (HTTP 503)', async () => {
+    assert.equal(MAX_PENDING_PER_ADDRESS, 20);
+    const pending: WebSocket[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await upgrade(server.wsUrl);
+      assert.equal(r.status, 101);
+      pending.push(r.ws);
+    }
+    const fourth = await upgrade(server.wsUrl);
+    assert.equal(fourth.status, 429);
+    assert.match(fourth.body, /3 connections from this address have not said hello yet/);
+    // A socket stops counting as pending once its hello is accepted...
+    assert.equal((await upgrade(server.wsUrl)).status, 429, 'still 3 pending');
+    const sayHello = async (ws: WebSocket, deviceKey: string): Promise<void> => {
+      const hello = { v: 1, type: 'hello', token: AGENT_TOKEN, deviceKey, name: 'pending', agentVersion: 'test', env: { platform: 'node', os: 'linux', arch: 'x64', cpuModel: 'fake', cores: 2 }, runtimes: [{ name: 'tfjs-wasm', version: '1' }] };
+      ws.send(JSON.stringify(hello));
+      const welcome = await new Promise<string>((r) => ws.once('message', (d) => r(d.toString())));
+      assert.equal(JSON.parse(welcome).type, 'welcome');
+    };
+    await sayHello(pending[0], 'pending-test-device-1');
+    const next = await upgrade(server.wsUrl);
+    assert.equal(next.status, 101, 'one pending slot was freed by the hello');
+    pending.push(next.ws);
+    // ...or once it closes (the server sees the close a moment after the client does).
+    await new Promise((r) => (pending[1].once('close', r), pending[1].close()));
+    let after = await upgrade(server.wsUrl);
+    for (let i = 0; i < 20 && after.status === 429; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      after = await upgrade(server.wsUrl);
+    }
+    assert.equal(after.status, 101, 'one pending slot was freed by the close');
+    pending.push(after.ws);
+    // Open now: 2 accepted + 2 pending = 4 of 5; one more fits, then the cap answers 503 whoever asks.
+    await sayHello(pending[2], 'pending-test-device-2');
+    const agent2 = await FakeAgent.connect({ url: server.wsUrl, token: AGENT_TOKEN, deviceKey: 'pending-test-device-3' });
+    assert.ok(agent2.deviceId);
+    const full = await upgrade(server.wsUrl);
+    assert.equal(full.status, 503);
+    assert.match(full.body, /5 agent connections, its limit/);
+    for (const ws of pending) ws.close();
+    agent2.close();
   });
 });
 
@@ -465,7 +651,8 @@ describe('limits', () => {
     assert.equal((await post('/api/measure', { deviceId, runtime: 'tfjs-wasm', model: 'vgg' })).status, 202);
     assert.equal((await post('/api/measure', { deviceId, runtime: 'tfjs-wasm', model: 'resnet' })).status, 202);
     const third = await post('/api/measure', { deviceId, runtime: 'tfjs-wasm', model: 'mobilenet' });
-    assert.equal(third.status, 413);
+    assert.equal(third.status, 409);
+    assert.equal(third.json.error.code, 'MORPH_ERR_QUOTA');
     assert.match(third.json.error.message, /2 queued or running jobs already/);
     assert.equal((await call(server.url, 'GET', `/api/jobs?deviceId=${deviceId}`)).json.jobs.length, 2);
 
@@ -485,6 +672,51 @@ describe('limits', () => {
     second.close();
   });
 
+  it('answers a full store of uploaded models with 409 MORPH_ERR_QUOTA, not the size limit', async () => {
+    // Fill the store to its limit behind the server's back (SQLite WAL: a second writer waits its turn).
+    const db = new sqlite3.Database(join(dir, 'morphnet.db'));
+    await new Promise<void>((resolve, reject) =>
+      db.run(
+        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+         INSERT INTO model_uploads (id, name, layers, params, macs, input_shape_json, outputs, uploaded_at)
+         SELECT printf('m-%016x', i), 'filler', 1, 1, 1, '[1]', 1, '2026-01-01T00:00:00.000Z' FROM n`,
+        [MAX_MODEL_UPLOADS],
+        (err) => (err ? reject(err) : resolve()),
+      ),
+    );
+    await new Promise((r) => db.close(r));
+    const r = await post('/api/models', { format: 'layers-model', modelTopology: tinyTopology([12, 12, 1], 3) });
+    assert.equal(r.status, 409);
+    assert.equal(r.json.error.code, 'MORPH_ERR_QUOTA');
+    assert.match(r.json.error.message, /already stores 1000 uploaded models \(the limit\)/);
+    assert.equal(r.json.error.details.limit, MAX_MODEL_UPLOADS);
+  });
+
+  it('refuses a declared body over the limit at once, without waiting for its bytes (413)', async () => {
+    const head = (payload: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(server.port, '127.0.0.1');
+        let data = '';
+        const timer = setTimeout(() => reject(new Error(`no answer in 5 s: ${JSON.stringify(data)}`)), 5000);
+        socket.setEncoding('latin1');
+        socket.on('data', (c: string) => {
+          data += c;
+          if (data.includes('\r\n\r\n')) {
+            clearTimeout(timer);
+            socket.destroy();
+            resolve(data);
+          }
+        });
+        socket.on('error', reject);
+        socket.write(payload);
+      });
+    for (const [path, limit] of [['/api/profile', 8 * 1024 * 1024], ['/api/pairings', 16 * 1024], ['/login', 4096]] as const) {
+      const answer = await head(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n`);
+      assert.match(answer, /^HTTP\/1\.1 413 /, path);
+      if (path !== '/login') assert.match(answer, new RegExp(`larger than ${limit} bytes`), path);
+    }
+  });
+
   it('refuses JSON nested deeper than 64 levels (413) and non-UTF-8 charsets (415) before parsing', async () => {
     const deep = `{"deviceId":"d-x","runtime":"tfjs-wasm","model":{"a":${'['.repeat(5000)}${']'.repeat(5000)}}}`;
     for (const path of ['/api/predict', '/api/models', '/api/searches', '/api/pairings']) {
@@ -498,5 +730,28 @@ describe('limits', () => {
     assert.equal(inString.status, 404, 'parsed, then refused for its unknown device');
     const utf16 = await call(server.url, 'POST', '/api/predict', { headers: { 'content-type': 'application/json; charset=utf-16' }, body: '{}' });
     assert.equal(utf16.status, 415);
+  });
+});
+
+describe('pairing quota', () => {
+  it('keeps at most maxPairings (MORPH_ERR_QUOTA, 409); a full store drops unused expired codes at once', () => {
+    let now = 1_000_000;
+    const pairings = new Pairings({ maxPairings: 2, ttlMs: 1000, now: () => now });
+    pairings.create();
+    pairings.create();
+    assert.throws(
+      () => pairings.create(),
+      (err: unknown) => {
+        assert.ok(isMorphError(err));
+        assert.equal(err.code, 'MORPH_ERR_QUOTA');
+        assert.equal(err.status, 409);
+        assert.match(err.message, /2 pairings are kept already \(the limit\); revoke some/);
+        return true;
+      },
+    );
+    now += 1001; // both expired, within their grace: listed as expired until the store needs room
+    assert.deepEqual(pairings.list().map((p) => p.state), ['expired', 'expired']);
+    pairings.create();
+    assert.deepEqual(pairings.list().map((p) => p.state), ['waiting']);
   });
 });

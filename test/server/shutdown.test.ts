@@ -3,7 +3,8 @@
  * profile job streaming results and a search training at that moment: the process exits 0, every
  * result it acknowledged is stored, no item stays leased, the search is `interrupted` and
  * resumable, the WAL is checkpointed and the lock file removed; a restart finishes the job with
- * every item stored once. In process: a write that arrives once `close()` has begun gets 503.
+ * every item stored once. In process: a write that arrives once `close()` has begun gets 503, and
+ * a `close()` step that fails still leaves the database closed and the lock released.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { startServer } from '../../server/app.ts';
-import { LOCK_FILE } from '../../server/data-lock.ts';
+import { acquireDataLock, LOCK_FILE } from '../../server/data-lock.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { api, killIfRunning, queryDb, startServeChild, stopChild, until, type Child } from '../helpers/server-child.ts';
 import { tinyTopology } from '../train/tiny-model.ts';
@@ -129,6 +130,37 @@ describe('close() in process', () => {
       await server.close(); // safe twice
     } finally {
       socket.destroy();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('releases the database and the lock even when a step before them fails, and reports the first failure', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'morphnet-shutdown-fail-'));
+    try {
+      const server = await startServer({ port: 0, dataDir: dir, agentToken: TOKEN, localAgent: false, log: () => undefined });
+      let hubClosed = false;
+      const hubClose = server.hub.close.bind(server.hub);
+      // The closure in startServer calls these very objects' methods.
+      server.searches.close = () => Promise.reject(new Error('searches.close failed'));
+      server.fleet.close = () => Promise.reject(new Error('fleet.close failed'));
+      server.hub.close = async () => {
+        await hubClose();
+        hubClosed = true;
+      };
+      await assert.rejects(server.close(), /^Error: searches\.close failed$/);
+      assert.equal(hubClosed, true, 'the steps after the failed one ran');
+      assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'the lock file is removed');
+      const wal = await stat(join(dir, 'morphnet.db-wal')).catch(() => null);
+      assert.ok(wal === null || wal.size === 0, 'the database was closed (its WAL checkpointed)');
+      // The same failure again, and nothing run twice.
+      await assert.rejects(server.close(), /searches\.close failed/);
+      // The directory is free: even a holder that refuses this process's own locks gets it.
+      const lock = await acquireDataLock(dir, 'after', { sameProcess: false });
+      assert.equal(lock.replaced, null);
+      await lock.release();
+      const again = await startServer({ port: 0, dataDir: dir, agentToken: TOKEN, localAgent: false, log: () => undefined });
+      await again.close();
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -26,15 +26,17 @@ const RESTORE_USAGE = `Usage: morphnet restore --data-dir DIR FILE [--force] [--
 
 Replaces the database in DIR with the backup FILE (from "morphnet backup"). The server must be
 stopped: restore refuses while a server holds DIR (its lock file DIR/server.lock names the
-process; a lock left by a server that was killed is ignored). FILE is checked first (PRAGMA
+process; a lock left by a server that was killed is ignored, and one written in another
+container or on another host once it is 60 s old). FILE is checked first (PRAGMA
 integrity_check, a schema version no newer than this morphnet, the server's tables); a file that
 fails changes nothing. The database it replaces is kept beside it as
 DIR/morphnet.db.before-restore-<time>. The next "morphnet serve" on DIR migrates an older schema.
 
 Options:
   --data-dir DIR   the server's data directory (default ./data; created if missing)
-  --force          take over a lock file written on another host (a container that no longer
-                   runs); a live server on this host is always refused
+  --force          take over a lock file written on another host or container at once,
+                   without waiting for it to go stale (only when that server no longer runs);
+                   a live server on this host is always refused
   --json           print the result as one JSON object
   -h, --help       this text`;
 

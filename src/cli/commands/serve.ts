@@ -91,7 +91,7 @@ async function searchLocal(server: RunningServer, seed: string, log: (line: stri
   }
 }
 
-const USAGE = `Usage: morphnet serve [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--admin-token-file FILE] [--no-local-agent]
+const USAGE = `Usage: morphnet serve [--host 127.0.0.1] [--port 8080] [--data-dir ./data] [--admin-token-file FILE] [--public-url URL] [--no-local-agent]
 
 Starts the MorphNet Edge server: the REST API under /api (docs/api.md), the WebSocket hub for
 device agents at /agents, and the SQLite store of devices, latency tables and jobs in the data
@@ -110,6 +110,11 @@ Options:
   --data-dir DIR         where the database and the token live (default ./data)
   --admin-token-file F   read the admin token from file F (instead of MORPHNET_ADMIN_TOKEN;
                          there is no flag taking the token itself: argv shows in ps)
+  --public-url URL       the address clients use through a proxy (https://morphnet.example.org;
+                         default MORPHNET_PUBLIC_URL): pairing links start with it, and when
+                         it is https the login cookie is always Secure. Without it they follow
+                         the request, and X-Forwarded-Proto/-Host only from a proxy on this
+                         machine (a proxy in another container would get http:// links)
   --no-local-agent       do not start the built-in agent for this host
   --local-runtime R      runtime the local agent serves (repeatable; default all it can)
   --profile-seed NAME    once the local agent is up, fill its tfjs-wasm table for a built-in
@@ -130,6 +135,7 @@ export const serveCommand: Command = {
       port: { type: 'string' },
       'data-dir': { type: 'string' },
       'admin-token-file': { type: 'string' },
+      'public-url': { type: 'string' },
       'no-local-agent': { type: 'boolean' },
       'local-runtime': { type: 'string', multiple: true },
       'profile-seed': { type: 'string' },
@@ -168,6 +174,7 @@ export const serveCommand: Command = {
       port,
       dataDir: typeof values['data-dir'] === 'string' ? values['data-dir'] : undefined,
       adminToken,
+      publicUrl: typeof values['public-url'] === 'string' ? values['public-url'] : undefined,
       localAgent: !values['no-local-agent'],
       localAgentRuntimes: (values['local-runtime'] as unknown as string[] | undefined) ?? undefined,
       log,
@@ -178,14 +185,19 @@ export const serveCommand: Command = {
       dataDir: server.dataDir,
       tokenSource: server.tokenSource,
       adminToken: server.adminTokenSource === null ? 'none' : server.adminTokenSource === 'env' ? 'MORPHNET_ADMIN_TOKEN' : 'file',
+      publicUrl: server.publicUrl,
       localAgent: server.localAgent !== null,
       recoveredItems: server.recoveredItems,
     };
+    // Behind a proxy, the links to hand out are the public ones.
+    const publicBase = server.publicUrl ?? server.url;
+    const agentsUrl = server.publicUrl === null ? server.wsUrl : `${server.publicUrl.replace(/^http/, 'ws')}/agents`;
     if (values.json) {
       io.out(JSON.stringify({ event: 'listening', ...facts, agentToken: server.tokenSource === 'file-created' ? server.agentToken : undefined }));
     } else {
       io.out(`MorphNet Edge listening on ${server.url} (data in ${server.dataDir})`);
-      io.out(`  agents connect to ${server.wsUrl}`);
+      if (server.publicUrl !== null) io.out(`  public address (links, cookies): ${server.publicUrl}`);
+      io.out(`  agents connect to ${agentsUrl}`);
       if (server.tokenSource === 'file-created') io.out(`  agent token (new, saved in ${server.dataDir}/agent-token): ${server.agentToken}`);
       else io.out(`  agent token: from ${server.tokenSource === 'env' ? 'MORPHNET_AGENT_TOKEN' : `${server.dataDir}/agent-token`}`);
       io.out(
@@ -193,9 +205,9 @@ export const serveCommand: Command = {
           ? '  admin token: none (API and UI open to this machine only)'
           : `  admin token: from ${server.adminTokenSource === 'env' ? 'MORPHNET_ADMIN_TOKEN' : '--admin-token-file'}; log in at ${server.url}/login or send "Authorization: Bearer <token>"`,
       );
-      io.out(`  run an agent: npx morphnet agent --server ${server.wsUrl} --token <token>`);
-      io.out(`  browser agent (open on a phone or laptop): ${server.url}/agent?token=${server.tokenSource === 'file-created' ? server.agentToken : '<token>'}`);
-      io.out(`  or a pairing link that expires (no token on the phone): POST ${server.url}/api/pairings`);
+      io.out(`  run an agent: npx morphnet agent --server ${agentsUrl} --token <token>`);
+      io.out(`  browser agent (open on a phone or laptop): ${publicBase}/agent?token=${server.tokenSource === 'file-created' ? server.agentToken : '<token>'}`);
+      io.out(`  or a pairing link that expires (no token on the phone): POST ${publicBase}/api/pairings`);
       if (server.recoveredItems > 0) io.out(`  ${server.recoveredItems} item(s) leased before the last stop went back to the queue`);
       io.out(server.localAgent ? '  built-in local agent: starting' : '  built-in local agent: off (--no-local-agent)');
     }
