@@ -23,8 +23,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
+import type { Plugin } from 'esbuild';
 import express, { type Request, type Response, type Router } from 'express';
+import { bundleHandler } from './browser-bundle.ts';
 
 export const AGENT_PAGE_PATH = '/agent';
 export const AGENT_BUNDLE_PATH = '/agent/agent.js';
@@ -80,59 +81,21 @@ function assetTable(group: keyof typeof ASSET_FILES): Map<string, string> {
 
 // ───────────────────────────── the bundle ─────────────────────────────
 
-interface Bundle {
-  readonly code: Buffer;
-  /** The same, gzipped once (2.1 MB → 0.43 MB: phones on Wi-Fi load it faster). */
-  readonly gzipped: Buffer;
-  readonly etag: string;
-}
-
 /**
- * Bundles the browser agent. `@tensorflow/tfjs-tflite`'s `module` entry imports a file its package
- * does not ship (`./tflite_web_api_client`), so its flat ES module build is used instead.
+ * `@tensorflow/tfjs-tflite`'s `module` entry imports a file its package does not ship
+ * (`./tflite_web_api_client`), so the bundle takes its flat ES module build instead.
  */
-async function buildBundle(entry: string): Promise<Bundle> {
-  const { build } = await import('esbuild');
+function tfliteFesmPlugin(): Plugin {
   const tfliteDir = packageDir('@tensorflow/tfjs-tflite');
-  const result = await build({
-    absWorkingDir: ROOT,
-    entryPoints: [entry],
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    target: 'es2020',
-    minify: true,
-    write: false,
-    logLevel: 'silent',
-    legalComments: 'eof',
-    define: {
-      MORPHNET_BUILD: JSON.stringify({ agentVersion: packageVersion(join(ROOT, 'package.json')), tfliteVersion: packageVersion('@tensorflow/tfjs-tflite') }),
+  return {
+    name: 'tfjs-tflite-fesm',
+    setup(b) {
+      b.onResolve({ filter: /^@tensorflow\/tfjs-tflite$/ }, () => {
+        if (tfliteDir === null) return { errors: [{ text: '@tensorflow/tfjs-tflite is not installed; run npm install' }] };
+        return { path: join(tfliteDir, 'dist', 'tf-tflite.fesm.js') };
+      });
     },
-    plugins: [
-      {
-        name: 'tfjs-tflite-fesm',
-        setup(b) {
-          b.onResolve({ filter: /^@tensorflow\/tfjs-tflite$/ }, () => {
-            if (tfliteDir === null) return { errors: [{ text: '@tensorflow/tfjs-tflite is not installed; run npm install' }] };
-            return { path: join(tfliteDir, 'dist', 'tf-tflite.fesm.js') };
-          });
-        },
-      },
-    ],
-  });
-  const code = Buffer.from(result.outputFiles[0].contents);
-  return { code, gzipped: gzipSync(code), etag: `W/"${createHash('sha256').update(code).digest('base64url').slice(0, 27)}"` };
-}
-
-function describeBuildError(err: unknown): string {
-  const errors = (err as { errors?: { text: string; location?: { file: string; line: number } | null }[] }).errors;
-  if (Array.isArray(errors) && errors.length > 0) {
-    return errors
-      .slice(0, 3)
-      .map((e) => `${e.location ? `${e.location.file}:${e.location.line}: ` : ''}${e.text}`)
-      .join('; ');
-  }
-  return err instanceof Error ? err.message : String(err);
+  };
 }
 
 // ───────────────────────────── the page ─────────────────────────────
@@ -246,7 +209,14 @@ export function agentPageRouter(options: AgentPageOptions = {}): Router {
   const entry = options.entry ?? ENTRY;
   const router = express.Router();
   const assets = { 'tfjs-wasm': assetTable('tfjs-wasm'), tflite: assetTable('tflite') };
-  let bundle: Promise<{ ok: true; bundle: Bundle } | { ok: false; message: string }> | null = null;
+  const script = bundleHandler({
+    root: ROOT,
+    entry,
+    define: { MORPHNET_BUILD: JSON.stringify({ agentVersion: packageVersion(join(ROOT, 'package.json')), tfliteVersion: packageVersion('@tensorflow/tfjs-tflite') }) },
+    plugins: [tfliteFesmPlugin()],
+    label: 'browser agent',
+    log,
+  });
 
   router.get(AGENT_PAGE_PATH, (_req: Request, res: Response) => {
     setCommonHeaders(res);
@@ -255,35 +225,9 @@ export function agentPageRouter(options: AgentPageOptions = {}): Router {
     res.type('html').send(PAGE);
   });
 
-  router.get(AGENT_BUNDLE_PATH, async (req: Request, res: Response) => {
-    bundle ??= buildBundle(entry).then(
-      (b) => ({ ok: true as const, bundle: b }),
-      (err: unknown) => {
-        const message = describeBuildError(err);
-        log(`agent page: building ${entry} with esbuild failed: ${message}`);
-        return { ok: false as const, message };
-      },
-    );
-    const built = await bundle;
+  router.get(AGENT_BUNDLE_PATH, (req: Request, res: Response) => {
     setCommonHeaders(res);
-    if (!built.ok) {
-      res
-        .status(500)
-        .type('text/plain')
-        .send(`// The browser agent could not be built: ${built.message.replace(/\n/g, ' ')}\n// The server log has the details; fix it and restart the server.\n`);
-      return;
-    }
-    // Revalidated on each load (ETag), so a phone never keeps an agent older than the server.
-    res.set('Cache-Control', 'no-cache');
-    res.set('ETag', built.bundle.etag);
-    res.vary('Accept-Encoding');
-    res.type('text/javascript; charset=utf-8');
-    if (req.acceptsEncodings('gzip') === 'gzip') {
-      res.set('Content-Encoding', 'gzip');
-      res.send(built.bundle.gzipped);
-    } else {
-      res.send(built.bundle.code);
-    }
+    return script(req, res);
   });
 
   for (const group of Object.keys(assets) as (keyof typeof assets)[]) {

@@ -12,13 +12,12 @@
  * The bundle is built on first use rather than at start-up: most servers (and every test) never
  * open the UI, and a build costs a second or two of CPU.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
 import express, { type Request, type Response, type Router } from 'express';
 import { isLoopbackHost } from './auth.ts';
+import { asset, bundleHandler, sendAsset, type Asset } from './browser-bundle.ts';
 import { AGENTS_PATH } from './hub.ts';
 
 export const UI_BUNDLE_PATH = '/ui/app.js';
@@ -38,46 +37,6 @@ export interface UiOptions {
   readonly log?: (line: string) => void;
   /** The module to bundle (tests point it elsewhere). Default `server/ui/main.ts`. */
   readonly entry?: string;
-}
-
-interface Asset {
-  readonly body: Buffer;
-  readonly gzipped: Buffer;
-  readonly etag: string;
-  readonly type: string;
-}
-
-function asset(body: Buffer, type: string): Asset {
-  return { body, gzipped: gzipSync(body), etag: `W/"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`, type };
-}
-
-async function buildBundle(entry: string, version: string): Promise<Asset> {
-  const { build } = await import('esbuild');
-  const result = await build({
-    absWorkingDir: ROOT,
-    entryPoints: [entry],
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    target: 'es2020',
-    minify: true,
-    write: false,
-    logLevel: 'silent',
-    legalComments: 'eof',
-    define: { MORPHNET_UI_VERSION: JSON.stringify(version) },
-  });
-  return asset(Buffer.from(result.outputFiles[0].contents), 'text/javascript; charset=utf-8');
-}
-
-function describeBuildError(err: unknown): string {
-  const errors = (err as { errors?: { text: string; location?: { file: string; line: number } | null }[] }).errors;
-  if (Array.isArray(errors) && errors.length > 0) {
-    return errors
-      .slice(0, 3)
-      .map((e) => `${e.location ? `${e.location.file}:${e.location.line}: ` : ''}${e.text}`)
-      .join('; ');
-  }
-  return err instanceof Error ? err.message : String(err);
 }
 
 const PAGE = `<!doctype html>
@@ -114,30 +73,12 @@ const CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-function send(req: Request, res: Response, a: Asset): void {
-  res.set('Cache-Control', 'no-cache');
-  res.set('ETag', a.etag);
-  res.vary('Accept-Encoding');
-  res.type(a.type);
-  // Compared by hand: `req.fresh` also weighs request headers a plain revalidation does not send.
-  if ((req.get('if-none-match') ?? '').split(',').some((t) => t.trim() === a.etag)) {
-    res.status(304).end();
-    return;
-  }
-  if (req.acceptsEncodings('gzip') === 'gzip') {
-    res.set('Content-Encoding', 'gzip');
-    res.send(a.gzipped);
-  } else {
-    res.send(a.body);
-  }
-}
-
 /** The router of the UI. Mount it on the app root, after `/api`. */
 export function uiRouter(options: UiOptions): Router {
   const log = options.log ?? ((line: string) => console.error(line));
   const entry = options.entry ?? join(UI_DIR, 'main.ts');
   const router = express.Router();
-  let bundle: Promise<{ ok: true; asset: Asset } | { ok: false; message: string }> | null = null;
+  const script = bundleHandler({ root: ROOT, entry, define: { MORPHNET_UI_VERSION: JSON.stringify(options.version) }, label: 'web UI', log });
   let style: Promise<Asset> | null = null;
 
   router.use((_req, res, next) => {
@@ -152,29 +93,11 @@ export function uiRouter(options: UiOptions): Router {
     res.type('html').send(PAGE);
   });
 
-  router.get(UI_BUNDLE_PATH, async (req: Request, res: Response) => {
-    bundle ??= buildBundle(entry, options.version).then(
-      (a) => ({ ok: true as const, asset: a }),
-      (err: unknown) => {
-        const message = describeBuildError(err);
-        log(`web UI: building ${entry} with esbuild failed: ${message}`);
-        return { ok: false as const, message };
-      },
-    );
-    const built = await bundle;
-    if (!built.ok) {
-      res
-        .status(500)
-        .type('text/plain')
-        .send(`// The web UI could not be built: ${built.message.replace(/\n/g, ' ')}\n// The server log has the details; fix it and restart the server.\n`);
-      return;
-    }
-    send(req, res, built.asset);
-  });
+  router.get(UI_BUNDLE_PATH, script);
 
   router.get(UI_STYLE_PATH, async (req: Request, res: Response) => {
     style ??= readFile(join(UI_DIR, 'style.css')).then((b) => asset(b, 'text/css; charset=utf-8'));
-    send(req, res, await style);
+    sendAsset(req, res, await style);
   });
 
   router.get(UI_AGENT_INFO_PATH, (_req: Request, res: Response) => {
