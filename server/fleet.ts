@@ -219,6 +219,8 @@ export class Fleet {
   readonly #paused = new Map<string, string>();
   readonly #tflite = new Map<string, Promise<string>>();
   #dispatching = false;
+  /** The dispatch loop under way, awaited by `close()`. */
+  #dispatchRun: Promise<void> | null = null;
   readonly #toDispatch = new Set<string>();
   /** `pointEnv` per "device runtime"; dropped when an agent of the device says hello. */
   readonly #envCache = new Map<string, string>();
@@ -526,7 +528,7 @@ export class Fleet {
     else for (const a of this.#agents.values()) this.#toDispatch.add(a.deviceId);
     if (this.#dispatching) return;
     this.#dispatching = true;
-    void (async () => {
+    this.#dispatchRun = (async () => {
       try {
         while (this.#toDispatch.size > 0 && !this.#closed) {
           const next = this.#toDispatch.values().next().value as string;
@@ -844,12 +846,15 @@ export class Fleet {
 
   /** Stops leasing and puts every live lease's items back (graceful shutdown). */
   async close(): Promise<void> {
+    // Closed first, and the dispatch under way awaited: one that was writing a lease while the
+    // leases were collected would leave its items leased in the database.
+    this.#closed = true;
+    await this.#dispatchRun;
     const leases = [...this.#leases.values()];
     for (const l of leases) this.#dropLease(l);
     await this.#db.write(async (tx) => {
       for (const l of leases) for (const id of l.items) await tx.run("UPDATE job_items SET state = 'pending', agent_id = NULL WHERE id = ? AND state = 'leased'", [id]);
     });
-    this.#closed = true;
     this.#agents.clear();
   }
 }

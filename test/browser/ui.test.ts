@@ -298,7 +298,9 @@ describe('web UI in headless Chromium', { timeout: 420_000 }, () => {
       if (v) seen.fractions.push(Number(v));
       seen.aliveEpochs.add((await ui.locator('[data-chart="alive"]').getAttribute('data-epochs')) ?? '');
       seen.logLines = Math.max(seen.logLines, Number(await ui.locator('.event-log').getAttribute('data-lines')));
-      if (await ui.locator('[data-chart="steps"]').count()) seen.stepPoints = Math.max(seen.stepPoints, Number(await ui.locator('[data-chart="steps"]').getAttribute('data-points')));
+      // Read without waiting: the live step chart comes and goes with the phases.
+      const stepPoints = await ui.locator('[data-chart="steps"]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-points'))));
+      seen.stepPoints = Math.max(seen.stepPoints, ...stepPoints);
       if (!runningShot && state === 'running' && Number(await ui.locator('[data-chart="alive"]').getAttribute('data-epochs')) >= 1) {
         runningShot = true;
         await shot('search-running');
