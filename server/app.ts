@@ -211,6 +211,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     token,
     serverVersion: SERVER_VERSION,
     pingMs: options.pingMs,
+    adminToken: admin.token !== null,
     pairings,
     limiter: new FailureLimiter({ maxFailures: 20, ...options.authLimits }),
     maxConnections: options.limits?.maxAgentConnections,

@@ -134,6 +134,23 @@ export function upgradeFromOtherOrigin(req: IncomingMessage): boolean {
   return origin !== undefined && originDiffers(origin, req);
 }
 
+/**
+ * Why a WebSocket upgrade is refused, or null to let it through: a page of another origin, or,
+ * on a server without an admin token, a `Host` that is not this machine. The second is the HTTP
+ * guard's DNS-rebinding rule: a rebinding page is same-origin with itself, so the Origin check
+ * alone lets it through.
+ */
+export function upgradeRefusal(req: IncomingMessage, hasAdminToken: boolean): string | null {
+  if (upgradeFromOtherOrigin(req)) {
+    return 'a WebSocket from a page of another origin is refused; open this server\'s own agent page (/agent), or connect without an Origin header (Node agents)';
+  }
+  const host = req.headers.host;
+  if (!hasAdminToken && host !== undefined && !isLoopbackName(hostnameOf(host))) {
+    return `this server has no admin token, so it answers only connections for localhost, 127.0.0.1 or [::1], not ${JSON.stringify(host.slice(0, 100))}; to serve other names set MORPHNET_ADMIN_TOKEN (docs/security.md)`;
+  }
+  return null;
+}
+
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Paths anyone may reach even when an admin token is set. */

@@ -18,7 +18,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CLOSE_CODES, HELLO_TIMEOUT_MS, MAX_AGENT_MESSAGE_BYTES, parseAgentMessage, PROTOCOL_VERSION, type ServerMessage } from '../src/protocol/agent-protocol.ts';
 import { isMorphError } from '../src/errors.ts';
-import { sameSecret, upgradeFromOtherOrigin } from './auth.ts';
+import { sameSecret, upgradeRefusal } from './auth.ts';
 import type { AgentSession, Fleet } from './fleet.ts';
 import { PAIRING_CODE_PATTERN, type Pairings } from './pairings.ts';
 import { FailureLimiter } from './rate-limit.ts';
@@ -43,6 +43,11 @@ export interface HubOptions {
    * without a valid hello, for up to HELLO_TIMEOUT_MS). Default MAX_PENDING_PER_ADDRESS (20).
    */
   readonly maxPendingPerAddress?: number;
+  /**
+   * Whether the server has an admin token. Without one, upgrades must name a loopback `Host`, as
+   * HTTP requests must (DNS rebinding). Default false.
+   */
+  readonly adminToken?: boolean;
   /** Pairing codes browsers may present in place of the token. Default: none accepted. */
   readonly pairings?: Pairings | null;
   /** Counts wrong tokens per peer address. Default: 20 per minute. */
@@ -81,6 +86,7 @@ export class Hub {
       serverVersion: options.serverVersion,
       pingMs: options.pingMs ?? 15_000,
       maxErrors: options.maxErrors ?? 50,
+      adminToken: options.adminToken ?? false,
       maxConnections: options.maxConnections ?? 1000,
       maxPendingPerAddress: options.maxPendingPerAddress ?? MAX_PENDING_PER_ADDRESS,
       log: options.log ?? (() => undefined),
@@ -116,9 +122,8 @@ export class Hub {
     socket.on('error', socketOnError);
     const path = (req.url ?? '').split('?')[0];
     if (path !== AGENTS_PATH) return abortUpgrade(socket, 404, `no WebSocket endpoint here; agents connect to ${AGENTS_PATH} [MORPH_ERR_NOT_FOUND]`);
-    if (upgradeFromOtherOrigin(req)) {
-      return abortUpgrade(socket, 403, `a WebSocket from a page of another origin is refused; open this server's own agent page (/agent), or connect without an Origin header (Node agents) [MORPH_ERR_FORBIDDEN]`);
-    }
+    const refusal = upgradeRefusal(req, this.#o.adminToken);
+    if (refusal !== null) return abortUpgrade(socket, 403, `${refusal} [MORPH_ERR_FORBIDDEN]`);
     if (this.#admitted >= this.#o.maxConnections) {
       return abortUpgrade(socket, 503, `the server holds ${this.#admitted} agent connections, its limit; retry later [MORPH_ERR_UNAVAILABLE]`, { 'Retry-After': '30' });
     }

@@ -15,7 +15,7 @@ import { networkCost } from '../src/cost/counts.ts';
 import { isSeedName, VALID_SEEDS } from '../src/seeds/index.ts';
 import { FASHION_MNIST_DIR } from '../src/train/data/idx-dataset.ts';
 import type { Fleet } from './fleet.ts';
-import { parse, route } from './http.ts';
+import { noQuery, parse, route } from './http.ts';
 import { modelShapes } from './model-store.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
 import type { TableReader } from './tables.ts';
@@ -134,6 +134,7 @@ export function viewsRouter(ctx: ViewsContext): Router {
 
   r.get(
     '/seeds',
+    noQuery,
     route(async (_req, res) => {
       res.json({ seeds: VALID_SEEDS.map((name) => summary(`seed:${name}`, resolveModel(name))) });
     }),
@@ -141,6 +142,7 @@ export function viewsRouter(ctx: ViewsContext): Router {
 
   r.get(
     '/datasets',
+    noQuery,
     route(async (_req, res) => {
       res.json({ datasets: await datasets() });
     }),
@@ -148,6 +150,7 @@ export function viewsRouter(ctx: ViewsContext): Router {
 
   r.get(
     '/models/:ref/inspect',
+    noQuery,
     route(async (req, res) => {
       const ref = String(req.params.ref);
       const model = await modelByRef(ctx, ref);
@@ -166,6 +169,7 @@ export function viewsRouter(ctx: ViewsContext): Router {
 
   r.get(
     '/models/:ref/model.json',
+    noQuery,
     route(async (req, res) => {
       const model = await modelByRef(ctx, String(req.params.ref));
       res.json({ format: 'layers-model', modelTopology: model.modelConfig });

@@ -523,6 +523,27 @@ describe('a loopback server without an admin token', () => {
     // No token configured: /login has nothing to do.
     assert.equal((await call(server.url, 'GET', '/login')).status, 303);
   });
+
+  it('refuses unknown query parameters on the web UI views like every other endpoint', async () => {
+    for (const path of ['/api/seeds', '/api/datasets', '/api/models/mobilenet/inspect', '/api/models/mobilenet/model.json']) {
+      assert.equal((await call(server.url, 'GET', path)).status, 200, path);
+      const q = await call(server.url, 'GET', `${path}?limit=1`);
+      assert.equal(q.status, 400, `${path}?limit=1`);
+      assert.equal(q.json.error.code, 'MORPH_ERR_BAD_ARGUMENT');
+    }
+  });
+
+  it('refuses a WebSocket upgrade for another Host too (a rebinding page is same-origin with itself)', async () => {
+    const evil = `attacker.example:${server.port}`;
+    const rebound = await upgrade(server.wsUrl, { host: evil, origin: `http://${evil}` });
+    assert.equal(rebound.status, 403);
+    assert.match(rebound.body, /has no admin token, so it answers only connections for localhost.*\[MORPH_ERR_FORBIDDEN\]/);
+    const node = await upgrade(server.wsUrl, { host: evil });
+    assert.equal(node.status, 403, 'without an Origin too');
+    const local = await upgrade(server.wsUrl, { host: `localhost:${server.port}`, origin: `http://localhost:${server.port}` });
+    assert.equal(local.status, 101);
+    await new Promise((r) => (local.ws.once('close', r), local.ws.close()));
+  });
 });
 
 describe('pairing links for browser agents', () => {
