@@ -8,6 +8,7 @@ export type { SearchProgress, GroupInfo, ShrinkPoint, CurvePoint } from '../sear
 export type { SearchResultSummary } from '../search-worker.ts';
 export type { NetworkSummary, VerifyStep } from '../../src/morph/search.ts';
 export type { ModelInfo } from '../model-store.ts';
+import type { NetworkSample } from '../tables.ts';
 export type { CoverageRow, DatasetInfo, ModelSummary } from '../views-api.ts';
 export type { InspectReport } from '../../src/cli/commands/inspect.ts';
 
@@ -68,18 +69,7 @@ export interface NetworksResponse {
   readonly deviceId: string;
   readonly runtime: string;
   readonly calibration: CalibrationView | null;
-  readonly networks: readonly {
-    readonly modelId: string;
-    readonly modelName: string;
-    readonly jobId: string;
-    readonly measuredMs: number;
-    readonly p10Ms: number;
-    readonly p90Ms: number;
-    readonly measuredAt: string;
-    readonly sumOpsMs: number | null;
-    readonly nOps: number | null;
-    readonly predictedMs: number | null;
-  }[];
+  readonly networks: readonly (NetworkSample & { readonly predictedMs: number | null })[];
 }
 
 export interface PredictResponse {
