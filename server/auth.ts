@@ -144,9 +144,14 @@ export function upgradeRefusal(req: IncomingMessage, hasAdminToken: boolean): st
   if (upgradeFromOtherOrigin(req)) {
     return 'a WebSocket from a page of another origin is refused; open this server\'s own agent page (/agent), or connect without an Origin header (Node agents)';
   }
+  if (hasAdminToken) return null;
   const host = req.headers.host;
-  if (!hasAdminToken && host !== undefined && !isLoopbackName(hostnameOf(host))) {
+  if (host !== undefined && !isLoopbackName(hostnameOf(host))) {
     return `this server has no admin token, so it answers only connections for localhost, 127.0.0.1 or [::1], not ${JSON.stringify(host.slice(0, 100))}; to serve other names set MORPHNET_ADMIN_TOKEN (docs/security.md)`;
+  }
+  const forwarded = peerIsLoopback(req) ? firstHeader(req, 'x-forwarded-host') : undefined;
+  if (forwarded !== undefined && !isLoopbackName(hostnameOf(forwarded))) {
+    return 'a proxy forwards connections for another host name to a server without an admin token; set MORPHNET_ADMIN_TOKEN before exposing it (docs/security.md)';
   }
   return null;
 }

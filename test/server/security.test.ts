@@ -540,6 +540,9 @@ describe('a loopback server without an admin token', () => {
     assert.match(rebound.body, /has no admin token, so it answers only connections for localhost.*\[MORPH_ERR_FORBIDDEN\]/);
     const node = await upgrade(server.wsUrl, { host: evil });
     assert.equal(node.status, 403, 'without an Origin too');
+    const proxied = await upgrade(server.wsUrl, { 'x-forwarded-host': 'morph.example.com' });
+    assert.equal(proxied.status, 403, 'a proxy exposing a token-less server is refused');
+    assert.match(proxied.body, /a proxy forwards connections for another host name/);
     const local = await upgrade(server.wsUrl, { host: `localhost:${server.port}`, origin: `http://localhost:${server.port}` });
     assert.equal(local.status, 101);
     await new Promise((r) => (local.ws.once('close', r), local.ws.close()));

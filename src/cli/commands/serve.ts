@@ -101,8 +101,8 @@ Agents authenticate with the agent token: MORPHNET_AGENT_TOKEN if set, else the 
 DATA_DIR/agent-token, created and printed on first start.
 
 The API and UI need the admin token when one is set (MORPHNET_ADMIN_TOKEN, or the contents of
---admin-token-file): "Authorization: Bearer <token>", or log in at /login. A --host other than
-127.0.0.1/::1/localhost refuses to start without one. See docs/security.md.
+--admin-token-file): "Authorization: Bearer <token>", or log in at /login. A --host beyond
+loopback (127.0.0.0/8, ::1, localhost) refuses to start without one. See docs/security.md.
 
 Options:
   --host HOST            interface to listen on (default 127.0.0.1)
