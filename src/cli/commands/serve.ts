@@ -48,7 +48,7 @@ async function profileLocal(server: RunningServer, seed: string, log: (line: str
  * Waits for the local agent, then starts a latency-targeted search of `seed` on it through the
  * server's own API (the main job of `npm start`) and logs its phases and the result.
  */
-async function searchLocal(server: RunningServer, seed: string, log: (line: string) => void): Promise<void> {
+async function searchLocal(server: RunningServer, seed: string, log: (line: string) => void, stopping: AbortSignal): Promise<void> {
   try {
     let device;
     for (let i = 0; i < 600 && !device; i++) {
@@ -86,7 +86,8 @@ async function searchLocal(server: RunningServer, seed: string, log: (line: stri
       await new Promise((r) => setTimeout(r, 5000));
     }
   } catch (err) {
-    // The server may be shutting down; the search's own state says where it stopped.
+    // A shutdown ends the following quietly: the search's own state says where it stopped.
+    if (stopping.aborted) return;
     log(`--search-seed stopped following: ${err instanceof Error ? err.message : String(err)}`);
   }
 }
@@ -212,7 +213,8 @@ export const serveCommand: Command = {
       io.out(server.localAgent ? '  built-in local agent: starting' : '  built-in local agent: off (--no-local-agent)');
     }
     if (typeof profileSeed === 'string') void profileLocal(server, profileSeed, log);
-    if (typeof searchSeed === 'string') void searchLocal(server, searchSeed, log);
+    const stopping = new AbortController();
+    if (typeof searchSeed === 'string') void searchLocal(server, searchSeed, log, stopping.signal);
     // Exit 0 after a clean shutdown (systemd and Docker then do not restart it), 1 if it failed.
     // A second signal is not caught: it ends the process at once.
     return new Promise<number>((resolve) => {
@@ -220,6 +222,7 @@ export const serveCommand: Command = {
         process.off('SIGINT', onInt);
         process.off('SIGTERM', onTerm);
         log(`${signal}: shutting down`);
+        stopping.abort();
         void server.close().then(
           () => resolve(0),
           (err: unknown) => {
