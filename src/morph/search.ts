@@ -21,6 +21,7 @@ import { evaluate, train, type EpochEvent, type StepEvent, type TrainOptions } f
 import { recalibrateBatchNorm } from '../train/bn-recalibrate.ts';
 import { buildTfModel, readWeights } from '../train/tf-model.ts';
 import { expandToTarget, minimumCost, type ExpandResult } from './expand.ts';
+import { nextAim } from './closed-loop.ts';
 import { costAt, seedWidths } from './network-cost.ts';
 import { selectByGamma } from './selection.ts';
 import { shrink, type ShrinkEpoch } from './shrink.ts';
@@ -302,7 +303,7 @@ async function expandVerified(
       stop = 'within';
       break;
     }
-    aim *= target / measured;
+    aim = nextAim(steps, target);
     try {
       const next = hooks.expand(net.graph, net.analysis, base, aim, divisor);
       if (next.widths.every((w, g) => w === expanded.widths[g])) {

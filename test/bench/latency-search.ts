@@ -47,7 +47,7 @@ async function api(server: RunningServer, method: string, path: string, body?: u
 
 function summary(net: any): Record<string, unknown> | null {
   if (!net) return null;
-  return { measuredMs: net.measured, predictedMs: net.cost, verifyStop: net.verifyStop, measurements: net.verify?.length ?? 0, accuracy: net.accuracy, macs: net.macs, params: net.params, multiplier: net.multiplier };
+  return { measuredMs: net.measured, predictedMs: net.cost, verifyStop: net.verifyStop, measurements: net.verify?.length ?? 0, verify: net.verify ?? [], accuracy: net.accuracy, macs: net.macs, params: net.params, multiplier: net.multiplier, structure: net.structure };
 }
 
 async function main(): Promise<void> {
