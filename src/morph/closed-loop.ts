@@ -14,8 +14,17 @@ export interface AimPoint {
   readonly measured: number;
 }
 
-/** The next aim after `steps` (at least one), for a measured `target`. */
-export function nextAim(steps: readonly AimPoint[], target: number): number {
+/**
+ * The next aim after `steps` (at least one), for a measured `target`, below `ceiling` (the seed's
+ * predicted latency, the most expand can reach): a ratio step past it (the first candidate ran
+ * at half the target) would end the loop as unreachable, where the seed itself is a candidate
+ * that brackets the target.
+ */
+export function nextAim(steps: readonly AimPoint[], target: number, ceiling = Number.POSITIVE_INFINITY): number {
+  return Math.min(unclamped(steps, target), ceiling * (1 - 1e-6));
+}
+
+function unclamped(steps: readonly AimPoint[], target: number): number {
   const last = steps[steps.length - 1];
   // The closest measurements below and above the target.
   let below: AimPoint | null = null;

@@ -291,6 +291,7 @@ async function expandVerified(
   if (!hooks.verify) return { expanded, measured: null, steps: [], stop: null };
   let stop: VerifyStop = 'tries';
   const tolerance = hooks.verifyTolerance ?? 0.03;
+  const ceiling = hooks.costAt(net.graph, net.analysis, seedWidths(net.analysis));
   const steps: VerifyStep[] = [];
   let best: { expanded: ExpandResult; measured: number } | null = null;
   for (let i = 0; i < 5; i++) {
@@ -303,7 +304,7 @@ async function expandVerified(
       stop = 'within';
       break;
     }
-    aim = nextAim(steps, target);
+    aim = nextAim(steps, target, ceiling);
     try {
       const next = hooks.expand(net.graph, net.analysis, base, aim, divisor);
       if (next.widths.every((w, g) => w === expanded.widths[g])) {

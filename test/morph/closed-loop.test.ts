@@ -35,6 +35,12 @@ describe('nextAim', () => {
     assert.ok(Math.abs(aim - 0.25) < 1e-12, String(aim));
   });
 
+  it('keeps the aim below the ceiling (the seed) expand can reach', () => {
+    // Measured at 45% of the target: the ratio step would aim at 0.396, past the seed's 0.3565.
+    const aim = nextAim([{ aimedAt: 0.178, measured: 0.08 }], 0.178, 0.3565);
+    assert.ok(aim < 0.3565 && aim > 0.3564, String(aim));
+  });
+
   it('meets a constant prediction factor in two measurements', () => {
     const r = run(0.2, (aim) => aim / 1.5, byBracket(0.2));
     assert.equal(r.within, true);
