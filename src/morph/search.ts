@@ -274,8 +274,9 @@ function summarize(
 
 /**
  * Closed-loop expand: expand to the target on the predicted cost, measure the candidate on the
- * device, and aim again at target·(aim/measured) until the measurement is within the tolerance
- * (or 5 tries, or the corrected aim leaves the reachable range: the closest try is kept).
+ * device, and aim again (`nextAim`: by the measured ratio, then between the measurements on each
+ * side of the target) until the measurement is within the tolerance (or 5 tries, or the aim
+ * leaves the reachable range: the closest try is kept).
  */
 async function expandVerified(
   hooks: SearchCostHooks,
