@@ -234,8 +234,7 @@ export async function measure(run: () => void | Promise<void>, options: MeasureO
     warmupRuns++;
   }
 
-  // 2. Runs per sample. A coarse clock can read 0 for one run, so grow a timed loop until it
-  // lasts targetSampleMs (these loops count as warm-up).
+  // 2. Runs per sample, from the warm-up's estimate of one run, checked by timed loops.
   const tail = warmTimes.slice(Math.floor(warmTimes.length / 2));
   const estimate = tail.length > 0 ? tail.reduce((a, b) => a + b, 0) / tail.length : 0;
   let k = 1;
@@ -243,32 +242,33 @@ export async function measure(run: () => void | Promise<void>, options: MeasureO
   // nothing about one run's length, so time loops as for a short run (k stays 1 if it is long).
   if (estimate < o.targetSampleMs || warmTimes.length < 2) {
     if (estimate > 0) k = Math.min(o.maxRunsPerSample, Math.ceil((o.targetSampleMs * 1.2) / estimate));
-    for (;;) {
-      const t = readClock(o.now);
-      if (warmupRuns > 0 && !budget.fits(t, k)) {
-        capped = true;
-        break;
-      }
-      for (let i = 0; i < k; i++) await runOnce(run);
-      const elapsed = readClock(o.now) - t;
-      budget.record(elapsed / k);
-      warmupRuns += k;
-      if (elapsed >= o.targetSampleMs || k >= o.maxRunsPerSample) {
-        if (elapsed <= 0) {
-          throw new MorphError('MORPH_ERR_MEASUREMENT', `the clock did not advance over ${k} runs; raise maxRunsPerSample or use a finer clock`, { runs: k });
-        }
-        break;
-      }
-      const grow = elapsed > 0 ? Math.ceil((k * o.targetSampleMs * 1.2) / elapsed) : k * 10;
-      k = Math.min(o.maxRunsPerSample, Math.max(k + 1, grow));
-    }
+    const sized = await sizeLoop(run, k, o, budget, warmupRuns > 0);
+    k = sized.k;
+    warmupRuns += sized.runs;
+    capped ||= sized.capped;
   }
 
   // 3–4. Sample; re-measure while the spread is too wide and time is left.
   const attempts: Attempt[] = [];
+  let resized = 0;
   while (attempts.length < o.maxAttempts) {
     if (attempts.length > 0 && !budget.fits(readClock(o.now), k)) break;
     const attempt = await sampleOnce(run, k, o, budget);
+    // Runs became much faster than the warm-up said (a warm-up slowed by a busy machine, or a
+    // JIT that settled late): a loop this short reads the clock's ticks, not the op (a 20 µs op
+    // on a browser's 0.1 ms clock reads 0). Size the loop again and sample anew.
+    if (attempt.stats.median * k < o.targetSampleMs / 4 && k < o.maxRunsPerSample && resized < MAX_RESIZES && budget.fits(readClock(o.now), k)) {
+      resized++;
+      const perRun = attempt.stats.median;
+      const start = perRun > 0 ? Math.ceil((o.targetSampleMs * 1.2) / perRun) : k * 10;
+      const sized = await sizeLoop(run, Math.min(o.maxRunsPerSample, Math.max(k + 1, start)), o, budget, true);
+      warmupRuns += sized.runs + attempt.samples.length * k;
+      capped ||= sized.capped;
+      if (!sized.capped && sized.k > k) {
+        k = sized.k;
+        continue;
+      }
+    }
     attempts.push(attempt);
     capped ||= attempt.capped;
     if (attempt.looseness <= 1) break;
@@ -289,6 +289,35 @@ export async function measure(run: () => void | Promise<void>, options: MeasureO
     totalMs: readClock(o.now) - start,
     samplesMs: best.samples,
   };
+}
+
+/** Times the sampling loop is re-sized when its samples turn out far shorter than `targetSampleMs`. */
+const MAX_RESIZES = 3;
+
+/**
+ * Grows a timed loop of `k` runs until one loop lasts `targetSampleMs` (a coarse clock can read 0
+ * for a few runs). The loops run here count as warm-up.
+ * @throws MorphError MORPH_ERR_MEASUREMENT when the clock does not advance over `maxRunsPerSample` runs.
+ */
+async function sizeLoop(run: () => void | Promise<void>, k: number, o: Required<MeasureOptions>, budget: Budget, mayCap: boolean): Promise<{ k: number; runs: number; capped: boolean }> {
+  let runs = 0;
+  for (;;) {
+    const t = readClock(o.now);
+    if (mayCap && !budget.fits(t, k)) return { k, runs, capped: true };
+    for (let i = 0; i < k; i++) await runOnce(run);
+    const elapsed = readClock(o.now) - t;
+    budget.record(elapsed / k);
+    runs += k;
+    mayCap = true;
+    if (elapsed >= o.targetSampleMs || k >= o.maxRunsPerSample) {
+      if (elapsed <= 0) {
+        throw new MorphError('MORPH_ERR_MEASUREMENT', `the clock did not advance over ${k} runs; raise maxRunsPerSample or use a finer clock`, { runs: k });
+      }
+      return { k, runs, capped: false };
+    }
+    const grow = elapsed > 0 ? Math.ceil((k * o.targetSampleMs * 1.2) / elapsed) : k * 10;
+    k = Math.min(o.maxRunsPerSample, Math.max(k + 1, grow));
+  }
 }
 
 async function sampleOnce(run: () => void | Promise<void>, k: number, o: Required<MeasureOptions>, budget: Budget): Promise<Attempt> {

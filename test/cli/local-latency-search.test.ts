@@ -19,11 +19,17 @@ const DEVICE = 'local-latency-dev';
 /** The closed loop aims at ±3%; the quick protocol on 2 shared cores is noisier. */
 const TOLERANCE = 0.15;
 
+/**
+ * Compute must outweigh the fixed per-op costs: with only two small convs (32 and 64 channels)
+ * the network at 8 channels per group still cost 70% of the seed on a busy machine, so a 50%
+ * target was out of reach and the test failed for the machine's sake, not the code's.
+ */
 function smallModel(): object {
   const b = new FunctionalBuilder('small_local_latency');
   let x = b.input('input', [32, 32, 3]);
   x = b.relu('c1_relu', b.batchNorm('c1_bn', b.conv2d('c1', x, { filters: 32, kernelSize: 3, padding: 'same', useBias: false }), { momentum: 0.9 }));
-  x = b.relu('c2_relu', b.batchNorm('c2_bn', b.conv2d('c2', x, { filters: 64, kernelSize: 3, strides: 2, padding: 'same', useBias: false }), { momentum: 0.9 }));
+  x = b.relu('c2_relu', b.batchNorm('c2_bn', b.conv2d('c2', x, { filters: 96, kernelSize: 3, strides: 2, padding: 'same', useBias: false }), { momentum: 0.9 }));
+  x = b.relu('c3_relu', b.batchNorm('c3_bn', b.conv2d('c3', x, { filters: 96, kernelSize: 3, padding: 'same', useBias: false }), { momentum: 0.9 }));
   x = b.globalAveragePooling2d('gap', x);
   x = b.dense('predictions', x, { units: 3, activation: 'softmax' });
   return { format: 'layers-model', modelTopology: b.build([x]) };
@@ -117,6 +123,6 @@ describe('offline latency search (--local) with a server-side device table', () 
     const tables = (await (await fetch(`${server.url}/api/tables?${q}`)).json()) as { tables: { points: unknown[] }[] };
     assert.ok(tables.tables.reduce((n, tb) => n + tb.points.length, 0) >= report.latency.profiledPoints);
     const structure = JSON.parse(await readFile(join(out, 'structure.json'), 'utf8'));
-    assert.ok(structure.c1 <= 32 && structure.c2 <= 64, JSON.stringify(structure));
+    assert.ok(structure.c1 <= 32 && structure.c2 <= 96 && structure.c3 <= 96, JSON.stringify(structure));
   });
 });

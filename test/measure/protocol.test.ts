@@ -55,6 +55,21 @@ describe('measure (fake clock)', () => {
     assert.ok(Math.abs(m.medianMs - 0.02) < 0.005, `median ${m.medianMs}`);
   });
 
+  it('re-sizes the loop when the op runs far faster than its slow warm-up said, on a coarse clock', async () => {
+    // The warm-up runs take 1.5 ms each (a busy machine), every later run 20 µs; the clock reads
+    // in 0.1 ms steps. The warm-up's estimate says one run per sample, whose samples read 0 ms.
+    let t = 1000;
+    let i = 0;
+    const now = (): number => Math.floor(t * 10) / 10;
+    const run = (): void => {
+      t += i++ < 4 ? 1.5 : 0.02;
+    };
+    const m = await measure(run, { now, warmupRuns: 2, warmupMs: 5, minSamples: 3, minWindowMs: 0, maxMs: 1000 });
+    assert.ok(m.runsPerSample >= 50, `runsPerSample ${m.runsPerSample}`);
+    assert.ok(Math.abs(m.medianMs - 0.02) < 0.005, `median ${m.medianMs}`);
+    assert.ok(m.samplesMs.every((s) => s > 0), 'no sample reads 0 ms');
+  });
+
   it('times one run per sample for slow ops and meets the minimums', async () => {
     const f = fake(() => 4);
     const m = await measure(f.run, { now: f.now });
