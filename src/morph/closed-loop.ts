@@ -14,6 +14,32 @@ export interface AimPoint {
   readonly measured: number;
 }
 
+/** A measured candidate with the width multiplier it was built at. */
+export interface MultiplierPoint {
+  readonly multiplier: number;
+  readonly measured: number;
+}
+
+/**
+ * Once the measurements bracket the target, the next width multiplier, interpolated between the
+ * closest measurement below and above it in ω (regula falsi); null while they do not. This steps
+ * past the prediction altogether: on Node tflite the table predicted 0.268 ms at ω 0.53 and
+ * 0.285 ms at ω 0.80 while the device measured 0.16 and 0.245 ms, so every aim between the two
+ * predictions gave back one of the two networks already measured. Measured latency grows with ω
+ * whatever the table says, so a bracket in ω always holds the networks in between.
+ */
+export function bracketMultiplier(steps: readonly MultiplierPoint[], target: number): { multiplier: number; below: MultiplierPoint; above: MultiplierPoint } | null {
+  let below: MultiplierPoint | null = null;
+  let above: MultiplierPoint | null = null;
+  for (const s of steps) {
+    if (s.measured < target && (below === null || s.measured > below.measured)) below = s;
+    if (s.measured > target && (above === null || s.measured < above.measured)) above = s;
+  }
+  if (!below || !above || !(above.multiplier > below.multiplier) || !(above.measured > below.measured)) return null;
+  const multiplier = below.multiplier + ((target - below.measured) * (above.multiplier - below.multiplier)) / (above.measured - below.measured);
+  return { multiplier, below, above };
+}
+
 /**
  * The next aim after `steps` (at least one), for a measured `target`, below `ceiling` (the seed's
  * predicted latency, the most expand can reach): a ratio step past it (the first candidate ran

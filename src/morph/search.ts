@@ -20,8 +20,8 @@ import { checkDatasetFitsModel } from '../train/data/index.ts';
 import { evaluate, train, type EpochEvent, type StepEvent, type TrainOptions } from '../train/loop.ts';
 import { recalibrateBatchNorm } from '../train/bn-recalibrate.ts';
 import { buildTfModel, readWeights } from '../train/tf-model.ts';
-import { expandToTarget, minimumCost, type ExpandResult } from './expand.ts';
-import { nextAim } from './closed-loop.ts';
+import { expandToTarget, minimumCost, widthsAt, type ExpandResult } from './expand.ts';
+import { bracketMultiplier, nextAim } from './closed-loop.ts';
 import { costAt, seedWidths } from './network-cost.ts';
 import { selectByGamma } from './selection.ts';
 import { shrink, type ShrinkEpoch } from './shrink.ts';
@@ -58,7 +58,7 @@ export interface SearchCostHooks {
 
 /**
  * Why closed-loop expand stopped: the measurement is within the tolerance; the corrected aim gives
- * the same widths (the divisor's rounding allows nothing in between); the corrected aim is out of
+ * a network already measured (the divisor's rounding allows nothing in between); the corrected aim is out of
  * the reachable range (above the seed, below the minimum); or 5 measurements were taken.
  */
 export type VerifyStop = 'within' | 'same-network' | 'unreachable' | 'tries';
@@ -164,13 +164,14 @@ export interface SearchResult {
   readonly shrunkModel: RebuiltModel;
 }
 
-interface Net {
+/** A parsed network with its channel analysis and cost ops. */
+export interface Net {
   readonly graph: Graph;
   readonly analysis: ChannelAnalysis;
   readonly ops: CostOp[];
 }
 
-function netOf(graph: Graph): Net {
+export function netOf(graph: Graph): Net {
   const analysis = analyzeChannels(graph);
   return { graph, analysis, ops: costOps(graph, analysis) };
 }
@@ -272,13 +273,19 @@ function summarize(
   };
 }
 
+/** Most candidates closed-loop expand measures on the device. */
+const VERIFY_TRIES = 5;
+
 /**
  * Closed-loop expand: expand to the target on the predicted cost, measure the candidate on the
  * device, and aim again (`nextAim`: by the measured ratio, then between the measurements on each
  * side of the target) until the measurement is within the tolerance (or 5 tries, or the aim
- * leaves the reachable range: the closest try is kept).
+ * leaves the reachable range: the closest try is kept). Once two measurements bracket the
+ * target, the next candidate is chosen between them by width multiplier (`bracketMultiplier`),
+ * so a table that mispredicts that range cannot keep sending back a network already measured;
+ * when no untried network lies between them, the stop is `same-network`.
  */
-async function expandVerified(
+export async function expandVerified(
   hooks: SearchCostHooks,
   net: Net,
   base: ArrayLike<number>,
@@ -294,21 +301,41 @@ async function expandVerified(
   const tolerance = hooks.verifyTolerance ?? 0.03;
   const ceiling = hooks.costAt(net.graph, net.analysis, seedWidths(net.analysis));
   const steps: VerifyStep[] = [];
+  const tried: number[][] = [];
+  const wasTried = (widths: readonly number[]): boolean => tried.some((t) => t.every((w, g) => w === widths[g]));
+  const at = (multiplier: number): ExpandResult => {
+    const widths = widthsAt(net.analysis, base, multiplier, divisor);
+    return { multiplier, widths, cost: hooks.costAt(net.graph, net.analysis, widths) };
+  };
   let best: { expanded: ExpandResult; measured: number } | null = null;
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < VERIFY_TRIES; i++) {
     const topology = rebuild(net.graph, net.analysis, selectionFromWidths(net.analysis, expanded.widths), null).modelTopology;
     const measured = await hooks.verify(topology, `${label} (try ${i + 1})`);
     steps.push({ aimedAt: aim, predicted: expanded.cost, measured, multiplier: expanded.multiplier });
+    tried.push(expanded.widths);
     if (!best || Math.abs(measured - target) < Math.abs(best.measured - target)) best = { expanded, measured };
     onEvent({ type: 'phase', phase: 'expand', message: `${label}: predicted ${expanded.cost.toFixed(3)} ${hooks.unit}, measured ${measured.toFixed(3)} (target ${target.toFixed(3)})` });
     if (Math.abs(measured / target - 1) <= tolerance) {
       stop = 'within';
       break;
     }
+    const bracket = bracketMultiplier(steps, target);
+    if (bracket) {
+      // Between the two measurements: interpolated, else halfway, else nothing is left to try.
+      const mid = (bracket.below.multiplier + bracket.above.multiplier) / 2;
+      const next = [at(bracket.multiplier), at(mid)].find((c) => !wasTried(c.widths));
+      if (!next) {
+        stop = 'same-network';
+        break;
+      }
+      expanded = next;
+      aim = next.cost;
+      continue;
+    }
     aim = nextAim(steps, target, ceiling);
     try {
       const next = hooks.expand(net.graph, net.analysis, base, aim, divisor);
-      if (next.widths.every((w, g) => w === expanded.widths[g])) {
+      if (wasTried(next.widths)) {
         stop = 'same-network';
         break;
       }

@@ -6,7 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { nextAim, type AimPoint } from '../../src/morph/closed-loop.ts';
+import { flopsCostModel } from '../../src/cost/cost-model.ts';
+import { MorphError } from '../../src/errors.ts';
+import { parseModel } from '../../src/graph/parse.ts';
+import { bracketMultiplier, nextAim, type AimPoint } from '../../src/morph/closed-loop.ts';
+import { widthsAt, type ExpandResult } from '../../src/morph/expand.ts';
+import { costAt, seedWidths } from '../../src/morph/network-cost.ts';
+import { expandVerified, netOf, type SearchCostHooks } from '../../src/morph/search.ts';
+import { seedModel } from '../../src/seeds/index.ts';
 
 function run(target: number, device: (aim: number) => number, next: (steps: AimPoint[]) => number): { steps: AimPoint[]; within: boolean } {
   const steps: AimPoint[] = [];
@@ -63,5 +70,87 @@ describe('nextAim', () => {
     const target = 0.25;
     const r = run(target, device, byBracket(target));
     assert.equal(r.within, true, JSON.stringify(r.steps));
+  });
+});
+
+describe('bracketMultiplier', () => {
+  it('is null until a measurement lies on each side of the target', () => {
+    assert.equal(bracketMultiplier([{ multiplier: 0.5, measured: 0.1 }], 0.2), null);
+    assert.equal(bracketMultiplier([{ multiplier: 0.5, measured: 0.1 }, { multiplier: 0.6, measured: 0.15 }], 0.2), null);
+    // A bracket whose larger network measured faster says nothing about the ones between.
+    assert.equal(bracketMultiplier([{ multiplier: 0.8, measured: 0.1 }, { multiplier: 0.5, measured: 0.3 }], 0.2), null);
+  });
+
+  it('interpolates ω between the closest measurements on each side', () => {
+    const b = bracketMultiplier([{ multiplier: 0.27, measured: 0.07 }, { multiplier: 1.06, measured: 0.42 }, { multiplier: 0.53, measured: 0.16 }, { multiplier: 0.8, measured: 0.24 }], 0.2);
+    assert.ok(b);
+    assert.deepEqual([b.below.multiplier, b.above.multiplier], [0.53, 0.8]);
+    assert.ok(Math.abs(b.multiplier - (0.53 + (0.04 * 0.27) / 0.08)) < 1e-12, String(b.multiplier));
+  });
+});
+
+describe('closed-loop expand (expandVerified) against a device the table mispredicts', () => {
+  // The MobileNet seed. The "table" steps up past a FLOPs share f of 0.3 and is then nearly flat,
+  // while the "device" grows steadily, as Node tflite did (predicted 0.268 ms at ω 0.53 and
+  // 0.285 ms at ω 0.80, measured 0.16 and 0.245 ms): every aim from 0.19 to 0.21 gives back the
+  // network just under f = 0.3, so correcting the aim in predicted milliseconds stalls there.
+  const net = netOf(parseModel(seedModel('mobilenet')).graph);
+  const full = costAt(net.ops, flopsCostModel, seedWidths(net.analysis));
+  const share = (widths: ArrayLike<number>): number => costAt(net.ops, flopsCostModel, widths) / full;
+  const predicted = (f: number): number => (f < 0.3 ? 0.1 + 0.3 * f : 0.21 + 0.02 * (f - 0.3));
+  const device = (f: number): number => 0.03 + 0.4 * f;
+  const target = 0.2;
+
+  function hooks(measured: number[][]): SearchCostHooks {
+    return {
+      name: 'fake-latency',
+      unit: 'ms',
+      costModel: () => flopsCostModel,
+      costAt: (_g, _a, widths) => predicted(share(widths)),
+      expand: (_g, analysis, base, aim, divisor) => {
+        const at = (w: number): ExpandResult => {
+          const widths = widthsAt(analysis, base, w, divisor);
+          return { multiplier: w, widths, cost: predicted(share(widths)) };
+        };
+        if (at(1e-6).cost > aim) throw new MorphError('MORPH_ERR_TARGET', `aim ${aim} is below the minimum`);
+        let lo = 1e-6;
+        let hi = 4;
+        for (let i = 0; i < 60; i++) {
+          const mid = (lo + hi) / 2;
+          if (at(mid).cost <= aim) lo = mid;
+          else hi = mid;
+        }
+        return at(lo);
+      },
+      verify: async (topology) => {
+        const rebuilt = netOf(parseModel(topology).graph);
+        const widths = rebuilt.analysis.groups.map((g) => g.channels);
+        measured.push(widths);
+        return device(costAt(rebuilt.ops, flopsCostModel, widths) / full);
+      },
+    };
+  }
+
+  it('lands within ±3% by stepping in ω between the measurements that bracket the target, never measuring a network twice', async () => {
+    const measured: number[][] = [];
+    const r = await expandVerified(hooks(measured), net, seedWidths(net.analysis), target, 8, 'test', () => undefined);
+    const detail = JSON.stringify(r.steps);
+    assert.equal(r.stop, 'within', detail);
+    assert.ok(r.measured !== null && Math.abs(r.measured / target - 1) <= 0.03, detail);
+    assert.ok(r.steps.length <= 5, detail);
+    const keys = measured.map((w) => w.join(','));
+    assert.equal(new Set(keys).size, keys.length, `a network was measured twice: ${detail}`);
+  });
+
+  it('says same-network when no untried network lies between the bracket', async () => {
+    // Device with a cliff across the whole ±3% window: nothing measures between 0.17 and 0.23.
+    const cliff = (f: number): number => (f > 0.4 ? 0.23 + 0.3 * (f - 0.4) : 0.17 * (f / 0.4));
+    const measured: number[][] = [];
+    const h = hooks(measured);
+    const r = await expandVerified({ ...h, verify: async (topology) => { await h.verify!(topology, ''); const rebuilt = netOf(parseModel(topology).graph); return cliff(costAt(rebuilt.ops, flopsCostModel, rebuilt.analysis.groups.map((g) => g.channels)) / full); } }, net, seedWidths(net.analysis), target, 8, 'test', () => undefined);
+    assert.ok(r.stop === 'same-network' || r.stop === 'tries', JSON.stringify(r.steps));
+    assert.ok(r.measured !== null && Math.abs(r.measured / target - 1) > 0.03);
+    const keys = measured.map((w) => w.join(','));
+    assert.equal(new Set(keys).size, keys.length, 'no network measured twice');
   });
 });

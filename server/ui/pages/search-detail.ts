@@ -238,7 +238,7 @@ export function SearchDetail(props: { id: string; devices: readonly DeviceView[]
       </div>
     </header>
     <dl class="facts wide">
-      <dt>Target</dt><dd>${targetText(v.target)}${(v.target.seedCost ?? 0) > 0 ? ` (seed ${v.target.unit === "ms" ? ms(v.target.seedCost) : count(v.target.seedCost)}, at least ${v.target.unit === 'ms' ? ms(v.target.minimum) : count(v.target.minimum)})` : ''}</dd>
+      <dt>Target</dt><dd>${targetText(v.target)}${(v.target.seedCost ?? 0) > 0 ? ` (seed ${v.target.unit === "ms" ? ms(v.target.seedCost) : count(v.target.seedCost)}${Number.isFinite(v.target.minimum) ? `, at least ${v.target.unit === 'ms' ? ms(v.target.minimum) : count(v.target.minimum)}` : ''})` : ''}</dd>
       <dt>Device</dt><dd>${v.deviceId ? html`<a href=${href(['tables'], { device: v.deviceId, runtime: v.runtime ?? '' })}>${device?.name ?? v.deviceId}</a>, ${v.runtime}` : '–'}</dd>
       <dt>Data</dt><dd>${p.dataset ? `${p.dataset.name} (${p.dataset.trainSize} train, ${p.dataset.valSize} val, ${p.dataset.testSize} test)` : v.config.data.dataset}</dd>
       <dt>Backend</dt><dd>${p.backend ?? '–'}</dd>
