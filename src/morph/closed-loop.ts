@@ -22,7 +22,8 @@ export interface MultiplierPoint {
 
 /**
  * Once the measurements bracket the target, the next width multiplier, interpolated between the
- * closest measurement below and above it in ω (regula falsi); null while they do not. This steps
+ * closest measurement below and above it in ω (regula falsi, Illinois variant); null while they
+ * do not. This steps
  * past the prediction altogether: on Node tflite the table predicted 0.268 ms at ω 0.53 and
  * 0.285 ms at ω 0.80 while the device measured 0.16 and 0.245 ms, so every aim between the two
  * predictions gave back one of the two networks already measured. Measured latency grows with ω
@@ -36,7 +37,19 @@ export function bracketMultiplier(steps: readonly MultiplierPoint[], target: num
     if (s.measured > target && (above === null || s.measured < above.measured)) above = s;
   }
   if (!below || !above || !(above.multiplier > below.multiplier) || !(above.measured > below.measured)) return null;
-  const multiplier = below.multiplier + ((target - below.measured) * (above.multiplier - below.multiplier)) / (above.measured - below.measured);
+  // Illinois: when the latest measurements all fell on one side, the far end of the bracket has
+  // not moved and plain regula falsi creeps up on a convex curve (Node tflite, uniform baseline:
+  // 0.130, 0.154, 0.169 ms against a 0.192 ms target); halve the far end's weight for each
+  // repeat so the next step reaches past them.
+  const side = (m: MultiplierPoint): number => Math.sign(m.measured - target);
+  let repeats = 0;
+  for (let i = steps.length - 1; i > 0 && side(steps[i]) === side(steps[i - 1]); i--) repeats++;
+  const lastBelow = side(steps[steps.length - 1]) < 0;
+  const weightAbove = lastBelow ? 0.5 ** repeats : 1;
+  const weightBelow = lastBelow ? 1 : 0.5 ** repeats;
+  const fa = (above.measured - target) * weightAbove;
+  const fb = (below.measured - target) * weightBelow;
+  const multiplier = (below.multiplier * fa - above.multiplier * fb) / (fa - fb);
   return { multiplier, below, above };
 }
 

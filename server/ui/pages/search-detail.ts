@@ -117,7 +117,7 @@ function Networks(props: { view: SearchView }): VNode {
           ${row('MACs', (n) => count(n.net.macs))}
           ${row('params', (n) => count(n.net.params))}
           ${row('width multiplier', (n) => n.net.multiplier.toFixed(3))}
-          ${unit === 'ms' ? row('measurements (closed loop)', (n) => `${n.net.verify.length}${n.net.verifyStop ? `, ${n.net.verifyStop}` : ''}`) : null}
+          ${unit === 'ms' ? row('candidates measured (closed loop)', (n) => `${n.net.verify.length}${n.net.verifyStop ? `, ${n.net.verifyStop}` : ''}`) : null}
           ${row('training time', (n) => seconds(n.net.trainSeconds))}
         </tbody>
       </table>
@@ -127,8 +127,8 @@ function Networks(props: { view: SearchView }): VNode {
           <summary>Closed-loop expand: each candidate measured on the device</summary>
           <${Scroll}>
             <table>
-              <thead><tr><th>Network</th><th class="num">Aimed at</th><th class="num">Predicted</th><th class="num">Measured</th><th class="num">ω</th></tr></thead>
-              <tbody>${nets.flatMap((n) => n.net.verify.map((s) => html`<tr><th scope="row">${n.label}</th><td class="num">${ms(s.aimedAt)}</td><td class="num">${ms(s.predicted)}</td><td class="num">${ms(s.measured)}</td><td class="num">${s.multiplier.toFixed(3)}</td></tr>`))}</tbody>
+              <thead><tr><th>Network</th><th class="num">Aimed at</th><th class="num">Predicted</th><th class="num">Measured (lowest)</th><th>Each measurement</th><th class="num">ω</th></tr></thead>
+              <tbody>${nets.flatMap((n) => n.net.verify.map((s) => html`<tr><th scope="row">${n.label}</th><td class="num">${ms(s.aimedAt)}</td><td class="num">${ms(s.predicted)}</td><td class="num">${ms(s.measured)}</td><td>${(s.runs ?? [s.measured]).map((r) => ms(r)).join(', ')}</td><td class="num">${s.multiplier.toFixed(3)}</td></tr>`))}</tbody>
             </table>
           <//>
         </details>`
