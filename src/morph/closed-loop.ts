@@ -23,11 +23,10 @@ export interface MultiplierPoint {
 /**
  * Once the measurements bracket the target, the next width multiplier, interpolated between the
  * closest measurement below and above it in ω (regula falsi, Illinois variant); null while they
- * do not. This steps
- * past the prediction altogether: on Node tflite the table predicted 0.268 ms at ω 0.53 and
- * 0.285 ms at ω 0.80 while the device measured 0.16 and 0.245 ms, so every aim between the two
- * predictions gave back one of the two networks already measured. Measured latency grows with ω
- * whatever the table says, so a bracket in ω always holds the networks in between.
+ * do not. This steps past the prediction altogether: on Node tflite the table predicted 0.268 ms
+ * at ω 0.53 and 0.285 ms at ω 0.80 while the device measured 0.16 and 0.245 ms, so every aim
+ * between the two predictions gave back ω 0.53 or 0.80, nothing in between. Measured latency
+ * grows with ω whatever the table says, so a bracket in ω holds the networks in between.
  */
 export function bracketMultiplier(steps: readonly MultiplierPoint[], target: number): { multiplier: number; below: MultiplierPoint; above: MultiplierPoint } | null {
   let below: MultiplierPoint | null = null;

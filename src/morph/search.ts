@@ -57,9 +57,10 @@ export interface SearchCostHooks {
 }
 
 /**
- * Why closed-loop expand stopped: the measurement is within the tolerance; the corrected aim gives
- * a network already measured (the divisor's rounding allows nothing in between); the corrected aim is out of
- * the reachable range (above the seed, below the minimum); or 5 measurements were taken.
+ * Why closed-loop expand stopped: the measurement is within the tolerance; the next candidate
+ * would be a network already measured (the divisor's rounding allows nothing in between); the
+ * corrected aim is out of the reachable range (above the seed, below the minimum); or 5
+ * candidates were measured.
  */
 export type VerifyStop = 'within' | 'same-network' | 'unreachable' | 'tries';
 
