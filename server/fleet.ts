@@ -573,6 +573,14 @@ export class Fleet {
       return items;
     });
     if (rows.length === 0) return false;
+    if (this.#agents.get(agent.agentId) !== agent) {
+      // The agent went while the items were being marked: its disconnect saw no lease to release,
+      // so put them back here, or they would stay leased (and the device busy) until expiry.
+      await this.#db.write(async (tx) => {
+        for (const r of rows) await tx.run("UPDATE job_items SET state = 'pending', agent_id = NULL WHERE id = ? AND state = 'leased'", [r.id]);
+      });
+      return false;
+    }
     const options = JSON.parse(job.options_json) as { measure: WireMeasureOptions };
     const perItemMs = (options.measure.maxMs ?? 5000) * 1.5 + 2000;
     const lease: Lease = { id: leaseId, jobId: job.id, deviceId: agent.deviceId, agent, items: new Set(rows.map((r) => r.id)), perItemMs, timer: null };
