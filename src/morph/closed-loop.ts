@@ -28,9 +28,9 @@ export interface MultiplierPoint {
  * between the two predictions gave back ω 0.53 or 0.80, nothing in between. Measured latency
  * grows with ω whatever the table says, so a bracket in ω holds the networks in between.
  */
-export function bracketMultiplier(steps: readonly MultiplierPoint[], target: number): { multiplier: number; below: MultiplierPoint; above: MultiplierPoint } | null {
-  let below: MultiplierPoint | null = null;
-  let above: MultiplierPoint | null = null;
+export function bracketMultiplier<T extends MultiplierPoint>(steps: readonly T[], target: number): { multiplier: number; below: T; above: T } | null {
+  let below: T | null = null;
+  let above: T | null = null;
   for (const s of steps) {
     if (s.measured < target && (below === null || s.measured > below.measured)) below = s;
     if (s.measured > target && (above === null || s.measured < above.measured)) above = s;

@@ -312,6 +312,14 @@ export async function expandVerified(
     const widths = widthsAt(net.analysis, base, multiplier, divisor);
     return { multiplier, widths, cost: hooks.costAt(net.graph, net.analysis, widths) };
   };
+  const expandOrNull = (aimAt: number): ExpandResult | null => {
+    try {
+      return hooks.expand(net.graph, net.analysis, base, aimAt, divisor);
+    } catch (err) {
+      if (err instanceof MorphError && err.code === 'MORPH_ERR_TARGET') return null;
+      throw err;
+    }
+  };
   let best: { expanded: ExpandResult; measured: number } | null = null;
   for (let i = 0; i < VERIFY_TRIES; i++) {
     const topology = rebuild(net.graph, net.analysis, selectionFromWidths(net.analysis, expanded.widths), null).modelTopology;
@@ -327,9 +335,14 @@ export async function expandVerified(
     }
     const bracket = bracketMultiplier(steps, target);
     if (bracket) {
-      // Between the two measurements: interpolated, else halfway, else nothing is left to try.
-      const mid = (bracket.below.multiplier + bracket.above.multiplier) / 2;
-      const next = [at(bracket.multiplier), at(mid)].find((c) => !wasTried(c.widths));
+      // Between the two measurements: interpolated in ω; else expand aimed between their
+      // predictions (its rounding fill reaches widths one uniform ω cannot); else halfway in ω;
+      // else nothing is left to try.
+      const { below, above } = bracket;
+      const aimBetween = below.predicted + ((target - below.measured) * (above.predicted - below.predicted)) / (above.measured - below.measured);
+      const next = [at(bracket.multiplier), expandOrNull(aimBetween), at((below.multiplier + above.multiplier) / 2)].find(
+        (c): c is ExpandResult => c !== null && !wasTried(c.widths),
+      );
       if (!next) {
         stop = 'same-network';
         break;
