@@ -114,7 +114,7 @@ describe('offline latency search (--local) with a server-side device table', () 
     assert.ok(report.latency.profiledPoints > 0, 'the server profiled the points the table lacked');
     assert.equal(report.costModel.name, 'latency');
     const learned = report.learned;
-    t.diagnostic(`target ${target.toFixed(3)} ms, predicted ${learned.cost.toFixed(3)} ms, measured ${learned.measured.toFixed(3)} ms (${learned.verifyStop}, ${learned.verify.length} measurement(s))`);
+    t.diagnostic(`target ${target.toFixed(3)} ms, predicted ${learned.cost.toFixed(3)} ms, measured ${learned.measured.toFixed(3)} ms (${learned.verifyStop}, ${learned.verify.length} candidate(s))`);
     assert.ok(learned.verify.length >= 1, 'the learned network was measured on the device');
     assert.ok(Math.abs(learned.measured / target - 1) <= TOLERANCE, `measured ${learned.measured} ms vs target ${target} ms: ${JSON.stringify(learned.verify)}`);
     assert.ok(report.baseline && report.baseline.measured > 0, 'the uniform baseline was measured too');

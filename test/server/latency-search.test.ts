@@ -90,7 +90,7 @@ describe('latency-targeted search through the API with a real agent', () => {
       assert.ok(net, `${name} is in the report`);
       assert.ok(net.measured > 0 && net.verify.length >= 1, `${name} was measured on the device`);
       const within = Math.abs(net.measured / target - 1) <= TOLERANCE;
-      t.diagnostic(`${name}: target ${target.toFixed(3)} ms, predicted ${net.cost.toFixed(3)} ms, measured ${net.measured.toFixed(3)} ms after ${net.verify.length} measurement(s) (${net.verifyStop}), accuracy ${net.accuracy.toFixed(3)}`);
+      t.diagnostic(`${name}: target ${target.toFixed(3)} ms, predicted ${net.cost.toFixed(3)} ms, measured ${net.measured.toFixed(3)} ms after ${net.verify.length} candidate(s) (${net.verifyStop}), accuracy ${net.accuracy.toFixed(3)}`);
       const detail = `${name}: measured ${net.measured} ms vs target ${target} ms; stop ${net.verifyStop}; steps ${JSON.stringify(net.verify)}`;
       // The searched network must meet the target; a baseline may stop short only for a stated reason.
       if (name === 'learned') assert.ok(within, detail);
