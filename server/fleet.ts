@@ -576,9 +576,7 @@ export class Fleet {
     if (this.#agents.get(agent.agentId) !== agent) {
       // The agent went while the items were being marked: its disconnect saw no lease to release,
       // so put them back here, or they would stay leased (and the device busy) until expiry.
-      await this.#db.write(async (tx) => {
-        for (const r of rows) await tx.run("UPDATE job_items SET state = 'pending', agent_id = NULL WHERE id = ? AND state = 'leased'", [r.id]);
-      });
+      await this.#requeue(rows.map((r) => r.id));
       return false;
     }
     const options = JSON.parse(job.options_json) as { measure: WireMeasureOptions };
@@ -654,10 +652,15 @@ export class Fleet {
     this.#dropLease(lease);
     const ids = [...lease.items];
     if (ids.length === 0 || this.#closed) return;
+    await this.#requeue(ids);
+    this.#onChange?.({ kind: 'job', id: lease.jobId });
+  }
+
+  /** Puts leased items back in the queue (those still leased: a result may have come in). */
+  async #requeue(ids: readonly number[]): Promise<void> {
     await this.#db.write(async (tx) => {
       for (const id of ids) await tx.run("UPDATE job_items SET state = 'pending', agent_id = NULL WHERE id = ? AND state = 'leased'", [id]);
     });
-    this.#onChange?.({ kind: 'job', id: lease.jobId });
   }
 
   // ── results ─────────────────────────────────────────────────────────────────────────────

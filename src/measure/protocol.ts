@@ -257,7 +257,7 @@ export async function measure(run: () => void | Promise<void>, options: MeasureO
     // Runs became much faster than the warm-up said (a warm-up slowed by a busy machine, or a
     // JIT that settled late): a loop this short reads the clock's ticks, not the op (a 20 µs op
     // on a browser's 0.1 ms clock reads 0). Size the loop again and sample anew.
-    if (attempt.stats.median * k < o.targetSampleMs / 4 && k < o.maxRunsPerSample && resized < MAX_RESIZES && budget.fits(readClock(o.now), k)) {
+    if (attempt.stats.median * k < o.targetSampleMs / 4 && k < o.maxRunsPerSample && resized < MAX_RESIZES) {
       resized++;
       const perRun = attempt.stats.median;
       const start = perRun > 0 ? Math.ceil((o.targetSampleMs * 1.2) / perRun) : k * 10;

@@ -14,6 +14,17 @@ export interface AimPoint {
   readonly measured: number;
 }
 
+/** The measurements closest to the target from below and from above (null where there is none). */
+function closestEitherSide<T extends { readonly measured: number }>(steps: readonly T[], target: number): { below: T | null; above: T | null } {
+  let below: T | null = null;
+  let above: T | null = null;
+  for (const s of steps) {
+    if (s.measured < target && (below === null || s.measured > below.measured)) below = s;
+    if (s.measured > target && (above === null || s.measured < above.measured)) above = s;
+  }
+  return { below, above };
+}
+
 /** A measured candidate with the width multiplier it was built at. */
 export interface MultiplierPoint {
   readonly multiplier: number;
@@ -29,12 +40,7 @@ export interface MultiplierPoint {
  * grows with ω whatever the table says, so a bracket in ω holds the networks in between.
  */
 export function bracketMultiplier<T extends MultiplierPoint>(steps: readonly T[], target: number): { multiplier: number; below: T; above: T } | null {
-  let below: T | null = null;
-  let above: T | null = null;
-  for (const s of steps) {
-    if (s.measured < target && (below === null || s.measured > below.measured)) below = s;
-    if (s.measured > target && (above === null || s.measured < above.measured)) above = s;
-  }
+  const { below, above } = closestEitherSide(steps, target);
   if (!below || !above || !(above.multiplier > below.multiplier) || !(above.measured > below.measured)) return null;
   // Illinois: when the latest measurements all fell on one side, the far end of the bracket has
   // not moved and plain regula falsi creeps up on a convex curve (Node tflite, uniform baseline:
@@ -64,13 +70,7 @@ export function nextAim(steps: readonly AimPoint[], target: number, ceiling = Nu
 
 function unclamped(steps: readonly AimPoint[], target: number): number {
   const last = steps[steps.length - 1];
-  // The closest measurements below and above the target.
-  let below: AimPoint | null = null;
-  let above: AimPoint | null = null;
-  for (const s of steps) {
-    if (s.measured < target && (below === null || s.measured > below.measured)) below = s;
-    if (s.measured > target && (above === null || s.measured < above.measured)) above = s;
-  }
+  const { below, above } = closestEitherSide(steps, target);
   if (below && above && above.aimedAt > below.aimedAt && above.measured > below.measured) {
     return below.aimedAt + ((target - below.measured) * (above.aimedAt - below.aimedAt)) / (above.measured - below.measured);
   }

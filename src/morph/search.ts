@@ -301,7 +301,8 @@ export async function expandVerified(
 ): Promise<{ expanded: ExpandResult; measured: number | null; steps: VerifyStep[]; stop: VerifyStop | null }> {
   let aim = target;
   let expanded = hooks.expand(net.graph, net.analysis, base, aim, divisor);
-  if (!hooks.verify) return { expanded, measured: null, steps: [], stop: null };
+  const verify = hooks.verify;
+  if (!verify) return { expanded, measured: null, steps: [], stop: null };
   let stop: VerifyStop = 'tries';
   const tolerance = hooks.verifyTolerance ?? 0.03;
   const ceiling = hooks.costAt(net.graph, net.analysis, seedWidths(net.analysis));
@@ -323,7 +324,6 @@ export async function expandVerified(
   let best: { expanded: ExpandResult; measured: number } | null = null;
   for (let i = 0; i < VERIFY_TRIES; i++) {
     const topology = rebuild(net.graph, net.analysis, selectionFromWidths(net.analysis, expanded.widths), null).modelTopology;
-    const verify = hooks.verify;
     const { measured, runs } = await lowestOf((run) => verify(topology, `${label} (try ${i + 1}, run ${run})`), 2 * tolerance);
     steps.push({ aimedAt: aim, predicted: expanded.cost, measured, multiplier: expanded.multiplier, runs });
     tried.push(expanded.widths);
