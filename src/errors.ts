@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   MORPH_ERR_DATASET: { status: 400, exit: 2, summary: 'A dataset cannot be used: a malformed or truncated file, a wrong magic number, mismatched image/label counts, a label out of range, an undecodable image.' },
   MORPH_ERR_DATASET_MISMATCH: { status: 400, exit: 2, summary: 'The dataset does not fit the model: its image shape or number of classes differs from the model input or output.' },
   MORPH_ERR_BACKEND: { status: 501, exit: 2, summary: 'The requested compute backend (tfjs-node, wasm, cpu) cannot be loaded on this machine.' },
+  MORPH_ERR_ENGINE: { status: 501, exit: 2, summary: 'The requested training engine cannot be used: no Python interpreter that imports torch (--engine torch), a layer the torch engine does not build, or a torch worker that crashed, was killed or broke the protocol (its last stderr lines are in the message).' },
   MORPH_ERR_TARGET: { status: 400, exit: 2, summary: 'A cost target the network cannot meet: below the cost of its fixed parts, or above the seed\'s cost.' },
   MORPH_ERR_NAN: { status: 422, exit: 2, summary: 'Training diverged: the loss became NaN or infinite. Training stops at once and keeps the last good checkpoint; lower the learning rate or the regularizer strength.' },
   MORPH_ERR_CHECKPOINT: { status: 400, exit: 2, summary: 'A training checkpoint cannot be resumed: unreadable, from another model, or written with other training options.' },

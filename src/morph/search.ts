@@ -17,9 +17,10 @@ import { identitySelection, selectionFromWidths, type Selection } from '../graph
 import { structureOf, type Structure } from '../export/structure.ts';
 import type { Dataset } from '../train/data/index.ts';
 import { checkDatasetFitsModel } from '../train/data/index.ts';
-import { evaluate, train, type EpochEvent, type StepEvent, type TrainOptions } from '../train/loop.ts';
-import { recalibrateBatchNorm } from '../train/bn-recalibrate.ts';
-import { buildTfModel, readWeights } from '../train/tf-model.ts';
+import type { EpochEvent, StepEvent, TrainOptions } from '../train/loop.ts';
+import type { TrainingEngine } from '../train/engine.ts';
+import { activeOrAutoBackend } from '../train/backend.ts';
+import { createTfjsEngine } from '../train/tfjs-engine.ts';
 import { expandToTarget, minimumCost, widthsAt, type ExpandResult } from './expand.ts';
 import { bracketMultiplier, lowestOf, nextAim } from './closed-loop.ts';
 import { costAt, seedWidths } from './network-cost.ts';
@@ -108,6 +109,8 @@ export interface NetworkSummary {
   readonly accuracy: number;
   readonly testLoss: number;
   readonly trainSeconds: number;
+  /** Which training engine trained it (engine, backend or device), e.g. "torch engine, PyTorch 1.13.0 on cpu, …". */
+  readonly engine: string;
   /** Measured on the device (closed-loop expand), null without `verify`. */
   readonly measured: number | null;
   /** The closed-loop steps (empty without `verify`). */
@@ -120,6 +123,8 @@ export interface RoundReport {
   readonly round: number;
   readonly lambda: number;
   readonly shrinkSeconds: number;
+  /** Which training engine shrank it. */
+  readonly engine: string;
   readonly epochs: readonly ShrinkEpoch[];
   readonly multiplier: number;
   readonly expandedCost: number;
@@ -226,38 +231,42 @@ function resolveCustomTarget(net: Net, hooks: SearchCostHooks, target: Target, d
 }
 
 async function trainAndEvaluate(
+  engine: TrainingEngine,
   net: Net,
   selectionWeights: RebuiltModel,
   dataset: Dataset,
   options: SearchOptions,
   phase: 'final' | 'baseline',
   onEvent: (e: SearchEvent) => void,
-): Promise<{ model: RebuiltModel; accuracy: number; testLoss: number; seconds: number }> {
+): Promise<{ model: RebuiltModel; accuracy: number; testLoss: number; seconds: number; engine: string }> {
   const started = Date.now();
-  const model = await buildTfModel(selectionWeights.modelTopology, selectionWeights.weights);
-  try {
-    await train(model, dataset, { ...options.train, epochs: options.finalEpochs, seed: options.seed }, {
+  const fit = await engine.fit(
+    {
+      modelTopology: selectionWeights.modelTopology,
+      weights: selectionWeights.weights,
+      dataset,
+      train: { ...options.train, epochs: options.finalEpochs, seed: options.seed },
+      // Moving averages lag behind short runs; evaluate with exact statistics (see bn-recalibrate.ts).
+      recalibrate: { seed: options.seed },
+      evaluate: { split: dataset.testSize ? 'test' : 'val', batchSize: options.train.batchSize ?? 64 },
+    },
+    {
       onStep: (step) => onEvent({ type: 'step', phase, step }),
       onEpochEnd: (epoch) => onEvent({ type: 'epoch', phase, epoch }),
-    });
-    // Moving averages lag behind short runs; evaluate with exact statistics (see bn-recalibrate.ts).
-    await recalibrateBatchNorm(model, dataset, { seed: options.seed });
-    const seconds = (Date.now() - started) / 1000;
-    const split = dataset.testSize ? 'test' : 'val';
-    const ev = await evaluate(model, dataset, split, options.train.batchSize ?? 64);
-    onEvent({ type: 'evaluated', phase, accuracy: ev.accuracy });
-    const trained = rebuild(net.graph, net.analysis, identitySelection(net.analysis), readWeights(model), { seed: options.seed });
-    return { model: trained, accuracy: ev.accuracy, testLoss: ev.loss, seconds };
-  } finally {
-    model.dispose();
-  }
+    },
+  );
+  const seconds = (Date.now() - started) / 1000;
+  const ev = fit.evaluation!;
+  onEvent({ type: 'evaluated', phase, accuracy: ev.accuracy });
+  const trained = rebuild(net.graph, net.analysis, identitySelection(net.analysis), fit.weights, { seed: options.seed });
+  return { model: trained, accuracy: ev.accuracy, testLoss: ev.loss, seconds, engine: fit.engine };
 }
 
 function summarize(
   net: Net,
   cost: (net: Net) => number,
   multiplier: number,
-  trained: { accuracy: number; testLoss: number; seconds: number },
+  trained: { accuracy: number; testLoss: number; seconds: number; engine: string },
   verified: { measured: number | null; steps: VerifyStep[]; stop: VerifyStop | null } = { measured: null, steps: [], stop: null },
 ): NetworkSummary {
   const c = networkCost(net.graph);
@@ -271,6 +280,7 @@ function summarize(
     accuracy: trained.accuracy,
     testLoss: trained.testLoss,
     trainSeconds: trained.seconds,
+    engine: trained.engine,
     measured: verified.measured,
     verify: verified.steps,
     verifyStop: verified.stop,
@@ -379,8 +389,10 @@ export async function runSearch(
   dataset: Dataset,
   options: SearchOptions,
   onEvent: (e: SearchEvent) => void = () => {},
-  hooks: { readonly cost?: SearchCostHooks } = {},
+  hooks: { readonly cost?: SearchCostHooks; readonly engine?: TrainingEngine } = {},
 ): Promise<SearchResult> {
+  // Without an engine: tfjs on the active backend (what every search trained on before engines).
+  const engine = hooks.engine ?? createTfjsEngine(await activeOrAutoBackend());
   const seedNet = netOf(input.graph);
   const custom = hooks.cost;
   const namedModel = costModelFor(options.cost);
@@ -401,24 +413,17 @@ export async function runSearch(
   const rounds: RoundReport[] = [];
   for (let round = 1; round <= options.rounds; round++) {
     onEvent({ type: 'phase', phase: 'shrink', round, message: `round ${round}: shrinking with λ = ${lambda.toExponential(3)} for ${options.shrinkEpochs} epoch(s)` });
-    const model = await buildTfModel(weights.modelTopology, weights.weights);
-    let shrunk;
-    let trainedWeights: WeightMap;
-    try {
-      shrunk = await shrink(model, net.graph, net.analysis, net.ops, regularizerFor(net), dataset, {
-        lambda,
-        threshold: options.threshold,
-        // A constant rate: the proximal step scales with lr, so a decaying schedule would stop the shrinking.
-        train: { ...options.train, schedule: 'constant', epochs: options.shrinkEpochs, seed: options.seed + round },
-      }, {
-        onStep: (step) => onEvent({ type: 'step', phase: 'shrink', step }),
-        onEpochEnd: (epoch) => onEvent({ type: 'epoch', phase: 'shrink', epoch }),
-        onEpoch: (epoch) => onEvent({ type: 'shrink-epoch', round, epoch }),
-      });
-      trainedWeights = readWeights(model);
-    } finally {
-      model.dispose();
-    }
+    const shrunk = await shrink(engine, weights, net.graph, net.analysis, net.ops, regularizerFor(net), dataset, {
+      lambda,
+      threshold: options.threshold,
+      // A constant rate: the proximal step scales with lr, so a decaying schedule would stop the shrinking.
+      train: { ...options.train, schedule: 'constant', epochs: options.shrinkEpochs, seed: options.seed + round },
+    }, {
+      onStep: (step) => onEvent({ type: 'step', phase: 'shrink', step }),
+      onEpochEnd: (epoch) => onEvent({ type: 'epoch', phase: 'shrink', epoch }),
+      onEpoch: (epoch) => onEvent({ type: 'shrink-epoch', round, epoch }),
+    });
+    const trainedWeights: WeightMap = shrunk.weights;
     const lastRound = round === options.rounds;
     const verifiedRound = custom ? await expandVerified(custom, net, shrunk.alive, target.value, options.divisor, `round ${round} expand`, onEvent) : null;
     const expanded = verifiedRound ? verifiedRound.expanded : expandToTarget(net.ops, net.analysis, namedModel, shrunk.alive, target.value, { divisor: options.divisor });
@@ -432,6 +437,7 @@ export async function runSearch(
       round,
       lambda,
       shrinkSeconds: shrunk.seconds,
+      engine: shrunk.engine,
       epochs: shrunk.epochs,
       multiplier: expanded.multiplier,
       expandedCost: expanded.cost,
@@ -453,7 +459,7 @@ export async function runSearch(
 
   onEvent({ type: 'phase', phase: 'final', message: `training the found network ${options.keepWeights ? 'from the shrunk weights' : 'from scratch'} for ${options.finalEpochs} epoch(s)` });
   const start = options.keepWeights ? weights : rebuild(net.graph, net.analysis, identitySelection(net.analysis), null, { seed: options.seed });
-  const final = await trainAndEvaluate(net, start, dataset, options, 'final', onEvent);
+  const final = await trainAndEvaluate(engine, net, start, dataset, options, 'final', onEvent);
   const learned = summarize(net, costOfNet, multiplier, final, learnedVerified);
 
   let baseline: NetworkSummary | null = null;
@@ -465,7 +471,7 @@ export async function runSearch(
     const sel = selectionFromWidths(seedNet.analysis, uniform.widths);
     const fresh = rebuild(seedNet.graph, seedNet.analysis, sel, null, { seed: options.seed });
     const baseNet = netOf(reparse(fresh.modelTopology));
-    const trained = await trainAndEvaluate(baseNet, fresh, dataset, options, 'baseline', onEvent);
+    const trained = await trainAndEvaluate(engine, baseNet, fresh, dataset, options, 'baseline', onEvent);
     baseline = summarize(baseNet, costOfNet, uniform.multiplier, trained, verifiedUniform ?? undefined);
     baselineModel = trained.model;
   }

@@ -7,18 +7,18 @@
  * For a group covered by several batch norms (a residual add) the step is the proximal map of the
  * max over them (DESIGN), so it lowers the largest members first.
  */
-import type * as tf from '@tensorflow/tfjs';
 import type { CostModel, CostOp } from '../cost/cost-model.ts';
 import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
+import type { RebuiltModel } from '../graph/rebuild.ts';
+import type { WeightMap } from '../graph/weights.ts';
 import type { Dataset } from '../train/data/index.ts';
-import { train, type TrainHooks, type TrainOptions } from '../train/loop.ts';
-import { planGammas } from '../graph/gamma-plan.ts';
+import type { FitHooks, TrainingEngine } from '../train/engine.ts';
+import type { EpochEvent, TrainOptions } from '../train/loop.ts';
+import { groupMaxAbs, planGammas } from '../graph/gamma-plan.ts';
 import { aliveFromGammas, widthOf } from '../graph/widths.ts';
-import { applyProx, gammaVariables, groupGammaValues } from './gamma-tensors.ts';
 import { costAt } from './network-cost.ts';
 import { groupCoefficients, regularizerValue } from './regularizer.ts';
-
 export interface ShrinkOptions {
   /** λ: the regularizer's weight in the loss. */
   readonly lambda: number;
@@ -53,48 +53,69 @@ export function aliveCounts(analysis: ChannelAnalysis, gammas: readonly ArrayLik
   return aliveFromGammas(analysis, gammas, threshold).selection.map(widthOf);
 }
 
+/** Max |γ| per channel of every group, read from a weight list or map. */
+function gammasOf(plan: ReturnType<typeof planGammas>, weights: WeightMap | RebuiltModel['weights']): Float32Array[] {
+  const byLayer = new Map<string, Float32Array>();
+  if (weights instanceof Map) {
+    for (const [layer, kinds] of weights) {
+      const g = kinds.get('gamma');
+      if (g) byLayer.set(layer, g.data);
+    }
+  } else {
+    for (const w of weights) if (w.name.endsWith('/gamma')) byLayer.set(w.name.slice(0, -'/gamma'.length), w.data);
+  }
+  return groupMaxAbs(plan, (layer) => byLayer.get(layer));
+}
+
+/**
+ * Shrinks `start` (a network of `graph`) on `engine`. The engine applies the proximal step after
+ * every optimizer step; the coefficients are refreshed here after every epoch.
+ */
 export async function shrink(
-  model: tf.LayersModel,
+  engine: TrainingEngine,
+  start: RebuiltModel,
   graph: Graph,
   analysis: ChannelAnalysis,
   ops: readonly CostOp[],
   costModel: CostModel,
   dataset: Dataset,
   options: ShrinkOptions,
-  hooks: Pick<TrainHooks, 'onStep' | 'onEpochEnd'> & { onEpoch?: (e: ShrinkEpoch) => void } = {},
-): Promise<ShrinkResult> {
+  hooks: Pick<FitHooks, 'onStep' | 'onEpochEnd'> & { onEpoch?: (e: ShrinkEpoch) => void } = {},
+): Promise<ShrinkResult & { weights: WeightMap; engine: string }> {
   const started = Date.now();
   const plan = planGammas(graph, analysis);
-  const vars = gammaVariables(model);
-  const gammasBefore = groupGammaValues(plan, vars);
+  const gammasBefore = gammasOf(plan, start.weights);
   let alive = aliveCounts(analysis, gammasBefore, options.threshold);
   let coefficients = groupCoefficients(ops, analysis, costModel, alive);
   const epochs: ShrinkEpoch[] = [];
-  await train(model, dataset, options.train, {
-    // The optimizer takes the task gradient; λ·R is applied as a proximal step after each update.
-    onStep: (e) => {
-      applyProx(plan, vars, coefficients, options.lambda, e.lr);
-      return hooks.onStep?.(e);
+  let last: EpochEvent | null = null;
+  const fit = await engine.fit(
+    { modelTopology: start.modelTopology, weights: start.weights, dataset, train: options.train, prox: { plan, lambda: options.lambda, coefficients } },
+    {
+      onStep: hooks.onStep,
+      onEpochEnd: async (e) => {
+        last = e;
+        return hooks.onEpochEnd?.(e);
+      },
+      onEpochGammas: (gammas, epoch) => {
+        alive = aliveCounts(analysis, gammas, options.threshold);
+        coefficients = groupCoefficients(ops, analysis, costModel, alive);
+        const e = last as EpochEvent | null;
+        const record: ShrinkEpoch = {
+          epoch,
+          trainLoss: e?.trainLoss ?? Number.NaN,
+          valAccuracy: e?.valAccuracy ?? null,
+          regularizer: options.lambda * regularizerValue(coefficients, gammas),
+          alive: [...alive],
+          aliveCost: costAt(ops, costModel, alive),
+        };
+        epochs.push(record);
+        hooks.onEpoch?.(record);
+        return coefficients;
+      },
     },
-    onEpochEnd: async (e) => {
-      await hooks.onEpochEnd?.(e);
-      const gammas = groupGammaValues(plan, vars);
-      alive = aliveCounts(analysis, gammas, options.threshold);
-      coefficients = groupCoefficients(ops, analysis, costModel, alive);
-      const record: ShrinkEpoch = {
-        epoch: e.epoch,
-        trainLoss: e.trainLoss,
-        valAccuracy: e.valAccuracy ?? null,
-        regularizer: options.lambda * regularizerValue(coefficients, gammas),
-        alive: [...alive],
-        aliveCost: costAt(ops, costModel, alive),
-      };
-      epochs.push(record);
-      hooks.onEpoch?.(record);
-      return undefined;
-    },
-  });
-  const gammas = groupGammaValues(plan, vars);
+  );
+  const gammas = gammasOf(plan, fit.weights);
   return {
     gammas,
     gammasBefore,
@@ -102,5 +123,7 @@ export async function shrink(
     coefficients,
     epochs,
     seconds: (Date.now() - started) / 1000,
+    weights: fit.weights,
+    engine: fit.engine,
   };
 }

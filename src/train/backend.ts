@@ -265,3 +265,10 @@ function firstLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   return message.split('\n')[0] ?? message;
 }
+
+/** The backend already active (selected before), or `auto`'s choice when none is. */
+export async function activeOrAutoBackend(): Promise<BackendInfo> {
+  const active = tf.getBackend();
+  const name: BackendChoice = active === TFJS_NODE_BACKEND ? 'tfjs-node' : active === 'wasm' || active === 'cpu' ? active : 'auto';
+  return selectBackend({ backend: name });
+}

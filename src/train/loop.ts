@@ -110,7 +110,7 @@ export interface TrainResult {
   readonly seconds: number;
 }
 
-function positiveInt(name: string, v: unknown): number {
+export function positiveInt(name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `training option ${name} must be a positive integer, got ${JSON.stringify(v)}`);
   }
@@ -130,7 +130,8 @@ function modelShape(model: tf.LayersModel): { input: ModelInputShape; classes: n
   return { input: [ins[1], ins[2], ins[3]], classes: outs[1] as number };
 }
 
-function nanError(epoch: number, step: number, globalStep: number, problem: string, checkpoint: string | null, configured: boolean): MorphError {
+/** The error of a run that diverged (shared by every engine's loop). */
+export function nanError(epoch: number, step: number, globalStep: number, problem: string, checkpoint: string | null, configured: boolean): MorphError {
   const where = checkpoint
     ? `the last good checkpoint is kept at ${checkpoint}`
     : configured

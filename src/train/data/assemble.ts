@@ -55,6 +55,16 @@ export function assembleDataset(data: LoadedData, opts: AssembleOptions = {}): D
   };
   if (test) views.test = { source: test, indices: selectSubset(test.size, opts.limit?.test, seed) };
 
+  const viewOf = (split: Split): SplitView => {
+    const view = views[split];
+    if (!view) {
+      const why = split === 'test' ? `has no test set` : `has no split "${String(split)}"`;
+      throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `Dataset ${data.name} ${why}; splits here: ${Object.keys(views).join(', ')}.`);
+    }
+    return view;
+  };
+  const splitRng = (split: Split, o: BatchOptions) => createRng(mixSeed(o.seed ?? 0, o.epoch ?? 0, SPLIT_SALT[split]));
+
   return {
     name: data.name,
     imageShape: [shape[0], shape[1], shape[2]],
@@ -64,18 +74,18 @@ export function assembleDataset(data: LoadedData, opts: AssembleOptions = {}): D
     valSize: plan.val.length,
     ...(views.test ? { testSize: views.test.indices.length } : {}),
     batches(split: Split, batchSize: number, batchOpts: BatchOptions = {}): AsyncIterable<Batch> {
-      const view = views[split];
-      if (!view) {
-        const why = split === 'test' ? `has no test set` : `has no split "${String(split)}"`;
-        throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `Dataset ${data.name} ${why}; splits here: ${Object.keys(views).join(', ')}.`);
-      }
+      const view = viewOf(split);
       if (!(Number.isInteger(batchSize) && batchSize > 0)) {
         throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `batchSize must be a positive integer; got ${String(batchSize)}.`);
       }
-      const order = batchOpts.shuffle
-        ? shuffled(view.indices, createRng(mixSeed(batchOpts.seed ?? 0, batchOpts.epoch ?? 0, SPLIT_SALT[split])))
-        : view.indices;
+      const order = batchOpts.shuffle ? shuffled(view.indices, splitRng(split, batchOpts)) : view.indices;
       return iterateBatches(view.source, order, batchSize);
+    },
+    order(split: Split, batchOpts: BatchOptions = {}): Uint32Array {
+      const view = viewOf(split);
+      const positions = Uint32Array.from({ length: view.indices.length }, (_, i) => i);
+      // The same Fisher–Yates draws as `batches`: a shuffle's permutation does not depend on the values.
+      return batchOpts.shuffle ? shuffled(positions, splitRng(split, batchOpts)) : positions;
     },
   };
 }

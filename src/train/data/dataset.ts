@@ -49,4 +49,10 @@ export interface Dataset {
    * decoding problems surface as MORPH_ERR_DATASET from the iterator.
    */
   batches(split: Split, batchSize: number, opts?: BatchOptions): AsyncIterable<Batch>;
+  /**
+   * The order `batches` visits `split` in, as positions in the split's stored order (what
+   * `batches(split, n)` without `shuffle` yields): another engine fed the stored split and this
+   * order sees exactly the same batches.
+   */
+  order(split: Split, opts?: BatchOptions): Uint32Array;
 }
