@@ -231,9 +231,14 @@ class Net(torch.nn.Module):
 
     def conv(self, name, a, x, weight, groups):
         pads = pads_of(a, x.shape[2], x.shape[3])
+        padding = 0
         if pads is not None and any(pads):
-            x = F.pad(x, pads)
-        return F.conv2d(x, weight, None, tuple(a['strides']), 0, tuple(a.get('dilationRate', [1, 1])), groups)
+            left, right, top, bottom = pads
+            if left == right and top == bottom:
+                padding = (top, left)  # symmetric: the convolution pads, no copy of the input
+            else:
+                x = F.pad(x, pads)
+        return F.conv2d(x, weight, None, tuple(a['strides']), padding, tuple(a.get('dilationRate', [1, 1])), groups)
 
     def apply_layer(self, layer, ins, training):
         k = layer['kind']
@@ -331,16 +336,28 @@ class Net(torch.nn.Module):
         eps = a['epsilon']
         if not training:
             return F.batch_norm(x, mean, var, gamma, beta, False, 0.0, eps)
-        y = F.batch_norm(x, None, None, gamma, beta, True, 0.0, eps)
         # tfjs moves its statistics toward the *biased* batch variance (tf.moments), with Keras's
-        # momentum (moving = moving - (moving - batch)·(1 - momentum)); torch's own running
-        # statistics would use the unbiased one, so they are updated here instead.
+        # momentum (moving = moving - (moving - batch)·(1 - momentum)). torch's fused batch norm
+        # moves them toward the unbiased one; rather than a second pass over the activations, the
+        # batch's variance is recovered from torch's update and the difference taken back out.
+        decay = 1.0 - a['momentum']
+        n = x.numel() // x.shape[1]
+        if n < 2 or decay <= 0:
+            y = F.batch_norm(x, None, None, gamma, beta, True, 0.0, eps)
+            with torch.no_grad():
+                dims = (0, 2, 3) if x.dim() == 4 else (0,)
+                bv, bm = torch.var_mean(x.detach(), dim=dims, unbiased=False)
+                mean.sub_((mean - bm) * decay)
+                var.sub_((var - bv) * decay)
+            return y
+        # Copies go through the call: autograd keeps what batch_norm saw and refuses later edits.
+        new_mean = mean.clone()
+        new_var = var.clone()
+        y = F.batch_norm(x, new_mean, new_var, gamma, beta, True, decay, eps)
         with torch.no_grad():
-            dims = (0, 2, 3) if x.dim() == 4 else (0,)
-            bv, bm = torch.var_mean(x.detach(), dim=dims, unbiased=False)
-            decay = 1.0 - a['momentum']
-            mean.sub_((mean - bm) * decay)
-            var.sub_((var - bv) * decay)
+            unbiased = (new_var - (1.0 - decay) * var) / decay
+            mean.copy_(new_mean)
+            var.copy_(new_var - unbiased * (decay / n))
         return y
 
     def pool(self, name, a, x):
