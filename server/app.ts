@@ -77,7 +77,7 @@ export interface ServerOptions {
   readonly leaseSlackMs?: number;
   readonly pingMs?: number;
   /** Search queue tuning (concurrency, host device resolver) and the SSE heartbeat, ms. */
-  readonly searches?: Pick<SearchServiceOptions, 'concurrency' | 'stepEventMs' | 'hostDeviceId'> & { readonly heartbeatMs?: number };
+  readonly searches?: Pick<SearchServiceOptions, 'concurrency' | 'stepEventMs' | 'hostDeviceId' | 'torch'> & { readonly heartbeatMs?: number };
   readonly log?: (line: string) => void;
 }
 

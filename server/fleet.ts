@@ -12,6 +12,7 @@
  *   duplicates and change nothing). Storing an item, its table point and the job's completion is
  *   one transaction.
  */
+import { SEARCH_PROFILE_GRID } from '../src/morph/search-options.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { MorphError } from '../src/errors.ts';
 import { requiredPoints } from '../src/cost/latency-locate.ts';
@@ -117,8 +118,6 @@ export const MAX_OPEN_JOBS_PER_DEVICE = 100;
 /** Default cap on the items of one job (a 2000-layer model on an 8×8 grid stays well under it). */
 export const MAX_JOB_ITEMS = 50_000;
 
-/** Values per channel axis a search profiles by default (its `profileGrid` option). */
-export const SEARCH_PROFILE_GRID = 6;
 
 export interface ProfileRequest {
   readonly deviceId: string;

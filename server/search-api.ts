@@ -16,18 +16,16 @@ import { minimumCost } from '../src/morph/expand.ts';
 import type { Target } from '../src/morph/search.ts';
 import { costAt, seedWidths } from '../src/morph/network-cost.ts';
 import { VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
-import type { BackendChoice } from '../src/train/backend.ts';
 import { checkDatasetFitsModel, openDataset, type Dataset } from '../src/train/data/index.ts';
 import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../src/train/data/idx-dataset.ts';
-import type { OptimizerKind } from '../src/train/optimizer.ts';
-import { VALID_SCHEDULES } from '../src/train/schedule.ts';
 import { MAX_BODY_BYTES } from './api.ts';
-import { SEARCH_PROFILE_GRID, type Fleet } from './fleet.ts';
+import type { Fleet } from './fleet.ts';
 import { ModelStore, modelShapes } from './model-store.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
 import { sendArtifact } from './search-artifacts.ts';
 import { resolveLatencyTarget } from './search-latency.ts';
-import type { SearchConfig, SearchRunOptions } from './search-worker.ts';
+import type { SearchConfig } from './search-worker.ts';
+import { SEARCH_OPTION_DEFAULTS, searchOptionsSchema, withDefaults } from '../src/morph/search-options.ts';
 import { TERMINAL_SEARCH_STATES, VALID_SEARCH_STATES, type SearchEventRecord, type SearchService, type SearchState } from './searches.ts';
 import type { TableReader } from './tables.ts';
 
@@ -36,10 +34,6 @@ export const MAX_QUEUED_SEARCHES = 100;
 
 /** Datasets a search may name through the API (no paths: the server would read any directory). */
 export const API_DATASETS = ['fashion-mnist', 'mnist', 'synthetic', 'synthetic:k=v,…'] as const;
-
-// These mirror VALID_OPTIMIZERS and VALID_BACKENDS, whose modules load tfjs: the HTTP thread never does.
-const OPTIMIZERS = ['sgd', 'adam'] as const satisfies readonly OptimizerKind[];
-const BACKENDS = ['auto', 'tfjs-node', 'wasm', 'cpu'] as const satisfies readonly BackendChoice[];
 
 export interface SearchApiContext {
   readonly searches: SearchService;
@@ -50,51 +44,10 @@ export interface SearchApiContext {
   readonly heartbeatMs?: number;
 }
 
-/** Defaults of `options` (the CLI's `morphnet search` defaults). */
-export const SEARCH_DEFAULTS: Readonly<SearchRunOptions> = Object.freeze({
-  strength: 20,
-  threshold: 0.01,
-  shrinkEpochs: 3,
-  finalEpochs: 5,
-  rounds: 1,
-  seed: 0,
-  baseline: false,
-  keepWeights: false,
-  divisor: 4,
-  batchSize: 64,
-  optimizer: 'sgd',
-  learningRate: null,
-  schedule: 'cosine',
-  maxStepsPerEpoch: null,
-  profileGrid: SEARCH_PROFILE_GRID,
-  measureProtocol: 'default',
-  backend: 'auto',
-});
+/** Defaults of `options`: the one set (src/morph/search-options.ts) the CLI uses too. */
+export const SEARCH_DEFAULTS = SEARCH_OPTION_DEFAULTS;
 
 const targetSchema = z.union([z.object({ fraction: z.number().gt(0).lt(1) }).strict(), z.object({ value: z.number().finite().positive() }).strict()]);
-
-const optionsSchema = z
-  .object({
-    strength: z.number().finite().min(0).max(1e6),
-    threshold: z.number().finite().min(0).max(10),
-    shrinkEpochs: z.number().int().min(1).max(200),
-    finalEpochs: z.number().int().min(1).max(500),
-    rounds: z.number().int().min(1).max(10),
-    seed: z.number().int().min(0).max(2 ** 31 - 1),
-    baseline: z.boolean(),
-    keepWeights: z.boolean(),
-    divisor: z.number().int().min(1).max(256),
-    batchSize: z.number().int().min(1).max(4096),
-    optimizer: z.enum(OPTIMIZERS),
-    learningRate: z.number().finite().positive().max(10),
-    schedule: z.enum(VALID_SCHEDULES),
-    maxStepsPerEpoch: z.number().int().min(1).max(1_000_000),
-    backend: z.enum(BACKENDS),
-    profileGrid: z.number().int().min(2).max(16),
-    measureProtocol: z.enum(['default', 'quick']),
-  })
-  .partial()
-  .strict();
 
 const dim = z.number().int().min(1).max(1024);
 const dataSchema = z
@@ -118,7 +71,7 @@ const searchBody = z
     runtime: z.enum(VALID_RUNTIMES).optional(),
     targetMs: z.number().finite().positive().max(3_600_000).optional(),
     target: targetSchema.optional(),
-    options: optionsSchema.optional(),
+    options: searchOptionsSchema.optional(),
   })
   .strict();
 
@@ -202,7 +155,7 @@ async function modelOf(ctx: SearchApiContext, body: z.infer<typeof searchBody>):
 async function searchConfigOf(ctx: SearchApiContext, raw: unknown): Promise<{ config: SearchConfig; topology: unknown }> {
   const body = parse(searchBody, raw, 'search request');
   const cost = body.cost ?? 'flops';
-  const options: SearchRunOptions = { ...SEARCH_DEFAULTS, ...body.options };
+  const options = withDefaults(body.options);
   const { model, source } = await modelOf(ctx, body);
 
   if (body.runtime !== undefined && body.deviceId === undefined) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'runtime needs a deviceId (GET /api/devices lists them)', { field: 'deviceId' });

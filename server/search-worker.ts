@@ -24,10 +24,11 @@ import type { RebuiltModel } from '../src/graph/rebuild.ts';
 import type { WeightMap } from '../src/graph/weights.ts';
 import { runSearch, type CostName, type NetworkSummary, type SearchCostHooks, type SearchOptions, type SearchReport, type Target } from '../src/morph/search.ts';
 import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
-import { describeBackend, selectBackend, type BackendChoice } from '../src/train/backend.ts';
+import { runOptionsOf, withDefaults, type SearchOptionValues } from '../src/morph/search-options.ts';
+import type { EngineReport, TrainingEngine } from '../src/train/engine.ts';
+import { selectEngine } from '../src/train/select-engine.ts';
+import type { TorchEngineOptions } from '../src/train/torch/torch-engine.ts';
 import { openDataset } from '../src/train/data/index.ts';
-import type { OptimizerKind } from '../src/train/optimizer.ts';
-import type { ScheduleKind } from '../src/train/schedule.ts';
 import type { LatencyTargetResolution, PreparedLatency } from './search-latency.ts';
 import { latencyHooks } from '../src/morph/latency-hooks.ts';
 import type { ProgressEvent } from './search-progress.ts';
@@ -35,29 +36,8 @@ import type { ProgressEvent } from './search-progress.ts';
 export const VALID_SEARCH_COSTS = ['flops', 'params', 'latency'] as const;
 export type SearchCost = (typeof VALID_SEARCH_COSTS)[number];
 
-/** The search's options with every default applied (what `config.options` holds). */
-export interface SearchRunOptions {
-  readonly strength: number;
-  readonly threshold: number;
-  readonly shrinkEpochs: number;
-  readonly finalEpochs: number;
-  readonly rounds: number;
-  readonly seed: number;
-  readonly baseline: boolean;
-  readonly keepWeights: boolean;
-  readonly divisor: number;
-  readonly batchSize: number;
-  readonly optimizer: OptimizerKind;
-  /** null: the optimizer's default (sgd 0.05, adam 1e-3). */
-  readonly learningRate: number | null;
-  readonly schedule: ScheduleKind;
-  readonly maxStepsPerEpoch: number | null;
-  readonly backend: BackendChoice;
-  /** Latency searches: channel counts per table axis to profile (default 6). */
-  readonly profileGrid: number;
-  /** Latency searches: the timing protocol of profiling and measuring ('quick': fewer samples). */
-  readonly measureProtocol: 'default' | 'quick';
-}
+/** The search's options with every default applied (what `config.options` holds): src/morph/search-options.ts. */
+export type SearchRunOptions = SearchOptionValues;
 
 /** A search as it was asked for and validated (stored as `searches.config_json`). */
 export interface SearchConfig {
@@ -85,6 +65,8 @@ export interface SearchWorkerData {
   readonly artifactsDir: string;
   /** What `prepareLatencySearch` returned (cost `latency` only). */
   readonly prepared: unknown;
+  /** The torch engine's settings (the serve command reads MORPHNET_PYTHON and friends). */
+  readonly torch?: TorchEngineOptions;
 }
 
 export interface ExportOutcome {
@@ -142,29 +124,10 @@ function verifyThroughParent(post: (m: WorkerMessage) => void): NonNullable<Sear
 
 /** `runSearch` options from a stored config. */
 export function searchOptionsOf(config: SearchConfig, prepared: unknown): SearchOptions {
-  const o = config.options;
   // A latency search prices with its hooks; the named cost only fills the options' field.
   const cost: CostName = config.cost === 'latency' ? 'flops' : config.cost;
   const target = config.cost === 'latency' ? { value: (prepared as PreparedLatency).targetMs } : { value: config.resolvedTarget.value };
-  return {
-    cost,
-    target,
-    strength: o.strength,
-    threshold: o.threshold,
-    shrinkEpochs: o.shrinkEpochs,
-    finalEpochs: o.finalEpochs,
-    rounds: o.rounds,
-    seed: o.seed,
-    baseline: o.baseline,
-    keepWeights: o.keepWeights,
-    divisor: o.divisor,
-    train: {
-      batchSize: o.batchSize,
-      optimizer: { kind: o.optimizer, ...(o.learningRate !== null ? { lr: o.learningRate } : {}) },
-      schedule: o.schedule,
-      ...(o.maxStepsPerEpoch !== null ? { maxStepsPerEpoch: o.maxStepsPerEpoch } : {}),
-    },
-  };
+  return runOptionsOf(withDefaults(config.options), cost, target);
 }
 
 /** NamedWeight (`layer/kind`) list → the WeightMap the .tflite writer reads. */
@@ -214,8 +177,30 @@ export async function runSearchJob(data: SearchWorkerData, post: (m: WorkerMessa
   const emit = (event: ProgressEvent): void => post({ type: 'event', event });
   const options = searchOptionsOf(config, data.prepared);
 
-  const backend = await selectBackend({ backend: config.options.backend });
-  const backendText = describeBackend(backend);
+  const { engine, report: engineReport } = await selectEngine({
+    engine: config.options.engine ?? 'auto',
+    backend: config.options.backend,
+    torch: data.torch,
+    onNotice: (message) => emit({ type: 'phase', phase: 'shrink', message }),
+  });
+  try {
+    return await runWithEngine(data, post, emit, options, engine, engineReport, started);
+  } finally {
+    await engine.close();
+  }
+}
+
+async function runWithEngine(
+  data: SearchWorkerData,
+  post: (m: WorkerMessage) => void,
+  emit: (event: ProgressEvent) => void,
+  options: SearchOptions,
+  engine: TrainingEngine,
+  engineReport: EngineReport,
+  started: number,
+): Promise<SearchResultSummary> {
+  const { config, artifactsDir: dir } = data;
+  const backendText = engineReport.description;
   const d = config.data;
   const dataset = await openDataset(d.dataset, {
     seed: config.options.seed,
@@ -229,13 +214,14 @@ export async function runSearchJob(data: SearchWorkerData, post: (m: WorkerMessa
   const latency = config.cost === 'latency' ? (data.prepared as PreparedLatency) : null;
   const verify = latency ? verifyThroughParent(post) : undefined;
   const hooks = latency ? { cost: latencyHooks(latency, verify) } : {};
-  const result = await runSearch({ graph, weights: null }, dataset, options, emit, hooks);
+  const result = await runSearch({ graph, weights: null }, dataset, options, emit, { ...hooks, engine });
   // The FLOP-MorphNet baseline of a latency search: shrink with FLOPs, expand (closed loop) to the same ms.
   let flopSearch: NetworkSummary | null = null;
   if (latency && config.options.baseline) {
     emit({ type: 'phase', phase: 'baseline', message: 'FLOP-MorphNet baseline: shrinking with the FLOP regularizer, expanding to the same target in ms' });
     const flop = await runSearch({ graph, weights: null }, dataset, { ...options, baseline: false }, (e) => emit({ ...(e.type === 'phase' ? { ...e, message: `[FLOP-MorphNet] ${e.message}` } : e), run: 'flop' }), {
       cost: latencyHooks(latency, verify, 'flops'),
+      engine,
     });
     flopSearch = flop.report.learned;
     await mkdir(dir, { recursive: true });
@@ -275,7 +261,8 @@ export async function runSearchJob(data: SearchWorkerData, post: (m: WorkerMessa
     ...(latency ? { latency: { targetMs: latency.targetMs, seedMeasuredMs: latency.seedMeasuredMs, seedPredictedMs: latency.seedPredictedMs, minimumMs: latency.minimumMs, profiledPoints: latency.profiledPoints, calibration: latency.calibration } } : {}),
     search: { id: data.searchId, attempt: data.attempt, cost: config.cost, deviceId: config.deviceId, runtime: config.runtime, latency: config.latency },
     model: config.model,
-    backend: { name: backend.name, simd: backend.simd, threads: backend.threads, description: backendText },
+    engine: engineReport,
+    backend: { description: backendText },
     data: { spec: d.dataset, name: dataset.name, trainSize: dataset.trainSize, valSize: dataset.valSize, testSize: dataset.testSize ?? 0 },
     exports: summary.exports,
     seconds: summary.seconds,

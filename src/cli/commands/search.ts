@@ -6,7 +6,11 @@ import { MorphError } from '../../errors.ts';
 import { isRuntimeName, VALID_RUNTIMES } from '../../protocol/agent-protocol.ts';
 import { checkOutputDir, writeTfjsModel } from '../../export/tfjs-model.ts';
 import { runSearch, VALID_COSTS, type CostName, type SearchEvent, type SearchReport, type Target } from '../../morph/search.ts';
-import { selectBackend, describeBackend, VALID_BACKENDS, type BackendChoice } from '../../train/backend.ts';
+import { VALID_BACKENDS, type BackendChoice } from '../../train/backend.ts';
+import { VALID_ENGINES, type EngineChoice } from '../../train/engine.ts';
+import { selectEngine } from '../../train/select-engine.ts';
+import { runOptionsOf, withDefaults } from '../../morph/search-options.ts';
+import { torchOptions } from '../torch-env.ts';
 import { DATASET_SPECS, openDataset } from '../../train/data/index.ts';
 import { VALID_OPTIMIZERS, type OptimizerKind } from '../../train/optimizer.ts';
 import { createProgressReporter, type ProgressReporter } from '../../train/progress.ts';
@@ -57,7 +61,10 @@ Training:
   --schedule S         constant | cosine (default) | step, for the final and baseline
                        training (the shrink phase always runs at a constant rate)
   --max-steps N        cap the steps of each epoch (quick runs)
-  --backend B          auto (default) | tfjs-node | wasm | cpu
+  --engine E           training engine: auto (default: torch when a Python with torch
+                       is found, else tfjs) | torch (PyTorch worker; MORPHNET_PYTHON picks
+                       the interpreter) | tfjs (in process, on --backend)
+  --backend B          tfjs backend: auto (default) | tfjs-node | wasm | cpu
   --seed-value S       random seed for shuffling, splits and initialisation (default 0;
                        also --seed S with an integer)
 Output:
@@ -133,7 +140,7 @@ function oneOf<T extends string>(flag: string, value: string | boolean | undefin
 }
 
 function renderReport(r: SearchReport, out: string, backend: string): string {
-  const row = (name: string, n: { macs: number; params: number; cost: number; accuracy?: number; multiplier?: number; trainSeconds?: number }): string[] => [
+  const row = (name: string, n: { macs: number; params: number; cost: number; accuracy?: number; multiplier?: number; trainSeconds?: number; engine?: string }): string[] => [
     name,
     human(n.macs),
     human(n.params),
@@ -141,6 +148,7 @@ function renderReport(r: SearchReport, out: string, backend: string): string {
     n.accuracy === undefined ? '-' : `${(n.accuracy * 100).toFixed(2)}%`,
     n.multiplier === undefined ? '-' : n.multiplier.toFixed(3),
     n.trainSeconds === undefined ? '-' : `${n.trainSeconds.toFixed(0)}s`,
+    n.engine === undefined ? '-' : n.engine.split(' ')[0],
   ];
   const rows = [row('seed', r.seed), row('morphnet', r.learned)];
   if (r.baseline) rows.push(row('uniform baseline', r.baseline));
@@ -148,7 +156,7 @@ function renderReport(r: SearchReport, out: string, backend: string): string {
   return [
     `target: ${human(r.target.value)} ${r.costModel.unit} (${(r.target.fraction * 100).toFixed(1)}% of the seed), ${backend}`,
     '',
-    table(['network', 'MACs', 'params', r.costModel.unit, 'accuracy', 'ω', 'train'], rows),
+    table(['network', 'MACs', 'params', r.costModel.unit, 'accuracy', 'ω', 'train', 'engine'], rows),
     '',
     'learned widths (seed → alive after shrink → final):',
     ...last.groups.filter((g) => g.coefficient > 0).map((g) => `  ${g.layers[0].padEnd(24)} ${String(r.seed.structure[g.layers[0]] ?? g.channels).padStart(4)} → ${String(g.alive).padStart(4)} → ${String(g.expanded).padStart(4)}`),
@@ -285,6 +293,7 @@ export const searchCommand: Command = {
       schedule: { type: 'string' },
       'max-steps': { type: 'string' },
       backend: { type: 'string' },
+      engine: { type: 'string' },
       'seed-value': { type: 'string' },
       out: { type: 'string' },
       overwrite: { type: 'boolean' },
@@ -324,6 +333,7 @@ export const searchCommand: Command = {
       schedule: given<ScheduleKind>('schedule', VALID_SCHEDULES),
       maxStepsPerEpoch: int('max-steps', 1),
       backend: given<BackendChoice>('backend', VALID_BACKENDS),
+      engine: given<EngineChoice>('engine', VALID_ENGINES),
     };
     if (typeof values.server === 'string' && values.local !== true) {
       const base = serverBase('search', values.server);
@@ -344,29 +354,14 @@ export const searchCommand: Command = {
     // A latency search prices with its hooks; the named cost only fills the options' field.
     const cost = local ? 'flops' : oneOf<CostName>('cost', values.cost, VALID_COSTS, 'flops');
     let target = local ? parseTarget('0.5x') : parseTarget(typeof values.target === 'string' ? values.target : '0.5x');
-    const backendChoice = flags.backend ?? 'auto';
-    const seedValue = flags.seed ?? 0;
-    const options = {
-      cost,
-      target,
-      strength: flags.strength ?? 20,
-      threshold: flags.threshold ?? 0.01,
-      shrinkEpochs: flags.shrinkEpochs ?? 3,
-      finalEpochs: flags.finalEpochs ?? 5,
-      rounds: flags.rounds ?? 1,
-      seed: seedValue,
+    const defaults = withDefaults();
+    const seedValue = flags.seed ?? defaults.seed;
+    const flat = withDefaults({
+      ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
       baseline: values.baseline === true,
       keepWeights: values['keep-weights'] === true,
-      divisor: flags.divisor ?? 4,
-      train: {
-        batchSize: flags.batchSize ?? 64,
-        // SGD by default: its steps scale with the gradient, so the regularizer's per-channel cost
-        // weights act as intended; Adam normalises them away (see README, known limits).
-        optimizer: { kind: flags.optimizer ?? 'sgd', lr: flags.learningRate },
-        schedule: flags.schedule ?? 'cosine',
-        maxStepsPerEpoch: flags.maxStepsPerEpoch,
-      },
-    };
+    });
+    const options = runOptionsOf(flat, cost, target);
     await checkOutputDir(out, values.overwrite === true);
     const trainLimit = int('train-limit', 2);
     const testLimit = int('test-limit', 1);
@@ -374,30 +369,39 @@ export const searchCommand: Command = {
     const m = await loadModelInput('search', modelPath, modelPath === undefined ? (seedNames[0] ?? 'mobilenet') : seedNames[0]);
     const spec = typeof values.data === 'string' ? values.data : 'fashion-mnist';
     const dataset = await openDataset(spec, { seed: seedValue, limit: { train: trainLimit, test: testLimit } });
-    const backend = await selectBackend({ backend: backendChoice });
-    const backendText = describeBackend(backend);
+    const { engine, report: engineReport } = await selectEngine({ engine: flat.engine, backend: flat.backend, torch: torchOptions(), onNotice: (m) => io.err(m) });
+    const backendText = engineReport.description;
     io.err(`${backendText}; data ${dataset.name}: ${dataset.trainSize} train, ${dataset.valSize} val, ${dataset.testSize ?? 0} test`);
-
-    const latency = local ? await prepareLocalLatency({ ...local, graph: m.graph, json: values.json === true }, io) : null;
-    if (latency) {
-      target = { value: latency.targetMs };
-      io.err(`target ${latency.targetMs.toFixed(3)} ms on ${latency.deviceName}/${latency.runtime}: seed measured ${latency.seedMeasuredMs.toFixed(3)} ms, predicted ${latency.seedPredictedMs.toFixed(3)} ms (${latency.profiledPoints} point(s) profiled now)`);
-    }
-    const sink = progressSink(io, io.isTty);
-    let result;
+    // Ctrl-C: end the torch worker with us (it also exits when our end of its stdin closes).
+    const onSigint = (): void => {
+      void engine.close().finally(() => process.exit(130));
+    };
+    process.once('SIGINT', onSigint);
     try {
-      result = await runSearch({ graph: m.graph, weights: m.weights }, dataset, { ...options, target }, sink.onEvent, latency ? { cost: latency.hooks } : {});
+      const latency = local ? await prepareLocalLatency({ ...local, graph: m.graph, json: values.json === true }, io) : null;
+      if (latency) {
+        target = { value: latency.targetMs };
+        io.err(`target ${latency.targetMs.toFixed(3)} ms on ${latency.deviceName}/${latency.runtime}: seed measured ${latency.seedMeasuredMs.toFixed(3)} ms, predicted ${latency.seedPredictedMs.toFixed(3)} ms (${latency.profiledPoints} point(s) profiled now)`);
+      }
+      const sink = progressSink(io, io.isTty);
+      let result;
+      try {
+        result = await runSearch({ graph: m.graph, weights: m.weights }, dataset, { ...options, target }, sink.onEvent, { ...(latency ? { cost: latency.hooks } : {}), engine });
+      } finally {
+        sink.close();
+      }
+      const latencyReport = latency ? { latency: { deviceId: latency.deviceId, runtime: latency.runtime, server: local?.base, targetMs: latency.targetMs, seedMeasuredMs: latency.seedMeasuredMs, seedPredictedMs: latency.seedPredictedMs, profiledPoints: latency.profiledPoints, calibration: latency.calibration } } : {};
+      const report = { ...result.report, ...latencyReport, engine: engineReport, backend: { description: backendText }, data: { spec, trainSize: dataset.trainSize, valSize: dataset.valSize, testSize: dataset.testSize ?? 0 }, model: m.path };
+      const dir = await writeTfjsModel(out, result.model, {
+        overwrite: values.overwrite === true,
+        extraFiles: { 'structure.json': result.structure, 'report.json': report },
+        subModels: { shrunk: result.shrunkModel, ...(result.baselineModel ? { baseline: result.baselineModel } : {}) },
+      });
+      io.out(values.json ? JSON.stringify(report, null, 2) : renderReport(result.report, dir, backendText));
+      return 0;
     } finally {
-      sink.close();
+      process.removeListener('SIGINT', onSigint);
+      await engine.close();
     }
-    const latencyReport = latency ? { latency: { deviceId: latency.deviceId, runtime: latency.runtime, server: local?.base, targetMs: latency.targetMs, seedMeasuredMs: latency.seedMeasuredMs, seedPredictedMs: latency.seedPredictedMs, profiledPoints: latency.profiledPoints, calibration: latency.calibration } } : {};
-    const report = { ...result.report, ...latencyReport, backend: { name: backend.name, simd: backend.simd, threads: backend.threads, description: backendText }, data: { spec, trainSize: dataset.trainSize, valSize: dataset.valSize, testSize: dataset.testSize ?? 0 }, model: m.path };
-    const dir = await writeTfjsModel(out, result.model, {
-      overwrite: values.overwrite === true,
-      extraFiles: { 'structure.json': result.structure, 'report.json': report },
-      subModels: { shrunk: result.shrunkModel, ...(result.baselineModel ? { baseline: result.baselineModel } : {}) },
-    });
-    io.out(values.json ? JSON.stringify(report, null, 2) : renderReport(result.report, dir, backendText));
-    return 0;
   },
 };

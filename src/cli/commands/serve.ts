@@ -2,6 +2,7 @@
  * `morphnet serve`: the daemon. Runs until SIGINT/SIGTERM, then shuts down gracefully (leases
  * released, agents told, database checkpointed).
  */
+import { torchOptions } from '../torch-env.ts';
 import { readFile } from 'node:fs/promises';
 import type { RunningServer } from '../../../server/app.ts';
 import { MorphError } from '../../errors.ts';
@@ -178,6 +179,7 @@ export const serveCommand: Command = {
       publicUrl: typeof values['public-url'] === 'string' ? values['public-url'] : undefined,
       localAgent: !values['no-local-agent'],
       localAgentRuntimes: (values['local-runtime'] as unknown as string[] | undefined) ?? undefined,
+      searches: { torch: torchOptions() },
       log,
     });
     const facts = {
