@@ -29,13 +29,16 @@ after(async () => {
 describe('morphnet search', () => {
   it('writes structure.json, the trained model, report.json, shrunk/ and baseline/', async () => {
     const out = join(dir, 'run');
-    const r = await morphnet('search', '--seed', 'mobilenet', '--seed', '3', '--data', DATA, '--target', '0.5x', '--shrink-epochs', '1', '--final-epochs', '1', '--max-steps', '2', '--batch-size', '16', '--baseline', '--out', out, '--json');
+    const r = await morphnet('search', '--seed', 'mobilenet', '--seed', '3', '--data', DATA, '--target', '0.5x', '--shrink-epochs', '1', '--final-epochs', '1', '--max-steps', '2', '--batch-size', '16', '--baseline', '--engine', 'tfjs', '--backend', 'wasm', '--out', out, '--json');
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual((await readdir(out)).sort(), ['baseline', 'model.json', 'report.json', 'shrunk', 'structure.json', 'weights.bin']);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
     assert.deepEqual(JSON.parse(r.stdout), report);
     assert.equal(report.options.seed, 3);
-    assert.equal(report.backend.name, 'wasm');
+    assert.equal(report.engine.name, 'tfjs');
+    assert.match(report.engine.description, /backend wasm/);
+    for (const net of [report.learned, report.baseline]) assert.match(net.engine, /^tfjs engine, backend wasm/);
+    assert.match(report.rounds[0].engine, /^tfjs engine/);
     assert.ok(report.learned.flops <= report.target.value);
     assert.ok(report.baseline.flops <= report.target.value);
     for (const net of [report.learned, report.baseline]) {

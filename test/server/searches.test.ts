@@ -175,7 +175,10 @@ describe('searches through the REST API', () => {
     assert.equal(view.progress.curves.baseline.length, 1);
     assert.equal(view.progress.shrink.length, 1);
     assert.equal(view.progress.shrink[0].alive.length, view.progress.groups.length);
-    assert.match(view.progress.backend, /wasm/);
+    // engine auto: torch where a Python with torch is found (CI installs it), else tfjs on wasm.
+    assert.match(view.progress.backend, /^(torch engine, PyTorch|tfjs engine, backend wasm)/);
+    assert.equal(view.config.options.engine, 'auto');
+    for (const net of [view.result.learned, view.result.baseline]) assert.equal(net.engine, view.progress.backend);
     const target = view.config.resolvedTarget.value;
     assert.ok(view.result.learned.flops <= target, `learned ${view.result.learned.flops} > target ${target}`);
     assert.ok(view.result.baseline.flops <= target);
@@ -230,12 +233,12 @@ describe('searches through the REST API', () => {
   });
 
   it('ends a search whose worker fails as failed, with the error, and resumable', async (t) => {
-    // The worker fails to select tfjs-node where it is not installed (it is not, here).
+    // The worker fails to select tfjs-node (engine tfjs) where it is not installed (it is not, here).
     if (await import('@tensorflow/tfjs-node' as string).then(() => true, () => false)) {
       t.skip('tfjs-node is installed here');
       return;
     }
-    const created = (await api(server, 'POST', '/api/searches', { model: MODEL_JSON, data: DATA, options: { ...QUICK, backend: 'tfjs-node' } })).json;
+    const created = (await api(server, 'POST', '/api/searches', { model: MODEL_JSON, data: DATA, options: { ...QUICK, engine: 'tfjs', backend: 'tfjs-node' } })).json;
     const events = await readEvents(server, created.id, { timeoutMs: 60_000 });
     assert.deepEqual(events[events.length - 1].data, { state: 'failed' });
     const view = (await api(server, 'GET', `/api/searches/${created.id}`)).json;
