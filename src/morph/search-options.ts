@@ -10,11 +10,11 @@
 import { z } from 'zod';
 import type { BackendChoice } from '../train/backend.ts';
 import { VALID_ENGINES, type EngineChoice } from '../train/engine.ts';
-import type { OptimizerKind } from '../train/optimizer.ts';
+import { VALID_OPTIMIZERS, type OptimizerKind } from '../train/optimizer-options.ts';
 import { VALID_SCHEDULES, type ScheduleKind } from '../train/schedule.ts';
 import type { CostName, SearchOptions, Target } from './search.ts';
 
-export const SEARCH_OPTIMIZERS = ['sgd', 'adam'] as const satisfies readonly OptimizerKind[];
+export const SEARCH_OPTIMIZERS = VALID_OPTIMIZERS;
 export const SEARCH_BACKENDS = ['auto', 'tfjs-node', 'wasm', 'cpu'] as const satisfies readonly BackendChoice[];
 export const MEASURE_PROTOCOLS = ['default', 'quick'] as const;
 

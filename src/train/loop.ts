@@ -10,8 +10,9 @@ import { MorphError } from '../errors.ts';
 import { checkDatasetFitsModel, type Dataset, type ModelInputShape } from './data/index.ts';
 import { readLatestCheckpoint, restoreCheckpoint, writeCheckpoint, type EpochRecord, type RunFingerprint } from './checkpoint.ts';
 import { evaluate } from './evaluate.ts';
-import { createOptimizer, resolveOptimizerOptions, type OptimizerOptions } from './optimizer.ts';
-import { checkSchedule, learningRateAt, type ScheduleKind } from './schedule.ts';
+import { createOptimizer, type OptimizerOptions } from './optimizer.ts';
+import { nanError, positiveInt, resolveTrainOptions } from './train-options.ts';
+import { learningRateAt, type ScheduleKind } from './schedule.ts';
 import { createTrainStep, type StepResult } from './step.ts';
 
 export type { EpochRecord } from './checkpoint.ts';
@@ -110,13 +111,6 @@ export interface TrainResult {
   readonly seconds: number;
 }
 
-export function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `training option ${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
 /** The model's class count from its single output, e.g. `[null, 10]` → 10. */
 function modelShape(model: tf.LayersModel): { input: ModelInputShape; classes: number } {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
@@ -130,20 +124,6 @@ function modelShape(model: tf.LayersModel): { input: ModelInputShape; classes: n
   return { input: [ins[1], ins[2], ins[3]], classes: outs[1] as number };
 }
 
-/** The error of a run that diverged (shared by every engine's loop). */
-export function nanError(epoch: number, step: number, globalStep: number, problem: string, checkpoint: string | null, configured: boolean): MorphError {
-  const where = checkpoint
-    ? `the last good checkpoint is kept at ${checkpoint}`
-    : configured
-      ? 'no checkpoint had been written yet'
-      : 'no checkpoint directory was configured';
-  return new MorphError(
-    'MORPH_ERR_NAN',
-    `training diverged at epoch ${epoch}, step ${step} (global step ${globalStep}): ${problem}; stopped without applying this step, ${where}. Lower the learning rate or the regularizer strength.`,
-    { epoch, step, globalStep, problem, checkpoint },
-  );
-}
-
 /**
  * Trains `model` in place on `dataset`'s `train` split.
  * @throws MorphError `MORPH_ERR_BAD_ARGUMENT` for bad options, `MORPH_ERR_DATASET_MISMATCH` when the
@@ -153,13 +133,7 @@ export function nanError(epoch: number, step: number, globalStep: number, proble
  */
 export async function train(model: tf.LayersModel, dataset: Dataset, options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
   const started = performance.now();
-  const epochs = positiveInt('epochs', options.epochs);
-  const batchSize = positiveInt('batchSize', options.batchSize ?? 64);
-  const opt = resolveOptimizerOptions(options.optimizer);
-  const schedule = checkSchedule(options.schedule ?? 'constant');
-  const seed = options.seed ?? 0;
-  if (!Number.isFinite(seed)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `training option seed must be a finite number, got ${String(seed)}`);
-  const evalBatchSize = positiveInt('evalBatchSize', options.evalBatchSize ?? 256);
+  const { epochs, batchSize, opt, schedule, seed, evalBatchSize } = resolveTrainOptions(options);
   const everyEpochs = positiveInt('checkpoint.everyEpochs', options.checkpoint?.everyEpochs ?? 1);
   if (options.resume && !options.checkpoint) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'training option resume needs checkpoint.dir to resume from');
   const { input, classes } = modelShape(model);

@@ -21,6 +21,10 @@ import { identitySelection } from '../../src/graph/widths.ts';
 import { openDataset } from '../../src/train/data/index.ts';
 import type { FitRequest } from '../../src/train/engine.ts';
 import { startTorchEngine } from '../../src/train/torch/torch-engine.ts';
+import { selectBackend } from '../../src/train/backend.ts';
+import { selectEngine } from '../../src/train/select-engine.ts';
+import { namedWeights } from '../../src/train/tf-model.ts';
+import type { SymbolicTensor } from '@tensorflow/tfjs';
 import { torchOrSkip } from '../helpers/torch.ts';
 import { tinyTopology } from './tiny-model.ts';
 
@@ -131,6 +135,38 @@ describe('torch engine: starting', () => {
       assert.match(err.message, /torch hidden by the test/);
       return true;
     });
+  });
+});
+
+describe('engine auto: a network torch cannot build', () => {
+  it('trains on tfjs with a notice naming the layer; --engine torch refuses it naming the layer', async (t) => {
+    const probe = await torchOrSkip(t);
+    if (!probe) return;
+    await probe.close();
+    const tf = await import('@tensorflow/tfjs');
+    await selectBackend({ backend: 'wasm' });
+    const input = tf.input({ shape: [4, 4, 1] });
+    const noisy = tf.layers.gaussianNoise({ stddev: 0.1, name: 'noise_here' }).apply(input) as SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 2, activation: 'softmax' }).apply(tf.layers.flatten().apply(noisy)) as SymbolicTensor });
+    const dataset = await openDataset('synthetic:h=4,w=4,c=1,classes=2,train=40,test=8', { seed: 1 });
+    const req: FitRequest = { modelTopology: model.toJSON(null, false) as unknown as FitRequest['modelTopology'], weights: namedWeights(model), dataset, train: { epochs: 1, batchSize: 8 } };
+    const notices: string[] = [];
+    const auto = await selectEngine({ engine: 'auto', backend: 'wasm', torch: { threads: 1 }, onNotice: (m) => notices.push(m) });
+    try {
+      assert.equal(auto.report.name, 'torch');
+      const r = await auto.engine.fit(req);
+      assert.match(r.engine, /^tfjs engine/);
+      assert.ok(notices.some((n) => /noise_here/.test(n) && /GaussianNoise/.test(n)), notices.join('\n'));
+    } finally {
+      await auto.engine.close();
+    }
+    const torch = await selectEngine({ engine: 'torch', torch: { threads: 1 } });
+    try {
+      await assert.rejects(torch.engine.fit(req), (err: unknown) => err instanceof MorphError && err.code === 'MORPH_ERR_ENGINE' && /noise_here/.test(err.message));
+    } finally {
+      await torch.engine.close();
+    }
+    model.dispose();
   });
 });
 

@@ -119,6 +119,7 @@ function Networks(props: { view: SearchView }): VNode {
           ${row('width multiplier', (n) => n.net.multiplier.toFixed(3))}
           ${unit === 'ms' ? row('candidates measured (closed loop)', (n) => `${n.net.verify.length}${n.net.verifyStop ? `, ${n.net.verifyStop}` : ''}`) : null}
           ${row('training time', (n) => seconds(n.net.trainSeconds))}
+          ${row('trained by', (n) => (n.net.engine ?? '–').split(',')[0])}
         </tbody>
       </table>
     <//>
@@ -241,7 +242,7 @@ export function SearchDetail(props: { id: string; devices: readonly DeviceView[]
       <dt>Target</dt><dd>${targetText(v.target)}${(v.target.seedCost ?? 0) > 0 ? ` (seed ${v.target.unit === "ms" ? ms(v.target.seedCost) : count(v.target.seedCost)}${Number.isFinite(v.target.minimum) ? `, at least ${v.target.unit === 'ms' ? ms(v.target.minimum) : count(v.target.minimum)}` : ''})` : ''}</dd>
       <dt>Device</dt><dd>${v.deviceId ? html`<a href=${href(['tables'], { device: v.deviceId, runtime: v.runtime ?? '' })}>${device?.name ?? v.deviceId}</a>, ${v.runtime}` : '–'}</dd>
       <dt>Data</dt><dd>${p.dataset ? `${p.dataset.name} (${p.dataset.trainSize} train, ${p.dataset.valSize} val, ${p.dataset.testSize} test)` : v.config.data.dataset}</dd>
-      <dt>Backend</dt><dd>${p.backend ?? '–'}</dd>
+      <dt>Training engine</dt><dd>${p.backend ?? '–'}${v.config.options.engine ? ` (asked: ${v.config.options.engine})` : ''}</dd>
       <dt>Options</dt><dd>strength ${v.config.options.strength}, ${v.config.options.shrinkEpochs} shrink + ${v.config.options.finalEpochs} final epochs${v.config.options.baseline ? ', with baselines' : ''}, batch ${v.config.options.batchSize}, divisor ${v.config.options.divisor}</dd>
     </dl>
     <${ErrorNote} error=${actionError} />

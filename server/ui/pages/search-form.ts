@@ -31,6 +31,8 @@ interface FormState {
   learningRate: string;
   profileGrid: string;
   quickMeasure: boolean;
+  /** '' = the server's default (auto). */
+  engine: string;
 }
 
 const CUSTOM = 'custom';
@@ -64,6 +66,7 @@ function requestOf(f: FormState, models: readonly ModelSummary[]): Record<string
       learningRate: num(f.learningRate),
       profileGrid: num(f.profileGrid),
       measureProtocol: f.quickMeasure ? 'quick' : undefined,
+      engine: f.engine === '' ? undefined : f.engine,
     }).filter(([, v]) => v !== undefined),
   );
   return {
@@ -85,7 +88,7 @@ function formErrors(err: unknown): Record<string, string> {
   return e;
 }
 
-const SHOWN = ['model', 'data.dataset', 'data.trainLimit', 'data.testLimit', 'deviceId', 'runtime', 'targetMs', 'options.strength', 'options.shrinkEpochs', 'options.finalEpochs', 'options.baseline', 'options.batchSize', 'options.divisor', 'options.learningRate', 'options.profileGrid', 'options.measureProtocol'];
+const SHOWN = ['model', 'data.dataset', 'data.trainLimit', 'data.testLimit', 'deviceId', 'runtime', 'targetMs', 'options.strength', 'options.shrinkEpochs', 'options.finalEpochs', 'options.baseline', 'options.batchSize', 'options.divisor', 'options.learningRate', 'options.profileGrid', 'options.measureProtocol', 'options.engine'];
 
 /** The seed's latency on the chosen device: measured end to end if it was, and predicted if the tables cover it. */
 function SeedLatency(props: { model: ModelSummary | undefined; deviceId: string; runtime: string; onUse: (ms: number) => void }): VNode | null {
@@ -148,6 +151,7 @@ export function SearchForm(props: { route: Route; devices: readonly DeviceView[]
     learningRate: '',
     profileGrid: '',
     quickMeasure: false,
+    engine: '',
   }));
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [formError, setFormError] = useState<unknown>(null);
@@ -237,6 +241,13 @@ export function SearchForm(props: { route: Route; devices: readonly DeviceView[]
             ${text('learningRate', 'options.learningRate', 'Learning rate', 'default 0.05 (SGD)')}
             ${text('profileGrid', 'options.profileGrid', 'Profile grid', 'widths per axis profiled, 2–16; default 6')}
           </div>
+          <${Field} label="Training engine" name="options.engine" error=${errors['options.engine']}>
+            <select name="options.engine" value=${state.engine} onChange=${(e: Event) => set({ engine: (e.target as HTMLSelectElement).value })}>
+              <option value="">auto (PyTorch when the server has it, else tfjs)</option>
+              <option value="torch">torch (PyTorch worker)</option>
+              <option value="tfjs">tfjs (in the server, wasm)</option>
+            </select>
+          <//>
           <${Field} label="Measurement" name="options.measureProtocol" error=${errors['options.measureProtocol']}>
             <span class="check"><input type="checkbox" name="options.measureProtocol" checked=${state.quickMeasure} onChange=${(e: Event) => set({ quickMeasure: (e.target as HTMLInputElement).checked })} /> quick protocol (fewer samples: faster, noisier)</span>
           <//>

@@ -3,6 +3,7 @@
  * released, agents told, database checkpointed).
  */
 import { torchOptions } from '../torch-env.ts';
+import { startTorchEngine } from '../../train/torch/torch-engine.ts';
 import { readFile } from 'node:fs/promises';
 import type { RunningServer } from '../../../server/app.ts';
 import { MorphError } from '../../errors.ts';
@@ -49,6 +50,9 @@ async function profileLocal(server: RunningServer, seed: string, log: (line: str
  * Waits for the local agent, then starts a latency-targeted search of `seed` on it through the
  * server's own API (the main job of `npm start`) and logs its phases and the result.
  */
+/** Training images of the `npm start` search, per engine: each finishes in about 10 minutes here. */
+export const DEMO_TRAIN_IMAGES = { torch: 30_000, tfjs: 10_000 } as const;
+
 async function searchLocal(server: RunningServer, seed: string, log: (line: string) => void, stopping: AbortSignal): Promise<void> {
   try {
     let device;
@@ -57,9 +61,19 @@ async function searchLocal(server: RunningServer, seed: string, log: (line: stri
       if (!device) await new Promise((r) => setTimeout(r, 200));
     }
     if (!device) return log('--search-seed: the local agent did not come online; start a search later with POST /api/searches');
+    // The data size that finishes in about 10 minutes (docs/benchmarks.md, "npm start"): the torch
+    // engine trains ~15× faster than tfjs-wasm, so it affords three times the images.
+    const torch = await startTorchEngine(torchOptions()).then(
+      async (e) => {
+        await e.close();
+        return true;
+      },
+      () => false,
+    );
+    const trainLimit = torch ? DEMO_TRAIN_IMAGES.torch : DEMO_TRAIN_IMAGES.tfjs;
     const body = {
       seed,
-      data: { dataset: 'fashion-mnist', trainLimit: 10_000 },
+      data: { dataset: 'fashion-mnist', trainLimit },
       cost: 'latency',
       deviceId: device.id,
       runtime: 'tfjs-wasm',
@@ -70,7 +84,7 @@ async function searchLocal(server: RunningServer, seed: string, log: (line: stri
     const res = await fetch(`${server.url}/api/searches`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify(body) });
     const created = (await res.json()) as { id?: string; error?: { message: string } };
     if (!res.ok || !created.id) return log(`--search-seed: the search was refused: ${created.error?.message ?? res.status}`);
-    log(`search ${created.id}: ${seed} on ${device.name} (tfjs-wasm), Fashion-MNIST (10k images), target 50% of the seed's measured latency, with both baselines`);
+    log(`search ${created.id}: ${seed} on ${device.name} (tfjs-wasm), Fashion-MNIST (${trainLimit / 1000}k images, trained with ${torch ? 'PyTorch' : 'tfjs: install python3-torch for a ~15× faster engine'}), target 50% of the seed's measured latency, with both baselines`);
     log(`  follow it: curl -N ${server.url}/api/searches/${created.id}/events  (or GET /api/searches/${created.id})`);
     let last = '';
     for (;;) {

@@ -7,23 +7,13 @@
  * the parent owns, named in the commands: raw little-endian float32 (uint8 for exact byte images,
  * int32 labels), weights in the tfjs layout in the spec's order.
  */
+import type { TorchInfo } from '../engine.ts';
 import type { NetSpec } from './net-spec.ts';
 
 export const TORCH_PROTOCOL_VERSION = 1;
 
 export type Hello =
-  | {
-      readonly type: 'hello';
-      readonly ok: true;
-      readonly protocol: number;
-      readonly torch: string;
-      readonly python: string;
-      readonly executable: string;
-      readonly threads: number;
-      readonly device: string;
-      readonly cuda: boolean;
-      readonly cudaDevice: string | null;
-    }
+  | ({ readonly type: 'hello'; readonly ok: true; readonly protocol: number } & TorchInfo)
   | { readonly type: 'hello'; readonly ok: false; readonly protocol: number; readonly error: string; readonly python: string; readonly executable: string };
 
 export interface ProxGroupSpec {

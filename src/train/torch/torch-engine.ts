@@ -18,9 +18,8 @@ import { sizeOf, type WeightMap } from '../../graph/weights.ts';
 import { checkDatasetFitsModel, type Dataset, type Split } from '../data/index.ts';
 import type { EngineReport, FitHooks, FitRequest, FitResult, TorchInfo, TrainingEngine } from '../engine.ts';
 import type { EpochRecord, TrainResult } from '../loop.ts';
-import { nanError, positiveInt } from '../loop.ts';
-import { resolveOptimizerOptions } from '../optimizer.ts';
-import { checkSchedule, learningRateAt } from '../schedule.ts';
+import { nanError, positiveInt, resolveTrainOptions } from '../train-options.ts';
+import { learningRateAt } from '../schedule.ts';
 import { netSpecOf, unsupportedLayers, type NetSpec } from './net-spec.ts';
 import type { ProxGroupSpec } from './protocol.ts';
 import { TorchWorker, type WorkerOptions } from './worker-process.ts';
@@ -251,13 +250,7 @@ function createEngine(worker: TorchWorker, dir: string): TorchEngine {
     if (closed) throw new MorphError('MORPH_ERR_ENGINE', 'the torch engine was closed');
     const started = performance.now();
     const o = request.train;
-    const epochs = positiveInt('epochs', o.epochs);
-    const batchSize = positiveInt('batchSize', o.batchSize ?? 64);
-    const opt = resolveOptimizerOptions(o.optimizer);
-    const schedule = checkSchedule(o.schedule ?? 'constant');
-    const seed = o.seed ?? 0;
-    if (!Number.isFinite(seed)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `training option seed must be a finite number, got ${String(seed)}`);
-    const evalBatchSize = positiveInt('evalBatchSize', o.evalBatchSize ?? 256);
+    const { epochs, batchSize, opt, schedule, seed, evalBatchSize } = resolveTrainOptions(o);
     if (o.checkpoint || o.resume) {
       throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'the torch engine does not write or resume training checkpoints yet; train with the tfjs engine (--engine tfjs) to use them');
     }
