@@ -3,6 +3,7 @@
  * in ms with the seed's measured (and predicted) latency shown beside it, strength and epochs.
  * The server checks the request whole; each refusal is shown beside the field it concerns.
  */
+import { SEARCH_OPTION_DEFAULTS } from '../../../src/morph/search-defaults.ts';
 import type { VNode } from 'preact';
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
@@ -142,9 +143,9 @@ export function SearchForm(props: { route: Route; devices: readonly DeviceView[]
     deviceId: '',
     runtime: '',
     targetMs: '',
-    strength: '20',
-    shrinkEpochs: '3',
-    finalEpochs: '5',
+    strength: String(SEARCH_OPTION_DEFAULTS.strength),
+    shrinkEpochs: String(SEARCH_OPTION_DEFAULTS.shrinkEpochs),
+    finalEpochs: String(SEARCH_OPTION_DEFAULTS.finalEpochs),
     baseline: true,
     batchSize: '',
     divisor: '',
