@@ -51,7 +51,7 @@ async function profileLocal(server: RunningServer, seed: string, log: (line: str
  * server's own API (the main job of `npm start`) and logs its phases and the result.
  */
 /** Training images of the `npm start` search, per engine: each finishes in about 10 minutes here. */
-export const DEMO_TRAIN_IMAGES = { torch: 30_000, tfjs: 10_000 } as const;
+export const DEMO_TRAIN_IMAGES = { torch: 60_000, tfjs: 10_000 } as const;
 
 async function searchLocal(server: RunningServer, seed: string, log: (line: string) => void, stopping: AbortSignal): Promise<void> {
   try {
