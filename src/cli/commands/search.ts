@@ -354,13 +354,12 @@ export const searchCommand: Command = {
     // A latency search prices with its hooks; the named cost only fills the options' field.
     const cost = local ? 'flops' : oneOf<CostName>('cost', values.cost, VALID_COSTS, 'flops');
     let target = local ? parseTarget('0.5x') : parseTarget(typeof values.target === 'string' ? values.target : '0.5x');
-    const defaults = withDefaults();
-    const seedValue = flags.seed ?? defaults.seed;
     const flat = withDefaults({
       ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
       baseline: values.baseline === true,
       keepWeights: values['keep-weights'] === true,
     });
+    const seedValue = flat.seed;
     const options = runOptionsOf(flat, cost, target);
     await checkOutputDir(out, values.overwrite === true);
     const trainLimit = int('train-limit', 2);
