@@ -5,6 +5,7 @@
 import { MorphError } from '../errors.ts';
 import type { Graph } from './graph.ts';
 import type { WeightsGroupJson } from './keras-json.ts';
+import type { NamedWeight } from './rebuild.ts';
 
 export interface WeightTensor {
   readonly shape: readonly number[];
@@ -15,6 +16,17 @@ export interface WeightTensor {
 export type WeightMap = Map<string, Map<string, WeightTensor>>;
 
 const BYTES: Record<string, number> = { float32: 4, int32: 4 };
+
+/** Either weight form our modules produce (a map by layer and kind, or a `layer/kind` list), by `layer/kind`. */
+export function weightsByName(weights: WeightMap | readonly NamedWeight[]): Map<string, WeightTensor> {
+  const out = new Map<string, WeightTensor>();
+  if (weights instanceof Map) {
+    for (const [layer, kinds] of weights) for (const [kind, t] of kinds) out.set(`${layer}/${kind}`, t);
+  } else {
+    for (const w of weights) out.set(w.name, { shape: w.shape, data: w.data });
+  }
+  return out;
+}
 
 export function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);

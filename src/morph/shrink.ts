@@ -11,14 +11,15 @@ import type { CostModel, CostOp } from '../cost/cost-model.ts';
 import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { RebuiltModel } from '../graph/rebuild.ts';
-import type { WeightMap } from '../graph/weights.ts';
+import { weightsByName, type WeightMap } from '../graph/weights.ts';
 import type { Dataset } from '../train/data/index.ts';
 import type { FitHooks, TrainingEngine } from '../train/engine.ts';
 import type { EpochEvent, TrainOptions } from '../train/loop.ts';
-import { groupMaxAbs, planGammas } from '../graph/gamma-plan.ts';
+import { groupMaxAbs, planGammas, type GammaPlan } from '../graph/gamma-plan.ts';
 import { aliveFromGammas, widthOf } from '../graph/widths.ts';
 import { costAt } from './network-cost.ts';
 import { groupCoefficients, regularizerValue } from './regularizer.ts';
+
 export interface ShrinkOptions {
   /** λ: the regularizer's weight in the loss. */
   readonly lambda: number;
@@ -54,17 +55,9 @@ export function aliveCounts(analysis: ChannelAnalysis, gammas: readonly ArrayLik
 }
 
 /** Max |γ| per channel of every group, read from a weight list or map. */
-function gammasOf(plan: ReturnType<typeof planGammas>, weights: WeightMap | RebuiltModel['weights']): Float32Array[] {
-  const byLayer = new Map<string, Float32Array>();
-  if (weights instanceof Map) {
-    for (const [layer, kinds] of weights) {
-      const g = kinds.get('gamma');
-      if (g) byLayer.set(layer, g.data);
-    }
-  } else {
-    for (const w of weights) if (w.name.endsWith('/gamma')) byLayer.set(w.name.slice(0, -'/gamma'.length), w.data);
-  }
-  return groupMaxAbs(plan, (layer) => byLayer.get(layer));
+function gammasOf(plan: GammaPlan, weights: WeightMap | RebuiltModel['weights']): Float32Array[] {
+  const byName = weightsByName(weights);
+  return groupMaxAbs(plan, (layer) => byName.get(`${layer}/gamma`)?.data);
 }
 
 /**

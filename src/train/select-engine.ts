@@ -1,6 +1,6 @@
 /**
- * Which training engine runs a search: `torch` (a PyTorch worker, 12–21× faster on these
- * machines), `tfjs` (in process, tfjs-node → wasm → cpu), or `auto`: torch when a Python that
+ * Which training engine runs a search: `torch` (a PyTorch worker, 11–17× faster than tfjs-wasm
+ * on these machines, docs/benchmarks.md), `tfjs` (in process, tfjs-node → wasm → cpu), or `auto`: torch when a Python that
  * imports torch is found, else tfjs, and tfjs for any network with a layer the torch worker does
  * not build (with a message naming the layer). An explicit `torch` that cannot start, or cannot
  * build a network, is an error, never a silent fallback.

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { MorphError } from '../errors.ts';
 import type { ModelConfigJson } from '../graph/keras-json.ts';
 import type { NamedWeight } from '../graph/rebuild.ts';
-import type { WeightMap, WeightTensor } from '../graph/weights.ts';
+import { weightsByName, type WeightMap } from '../graph/weights.ts';
 
 /** One variable of a live model with the layer and kind it belongs to. */
 interface ModelVariable {
@@ -43,17 +43,6 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-/** Accepts either weight form our modules produce and gives `layer/kind` → tensor. */
-function byName(weights: WeightMap | readonly NamedWeight[]): Map<string, WeightTensor> {
-  const out = new Map<string, WeightTensor>();
-  if (weights instanceof Map) {
-    for (const [layer, kinds] of weights) for (const [kind, t] of kinds) out.set(`${layer}/${kind}`, t);
-  } else {
-    for (const w of weights) out.set(w.name, { shape: w.shape, data: w.data });
-  }
-  return out;
-}
-
 /**
  * Sets every weight of `model` (trainable or not, batch-norm moving statistics included) from
  * `weights`, all or nothing: every mismatch is collected first, so a bad set changes nothing.
@@ -62,7 +51,7 @@ function byName(weights: WeightMap | readonly NamedWeight[]): Map<string, Weight
  *   missing, the ones that belong to no variable of the model, and shape or size disagreements.
  */
 export function assignWeights(model: tf.LayersModel, weights: WeightMap | readonly NamedWeight[], source = 'weights'): void {
-  const given = byName(weights);
+  const given = weightsByName(weights);
   const vars = modelVariables(model);
   const missing: string[] = [];
   const wrong: string[] = [];

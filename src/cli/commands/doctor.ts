@@ -169,7 +169,7 @@ function render(r: DoctorReport): string {
       `training engine (auto): ${r.engine.name}`,
       t.available
         ? `PyTorch ${t.torch}, ${t.threads} thread(s), device ${t.device}${t.cuda ? ` (CUDA: ${t.cudaDevice})` : ' (no CUDA)'}, Python ${t.python} at ${t.executable}`
-        : `${t.reason} — training runs on tfjs, 12–21× slower`,
+        : `${t.reason} — training runs on tfjs, 11–17× slower (docs/benchmarks.md)`,
     ),
     line(fast, r.backend.description, fast ? undefined : 'training on cpu is ~100× slower than wasm'),
     line(r.gradKernels.missing.length === 0, `wasm gradient kernels ${kernels}`, r.gradKernels.missing.length > 0 ? `missing ${r.gradKernels.missing.join(', ')}` : undefined),

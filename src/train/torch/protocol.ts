@@ -39,7 +39,6 @@ export interface Commands {
     req: { key: string; order: readonly number[]; lrs: readonly number[]; batchSize: number; prox: readonly ProxGroupSpec[] | null; events: boolean };
     res: { steps: number; lossSum: number; seen: number; stopped: boolean; nan: { step: number; problem: string } | null };
   };
-  'bench-plain': { req: { batchSize: number; inputShape: readonly [number, number, number]; classes: number; steps: number; warmup?: number }; res: { seconds: number; steps: number } };
 }
 
 export type CommandName = keyof Commands;

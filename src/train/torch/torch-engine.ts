@@ -14,7 +14,7 @@ import { groupMaxAbs, plannedLayers, type GammaPlan } from '../../graph/gamma-pl
 import type { Graph } from '../../graph/graph.ts';
 import { parseModel } from '../../graph/parse.ts';
 import type { NamedWeight } from '../../graph/rebuild.ts';
-import { sizeOf, type WeightMap } from '../../graph/weights.ts';
+import { sizeOf, weightsByName, type WeightMap } from '../../graph/weights.ts';
 import { checkDatasetFitsModel, type Dataset, type Split } from '../data/index.ts';
 import type { EngineReport, FitHooks, FitRequest, FitResult, TorchInfo, TrainingEngine } from '../engine.ts';
 import type { EpochRecord, TrainResult } from '../loop.ts';
@@ -85,20 +85,9 @@ export function torchReport(engine: TorchEngine, choice: EngineReport['choice'])
   return { choice, name: 'torch', description: engine.description, torch: engine.info };
 }
 
-/** A weight map or list, by `layer/kind`. */
-function weightByName(weights: WeightMap | readonly NamedWeight[]): Map<string, { shape: readonly number[]; data: Float32Array }> {
-  const out = new Map<string, { shape: readonly number[]; data: Float32Array }>();
-  if (weights instanceof Map) {
-    for (const [layer, kinds] of weights) for (const [kind, t] of kinds) out.set(`${layer}/${kind}`, t);
-  } else {
-    for (const w of weights) out.set(w.name, w);
-  }
-  return out;
-}
-
 /** The spec's weights, in its order, as one float32 buffer; all-or-nothing like assignWeights. */
 function packWeights(spec: NetSpec, weights: WeightMap | readonly NamedWeight[]): Float32Array {
-  const given = weightByName(weights);
+  const given = weightsByName(weights);
   const need = spec.layers.flatMap((l) => l.weights.map((w) => ({ name: `${l.name}/${w.kind}`, shape: w.shape })));
   const missing = need.filter((w) => !given.has(w.name)).map((w) => w.name);
   const wrong = need.filter((w) => given.has(w.name) && given.get(w.name)!.data.length !== sizeOf(w.shape)).map((w) => `${w.name} has ${given.get(w.name)!.data.length} values, the model ${JSON.stringify(w.shape)}`);

@@ -19,8 +19,10 @@ on batch-norm gammas after each optimizer step, whose per-group thresholds the p
 
 The worker exits when stdin closes (its parent is gone), so it never outlives the parent.
 """
+import functools
 import json
 import math
+import operator
 import os
 import queue
 import signal
@@ -158,6 +160,9 @@ def activate(name, x, attrs, channel_dim):
     raise WorkerError('unsupported-layer', f'activation {name!r} is not built by the torch engine')
 
 
+# Keras merge layers as binary ops folded over their inputs (Average: the Add, then divided).
+MERGES = {'Add': operator.add, 'Average': operator.add, 'Subtract': operator.sub, 'Multiply': operator.mul, 'Maximum': torch.maximum, 'Minimum': torch.minimum}
+
 # NHWC axis -> NCHW dim for rank-4 tensors.
 NCHW_DIM = {0: 0, 1: 2, 2: 3, 3: 1}
 
@@ -290,34 +295,8 @@ class Net(torch.nn.Module):
             y = x.mean(dim=(2, 3), keepdim=a['keepdims']) if a['mode'] == 'avg' else x.amax(dim=(2, 3), keepdim=a['keepdims'])
             return y
         if k == 'elementwise':
-            op = a['op']
-            if op == 'Add':
-                y = ins[0]
-                for t in ins[1:]:
-                    y = y + t
-                return y
-            if op == 'Subtract':
-                return ins[0] - ins[1]
-            if op == 'Multiply':
-                y = ins[0]
-                for t in ins[1:]:
-                    y = y * t
-                return y
-            if op == 'Average':
-                y = ins[0]
-                for t in ins[1:]:
-                    y = y + t
-                return y / len(ins)
-            if op == 'Maximum':
-                y = ins[0]
-                for t in ins[1:]:
-                    y = torch.maximum(y, t)
-                return y
-            if op == 'Minimum':
-                y = ins[0]
-                for t in ins[1:]:
-                    y = torch.minimum(y, t)
-                return y
+            y = functools.reduce(MERGES[a['op']], ins)
+            return y / len(ins) if a['op'] == 'Average' else y
         if k == 'concat':
             return torch.cat(ins, dim=nchw_axis(a['axis'], x.dim()))
         if k == 'flatten':
@@ -689,33 +668,6 @@ class Worker:
             if events:
                 send({'id': msg['id'], 'event': 'step', 'step': s + 1, 'loss': task_v, 'lr': lr, 'n': n, 'seconds': time.perf_counter() - t0})
         return {'steps': done, 'lossSum': loss_sum, 'seen': seen, 'stopped': stopped, 'nan': None}
-
-    def cmd_bench_plain(self, msg):
-        """The built network trained by a plain PyTorch loop on in-memory random data (no protocol,
-        no proximal step, no data feeding): the reference the step bench compares against."""
-        self.need_net()
-        bs = int(msg['batchSize'])
-        h, w, c = msg['inputShape']
-        classes = int(msg['classes'])
-        x = torch.rand(bs, c, h, w, device=self.device)
-        y = torch.randint(0, classes, (bs,), device=self.device)
-        opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=1e-3)
-        self.net.train()
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            task_loss(self.net.forward(x, True), y, self.output_kind).backward()
-            opt.step()
-
-        for _ in range(int(msg.get('warmup', 3))):
-            step()
-        self.sync()
-        t0 = time.perf_counter()
-        n = int(msg['steps'])
-        for _ in range(n):
-            step()
-        self.sync()
-        return {'seconds': time.perf_counter() - t0, 'steps': n}
 
     # plumbing -----------------------------------------------------------------------------------
 
