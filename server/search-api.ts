@@ -16,7 +16,7 @@ import { minimumCost } from '../src/morph/expand.ts';
 import type { Target } from '../src/morph/search.ts';
 import { costAt, seedWidths } from '../src/morph/network-cost.ts';
 import { VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
-import { checkDatasetFitsModel, openDataset, type Dataset } from '../src/train/data/index.ts';
+import { checkDatasetFitsModel, modelDataShape, openDataset, type Dataset, type ModelDataShape } from '../src/train/data/index.ts';
 import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../src/train/data/idx-dataset.ts';
 import { MAX_BODY_BYTES } from './api.ts';
 import type { Fleet } from './fleet.ts';
@@ -94,10 +94,10 @@ async function checkRuntime(fleet: Fleet, deviceId: string, runtime: RuntimeName
  * loads it): synthetic data is generated lazily, so it is opened for real; the MNIST-style sets
  * have fixed shapes.
  */
-async function describeDataset(data: z.infer<typeof dataSchema>, seed: number): Promise<Pick<Dataset, 'name' | 'imageShape' | 'numClasses'>> {
+async function describeDataset(data: z.infer<typeof dataSchema>, seed: number, model: ModelDataShape | undefined): Promise<Pick<Dataset, 'name' | 'imageShape' | 'numClasses'>> {
   const spec = data.dataset.trim();
   if (spec === 'synthetic' || spec.startsWith('synthetic:')) {
-    const ds = await openDataset(spec, { seed, limit: { train: data.trainLimit, test: data.testLimit }, ...(data.imageShape ? { imageShape: data.imageShape } : {}) });
+    const ds = await openDataset(spec, { seed, limit: { train: data.trainLimit, test: data.testLimit }, model, ...(data.imageShape ? { imageShape: data.imageShape } : {}) });
     return { name: ds.name, imageShape: ds.imageShape, numClasses: ds.numClasses };
   }
   if (spec === 'fashion-mnist') {
@@ -168,7 +168,7 @@ async function searchConfigOf(ctx: SearchApiContext, raw: unknown): Promise<{ co
   }
 
   const { inputShape, outputs } = modelShapes(model.graph);
-  const dataset = await describeDataset(body.data, options.seed);
+  const dataset = await describeDataset(body.data, options.seed, modelDataShape(model.graph));
   checkDatasetFitsModel(dataset as Dataset, inputShape as [number | null, number | null, number | null], outputs ?? 0);
 
   let resolvedTarget: SearchConfig['resolvedTarget'];

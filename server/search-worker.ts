@@ -28,7 +28,7 @@ import { runOptionsOf, withDefaults, type SearchOptionValues } from '../src/morp
 import type { EngineReport, TrainingEngine } from '../src/train/engine.ts';
 import { selectEngine } from '../src/train/select-engine.ts';
 import type { TorchEngineOptions } from '../src/train/torch/torch-engine.ts';
-import { openDataset } from '../src/train/data/index.ts';
+import { modelDataShape, openDataset } from '../src/train/data/index.ts';
 import type { LatencyTargetResolution, PreparedLatency } from './search-latency.ts';
 import { latencyHooks } from '../src/morph/latency-hooks.ts';
 import type { ProgressEvent } from './search-progress.ts';
@@ -202,12 +202,13 @@ async function runWithEngine(
   const { config, artifactsDir: dir } = data;
   const backendText = engineReport.description;
   const d = config.data;
+  const graph = parseModel({ format: 'layers-model', modelTopology: data.modelTopology }, { source: `model ${config.model.id}` }).graph;
   const dataset = await openDataset(d.dataset, {
     seed: config.options.seed,
     limit: { train: d.trainLimit ?? undefined, test: d.testLimit ?? undefined },
+    model: modelDataShape(graph),
     ...(d.imageShape ? { imageShape: [...d.imageShape] as [number, number, number] } : {}),
   });
-  const graph = parseModel({ format: 'layers-model', modelTopology: data.modelTopology }, { source: `model ${config.model.id}` }).graph;
   emit({ type: 'ready', backend: backendText, dataset: { name: dataset.name, trainSize: dataset.trainSize, valSize: dataset.valSize, testSize: dataset.testSize ?? 0 } });
   emit({ type: 'groups', groups: analyzeChannels(graph).groups.map((g) => ({ id: g.id, layers: [...g.layers], channels: g.channels })) });
 

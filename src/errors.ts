@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   MORPH_ERR_NOT_A_MODEL: { status: 400, exit: 2, summary: 'JSON that is not a tfjs model.json nor a Keras model config.' },
   MORPH_ERR_BAD_TOPOLOGY: { status: 400, exit: 2, summary: 'The model topology is malformed: an unknown tensor reference, a cycle, a missing input.' },
   MORPH_ERR_SHAPE: { status: 400, exit: 2, summary: 'A tensor shape cannot be inferred or does not fit the layer that consumes it.' },
+  MORPH_ERR_UNSUPPORTED_LAYER: { status: 400, exit: 2, summary: 'A layer class that neither MorphNet nor TensorFlow.js knows, whose output shape or parameters the file does not state: the model is refused (the error names the layer and its class) rather than counted wrong.' },
   MORPH_ERR_WEIGHTS_MISSING: { status: 400, exit: 2, summary: 'A weights file named by the weightsManifest cannot be read.' },
   MORPH_ERR_WEIGHTS_MISMATCH: { status: 400, exit: 2, summary: 'The weights do not match the topology (missing, extra, wrong shape or size).' },
   MORPH_ERR_BAD_STRUCTURE: { status: 400, exit: 2, summary: 'A width structure names unknown layers, gives non-positive widths or conflicting widths for one group.' },

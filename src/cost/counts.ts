@@ -4,7 +4,7 @@
  * counts them, batch-norm moving statistics included) and activation bytes (float32 outputs).
  */
 import type { Graph, GraphLayer } from '../graph/graph.ts';
-import { opFor } from '../graph/ops/register-all.ts';
+import { descriptorOf } from '../graph/ops/register-all.ts';
 
 export interface LayerCost {
   readonly layer: string;
@@ -14,6 +14,8 @@ export interface LayerCost {
   readonly params: number;
   /** Bytes of all this layer's outputs at batch 1 in float32. */
   readonly activationBytes: number;
+  /** False for a layer MorphNet does not model: its params count, its MACs are not known (0 here). */
+  readonly costed: boolean;
 }
 
 export interface NetworkCost {
@@ -22,6 +24,8 @@ export interface NetworkCost {
   readonly flops: number;
   readonly params: number;
   readonly activationBytes: number;
+  /** Layers whose MACs are not counted (see `LayerCost.costed`), listed so that no total is silently short. */
+  readonly notCosted: readonly string[];
 }
 
 export const BYTES_PER_FLOAT32 = 4;
@@ -30,24 +34,19 @@ function elements(shape: readonly (number | null)[]): number {
   return shape.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
 }
 
-/**
- * @param extraParams parameters of layers we do not understand, by layer name (from the weights
- *   manifest), so that totals still match tfjs when a model has custom layers.
- */
-export function layerCost(layer: GraphLayer, extraParams: ReadonlyMap<string, number> = new Map()): LayerCost {
-  const desc = opFor(layer.className);
+/** Every layer's params count, including those of layers we do not model (their weights come from tfjs). */
+export function layerCost(layer: GraphLayer): LayerCost {
+  const desc = descriptorOf(layer);
   let macs = 0;
   if (desc) for (const call of layer.calls) macs += desc.macs(layer.attrs, call.inputShapes, call.outputShape);
-  const params = desc
-    ? layer.weights.reduce((sum, w) => sum + w.shape.reduce((a, b) => a * b, 1), 0)
-    : (extraParams.get(layer.name) ?? 0);
+  const params = layer.weights.reduce((sum, w) => sum + w.shape.reduce((a, b) => a * b, 1), 0);
   const activationBytes = layer.kind === 'input' ? 0 : layer.calls.reduce((sum, c) => sum + elements(c.outputShape) * BYTES_PER_FLOAT32, 0);
-  return { layer: layer.name, className: layer.className, macs, flops: 2 * macs, params, activationBytes };
+  return { layer: layer.name, className: layer.className, macs, flops: 2 * macs, params, activationBytes, costed: desc !== undefined };
 }
 
-export function networkCost(graph: Graph, extraParams?: ReadonlyMap<string, number>): NetworkCost {
-  const layers = graph.layers.map((l) => layerCost(l, extraParams));
+export function networkCost(graph: Graph): NetworkCost {
+  const layers = graph.layers.map((l) => layerCost(l));
   const sum = (k: 'macs' | 'params' | 'activationBytes'): number => layers.reduce((a, l) => a + l[k], 0);
   const macs = sum('macs');
-  return { layers, macs, flops: 2 * macs, params: sum('params'), activationBytes: sum('activationBytes') };
+  return { layers, macs, flops: 2 * macs, params: sum('params'), activationBytes: sum('activationBytes'), notCosted: layers.filter((l) => !l.costed).map((l) => l.layer) };
 }

@@ -5,7 +5,7 @@
 import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import { layoutOf } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
-import { opFor } from '../graph/ops/register-all.ts';
+import { descriptorOf } from '../graph/ops/register-all.ts';
 import { widthOf, type Selection } from '../graph/widths.ts';
 
 export type Structure = Record<string, number>;
@@ -13,7 +13,7 @@ export type Structure = Record<string, number>;
 export function structureOf(graph: Graph, analysis: ChannelAnalysis, selection: Selection): Structure {
   const out: Structure = {};
   for (const layer of graph.layers) {
-    if (!opFor(layer.className)?.widthKey) continue;
+    if (!descriptorOf(layer)?.widthKey) continue;
     const g = layoutOf(analysis, { layer: layer.name, nodeIndex: 0, tensorIndex: 0 }).segments[0].group;
     out[layer.name] = widthOf(selection[g]);
   }

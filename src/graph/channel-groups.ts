@@ -13,7 +13,7 @@ import type { Graph, GraphLayer, TensorRef } from './graph.ts';
 import { channelsOf, formatRef } from './graph.ts';
 import type { BatchNormAttrs } from './ops/batch-norm.ts';
 import type { ChannelRule } from './ops/op.ts';
-import { opFor } from './ops/register-all.ts';
+import { descriptorOf } from './ops/register-all.ts';
 
 /** `repeat` consecutive tensor channels per group channel: group channel c ↦ c·repeat + r. */
 export interface Segment {
@@ -129,11 +129,16 @@ export function analyzeChannels(graph: Graph): ChannelAnalysis {
     return true;
   };
 
+  const consumers = consumerClasses(graph);
   for (const [layer, callIndex] of callOrder(graph)) {
     const call = layer.calls[callIndex];
     const ins = call.inputs.map((r) => layouts.get(formatRef(r))!);
     const outChannels = channelsOf(call.outputShape);
-    const rule: ChannelRule = ruleOf(layer, call.inputShapes);
+    let rule: ChannelRule = ruleOf(layer, call.inputShapes);
+    if (rule.type === 'boundary' && rule.gate) {
+      const users = consumers.get(formatRef({ layer: layer.name, nodeIndex: callIndex, tensorIndex: 0 })) ?? [];
+      if (users.length > 0 && users.every((c) => c === 'Multiply')) rule = { type: 'pass' };
+    }
     let out: ChannelLayout;
     switch (rule.type) {
       case 'source':
@@ -255,12 +260,24 @@ function callOrder(graph: Graph): [GraphLayer, number][] {
   return order;
 }
 
+/** The classes of the layers that consume each tensor, by `formatRef` (network outputs count as 'output'). */
+function consumerClasses(graph: Graph): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const add = (ref: TensorRef, cls: string): void => {
+    const k = formatRef(ref);
+    out.set(k, [...(out.get(k) ?? []), cls]);
+  };
+  for (const layer of graph.layers) for (const call of layer.calls) for (const r of call.inputs) add(r, layer.className);
+  for (const r of graph.outputs) add(r, 'output');
+  return out;
+}
+
 function single(group: number): ChannelLayout {
   return { tile: 1, segments: [{ group, repeat: 1 }] };
 }
 
 function ruleOf(layer: GraphLayer, inputShapes: GraphLayer['calls'][number]['inputShapes']): ChannelRule {
-  const desc = opFor(layer.className);
+  const desc = descriptorOf(layer);
   if (!desc) return { type: 'boundary', reason: `unsupported class ${layer.className}` };
   return desc.channelRule(layer.attrs, inputShapes);
 }

@@ -43,6 +43,11 @@ export const VALID_LAYER_KINDS = [
   'concat',
   'flatten',
   'reshape',
+  'conv2dtranspose',
+  'upsample',
+  'crop',
+  'rescale',
+  'normalize',
   'unknown',
 ] as const;
 export type LayerKind = (typeof VALID_LAYER_KINDS)[number];
@@ -65,6 +70,8 @@ export interface GraphLayer {
   readonly weights: readonly WeightSpec[];
   /** The layer exactly as it came from the file, kept so that surgery can write it back faithfully. */
   readonly raw: LayerJson;
+  /** The nested models this layer came from, outermost first (empty for a top-level layer). */
+  readonly scope: readonly string[];
 }
 
 export type ModelClass = 'Sequential' | 'Functional' | 'Model';
@@ -83,6 +90,8 @@ export interface Graph {
   readonly warnings: readonly string[];
   /** True when a Sequential model had no InputLayer and the parser made one (named in `inputs`). */
   readonly syntheticInput: boolean;
+  /** Nested models inlined into this graph (`outer/inner` paths); empty for a flat file. */
+  readonly inlinedModels: readonly string[];
 }
 
 export function layerByName(graph: Graph, name: string): GraphLayer | undefined {

@@ -1,17 +1,22 @@
 /**
  * The model loader: the one place that reads a model.json and its weight files from disk.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { access, readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { MorphError } from '../errors.ts';
 import { parseModel, type ParsedModel, type ParseOptions } from './parse.ts';
+import type { WeightsGroupJson } from './keras-json.ts';
 import { decodeWeights, type WeightMap } from './weights.ts';
 
 export interface LoadOptions extends ParseOptions {
   /** Refuse model.json files larger than this many bytes (default 64 MiB). */
   readonly maxJsonBytes?: number;
-  /** Read the weights named by the manifest (default true). */
-  readonly weights?: boolean;
+  /**
+   * Read the weights named by the manifest: `true` (default) requires every weight file; `false`
+   * reads the topology alone; `'if-present'` reads them when all are beside the model.json and
+   * otherwise goes on with the topology alone, saying so in the graph's warnings.
+   */
+  readonly weights?: boolean | 'if-present';
 }
 
 export interface LoadedModel extends ParsedModel {
@@ -52,6 +57,13 @@ export async function loadModelFile(path: string, options: LoadOptions = {}): Pr
   let weights: WeightMap | null = null;
   if (parsed.weightsManifest && options.weights !== false) {
     const dir = dirname(resolve(path));
+    if (options.weights === 'if-present') {
+      const missing = await missingWeightFiles(parsed.weightsManifest, dir);
+      if (missing.length > 0) {
+        const note = `weights file${missing.length > 1 ? 's' : ''} ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''} not beside ${path}: read as topology only (counts are exact; weights are fresh where a command needs them)`;
+        return { ...parsed, graph: { ...parsed.graph, warnings: [note, ...parsed.graph.warnings] }, path, weights: null };
+      }
+    }
     const groups: Uint8Array[] = [];
     for (const group of parsed.weightsManifest) {
       if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
@@ -82,4 +94,20 @@ export async function loadModelFile(path: string, options: LoadOptions = {}): Pr
     weights = decodeWeights(parsed.graph, parsed.weightsManifest, groups, path);
   }
   return { ...parsed, path, weights };
+}
+
+/** The manifest's weight files that cannot be read from `dir`. */
+async function missingWeightFiles(manifest: readonly WeightsGroupJson[], dir: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (const group of manifest) {
+    for (const p of Array.isArray(group?.paths) ? group.paths : []) {
+      if (typeof p !== 'string' || p.startsWith('/') || p.split(/[\\/]/).includes('..')) continue; // refused below, by name
+      try {
+        await access(resolve(dir, p));
+      } catch {
+        missing.push(p);
+      }
+    }
+  }
+  return missing;
 }

@@ -17,13 +17,20 @@ import {
 } from './keras-json.ts';
 import type { AnyOpDescriptor, OpContext } from './ops/op.ts';
 import { opFor } from './ops/register-all.ts';
-import { fmt } from './ops/shape-utils.ts';
+import { fmt, isUnmodeled } from './ops/shape-utils.ts';
+import { flattenModel, MODEL_CLASSES, recordedShapes, type FlatModel, type ScopedLayer } from './scope.ts';
+import { probeLayer } from './tfjs-probe.ts';
 
 export interface ParseOptions {
   /** Refuse models with more layers than this (default 10,000): a guard against hostile files. */
   readonly maxLayers?: number;
   /** Names the source in messages, e.g. the file path. */
   readonly source?: string;
+  /**
+   * `[H, W, C]` (or any non-batch shape) for the model's single input, replacing the declared one:
+   * for models saved with free sizes (`[null, null, null, 3]`: detectors, Keras applications without top).
+   */
+  readonly inputShape?: readonly number[];
 }
 
 export interface ParsedModel {
@@ -47,9 +54,45 @@ const notAModel = (source: string, why: string): MorphError =>
 const topologyError = (message: string, details: Record<string, unknown>): MorphError =>
   new MorphError('MORPH_ERR_BAD_TOPOLOGY', message, details);
 
+function checkModelConfig(json: JsonObject, source: string): ModelConfigJson {
+  const cls = json.class_name;
+  if (!MODEL_CLASSES.has(cls as string)) {
+    throw notAModel(source, `class_name is ${JSON.stringify(cls)}; only Sequential, Functional and Model are models`);
+  }
+  if (!isJsonObject(json.config) && !Array.isArray(json.config)) throw notAModel(source, 'config is missing');
+  refuseKeras1(json, source);
+  return json as unknown as ModelConfigJson;
+}
+
+/** Config keys only Keras 1 wrote (renamed in Keras 2.0). */
+const KERAS1_KEYS = ['nb_filter', 'nb_row', 'nb_col', 'border_mode', 'subsample', 'output_dim', 'init', 'W_regularizer'];
+
+function refuseKeras1(json: JsonObject, source: string): void {
+  const version = typeof json.keras_version === 'string' ? json.keras_version : '';
+  const c = json.config as unknown;
+  const layers = Array.isArray(c) ? c : isJsonObject(c) && Array.isArray(c.layers) ? c.layers : [];
+  const old = layers.find((l) => isJsonObject(l) && isJsonObject(l.config) && KERAS1_KEYS.some((k) => k in (l.config as JsonObject)) && l.class_name !== 'Embedding');
+  if (version.startsWith('1.') || old) {
+    const what = old && isJsonObject(old) ? `layer ${JSON.stringify((old.config as JsonObject).name ?? old.class_name)} uses Keras 1 fields (${KERAS1_KEYS.filter((k) => k in ((old as JsonObject).config as JsonObject)).join(', ')})` : `keras_version is ${version}`;
+    throw notAModel(source, `this is a Keras 1 model (${what}); Keras 1 is not supported — load it in Keras 2 or later and save it again`);
+  }
+}
+
 /** Finds the model config inside whichever envelope the file uses. */
-function unwrap(json: unknown, source: string): { config: ModelConfigJson; manifest: WeightsGroupJson[] | null; format: ParsedModel['format'] } {
-  if (!isJsonObject(json)) throw notAModel(source, 'the JSON is not an object');
+function unwrap(json: unknown, source: string, warnings: string[]): { config: ModelConfigJson; manifest: WeightsGroupJson[] | null; format: ParsedModel['format'] } {
+  if (typeof json === 'string') {
+    // `json.dump(model.to_json(), f)` writes the model JSON as one JSON string: decode it once more.
+    let inner: unknown;
+    try {
+      inner = JSON.parse(json);
+    } catch {
+      throw notAModel(source, 'the JSON is a string, not an object');
+    }
+    if (!isJsonObject(inner)) throw notAModel(source, 'the JSON is a string, not an object');
+    warnings.push('the file is double-encoded JSON (a JSON string holding the model JSON); read it decoded once');
+    json = inner;
+  }
+  if (!isJsonObject(json)) throw notAModel(source, `the JSON is ${Array.isArray(json) ? 'a list' : typeof json}, not an object`);
   if ('modelTopology' in json) {
     let topo = json.modelTopology;
     if (isJsonObject(topo) && isJsonObject(topo.model_config)) topo = topo.model_config;
@@ -65,205 +108,94 @@ function unwrap(json: unknown, source: string): { config: ModelConfigJson; manif
   throw notAModel(source, 'it has neither "modelTopology" nor "class_name"');
 }
 
-function checkModelConfig(json: JsonObject, source: string): ModelConfigJson {
-  const cls = json.class_name;
-  if (cls !== 'Sequential' && cls !== 'Functional' && cls !== 'Model') {
-    throw notAModel(source, `class_name is ${JSON.stringify(cls)}; only Sequential, Functional and Model are models`);
-  }
-  if (!isJsonObject(json.config) && !Array.isArray(json.config)) throw notAModel(source, 'config is missing');
-  return json as unknown as ModelConfigJson;
-}
-
-function layerList(config: ModelConfigJson, source: string): LayerJson[] {
-  const c = config.config as unknown;
-  const layers = Array.isArray(c) ? c : isJsonObject(c) ? c.layers : undefined;
-  if (!Array.isArray(layers)) throw notAModel(source, 'config.layers is not a list');
-  layers.forEach((l, i) => {
-    if (!isJsonObject(l) || typeof l.class_name !== 'string' || !isJsonObject(l.config)) {
-      throw notAModel(source, `layer #${i} is not {"class_name": ..., "config": {...}}`);
-    }
-  });
-  return layers as unknown as LayerJson[];
-}
-
-function layerName(l: LayerJson, index: number): string {
-  const n = l.name ?? l.config.name;
-  return typeof n === 'string' && n.length > 0 ? n : `${l.class_name.toLowerCase()}_${index}`;
-}
-
-function isRefJson(v: JsonValue): v is [string, number, number] {
-  return Array.isArray(v) && v.length >= 3 && typeof v[0] === 'string' && typeof v[1] === 'number' && typeof v[2] === 'number';
-}
-
-function toRef(v: [string, number, number]): TensorRef {
-  return { layer: v[0], nodeIndex: v[1], tensorIndex: v[2] };
-}
-
-/** Collects the Keras 3 symbolic tensors in a call's args, in order, however deeply nested. */
-function collectKeras3(v: JsonValue, out: TensorRef[]): void {
-  if (Array.isArray(v)) {
-    for (const x of v) collectKeras3(x, out);
-  } else if (isJsonObject(v)) {
-    if (v.class_name === '__keras_tensor__' && isJsonObject(v.config) && isRefJson(v.config.keras_history as JsonValue)) {
-      out.push(toRef(v.config.keras_history as [string, number, number]));
-    }
-  }
-}
-
-/** A layer's calls as lists of tensor refs, from either Keras 2 nested arrays or Keras 3 args. */
-function inboundCalls(l: LayerJson, name: string): TensorRef[][] {
-  const nodes = l.inbound_nodes ?? [];
-  if (!Array.isArray(nodes)) throw topologyError(`layer "${name}": inbound_nodes is not a list`, { layer: name });
-  return nodes.map((node, i) => {
-    const refs: TensorRef[] = [];
-    if (Array.isArray(node)) {
-      for (const r of node) {
-        if (!isRefJson(r as JsonValue)) throw topologyError(`layer "${name}": inbound node ${i} has a malformed tensor reference ${JSON.stringify(r)}`, { layer: name });
-        refs.push(toRef(r as [string, number, number]));
-      }
-    } else if (isJsonObject(node)) {
-      collectKeras3((node as JsonObject).args ?? [], refs);
-      if (refs.length === 0) collectKeras3((node as JsonObject).kwargs ?? {}, refs);
-    } else {
-      throw topologyError(`layer "${name}": inbound node ${i} is neither a list (Keras 2) nor {"args": ...} (Keras 3)`, { layer: name });
-    }
-    return refs;
-  });
-}
-
-/** Keras writes `[[name, 0, 0]]`, or `[name, 0, 0]` for a single tensor (Keras 3). */
-function refList(v: unknown, what: string, source: string): TensorRef[] {
-  if (isRefJson(v as JsonValue)) return [toRef(v as [string, number, number])];
-  if (Array.isArray(v) && v.every((r) => isRefJson(r as JsonValue))) return (v as [string, number, number][]).map(toRef);
-  throw notAModel(source, `config.${what} is not a list of [layer, node, tensor] references`);
-}
-
 interface PendingLayer {
-  json: LayerJson;
-  name: string;
+  layer: ScopedLayer;
   desc: AnyOpDescriptor | undefined;
   attrs: Record<string, unknown>;
-  pendingCalls: TensorRef[][];
   calls: LayerCall[];
-}
-
-/** Converts a Sequential layer list into functional form: each layer calls the previous one. */
-function sequentialToFunctional(layers: LayerJson[], source: string): { layers: LayerJson[]; synthetic: boolean } {
-  if (layers.length === 0) throw notAModel(source, 'the Sequential model has no layers');
-  const out: LayerJson[] = [];
-  let synthetic = false;
-  let prev: string;
-  let start = 0;
-  const first = layers[0];
-  if (first.class_name === 'InputLayer') {
-    prev = layerName(first, 0);
-    out.push({ ...first, inbound_nodes: [] });
-    start = 1;
-  } else {
-    const c = first.config;
-    const shape = c.batch_input_shape ?? c.batch_shape ?? (Array.isArray(c.input_shape) ? [null, ...c.input_shape] : undefined);
-    if (!Array.isArray(shape)) {
-      throw new MorphError(
-        'MORPH_ERR_SHAPE',
-        `${source}: the first layer "${layerName(first, 0)}" has no batch_input_shape, so the input shape cannot be inferred; add "batch_input_shape": [null, H, W, C] to its config or start the model with an InputLayer`,
-        { layer: layerName(first, 0) },
-      );
-    }
-    prev = `${layerName(first, 0)}_input`;
-    synthetic = true;
-    out.push({ class_name: 'InputLayer', name: prev, config: { name: prev, batch_input_shape: shape }, inbound_nodes: [] });
-  }
-  for (let i = start; i < layers.length; i++) {
-    const name = layerName(layers[i], i);
-    out.push({ ...layers[i], name, inbound_nodes: [[[prev, 0, 0, {}]]] });
-    prev = name;
-  }
-  return { layers: out, synthetic };
+  /** Weights of a layer we do not model, as tfjs or the weights manifest gives them. */
+  opaqueWeights: WeightSpec[] | null;
 }
 
 /**
- * Parses model JSON (already `JSON.parse`d) into a Graph.
- * @throws MorphError `MORPH_ERR_NOT_A_MODEL`, `MORPH_ERR_BAD_TOPOLOGY`, `MORPH_ERR_SHAPE`, `MORPH_ERR_LIMIT`.
+ * Parses model JSON (already `JSON.parse`d) into a Graph. Nested models are inlined (see
+ * `scope.ts`); a layer class we do not model gets its output shape and weights from tfjs, or from
+ * the shapes a Keras 3 file recorded and the weights manifest, and is refused by name otherwise.
+ * @throws MorphError `MORPH_ERR_NOT_A_MODEL`, `MORPH_ERR_BAD_TOPOLOGY`, `MORPH_ERR_SHAPE`,
+ *   `MORPH_ERR_LIMIT`, `MORPH_ERR_UNSUPPORTED_LAYER`.
  */
 export function parseModel(json: unknown, options: ParseOptions = {}): ParsedModel {
   const source = options.source ?? 'model';
   const maxLayers = options.maxLayers ?? DEFAULT_MAX_LAYERS;
-  const { config, manifest, format } = unwrap(json, source);
-  const rawLayers = layerList(config, source);
-  if (rawLayers.length > maxLayers) {
-    throw new MorphError('MORPH_ERR_LIMIT', `${source}: ${rawLayers.length} layers is over the limit of ${maxLayers}`, { limit: maxLayers });
-  }
-
-  const isSequential = config.class_name === 'Sequential';
-  const { layers: fnLayers, synthetic } = isSequential ? sequentialToFunctional(rawLayers, source) : { layers: rawLayers, synthetic: false };
-
-  // Pass 1: build every layer and queue its calls.
-  const pending = new Map<string, PendingLayer>();
-  const order: string[] = [];
   const warnings: string[] = [];
-  fnLayers.forEach((l, i) => {
-    const name = layerName(l, i);
-    if (pending.has(name)) throw topologyError(`${source}: two layers are named "${name}"; layer names must be unique`, { layer: name });
-    const desc = opFor(l.class_name);
-    const ctx: OpContext = { layer: name, className: l.class_name };
-    const attrs = desc ? (desc.parseAttrs(l.config, ctx) as Record<string, unknown>) : {};
-    let calls = inboundCalls(l, name);
-    if (calls.length === 0 && l.class_name === 'InputLayer') calls = [[]];
-    pending.set(name, { json: l, name, desc, attrs, pendingCalls: calls, calls: [] });
-    order.push(name);
-  });
-
-  let inputs: TensorRef[];
-  let outputs: TensorRef[];
-  if (isSequential) {
-    inputs = [{ layer: order[0], nodeIndex: 0, tensorIndex: 0 }];
-    outputs = [{ layer: order[order.length - 1], nodeIndex: 0, tensorIndex: 0 }];
-  } else {
-    const c = config.config as unknown as JsonObject;
-    inputs = refList(c.input_layers, 'input_layers', source);
-    outputs = refList(c.output_layers, 'output_layers', source);
+  const { config, manifest, format } = unwrap(json, source, warnings);
+  const flat = withInputShape(flattenModel(config, source), options.inputShape, source);
+  if (flat.layers.length > maxLayers) {
+    throw new MorphError('MORPH_ERR_LIMIT', `${source}: ${flat.layers.length} layers is over the limit of ${maxLayers}`, { limit: maxLayers });
   }
-  for (const ref of [...inputs, ...outputs]) {
+  if (flat.inlined.length > 0) {
+    warnings.push(`nested model(s) ${flat.inlined.join(', ')} are inlined into one graph; models written from it are flat Functional models`);
+  }
+  const recorded = recordedShapes(config);
+  const manifestWeights = manifestByLayer(manifest);
+
+  // Pass 1: read every layer's attributes.
+  const pending = new Map<string, PendingLayer>();
+  for (const l of flat.layers) {
+    if (pending.has(l.name)) throw topologyError(`${source}: two layers are named "${l.name}"; layer names must be unique`, { layer: l.name });
+    let desc = opFor(l.json.class_name);
+    const ctx: OpContext = { layer: l.name, className: l.json.class_name };
+    let attrs: Record<string, unknown> = {};
+    try {
+      if (desc) attrs = desc.parseAttrs(l.json.config, ctx) as Record<string, unknown>;
+    } catch (err) {
+      if (!isUnmodeled(err)) throw err;
+      warnings.push(`${(err as Error).message}; counted by TensorFlow.js as a layer MorphNet does not model`);
+      desc = undefined;
+    }
+    pending.set(l.name, { layer: l, desc, attrs, calls: [], opaqueWeights: null });
+  }
+  for (const ref of [...flat.inputs, ...flat.outputs]) {
     if (!pending.has(ref.layer)) throw topologyError(`${source}: the model's inputs/outputs name layer "${ref.layer}", which does not exist`, { layer: ref.layer });
   }
 
-  // Pass 2: drain the queue in file order until no call can make progress.
+  // Pass 2: drain the calls in file order until no call can make progress.
   const shapes = new Map<string, Shape>(); // key: formatRef
   const topo: string[] = [];
-  const outstanding = (p: PendingLayer): boolean => p.calls.length < p.pendingCalls.length;
+  const outstanding = (p: PendingLayer): boolean => p.calls.length < p.layer.calls.length;
   let progress = true;
   while (progress) {
     progress = false;
-    for (const name of order) {
-      const p = pending.get(name)!;
+    for (const p of pending.values()) {
       while (outstanding(p)) {
-        const refs = p.pendingCalls[p.calls.length];
+        const refs = p.layer.calls[p.calls.length];
         const inputShapes = refs.map((r) => shapes.get(formatRef(r)));
         if (inputShapes.some((s) => s === undefined)) break;
-        const outputShape = inferShape(p, inputShapes as Shape[], warnings);
-        shapes.set(formatRef({ layer: name, nodeIndex: p.calls.length, tensorIndex: 0 }), outputShape);
+        const outputShape = inferShape(p, inputShapes as Shape[], { warnings, recorded, manifestWeights, source });
+        shapes.set(formatRef({ layer: p.layer.name, nodeIndex: p.calls.length, tensorIndex: 0 }), outputShape);
         p.calls.push({ inputs: refs, inputShapes: inputShapes as Shape[], outputShape });
-        if (p.calls.length === 1) topo.push(name);
+        if (p.calls.length === 1) topo.push(p.layer.name);
         progress = true;
       }
     }
   }
 
-  for (const name of order) {
-    const p = pending.get(name)!;
+  for (const p of pending.values()) {
     if (!outstanding(p)) continue;
-    const refs = p.pendingCalls[p.calls.length];
+    const name = p.layer.name;
+    const refs = p.layer.calls[p.calls.length];
     const missing = refs.find((r) => !shapes.has(formatRef(r)))!;
-    const why = !pending.has(missing.layer)
+    const producer = pending.get(missing.layer);
+    const why = !producer
       ? `layer "${missing.layer}" does not exist`
       : missing.tensorIndex !== 0
         ? `tensor index ${missing.tensorIndex} is not produced (every layer here has one output)`
-        : missing.nodeIndex >= pending.get(missing.layer)!.pendingCalls.length
+        : missing.nodeIndex >= producer.layer.calls.length
           ? `layer "${missing.layer}" has no call number ${missing.nodeIndex}`
           : 'it is never computed (the layers form a cycle or depend on something missing)';
     throw topologyError(`${source}: layer "${name}" takes input ${formatRef(missing)}, but ${why}`, { layer: name, ref: formatRef(missing) });
   }
-  for (const ref of [...inputs, ...outputs]) {
+  for (const ref of [...flat.inputs, ...flat.outputs]) {
     if (!shapes.has(formatRef(ref))) throw topologyError(`${source}: model input/output ${formatRef(ref)} is never computed`, { ref: formatRef(ref) });
   }
 
@@ -272,29 +204,61 @@ export function parseModel(json: unknown, options: ParseOptions = {}): ParsedMod
     const p = pending.get(name)!;
     layers.push({
       name,
-      className: p.json.class_name,
+      className: p.layer.json.class_name,
       kind: p.desc?.kind ?? 'unknown',
       attrs: p.attrs,
       calls: p.calls,
-      weights: p.desc ? weightSpecs(p.desc, p.attrs, p.calls[0].inputShapes) : [],
-      raw: p.json,
+      weights: p.desc ? weightSpecs(p.desc, p.attrs, p.calls[0].inputShapes) : (p.opaqueWeights ?? []),
+      raw: p.layer.json,
+      scope: p.layer.scope,
     });
   }
-  const unused = order.filter((n) => !topo.includes(n));
+  const unused = [...pending.keys()].filter((n) => !topo.includes(n));
   if (unused.length > 0) warnings.push(`layers never called, ignored: ${unused.join(', ')}`);
+  const opaque = layers.filter((l) => l.kind === 'unknown');
+  if (opaque.length > 0) {
+    warnings.push(
+      `not costed (MorphNet does not model them; their parameters are counted and the widths around them stay fixed): ${opaque.map((l) => `${l.name} (${l.className})`).join(', ')}`,
+    );
+  }
 
-  const modelClass: ModelClass = config.class_name === 'Sequential' ? 'Sequential' : config.class_name === 'Model' ? 'Model' : 'Functional';
+  const flattened = flat.inlined.length > 0;
+  const modelClass: ModelClass = flattened ? 'Model' : config.class_name === 'Sequential' ? 'Sequential' : config.class_name === 'Model' ? 'Model' : 'Functional';
   const cfgName = isJsonObject(config.config) ? config.config.name : undefined;
   const graph: Graph = {
     name: typeof cfgName === 'string' ? cfgName : 'model',
     modelClass,
     layers,
-    inputs,
-    outputs,
+    inputs: flat.inputs,
+    outputs: flat.outputs,
     warnings,
-    syntheticInput: synthetic,
+    syntheticInput: flat.syntheticInput,
+    inlinedModels: flat.inlined,
   };
   return { graph, weightsManifest: manifest, format, modelConfig: config };
+}
+
+function withInputShape(flat: FlatModel, shape: readonly number[] | undefined, source: string): FlatModel {
+  if (!shape) return flat;
+  if (shape.length === 0 || shape.some((d) => !Number.isInteger(d) || d <= 0)) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `input shape ${JSON.stringify(shape)} must be positive integers, e.g. 224,224,3`);
+  }
+  if (flat.inputs.length !== 1) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `${source}: the model has ${flat.inputs.length} inputs; an input shape can only be given to a model with one`);
+  }
+  const name = flat.inputs[0].layer;
+  const layers = flat.layers.map((l) => {
+    if (l.name !== name) return l;
+    const { batch_shape: _b, input_shape: _i, ...config } = l.json.config;
+    return { ...l, json: { ...l.json, config: { ...config, batch_input_shape: [null, ...shape] } } };
+  });
+  return { ...flat, layers };
+}
+
+/** Manifest weights by the layer-name prefix of their names (`lstm/lstm_cell/kernel` → `lstm`...). */
+function manifestByLayer(manifest: readonly WeightsGroupJson[] | null): { name: string; shape: number[] }[] {
+  if (!manifest) return [];
+  return manifest.flatMap((g) => (g && Array.isArray(g.weights) ? g.weights : [])).filter((w) => w && typeof w.name === 'string' && Array.isArray(w.shape)).map((w) => ({ name: w.name.replace(/:\d+$/, ''), shape: w.shape }));
 }
 
 function weightSpecs(desc: AnyOpDescriptor, attrs: Record<string, unknown>, inputShapes: readonly Shape[]): WeightSpec[] {
@@ -303,44 +267,71 @@ function weightSpecs(desc: AnyOpDescriptor, attrs: Record<string, unknown>, inpu
   return roles.map((r: { kind: string }, i: number) => ({ kind: r.kind, shape: shapes[i] }));
 }
 
-function inferShape(p: PendingLayer, inputShapes: Shape[], warnings: string[]): Shape {
-  const ctx: OpContext = { layer: p.name, className: p.json.class_name };
+interface UnknownContext {
+  warnings: string[];
+  recorded: ReadonlyMap<string, (number | null)[]>;
+  manifestWeights: readonly { name: string; shape: number[] }[];
+  source: string;
+}
+
+function unsupported(source: string, name: string, className: string, why: string): MorphError {
+  return new MorphError(
+    'MORPH_ERR_UNSUPPORTED_LAYER',
+    `${source}: layer "${name}" has class ${className}, which ${why}; its output shape or parameters cannot be counted, so the model is refused rather than counted wrong. Replace the layer with supported ones (see docs/layers.md), or give the model.json its weights manifest`,
+    { layer: name, className },
+  );
+}
+
+function inferShape(p: PendingLayer, inputShapes: Shape[], u: UnknownContext): Shape {
+  const name = p.layer.name;
+  const className = p.layer.json.class_name;
+  const ctx: OpContext = { layer: name, className };
   if (p.desc) {
     if (p.desc.kind !== 'input' && inputShapes.length === 0) {
-      throw topologyError(`layer "${p.name}" (${p.json.class_name}) is called with no inputs`, { layer: p.name });
+      throw topologyError(`layer "${name}" (${className}) is called with no inputs`, { layer: name });
     }
-    const out = p.desc.outputShape(p.attrs, inputShapes, ctx);
+    let out: Shape;
+    try {
+      out = p.desc.outputShape(p.attrs, inputShapes, ctx);
+    } catch (err) {
+      if (!isUnmodeled(err) || p.calls.length > 0) throw err;
+      u.warnings.push(`${(err as Error).message}; counted by TensorFlow.js as a layer MorphNet does not model`);
+      p.desc = undefined;
+      p.attrs = {};
+      return inferShape(p, inputShapes, u);
+    }
     if (p.desc.kind !== 'input' && p.calls.length > 0) {
       const first = p.calls[0].inputShapes;
       if (JSON.stringify(first.map((s) => s.slice(1))) !== JSON.stringify(inputShapes.map((s) => s.slice(1)))) {
-        throw new MorphError('MORPH_ERR_SHAPE', `layer "${p.name}" is shared by calls with different input shapes ${first.map(fmt).join(',')} and ${inputShapes.map(fmt).join(',')}`, { layer: p.name });
+        throw new MorphError('MORPH_ERR_SHAPE', `layer "${name}" is shared by calls with different input shapes ${first.map(fmt).join(',')} and ${inputShapes.map(fmt).join(',')}`, { layer: name });
       }
     }
     return out;
   }
-  // An unknown class: assume it keeps its input's shape (true of custom activations, noise and
-  // normalisation layers, the usual unknowns) and say so; refuse where that cannot hold.
-  // Lambda-like layers may declare their output shape (without the batch dimension).
-  const declared = p.json.config.output_shape;
-  if (Array.isArray(declared) && declared.length > 0 && declared.every((d) => typeof d === 'number' && d > 0)) {
-    if (p.calls.length === 0) {
-      warnings.push(`layer "${p.name}" has class ${p.json.class_name}, which is not supported; using its declared output_shape and keeping the widths around it fixed`);
-    }
-    return [null, ...(declared as number[])];
+  if (inputShapes.length === 0) throw unsupported(u.source, name, className, 'is not supported and has no inputs');
+  // A class tfjs knows: tfjs itself computes the output shape and the weights.
+  let probed;
+  try {
+    probed = probeLayer(className, p.layer.json.config, inputShapes);
+  } catch (err) {
+    throw new MorphError('MORPH_ERR_SHAPE', `layer "${name}" (${className}): TensorFlow.js cannot apply it to inputs ${inputShapes.map(fmt).join(', ')}: ${(err as Error).message}`, { layer: name });
   }
-  if (inputShapes.length === 0) {
-    throw new MorphError('MORPH_ERR_SHAPE', `layer "${p.name}" has class ${p.json.class_name}, which is not supported, and no inputs to infer its shape from`, { layer: p.name });
+  if (probed) {
+    if (p.calls.length === 0) p.opaqueWeights = probed.weights.map((w) => ({ kind: w.kind, shape: w.shape }));
+    return probed.outputShape;
   }
-  const first = inputShapes[0];
-  if (inputShapes.some((s) => fmt(s) !== fmt(first))) {
-    throw new MorphError(
-      'MORPH_ERR_SHAPE',
-      `layer "${p.name}" has class ${p.json.class_name}, which is not supported, and its inputs ${inputShapes.map(fmt).join(', ')} differ, so its output shape cannot be inferred; replace it with a supported layer`,
-      { layer: p.name },
-    );
+  // A class only Keras knows: a Keras 3 file records the shape its consumers saw; a Lambda may
+  // declare one. Its weights come from the manifest, or it must have none (Lambda).
+  const own = u.manifestWeights.filter((w) => w.name.startsWith(`${p.layer.json.name ?? p.layer.json.config.name}/`));
+  const recorded = u.recorded.get(formatRef({ layer: name, nodeIndex: p.calls.length, tensorIndex: 0 }));
+  const declared = p.layer.json.config.output_shape;
+  let shape: Shape | undefined;
+  if (recorded) shape = recorded;
+  else if (Array.isArray(declared) && declared.length > 0 && declared.every((d) => typeof d === 'number' && d > 0)) shape = [null, ...(declared as number[])];
+  if (!shape) throw unsupported(u.source, name, className, 'neither MorphNet nor TensorFlow.js knows and whose output shape the file does not record');
+  if (own.length === 0 && className !== 'Lambda' && u.manifestWeights.length === 0) {
+    throw unsupported(u.source, name, className, 'neither MorphNet nor TensorFlow.js knows, and the file has no weights manifest to count its parameters from');
   }
-  if (p.calls.length === 0) {
-    warnings.push(`layer "${p.name}" has class ${p.json.class_name}, which is not supported; assuming it keeps its input shape ${fmt(first)} and keeping the widths around it fixed`);
-  }
-  return first;
+  if (p.calls.length === 0) p.opaqueWeights = own.map((w) => ({ kind: w.name.slice(w.name.lastIndexOf('/') + 1), shape: w.shape }));
+  return shape;
 }

@@ -6,11 +6,11 @@
  */
 import { MorphError } from '../errors.ts';
 import type { ChannelAnalysis, ChannelLayout } from './channel-groups.ts';
-import { layoutOf } from './channel-groups.ts';
+import { layoutOf, layoutWidth } from './channel-groups.ts';
 import type { Graph, GraphLayer } from './graph.ts';
 import { isJsonObject, type JsonObject, type JsonValue, type LayerJson, type ModelConfigJson, type TfjsModelJson } from './keras-json.ts';
 import type { AxisRole, WeightInit, WeightRole } from './ops/op.ts';
-import { opFor } from './ops/register-all.ts';
+import { descriptorOf } from './ops/register-all.ts';
 import { createRng } from '../util/random.ts';
 import { sizeOf, type WeightMap, type WeightTensor } from './weights.ts';
 import { widthOf, type Selection } from './widths.ts';
@@ -52,6 +52,14 @@ export function mapLayout(layout: ChannelLayout, analysis: ChannelAnalysis, sele
     for (let j = 0; j < block.length; j++) out[p * block.length + j] = block[j] < 0 ? -1 : p * oldOffset + block[j];
   }
   return out;
+}
+
+/** Keras's defaults by weight name, for the weights of layers we do not model. */
+function opaqueInit(kind: string, shape: readonly number[]): WeightInit {
+  const leaf = kind.slice(kind.lastIndexOf('/') + 1);
+  if (leaf === 'gamma' || leaf === 'moving_variance' || leaf === 'variance') return 'ones';
+  if (shape.length < 2) return 'zeros';
+  return 'glorot';
 }
 
 function initValue(init: WeightInit, shape: readonly number[], random: () => number): () => number {
@@ -110,10 +118,16 @@ function layerWeights(
   weights: WeightMap | null,
   random: () => number,
 ): NamedWeight[] {
-  const desc = opFor(layer.className);
+  const desc = descriptorOf(layer);
   if (!desc) {
-    // Unknown layers keep their weights untouched: the analysis fixed the widths around them.
-    return [...(weights?.get(layer.name) ?? new Map<string, WeightTensor>()).entries()].map(([kind, t]) => ({ name: `${layer.name}/${kind}`, shape: t.shape, data: t.data }));
+    // Unknown layers keep their weights untouched (the analysis fixed the widths around them),
+    // or get fresh ones of the shapes tfjs builds them with when the model has none.
+    const have = weights?.get(layer.name);
+    if (have) return [...have.entries()].map(([kind, t]) => ({ name: `${layer.name}/${kind}`, shape: t.shape, data: t.data }));
+    return layer.weights.map((w) => {
+      const t = gatherAxes(null, w.shape, w.shape.map(() => null), initValue(opaqueInit(w.kind, w.shape), w.shape, random));
+      return { name: `${layer.name}/${w.kind}`, shape: t.shape, data: t.data };
+    });
   }
   const roles: readonly WeightRole[] = desc.weightRoles(layer.attrs);
   if (roles.length === 0) return [];
@@ -148,11 +162,12 @@ function toTfjsConfig(v: JsonValue): JsonValue {
 
 function newConfig(layer: GraphLayer, analysis: ChannelAnalysis, selection: Selection): JsonObject {
   const config = toTfjsConfig(layer.raw.config) as JsonObject;
-  const key = opFor(layer.className)?.widthKey;
-  if (key) {
-    const out = layoutOf(analysis, { layer: layer.name, nodeIndex: 0, tensorIndex: 0 });
-    config[key] = widthOf(selection[out.segments[0].group]);
-  }
+  // An inlined layer may have been renamed (`outer/inner`); tfjs names its weights after config.name.
+  config.name = layer.name;
+  const desc = descriptorOf(layer);
+  const out = layoutOf(analysis, { layer: layer.name, nodeIndex: 0, tensorIndex: 0 });
+  if (desc?.widthKey) config[desc.widthKey] = widthOf(selection[out.segments[0].group]);
+  if (desc?.withWidth) return desc.withWidth(config, layoutWidth(out, (g) => widthOf(selection[g])));
   return config;
 }
 

@@ -32,20 +32,27 @@ export function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Splits a manifest weight name (`block1/conv/kernel:0`) into the layer it belongs to and its kind. */
+/**
+ * Splits a manifest weight name (`block1/conv/kernel:0`) into the layer it belongs to and its kind:
+ * the layer named exactly by the prefix; else the longest layer name the name starts with
+ * (`lstm/lstm_cell/kernel`: kind `lstm_cell/kernel`); else the longest one the prefix ends with
+ * (a scope in front: `sequential_1/conv1/kernel`).
+ */
 function locate(graph: Graph, name: string): { layer: string; kind: string } | null {
   const clean = name.replace(/:\d+$/, '');
   const cut = clean.lastIndexOf('/');
   if (cut <= 0) return null;
   const prefix = clean.slice(0, cut);
   const kind = clean.slice(cut + 1);
-  // Prefer an exact layer name; otherwise the longest layer name the prefix ends with (scopes).
-  let best: string | null = null;
+  let head: string | null = null;
+  let tail: string | null = null;
   for (const l of graph.layers) {
     if (l.name === prefix) return { layer: l.name, kind };
-    if (prefix.endsWith(`/${l.name}`) && (best === null || l.name.length > best.length)) best = l.name;
+    if (clean.startsWith(`${l.name}/`) && (head === null || l.name.length > head.length)) head = l.name;
+    if (prefix.endsWith(`/${l.name}`) && (tail === null || l.name.length > tail.length)) tail = l.name;
   }
-  return best ? { layer: best, kind } : null;
+  if (head) return { layer: head, kind: clean.slice(head.length + 1) };
+  return tail ? { layer: tail, kind } : null;
 }
 
 /**
@@ -89,6 +96,16 @@ export function decodeWeights(graph: Graph, manifest: readonly WeightsGroupJson[
 
   for (const layer of graph.layers) {
     const have = map.get(layer.name);
+    if (layer.kind === 'unknown') {
+      // A layer we do not model: tfjs and Keras name its weights differently
+      // (`lstm/kernel` vs `lstm/lstm_cell/kernel`), so check the shapes in order, not the names.
+      const got = [...(have?.values() ?? [])].map((t) => JSON.stringify(t.shape));
+      const want = layer.weights.map((w) => JSON.stringify(w.shape));
+      if (got.join() !== want.join()) {
+        throw mismatch(`layer "${layer.name}" (${layer.className}) has weights of shapes ${got.join(', ') || 'none'} but tfjs builds it with ${want.join(', ') || 'none'}`, { layer: layer.name });
+      }
+      continue;
+    }
     for (const w of layer.weights) {
       const t = have?.get(w.kind);
       if (!t) throw mismatch(`layer "${layer.name}" needs weight "${w.kind}" of shape ${JSON.stringify(w.shape)}, which the manifest lacks`, { layer: layer.name, weight: w.kind });
@@ -96,23 +113,10 @@ export function decodeWeights(graph: Graph, manifest: readonly WeightsGroupJson[
         throw mismatch(`layer "${layer.name}" weight "${w.kind}" has shape ${JSON.stringify(t.shape)} but the topology implies ${JSON.stringify(w.shape)}`, { layer: layer.name, weight: w.kind });
       }
     }
-    if (have && layer.kind !== 'unknown') {
+    if (have) {
       const extra = [...have.keys()].filter((k) => !layer.weights.some((w) => w.kind === k));
       if (extra.length > 0) throw mismatch(`layer "${layer.name}" (${layer.className}) has unexpected weights ${extra.join(', ')}`, { layer: layer.name });
     }
   }
   return map;
-}
-
-/** Parameters per layer for layers whose weights we only know from the manifest. */
-export function manifestParams(manifest: readonly WeightsGroupJson[] | null, graph: Graph): Map<string, number> {
-  const out = new Map<string, number>();
-  if (!manifest) return out;
-  for (const g of manifest) {
-    for (const w of g.weights) {
-      const where = locate(graph, w.name);
-      if (where) out.set(where.layer, (out.get(where.layer) ?? 0) + sizeOf(w.shape));
-    }
-  }
-  return out;
 }

@@ -212,7 +212,7 @@ describe('analyzeChannels', () => {
     ]);
   });
 
-  it('an unknown layer class fixes the groups on both sides of it, with a reason naming it', () => {
+  it('a layer class we do not model (tfjs knows it) fixes the groups on both sides of it, with a reason naming it', () => {
     const json: ModelConfigJson = {
       class_name: 'Functional',
       config: {
@@ -221,7 +221,7 @@ describe('analyzeChannels', () => {
           { class_name: 'InputLayer', name: 'in', config: { name: 'in', batch_input_shape: [null, 8, 8, 3] }, inbound_nodes: [] },
           { class_name: 'Conv2D', name: 'c1', config: { name: 'c1', filters: 4, kernel_size: 3, padding: 'same' }, inbound_nodes: [[['in', 0, 0, {}]]] },
           { class_name: 'BatchNormalization', name: 'c1_bn', config: { name: 'c1_bn' }, inbound_nodes: [[['c1', 0, 0, {}]]] },
-          { class_name: 'Swish', name: 'swish', config: { name: 'swish' }, inbound_nodes: [[['c1_bn', 0, 0, {}]]] },
+          { class_name: 'LayerNormalization', name: 'swish', config: { name: 'swish', axis: -1 }, inbound_nodes: [[['c1_bn', 0, 0, {}]]] },
           { class_name: 'Conv2D', name: 'c2', config: { name: 'c2', filters: 6, kernel_size: 3, padding: 'same' }, inbound_nodes: [[['swish', 0, 0, {}]]] },
           { class_name: 'BatchNormalization', name: 'c2_bn', config: { name: 'c2_bn' }, inbound_nodes: [[['c2', 0, 0, {}]]] },
           { class_name: 'GlobalAveragePooling2D', name: 'gap', config: { name: 'gap' }, inbound_nodes: [[['c2_bn', 0, 0, {}]]] },
@@ -233,13 +233,15 @@ describe('analyzeChannels', () => {
     };
     const { graph, analysis } = analyze(json);
     assert.equal(graph.warnings.length, 1);
-    assert.match(graph.warnings[0], /layer "swish" has class Swish/);
+    assert.match(graph.warnings[0], /not costed.*swish \(LayerNormalization\)/);
+    // tfjs built it: its gamma and beta are counted.
+    assert.deepEqual(graph.layers.find((l) => l.name === 'swish')!.weights.map((w) => w.shape), [[4], [4]]);
     const before = groupOf(analysis, 'c1');
     const after_ = groupOf(analysis, 'swish');
     assert.notEqual(before.id, after_.id);
     assert.equal(before.resizable, false);
     assert.equal(before.regularized, false);
-    assert.ok(before.fixedReasons.some((r) => r.includes('"swish"') && r.includes('Swish')), before.fixedReasons.join('; '));
+    assert.ok(before.fixedReasons.some((r) => r.includes('"swish"') && r.includes('LayerNormalization')), before.fixedReasons.join('; '));
     assert.equal(after_.resizable, false);
     assert.deepEqual(after_.layers, ['swish']);
     assert.ok(after_.fixedReasons.some((r) => r.includes('"swish"')));

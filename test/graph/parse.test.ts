@@ -288,17 +288,28 @@ describe('parseModel: bad input', () => {
     throwsCode(() => parseModel({ foo: 1 }, { source: 'my/model.json' }), 'MORPH_ERR_NOT_A_MODEL', 'my/model.json');
   });
 
-  it('does not crash on an unknown layer class: warns naming the layer and class, assumes its input shape', () => {
+  it('refuses a layer class neither we nor tfjs know, naming the layer and class, instead of guessing its shape', () => {
     const m = chain();
     layersOf(m).splice(2, 0, { class_name: 'MyNoise', name: 'noise', config: { name: 'noise', stddev: 0.1 }, inbound_nodes: [[['a', 0, 0, {}]]] });
     layersOf(m)[3].inbound_nodes = [[['noise', 0, 0, {}]]];
+    assert.throws(
+      () => parseModel(m),
+      (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_UNSUPPORTED_LAYER' && /"noise"/.test(e.message) && /MyNoise/.test(e.message),
+    );
+  });
+
+  it('a class tfjs knows but we do not model gets its shape and weights from tfjs, and is listed as not costed', () => {
+    const m = chain();
+    layersOf(m).splice(2, 0, { class_name: 'RepeatVector', name: 'rep', config: { name: 'rep', n: 5 }, inbound_nodes: [[['a', 0, 0, {}]]] });
+    layersOf(m).splice(3, 0, { class_name: 'LSTM', name: 'lstm', config: { name: 'lstm', units: 7 }, inbound_nodes: [[['rep', 0, 0, {}]]] });
+    layersOf(m)[4].inbound_nodes = [[['lstm', 0, 0, {}]]];
     const g = parseModel(m).graph;
-    assert.equal(g.warnings.length, 1);
-    assert.match(g.warnings[0], /"noise"/);
-    assert.match(g.warnings[0], /MyNoise/);
-    const noise = layerByName(g, 'noise')!;
-    assert.equal(noise.kind, 'unknown');
-    assert.deepEqual(noise.calls[0].outputShape, [null, 3]);
-    assert.deepEqual(layerByName(g, 'b')!.calls[0].outputShape, [null, 2]);
+    assert.deepEqual(layerByName(g, 'rep')!.calls[0].outputShape, [null, 5, 3]);
+    const lstm = layerByName(g, 'lstm')!;
+    assert.equal(lstm.kind, 'unknown');
+    assert.deepEqual(lstm.calls[0].outputShape, [null, 7]);
+    // Keras LSTM: kernel [in, 4u], recurrent kernel [u, 4u], bias [4u].
+    assert.deepEqual(lstm.weights.map((w) => [w.kind, w.shape]), [['kernel', [3, 28]], ['recurrent_kernel', [7, 28]], ['bias', [28]]]);
+    assert.match(g.warnings.join('\n'), /not costed.*rep \(RepeatVector\).*lstm \(LSTM\)/);
   });
 });

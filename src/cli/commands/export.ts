@@ -26,6 +26,7 @@ Options:
   --tflite OUT       output file (overwritten if it exists)
   --random-weights   use freshly initialised weights when the model has none
   --json             print a JSON summary
+  --input-shape H,W,C  the input size for a model saved with free sizes ([null, null, null, 3])
   -h, --help         this text`;
 
 export const exportCommand: Command = {
@@ -37,10 +38,11 @@ export const exportCommand: Command = {
       tflite: { type: 'string' },
       'random-weights': { type: 'boolean' },
       json: { type: 'boolean' },
+      'input-shape': { type: 'string' },
     });
     const out = resolve(requireString('export', 'tflite', values.tflite, 'model.tflite'));
     if (positionals.length > 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet export: give one MODEL.json, got ${positionals.length} paths`);
-    const m = await loadModelInput('export', positionals[0], undefined);
+    const m = await loadModelInput('export', positionals[0], undefined, { inputShape: values['input-shape'] as string | undefined });
     let weights: WeightMap | null = m.weights;
     let randomWeights = false;
     if (!weights) {

@@ -1,21 +1,25 @@
 /** `morphnet inspect`: layers, shapes, channel groups and costs of a model. */
 import { layoutOf } from '../../graph/channel-groups.ts';
 import { networkCost } from '../../cost/counts.ts';
-import { manifestParams } from '../../graph/weights.ts';
 import { parseFlags, type Command } from '../args.ts';
 import { human, shapeText, table } from '../format.ts';
 import { loadModelInput, type ModelInput } from '../model-source.ts';
 
-const USAGE = `Usage: morphnet inspect MODEL.json [--json]
+const USAGE = `Usage: morphnet inspect MODEL.json [--input-shape H,W,C] [--json]
        morphnet inspect --seed mobilenet|resnet|vgg [--json]
 
 Prints every layer (class, output shape, MACs, params, channel group), the channel groups
 (layers whose channels must keep equal widths, and whether MorphNet may resize them) and the
 totals at batch 1: MACs, FLOPs (= 2·MACs), params (every weight, as tfjs countParams counts).
+Nested models (a Sequential or Functional used as a layer) are inlined into one graph. Layers
+MorphNet does not model but TensorFlow.js knows (LSTM, Embedding, ...) are shown "not costed":
+their params count, their MACs are left out of the total, and the widths around them stay fixed.
+Without its weight files beside it, a model.json is read as topology only.
 
 Options:
   --json        one JSON object: {layers, macs, flops, params, activationBytes, groups, perLayer, ...}
   --seed NAME   inspect a built-in seed model instead of a file
+  --input-shape H,W,C  the input size for a model saved with free sizes ([null, null, null, 3])
   -h, --help    this text`;
 
 export interface InspectReport {
@@ -32,13 +36,17 @@ export interface InspectReport {
   readonly outputs: { layer: string; shape: (number | null)[] }[];
   readonly hasWeights: boolean;
   readonly groups: { id: number; layers: string[]; channels: number; regularized: boolean; resizable: boolean; fixedReasons: string[] }[];
-  readonly perLayer: { name: string; className: string; outputShape: (number | null)[]; macs: number; params: number; group: number | number[] }[];
+  readonly perLayer: { name: string; className: string; outputShape: (number | null)[]; macs: number; params: number; group: number | number[]; costed: boolean; scope: string[] }[];
+  /** Layers MorphNet does not model: their params are in `params`, their MACs are not in `macs`. */
+  readonly notCosted: { layer: string; className: string; params: number }[];
+  /** Nested models inlined into the flat graph. */
+  readonly inlinedModels: string[];
   readonly warnings: string[];
 }
 
 export function inspectReport(m: ModelInput): InspectReport {
   const { graph, analysis } = m;
-  const cost = networkCost(graph, manifestParams(m.weightsManifest, graph));
+  const cost = networkCost(graph);
   const shapeOf = (layer: string): (number | null)[] => [...graph.layers.find((l) => l.name === layer)!.calls[0].outputShape];
   return {
     model: m.path,
@@ -69,14 +77,18 @@ export function inspectReport(m: ModelInput): InspectReport {
         macs: cost.layers[i].macs,
         params: cost.layers[i].params,
         group: segs.length === 1 ? segs[0] : segs,
+        costed: cost.layers[i].costed,
+        scope: [...l.scope],
       };
     }),
+    notCosted: cost.layers.filter((c) => !c.costed).map((c) => ({ layer: c.layer, className: c.className, params: c.params })),
+    inlinedModels: [...graph.inlinedModels],
     warnings: [...graph.warnings],
   };
 }
 
 function render(r: InspectReport): string {
-  const layerRows = r.perLayer.map((l) => [l.name, l.className, shapeText(l.outputShape), human(l.macs), human(l.params), Array.isArray(l.group) ? l.group.join('+') : String(l.group)]);
+  const layerRows = r.perLayer.map((l) => [l.name, l.className, shapeText(l.outputShape), l.costed ? human(l.macs) : 'not costed', human(l.params), Array.isArray(l.group) ? l.group.join('+') : String(l.group)]);
   const groupRows = r.groups.map((g) => [
     String(g.id),
     String(g.channels),
@@ -100,8 +112,8 @@ export const inspectCommand: Command = {
   summary: 'layers, channel groups, MACs/FLOPs/params of a model',
   usage: USAGE,
   async run(argv, io) {
-    const { values, positionals } = parseFlags('inspect', argv, { json: { type: 'boolean' }, seed: { type: 'string' } });
-    const m = await loadModelInput('inspect', positionals[0], values.seed);
+    const { values, positionals } = parseFlags('inspect', argv, { json: { type: 'boolean' }, seed: { type: 'string' }, 'input-shape': { type: 'string' } });
+    const m = await loadModelInput('inspect', positionals[0], values.seed, { inputShape: values['input-shape'] as string | undefined });
     const report = inspectReport(m);
     io.out(values.json ? JSON.stringify(report, null, 2) : render(report));
     return 0;

@@ -21,6 +21,7 @@ Options:
   --out DIR       output directory (must not exist or be empty)
   --overwrite     replace a non-empty DIR
   --json          print a JSON summary
+  --input-shape H,W,C  the input size for a model saved with free sizes ([null, null, null, 3])
   -h, --help      this text`;
 
 export const pruneCommand: Command = {
@@ -33,12 +34,13 @@ export const pruneCommand: Command = {
       out: { type: 'string' },
       overwrite: { type: 'boolean' },
       json: { type: 'boolean' },
+      'input-shape': { type: 'string' },
     });
     const threshold = numberFlag('prune', 'threshold', values.threshold, (n) => n >= 0, 'a non-negative number such as 0.01');
     if (threshold === undefined) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', 'morphnet prune: --threshold is required, e.g. --threshold 0.01');
     const out = requireString('prune', 'out', values.out, 'pruned/');
     await checkOutputDir(out, values.overwrite === true);
-    const m = await loadModelInput('prune', positionals[0], undefined);
+    const m = await loadModelInput('prune', positionals[0], undefined, { inputShape: values['input-shape'] as string | undefined });
     if (!m.weights) {
       throw new MorphError('MORPH_ERR_WEIGHTS_MISSING', `${m.path} has no weightsManifest; prune reads the trained batch-norm gammas, so give a model.json saved with its weights`, { path: m.path });
     }

@@ -28,6 +28,7 @@ Options:
   --seed S         seed for initialising new channels (default 1)
   --json           print a JSON summary
   --seed-model N   resize a built-in seed (mobilenet|resnet|vgg) instead of a file
+  --input-shape H,W,C  the input size for a model saved with free sizes ([null, null, null, 3])
   -h, --help       this text`;
 
 /** Writes the rebuilt model and returns the summary both resize and prune print. */
@@ -66,6 +67,7 @@ export const resizeCommand: Command = {
       seed: { type: 'string' },
       'seed-model': { type: 'string' },
       json: { type: 'boolean' },
+      'input-shape': { type: 'string' },
     });
     const multiplier = numberFlag('resize', 'multiplier', values.multiplier, (n) => n > 0, 'a positive number such as 0.5');
     const divisor = numberFlag('resize', 'divisor', values.divisor, (n) => Number.isInteger(n) && n > 0, 'a positive integer') ?? 1;
@@ -75,7 +77,7 @@ export const resizeCommand: Command = {
     }
     const out = requireString('resize', 'out', values.out, 'resized/');
     await checkOutputDir(out, values.overwrite === true);
-    const m = await loadModelInput('resize', positionals[0], values['seed-model']);
+    const m = await loadModelInput('resize', positionals[0], values['seed-model'], { inputShape: values['input-shape'] as string | undefined });
     let selection: Selection;
     if (multiplier !== undefined) {
       selection = uniformSelection(m.analysis, multiplier, divisor);

@@ -11,7 +11,7 @@ import { VALID_ENGINES, type EngineChoice } from '../../train/engine.ts';
 import { selectEngine } from '../../train/select-engine.ts';
 import { runOptionsOf, withDefaults } from '../../morph/search-options.ts';
 import { torchOptions } from '../torch-env.ts';
-import { DATASET_SPECS, openDataset } from '../../train/data/index.ts';
+import { DATASET_SPECS, modelDataShape, openDataset } from '../../train/data/index.ts';
 import { VALID_OPTIMIZERS, type OptimizerKind } from '../../train/optimizer.ts';
 import { createProgressReporter, type ProgressReporter } from '../../train/progress.ts';
 import { VALID_SCHEDULES, type ScheduleKind } from '../../train/schedule.ts';
@@ -35,7 +35,9 @@ DIR/baseline/ (the uniformly shrunk seed at the same target, trained with the id
 terminal, JSON lines otherwise); the summary to stdout.
 
 Model and data:
-  --model M.json       a tfjs model.json or Keras config (its weights, if any, start the shrink)
+  --model M.json       a tfjs model.json or Keras config (its weights, if any, start the shrink);
+                       nested models are inlined, so the outputs are flat Functional models
+  --input-shape H,W,C  the input size for a model saved with free sizes ([null, null, null, 3])
   --seed NAME          a built-in seed: mobilenet (default), resnet, vgg
                        (an integer after --seed is the random seed, as --seed-value)
   --data SPEC          ${DATASET_SPECS.join(' | ')} (default fashion-mnist)
@@ -273,6 +275,7 @@ export const searchCommand: Command = {
   async run(argv, io) {
     const { values, positionals } = parseFlags('search', argv, {
       model: { type: 'string' },
+      'input-shape': { type: 'string' },
       seed: { type: 'string', multiple: true },
       data: { type: 'string' },
       'train-limit': { type: 'string' },
@@ -365,9 +368,9 @@ export const searchCommand: Command = {
     const trainLimit = int('train-limit', 2);
     const testLimit = int('test-limit', 1);
     const modelPath = typeof values.model === 'string' ? values.model : undefined;
-    const m = await loadModelInput('search', modelPath, modelPath === undefined ? (seedNames[0] ?? 'mobilenet') : seedNames[0]);
+    const m = await loadModelInput('search', modelPath, modelPath === undefined ? (seedNames[0] ?? 'mobilenet') : seedNames[0], { inputShape: values['input-shape'] as string | undefined });
     const spec = typeof values.data === 'string' ? values.data : 'fashion-mnist';
-    const dataset = await openDataset(spec, { seed: seedValue, limit: { train: trainLimit, test: testLimit } });
+    const dataset = await openDataset(spec, { seed: seedValue, limit: { train: trainLimit, test: testLimit }, model: modelDataShape(m.graph) });
     const { engine, report: engineReport } = await selectEngine({ engine: flat.engine, backend: flat.backend, torch: torchOptions(), onNotice: (m) => io.err(m) });
     const backendText = engineReport.description;
     io.err(`${backendText}; data ${dataset.name}: ${dataset.trainSize} train, ${dataset.valSize} val, ${dataset.testSize ?? 0} test`);

