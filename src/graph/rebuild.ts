@@ -13,6 +13,7 @@ import type { AxisRole, WeightInit, WeightRole } from './ops/op.ts';
 import { descriptorOf } from './ops/register-all.ts';
 import { createRng } from '../util/random.ts';
 import { sizeOf, type WeightMap, type WeightTensor } from './weights.ts';
+import { tfjsForm, toTfjsConfig } from './tfjs-compat.ts';
 import { widthOf, type Selection } from './widths.ts';
 
 export interface RebuildOptions {
@@ -147,19 +148,6 @@ function layerWeights(
   });
 }
 
-/** Keras 3 writes config fields tfjs cannot read; rewrite them in the tfjs/Keras 2 spelling. */
-function toTfjsConfig(v: JsonValue): JsonValue {
-  if (Array.isArray(v)) return v.map(toTfjsConfig);
-  if (!isJsonObject(v)) return v;
-  if (v.class_name === 'DTypePolicy' && isJsonObject(v.config)) return (v.config.name as JsonValue) ?? 'float32';
-  const out: JsonObject = {};
-  for (const [k, x] of Object.entries(v)) {
-    if (k === 'module' || k === 'registered_name' || k === 'build_config') continue;
-    out[k === 'batch_shape' ? 'batch_input_shape' : k] = toTfjsConfig(x);
-  }
-  return out;
-}
-
 function newConfig(layer: GraphLayer, analysis: ChannelAnalysis, selection: Selection): JsonObject {
   const config = toTfjsConfig(layer.raw.config) as JsonObject;
   // An inlined layer may have been renamed (`outer/inner`); tfjs names its weights after config.name.
@@ -188,9 +176,11 @@ export function rebuild(graph: Graph, analysis: ChannelAnalysis, selection: Sele
   const layersJson: LayerJson[] = [];
   const outWeights: NamedWeight[] = [];
   for (const layer of graph.layers) {
-    outWeights.push(...layerWeights(layer, analysis, selection, weights, random));
+    const width = layoutWidth(layoutOf(analysis, { layer: layer.name, nodeIndex: 0, tensorIndex: 0 }), (g) => widthOf(selection[g]));
+    const form = tfjsForm(layer, newConfig(layer, analysis, selection), layerWeights(layer, analysis, selection, weights, random), width);
+    outWeights.push(...form.weights);
     if (graph.modelClass === 'Sequential' && graph.syntheticInput && layer.kind === 'input') continue;
-    const json: LayerJson = { class_name: layer.className, config: newConfig(layer, analysis, selection) };
+    const json: LayerJson = { class_name: form.className, config: form.config };
     if (graph.modelClass !== 'Sequential') {
       json.name = layer.name;
       json.inbound_nodes = layer.calls.map((c) => c.inputs.map((r) => [r.layer, r.nodeIndex, r.tensorIndex, {}] as [string, number, number, JsonObject]));

@@ -1,21 +1,25 @@
 /**
  * A whole network as one float32 `.tflite`: batch norms folded into the conv/dense before them,
  * ReLU/ReLU6 fused (see `src/ops/fusion.ts`), Dropout removed, Flatten/Reshape → RESHAPE,
- * Softmax/sigmoid/tanh → their own ops, a batch norm that cannot fold → MUL + ADD. Batch 1.
+ * Softmax/sigmoid/tanh/LeakyReLU/hard_swish → their own ops, swish → LOGISTIC + MUL, a batch norm
+ * that cannot fold, Rescaling and Normalization → MUL + ADD, Conv2DTranspose → TRANSPOSE_CONV
+ * (+ SLICE for TF's padding, + ADD for the bias), UpSampling2D → RESIZE_*, Cropping2D → SLICE. Batch 1.
  */
 import { MorphError } from '../../errors.ts';
 import type { Graph, GraphLayer, TensorRef } from '../../graph/graph.ts';
 import { channelsOf, formatRef } from '../../graph/graph.ts';
 import type { BatchNormAttrs } from '../../graph/ops/batch-norm.ts';
-import type { Conv2DAttrs, DepthwiseAttrs, SeparableAttrs } from '../../graph/ops/conv.ts';
+import type { Conv2DAttrs, Conv2DTransposeAttrs, DepthwiseAttrs, SeparableAttrs } from '../../graph/ops/conv.ts';
 import type { DenseAttrs } from '../../graph/ops/dense.ts';
 import type { ConcatAttrs } from '../../graph/ops/merge.ts';
 import type { ActivationAttrs, GlobalPoolAttrs, PoolAttrs, ZeroPadAttrs } from '../../graph/ops/passthrough.ts';
+import type { CroppingAttrs, UpSamplingAttrs } from '../../graph/ops/resample.ts';
+import type { RescalingAttrs } from '../../graph/ops/scale.ts';
 import type { WeightMap, WeightTensor } from '../../graph/weights.ts';
 import { activationName, planFusion, type Fusion } from '../../ops/fusion.ts';
 import type { FusedActivation } from '../../ops/op-spec.ts';
 import { hwioToOhwi, TfliteModelBuilder, transpose2d } from './model-builder.ts';
-import { BuiltinOperator } from './schema.ts';
+import { BuiltinOperator, type ActivationName, type BuiltinOptions } from './schema.ts';
 
 export interface NetworkTfliteOptions {
   /** Written into Model.description. */
@@ -33,7 +37,7 @@ export interface NetworkTfliteResult {
 }
 
 function unsupported(layer: GraphLayer, why: string): MorphError {
-  return new MorphError('MORPH_ERR_EXPORT', `layer "${layer.name}" (${layer.className}): ${why}; the .tflite writer supports Conv2D (groups 1), DepthwiseConv2D, SeparableConv2D, Dense, BatchNormalization, ReLU/ReLU6/softmax/sigmoid/tanh activations, pooling, global pooling, Add, Multiply, Concatenate, ZeroPadding2D, Flatten, Reshape and Dropout`, { layer: layer.name });
+  return new MorphError('MORPH_ERR_EXPORT', `layer "${layer.name}" (${layer.className}): ${why}; the .tflite writer supports Conv2D (groups 1), Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, Dense, BatchNormalization, ReLU/ReLU6/LeakyReLU/ELU/softmax/sigmoid/tanh/swish/hard_swish activations, pooling, global pooling, UpSampling2D, Cropping2D, ZeroPadding2D, Rescaling, Normalization, Add, Subtract, Multiply, Average, Maximum, Minimum (with broadcasting), Concatenate, Flatten, Reshape and Dropout`, { layer: layer.name });
 }
 
 /** Per-channel affine of a batch norm: y = x·scale + shift. */
@@ -97,19 +101,43 @@ export function writeNetworkTflite(graph: Graph, weights: WeightMap, options: Ne
   const batch1 = (shape: readonly (number | null)[]): number[] => shape.map((d, i) => (i === 0 ? 1 : (d as number)));
   const lookup = (name: string): GraphLayer => graph.layers.find((l) => l.name === name)!;
 
-  /** A standalone activation op from `src` to a new tensor named `name`. */
-  const activationOp = (layer: GraphLayer, act: string, src: number, name: string, shape: readonly number[], maxValue: number | null = null): number => {
-    if (act === 'linear') return src;
+  /** A standalone activation op (or two) from `src` to a new tensor named `name`. */
+  const activationOp = (layer: GraphLayer, act: string, src: number, name: string, shape: readonly number[], maxValue: number | null = null, alpha: number | null = null): number => {
+    const a = act.toLowerCase();
+    if (a === 'linear') return src;
     const out = m.addTensor(name, shape);
-    if (act === 'relu' && maxValue === null) m.addOperator(BuiltinOperator.RELU, [src], [out], null);
-    else if ((act === 'relu' && maxValue === 6) || act === 'relu6') m.addOperator(BuiltinOperator.RELU6, [src], [out], null);
-    else if (act === 'softmax') {
-      if (shape.length !== 2) throw unsupported(layer, `softmax over a rank-${shape.length} tensor`);
-      m.addOperator(BuiltinOperator.SOFTMAX, [src], [out], { type: 'SoftmaxOptions', beta: 1 });
-    } else if (act === 'sigmoid') m.addOperator(BuiltinOperator.LOGISTIC, [src], [out], null);
-    else if (act === 'tanh') m.addOperator(BuiltinOperator.TANH, [src], [out], null);
-    else throw unsupported(layer, `activation ${JSON.stringify(act)}${maxValue !== null ? ` with max_value ${maxValue}` : ''}`);
+    if (a === 'relu' && maxValue === null) m.addOperator(BuiltinOperator.RELU, [src], [out], null);
+    else if ((a === 'relu' && maxValue === 6) || a === 'relu6') m.addOperator(BuiltinOperator.RELU6, [src], [out], null);
+    // TFLite's SOFTMAX normalises the last axis at any rank, as Keras's default does.
+    else if (a === 'softmax') m.addOperator(BuiltinOperator.SOFTMAX, [src], [out], { type: 'SoftmaxOptions', beta: 1 });
+    else if (a === 'sigmoid') m.addOperator(BuiltinOperator.LOGISTIC, [src], [out], null);
+    else if (a === 'tanh') m.addOperator(BuiltinOperator.TANH, [src], [out], null);
+    else if (a === 'leakyrelu') m.addOperator(BuiltinOperator.LEAKY_RELU, [src], [out], { type: 'LeakyReluOptions', alpha: alpha ?? 0.3 });
+    else if (a === 'hard_swish') m.addOperator(BuiltinOperator.HARD_SWISH, [src], [out], { type: 'HardSwishOptions' });
+    else if (a === 'elu' && (alpha ?? 1) === 1) m.addOperator(BuiltinOperator.ELU, [src], [out], null);
+    else if (a === 'swish' || a === 'silu') {
+      // x·sigmoid(x): TFLite has no SWISH builtin; converters emit the same pair.
+      const gate = m.addTensor(`${name}/sigmoid`, shape);
+      m.addOperator(BuiltinOperator.LOGISTIC, [src], [gate], null);
+      m.addOperator(BuiltinOperator.MUL, [src, gate], [out], { type: 'MulOptions', activation: 'none' });
+    } else throw unsupported(layer, `activation ${JSON.stringify(act)}${maxValue !== null ? ` with max_value ${maxValue}` : ''}`);
     return out;
+  };
+
+  /** y = x·scale + shift per channel (or with scalars), skipping a ×1 or a +0. */
+  const affineOp = (name: string, src: number, shape: readonly number[], scale: Float32Array, shift: Float32Array): number => {
+    let t = src;
+    if (scale.some((v) => v !== 1)) {
+      const scaled = m.addTensor(shift.some((v) => v !== 0) ? `${name}/scaled` : name, shape);
+      m.addOperator(BuiltinOperator.MUL, [t, m.addConstant(`${name}/scale`, [scale.length], scale)], [scaled], { type: 'MulOptions', activation: 'none' });
+      t = scaled;
+    }
+    if (shift.some((v) => v !== 0) || t === src) {
+      const shifted = m.addTensor(name, shape);
+      m.addOperator(BuiltinOperator.ADD, [t, m.addConstant(`${name}/shift`, [shift.length], shift)], [shifted], { type: 'AddOptions', activation: 'none' });
+      t = shifted;
+    }
+    return t;
   };
 
   for (const input of graph.inputs) {
@@ -214,7 +242,73 @@ export function writeNetworkTflite(graph: Graph, weights: WeightMap, options: Ne
         }
         case 'activation': {
           const a = layer.attrs as unknown as ActivationAttrs;
-          out = activationOp(layer, a.activation, ins[0], name, outShape, a.maxValue);
+          out = activationOp(layer, a.activation, ins[0], name, outShape, a.maxValue, a.alpha);
+          break;
+        }
+        case 'conv2dtranspose': {
+          const a = layer.attrs as unknown as Conv2DTransposeAttrs;
+          const w = weightsOf(layer);
+          const [kh, kw] = a.kernelSize;
+          const [, h, wIn] = call.inputShapes[0] as number[];
+          const cin = channelsOf(call.inputShapes[0]);
+          // TRANSPOSE_CONV 'valid' to the full (in−1)·s + k output, then the window TF keeps: exact
+          // for 'same', 'valid' and output_padding alike.
+          const full = [1, (h - 1) * a.strides[0] + kh, (wIn - 1) * a.strides[1] + kw, a.filters];
+          const crop = [0, 1].map((i) => {
+            const total = full[i + 1] - (outShape[i + 1] as number);
+            return a.padding === 'same' ? Math.floor(Math.max(total, 0) / 2) : 0;
+          });
+          if (outShape[1] + crop[0] > full[1] || outShape[2] + crop[1] > full[2]) throw unsupported(layer, `an output_padding that grows the output past (in-1)*stride + kernel`);
+          // Keras [kh, kw, out, in] → TFLite [out, kh, kw, in].
+          const kernel = w.get('kernel')!.data;
+          const ohwi = new Float32Array(kernel.length);
+          for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) for (let o = 0; o < a.filters; o++) for (let i = 0; i < cin; i++) {
+            ohwi[((o * kh + y) * kw + x) * cin + i] = kernel[((y * kw + x) * a.filters + o) * cin + i];
+          }
+          const filter = m.addConstant(`${layer.name}/filter`, [a.filters, kh, kw, cin], ohwi);
+          const shapeT = m.addInt32Constant(`${layer.name}/output_shape`, [4], full);
+          let t = m.addTensor(`${name}/full`, full);
+          m.addOperator(BuiltinOperator.TRANSPOSE_CONV, [shapeT, filter, ins[0]], [t], { type: 'TransposeConvOptions', padding: 'valid', strideW: a.strides[1], strideH: a.strides[0] });
+          if (crop[0] !== 0 || crop[1] !== 0 || full[1] !== outShape[1] || full[2] !== outShape[2]) {
+            const cropped = m.addTensor(`${name}/cropped`, outShape);
+            const begin = m.addInt32Constant(`${name}/begin`, [4], [0, crop[0], crop[1], 0]);
+            const size = m.addInt32Constant(`${name}/size`, [4], outShape);
+            m.addOperator(BuiltinOperator.SLICE, [t, begin, size], [cropped], { type: 'SliceOptions' });
+            t = cropped;
+          }
+          const bias = a.useBias ? w.get('bias')!.data : new Float32Array(a.filters);
+          // Conv2DTranspose is not in the fusion plan: no batch norm or activation layer is absorbed.
+          const biased = bias.some((v) => v !== 0) ? affineOp(ownAct === 'linear' ? name : `${name}/biased`, t, outShape, new Float32Array(a.filters).fill(1), bias) : t;
+          out = activationOp(layer, ownAct, biased, name, outShape);
+          break;
+        }
+        case 'upsample': {
+          const a = layer.attrs as unknown as UpSamplingAttrs;
+          const size = m.addInt32Constant(`${name}/size`, [2], [outShape[1], outShape[2]]);
+          out = m.addTensor(name, outShape);
+          // tfjs's UpSampling2D resizes with alignCorners = halfPixelCenters = false.
+          if (a.interpolation === 'nearest') m.addOperator(BuiltinOperator.RESIZE_NEAREST_NEIGHBOR, [ins[0], size], [out], { type: 'ResizeNearestNeighborOptions', alignCorners: false, halfPixelCenters: false });
+          else m.addOperator(BuiltinOperator.RESIZE_BILINEAR, [ins[0], size], [out], { type: 'ResizeBilinearOptions', alignCorners: false, halfPixelCenters: false });
+          break;
+        }
+        case 'crop': {
+          const a = layer.attrs as unknown as CroppingAttrs;
+          const begin = m.addInt32Constant(`${name}/begin`, [4], [0, a.cropping[0][0], a.cropping[1][0], 0]);
+          const size = m.addInt32Constant(`${name}/size`, [4], outShape);
+          out = m.addTensor(name, outShape);
+          m.addOperator(BuiltinOperator.SLICE, [ins[0], begin, size], [out], { type: 'SliceOptions' });
+          break;
+        }
+        case 'rescale': {
+          const a = layer.attrs as unknown as RescalingAttrs;
+          const vec = (v: number | number[]): Float32Array => Float32Array.from(typeof v === 'number' ? [v] : v);
+          out = affineOp(name, ins[0], outShape, vec(a.scale), vec(a.offset));
+          break;
+        }
+        case 'normalize': {
+          const w = weightsOf(layer);
+          const scale = Float32Array.from(w.get('variance')!.data, (v) => 1 / Math.max(Math.sqrt(v), 1e-7));
+          out = affineOp(name, ins[0], outShape, scale, Float32Array.from(w.get('mean')!.data, (mu, i) => -mu * scale[i]));
           break;
         }
         case 'dropout':
@@ -244,14 +338,27 @@ export function writeNetworkTflite(graph: Graph, weights: WeightMap, options: Ne
           break;
         }
         case 'elementwise': {
-          const op = layer.className === 'Add' ? BuiltinOperator.ADD : layer.className === 'Multiply' ? BuiltinOperator.MUL : null;
-          if (op === null) throw unsupported(layer, `${layer.className} merge`);
+          // ADD/MUL/SUB/MAXIMUM/MINIMUM broadcast as Keras does ([1,1,1,C] × [1,H,W,C]).
+          const cls = layer.className;
+          const average = cls === 'Average';
+          const op = cls === 'Add' || average ? BuiltinOperator.ADD : cls === 'Multiply' ? BuiltinOperator.MUL : cls === 'Subtract' ? BuiltinOperator.SUB : cls === 'Maximum' ? BuiltinOperator.MAXIMUM : cls === 'Minimum' ? BuiltinOperator.MINIMUM : null;
+          if (op === null) throw unsupported(layer, `${cls} merge`);
+          const options = (activation: ActivationName): BuiltinOptions =>
+            op === BuiltinOperator.ADD ? { type: 'AddOptions', activation } : op === BuiltinOperator.MUL ? { type: 'MulOptions', activation } : op === BuiltinOperator.SUB ? { type: 'SubOptions', activation } : { type: 'MaximumMinimumOptions' };
+          const fusable = op === BuiltinOperator.ADD || op === BuiltinOperator.MUL || op === BuiltinOperator.SUB;
           let acc = ins[0];
           for (let i = 1; i < ins.length; i++) {
-            const last = i === ins.length - 1;
-            const t = m.addTensor(last ? name : `${name}/partial${i}`, outShape);
-            m.addOperator(op, [acc, ins[i]], [t], { type: op === BuiltinOperator.ADD ? 'AddOptions' : 'MulOptions', activation: last ? act : 'none' });
+            const last = i === ins.length - 1 && !average;
+            const t = m.addTensor(last && (fusable || act === 'none') ? name : `${name}/partial${i}`, outShape);
+            m.addOperator(op, [acc, ins[i]], [t], options(last && fusable ? act : 'none'));
             acc = t;
+          }
+          if (average) {
+            const t = m.addTensor(name, outShape);
+            m.addOperator(BuiltinOperator.MUL, [acc, m.addConstant(`${name}/inverse_count`, [1], Float32Array.of(1 / ins.length))], [t], { type: 'MulOptions', activation: act });
+            acc = t;
+          } else if (!fusable && act !== 'none') {
+            acc = activationOp(layer, act, acc, name, outShape);
           }
           out = acc;
           break;

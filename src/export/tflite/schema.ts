@@ -29,9 +29,19 @@ export const BuiltinOperator = {
   RESHAPE: 22,
   SOFTMAX: 25,
   TANH: 28,
+  RESIZE_BILINEAR: 23,
   PAD: 34,
   MEAN: 40,
+  SUB: 41,
+  MAXIMUM: 55,
+  MINIMUM: 57,
+  SLICE: 65,
+  TRANSPOSE_CONV: 67,
   REDUCE_MAX: 82,
+  RESIZE_NEAREST_NEIGHBOR: 97,
+  LEAKY_RELU: 98,
+  ELU: 111,
+  HARD_SWISH: 117,
 } as const;
 export type BuiltinOperatorCode = (typeof BuiltinOperator)[keyof typeof BuiltinOperator];
 
@@ -41,6 +51,7 @@ export const BuiltinOptionsType = {
   Conv2DOptions: 1,
   DepthwiseConv2DOptions: 2,
   Pool2DOptions: 5,
+  ResizeBilinearOptions: 15,
   FullyConnectedOptions: 8,
   SoftmaxOptions: 9,
   ConcatenationOptions: 10,
@@ -49,6 +60,13 @@ export const BuiltinOptionsType = {
   MulOptions: 21,
   PadOptions: 22,
   ReducerOptions: 27,
+  SubOptions: 28,
+  MaximumMinimumOptions: 39,
+  SliceOptions: 48,
+  TransposeConvOptions: 49,
+  ResizeNearestNeighborOptions: 74,
+  LeakyReluOptions: 75,
+  HardSwishOptions: 91,
 } as const;
 export type BuiltinOptionsTypeCode = (typeof BuiltinOptionsType)[keyof typeof BuiltinOptionsType];
 
@@ -79,7 +97,15 @@ export type BuiltinOptions =
   | { type: 'MulOptions'; activation: ActivationName }
   | { type: 'ReshapeOptions'; newShape: readonly number[] }
   | { type: 'PadOptions' }
-  | { type: 'ReducerOptions'; keepDims: boolean };
+  | { type: 'ReducerOptions'; keepDims: boolean }
+  | { type: 'SubOptions'; activation: ActivationName }
+  | { type: 'MaximumMinimumOptions' }
+  | { type: 'SliceOptions' }
+  | { type: 'TransposeConvOptions'; padding: 'same' | 'valid'; strideW: number; strideH: number }
+  | { type: 'ResizeBilinearOptions'; alignCorners: boolean; halfPixelCenters: boolean }
+  | { type: 'ResizeNearestNeighborOptions'; alignCorners: boolean; halfPixelCenters: boolean }
+  | { type: 'LeakyReluOptions'; alpha: number }
+  | { type: 'HardSwishOptions' };
 
 function int32Vector(b: flatbuffers.Builder, values: readonly number[]): flatbuffers.Offset {
   b.startVector(4, values.length, 4);
@@ -156,6 +182,37 @@ export function writeOptions(b: flatbuffers.Builder, o: BuiltinOptions): { type:
     case 'ReducerOptions':
       b.startObject(1);
       b.addFieldInt8(0, o.keepDims ? 1 : 0, 0);
+      break;
+    case 'SubOptions':
+      b.startObject(1);
+      b.addFieldInt8(0, ActivationCode[o.activation], 0);
+      break;
+    case 'MaximumMinimumOptions':
+    case 'SliceOptions':
+    case 'HardSwishOptions':
+      b.startObject(0);
+      break;
+    case 'TransposeConvOptions':
+      // padding, stride_w, stride_h (version 1: no fused activation, no bias input).
+      b.startObject(3);
+      b.addFieldInt8(0, PaddingCode[o.padding], 0);
+      b.addFieldInt32(1, o.strideW, 0);
+      b.addFieldInt32(2, o.strideH, 0);
+      break;
+    case 'ResizeBilinearOptions':
+      // new_height and new_width (deprecated) take slots 0 and 1.
+      b.startObject(4);
+      b.addFieldInt8(2, o.alignCorners ? 1 : 0, 0);
+      b.addFieldInt8(3, o.halfPixelCenters ? 1 : 0, 0);
+      break;
+    case 'ResizeNearestNeighborOptions':
+      b.startObject(2);
+      b.addFieldInt8(0, o.alignCorners ? 1 : 0, 0);
+      b.addFieldInt8(1, o.halfPixelCenters ? 1 : 0, 0);
+      break;
+    case 'LeakyReluOptions':
+      b.startObject(1);
+      b.addFieldFloat32(0, o.alpha, 0);
       break;
   }
   return { type, offset: b.endObject() };

@@ -8,8 +8,32 @@ import type { Graph, GraphLayer, TensorRef } from '../../graph/graph.ts';
 import type { JsonObject } from '../../graph/keras-json.ts';
 import type { OutputKind } from '../step.ts';
 
-/** Activations the worker computes exactly as tfjs does (fused in conv/dense or as a layer). */
-export const TORCH_ACTIVATIONS = ['linear', 'relu', 'relu6', 'sigmoid', 'tanh', 'softmax', 'elu', 'selu', 'softplus', 'softsign', 'swish', 'silu', 'hard_sigmoid', 'leakyrelu', 'exponential'] as const;
+/**
+ * Activations the worker computes (fused in conv/dense or as a layer): exactly as tfjs does, and
+ * for the ones tfjs cannot load ('silu', 'hard_swish' and Keras 3's name for it 'hard_silu'), as
+ * Keras does. 'hard_sigmoid' is tfjs's and Keras 2's clip(0.2x + 0.5, 0, 1).
+ */
+export const TORCH_ACTIVATIONS = [
+  'linear',
+  'relu',
+  'relu6',
+  'sigmoid',
+  'tanh',
+  'softmax',
+  'elu',
+  'selu',
+  'softplus',
+  'softsign',
+  'swish',
+  'silu',
+  'hard_sigmoid',
+  'hard_swish',
+  'hard_silu',
+  'gelu',
+  'mish',
+  'leakyrelu',
+  'exponential',
+] as const;
 
 export interface SpecLayer {
   readonly name: string;
@@ -70,10 +94,16 @@ function specAttrs(layer: GraphLayer): { attrs: Record<string, unknown> } | { re
     case 'elementwise':
     case 'concat':
       return { attrs: { ...a } };
+    case 'upsample':
+    case 'crop':
+    case 'rescale':
+    case 'normalize':
+      return { attrs: { ...a } };
     case 'conv2d':
     case 'depthwise':
     case 'separable':
     case 'dense':
+    case 'conv2dtranspose':
       if (!activationOk(a.activation)) return { reason: `activation ${JSON.stringify(a.activation)} is not one the torch engine computes (${TORCH_ACTIVATIONS.join(', ')})` };
       return { attrs: { ...a, activation: String(a.activation).toLowerCase() } };
     case 'batchnorm': {
@@ -85,7 +115,8 @@ function specAttrs(layer: GraphLayer): { attrs: Record<string, unknown> } | { re
       const name = String(a.activation).toLowerCase();
       if (!activationOk(name)) return { reason: `activation ${JSON.stringify(a.activation)} is not one the torch engine computes (${TORCH_ACTIVATIONS.join(', ')})` };
       if (layer.className === 'ReLU' && (num(raw.negative_slope, 0) !== 0 || num(raw.threshold, 0) !== 0)) return { reason: 'ReLU with a negative_slope or threshold' };
-      const alpha = layer.className === 'LeakyReLU' ? num(raw.alpha, 0.3) : layer.className === 'ELU' ? num(raw.alpha, 1) : undefined;
+      // The parser reads LeakyReLU's slope (Keras 2 `alpha`, Keras 3 `negative_slope`) and ELU's alpha.
+      const alpha = layer.className === 'LeakyReLU' ? num(a.alpha, 0.3) : layer.className === 'ELU' ? num(a.alpha, 1) : undefined;
       const axis = layer.className === 'Softmax' ? num(raw.axis, -1) : -1;
       return { attrs: { activation: name, maxValue: a.maxValue ?? null, axis, ...(alpha !== undefined ? { alpha } : {}) } };
     }
@@ -97,12 +128,6 @@ function specAttrs(layer: GraphLayer): { attrs: Record<string, unknown> } | { re
       if (target.length !== 1 && target.length !== 3) return { reason: `Reshape to rank ${target.length + 1}; the torch engine reshapes to [batch, features] or [batch, H, W, C]` };
       return { attrs: { targetShape: target } };
     }
-    case 'conv2dtranspose':
-    case 'upsample':
-    case 'crop':
-    case 'rescale':
-    case 'normalize':
-      return { reason: `${layer.className} is not built by the torch engine yet` };
     case 'unknown':
       return { reason: `layer class ${layer.className} is not understood` };
   }

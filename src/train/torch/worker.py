@@ -11,8 +11,12 @@ owns. Logs go to stderr, which the parent keeps the tail of for error messages.
 
 The network is the parent's spec of our graph IR (src/train/torch/net-spec.ts): every layer kind
 here reproduces tfjs-layers exactly (NHWC weights converted to NCHW, TensorFlow's asymmetric 'same'
-padding, batch norm with Keras's momentum and the biased batch variance for the moving statistics,
-Flatten in NHWC order), so that the same weights give the same outputs in both engines.
+padding, for transposed convolutions too, batch norm with Keras's momentum and the biased batch
+variance for the moving statistics, Flatten in NHWC order, tfjs's resize arithmetic for UpSampling2D),
+so that the same weights give the same outputs in both engines. Where tfjs departs from Keras
+(it ignores Conv2DTranspose's output_padding and GlobalAveragePooling2D's keepdims, and cannot load
+Normalization, 'silu' or 'hard_swish'), the worker computes what Keras computes, which is the shape
+our parser gives those layers.
 
 Everything MorphNet-specific stays in TypeScript; the only MorphNet step here is the proximal map
 on batch-norm gammas after each optimizer step, whose per-group thresholds the parent sends.
@@ -85,7 +89,9 @@ except Exception as err:  # no torch: say so on the protocol, the parent turns i
 def to_torch(kind, wkind, t):
     if wkind == 'kernel' and kind == 'dense':
         return t.t().contiguous()
-    if wkind in ('kernel', 'pointwise_kernel'):  # [kh, kw, cin/groups, cout] -> [cout, cin/groups, kh, kw]
+    # Conv: [kh, kw, cin/groups, cout] -> [cout, cin/groups, kh, kw]. Conv2DTranspose stores
+    # [kh, kw, out, in] and torch's conv_transpose2d wants [in, out, kh, kw]: the same permutation.
+    if wkind in ('kernel', 'pointwise_kernel'):
         return t.permute(3, 2, 0, 1).contiguous()
     if wkind == 'depthwise_kernel':  # [kh, kw, cin, m] -> [cin*m, 1, kh, kw]; output channel c*m + m'
         kh, kw, cin, m = t.shape
@@ -126,6 +132,32 @@ def pads_of(attrs, h, w):
     return (left, right, top, bottom)
 
 
+def deconv_length(size, k, s, padding, output_padding):
+    """Keras's deconv_output_length (src/graph/ops/conv.ts `deconvLength`), dilation 1."""
+    if output_padding is None:
+        return size * s + max(k - s, 0) if padding == 'valid' else size * s
+    pad = k // 2 if padding == 'same' else 0
+    return (size - 1) * s + k - 2 * pad + output_padding
+
+
+def deconv_crop(size, k, s, padding, out):
+    """Rows (columns) a transposed convolution drops before and adds after the full result.
+
+    TensorFlow computes it as the gradient of the convolution whose input is `out` long: 'same'
+    pads that convolution by max((size-1)·s + k - out, 0), the smaller half before; 'valid' not at
+    all. The full transposed result is (size-1)·s + k long; rows past its end are zeros.
+    """
+    full = (size - 1) * s + k
+    before = max(full - out, 0) // 2 if padding == 'same' else 0
+    return before, out - (full - before)
+
+
+def resize_source(n_in, n_out):
+    """tfjs's resize arithmetic (alignCorners and halfPixelCenters false), in doubles as in JS."""
+    ratio = n_in / n_out
+    return [ratio * r for r in range(n_out)]
+
+
 def activate(name, x, attrs, channel_dim):
     n = name.lower()
     if n in ('linear', 'none'):
@@ -151,8 +183,14 @@ def activate(name, x, attrs, channel_dim):
         return F.softsign(x)
     if n in ('swish', 'silu'):
         return x * torch.sigmoid(x)
-    if n in ('hard_sigmoid', 'hardsigmoid'):
+    if n in ('hard_sigmoid', 'hardsigmoid'):  # tfjs (and Keras 2): clip(0.2x + 0.5, 0, 1)
         return torch.clamp(0.2 * x + 0.5, 0.0, 1.0)
+    if n in ('hard_swish', 'hard_silu'):  # Keras: x · relu6(x + 3) / 6 (tfjs has none)
+        return x * (F.hardtanh(x + 3.0, 0.0, 6.0) / 6.0)
+    if n == 'gelu':  # tfjs: x · (1 + erf(x / √2)) / 2, the exact form
+        return F.gelu(x)
+    if n == 'mish':
+        return x * torch.tanh(F.softplus(x))
     if n == 'leakyrelu':
         return F.leaky_relu(x, attrs.get('alpha', 0.3))
     if n == 'exponential':
@@ -194,15 +232,18 @@ class Net(torch.nn.Module):
         self.kernels = []
         self.bn_buffers = {}
         self.pool_counts = {}
+        self.resize_maps = {}
+        self.constants = {}
         self.device = device
         for i, layer in enumerate(spec['layers']):
             kind = layer['kind']
             got = {}
             for w in layer['weights']:
                 shape = w['shape']
-                t = torch.zeros(*shape)
+                t = torch.zeros(shape)  # a list: [] is a scalar (Normalization's count)
                 tt = to_torch(kind, w['kind'], t)
-                trainable = layer['trainable'] and w['kind'] not in ('moving_mean', 'moving_variance')
+                # Batch-norm moving statistics and Normalization's adapted ones are never trained.
+                trainable = layer['trainable'] and w['kind'] not in ('moving_mean', 'moving_variance') and kind != 'normalize'
                 key = f'l{i}_{w["kind"]}'
                 if trainable:
                     p = torch.nn.Parameter(tt.to(device))
@@ -269,6 +310,12 @@ class Net(torch.nn.Module):
             if b is not None:
                 y = y + b.view(1, -1, 1, 1)
             return activate(a['activation'], y, a, 1)
+        if k == 'conv2dtranspose':
+            y = self.conv_transpose(a, x, self.w(name, 'kernel'))
+            b = self.w(name, 'bias')
+            if b is not None:
+                y = y + b.view(1, -1, 1, 1)
+            return activate(a['activation'], y, a, 1)
         if k == 'dense':
             if x.dim() == 4:  # tfjs applies Dense on the last (channel) axis
                 y = F.linear(to_nhwc(x), self.w(name, 'kernel'), self.w(name, 'bias'))
@@ -295,6 +342,10 @@ class Net(torch.nn.Module):
             y = x.mean(dim=(2, 3), keepdim=a['keepdims']) if a['mode'] == 'avg' else x.amax(dim=(2, 3), keepdim=a['keepdims'])
             return y
         if k == 'elementwise':
+            # Operands broadcast (the squeeze-and-excitation gate [N, C, 1, 1] times [N, C, H, W]);
+            # a lower-rank one first gains unit axes after the batch, as Keras and tfjs do.
+            rank = max(t.dim() for t in ins)
+            ins = [t.reshape(t.shape[0], t.shape[1], *([1] * (rank - t.dim()))) if t.dim() == 2 and rank == 4 else t for t in ins]
             y = functools.reduce(MERGES[a['op']], ins)
             return y / len(ins) if a['op'] == 'Average' else y
         if k == 'concat':
@@ -302,10 +353,80 @@ class Net(torch.nn.Module):
         if k == 'flatten':
             return to_nhwc(x).reshape(x.shape[0], -1)
         if k == 'reshape':
+            # Through NHWC: [N, C] -> [N, 1, 1, C] (an SE block's gate) and back keep the channels.
             target = a['targetShape']
             y = to_nhwc(x).reshape(x.shape[0], *target)
             return from_nhwc(y) if y.dim() == 4 else y
+        if k == 'upsample':
+            return self.upsample(name, a, x)
+        if k == 'crop':
+            (t, b), (l, r) = a['cropping']
+            return x[:, :, t:x.shape[2] - b, l:x.shape[3] - r]
+        if k == 'rescale':
+            return x * self.per_channel(name, 'scale', a['scale'], x) + self.per_channel(name, 'offset', a['offset'], x)
+        if k == 'normalize':
+            # Keras: (x - mean) / max(sqrt(variance), epsilon), over the channel (last) axis.
+            shape = (1, -1, 1, 1) if x.dim() == 4 else (-1,)
+            sd = torch.clamp(torch.sqrt(self.w(name, 'variance')), min=1e-7)
+            return (x - self.w(name, 'mean').view(shape)) / sd.view(shape)
         raise WorkerError('unsupported-layer', f'layer {name!r} of kind {k!r} is not built by the torch engine', layer=name)
+
+    def conv_transpose(self, a, x, weight):
+        """TensorFlow's conv2d_transpose: the full result, then TF's padding cropped (or zeros added)."""
+        kh, kw = a['kernelSize']
+        sh, sw = a['strides']
+        h, w = x.shape[2], x.shape[3]
+        op = a.get('outputPadding') or [None, None]
+        ho = deconv_length(h, kh, sh, a['padding'], op[0])
+        wo = deconv_length(w, kw, sw, a['padding'], op[1])
+        top, bottom = deconv_crop(h, kh, sh, a['padding'], ho)
+        left, right = deconv_crop(w, kw, sw, a['padding'], wo)
+        y = F.conv_transpose2d(x, weight, None, (sh, sw))
+        if top or bottom or left or right:
+            y = F.pad(y, (-left, right, -top, bottom))  # negative: crop; positive: zero rows
+        return y
+
+    def per_channel(self, name, which, v, x):
+        """Rescaling's scale or offset: a number, or one value per channel (or a list of one)."""
+        if not isinstance(v, list):
+            return float(v)
+        key = (name, which, x.dim(), x.device, x.dtype)
+        t = self.constants.get(key)
+        if t is None:
+            t = torch.tensor(v, dtype=x.dtype, device=x.device)
+            t = self.constants[key] = t.view(1, -1, 1, 1) if x.dim() == 4 else t
+        return t
+
+    def upsample(self, name, a, x):
+        """UpSampling2D as tfjs computes it: tf.image.resizeNearestNeighbor / resizeBilinear with
+        alignCorners and halfPixelCenters false, source index r·(in/out), not torch's half-pixel one."""
+        h, w = x.shape[2], x.shape[3]
+        ho, wo = h * a['size'][0], w * a['size'][1]
+        key = (name, h, w, x.device)
+        maps = self.resize_maps.get(key)
+        if maps is None:
+            maps = []
+            for n_in, n_out in ((h, ho), (w, wo)):
+                src = resize_source(n_in, n_out)
+                if a['interpolation'] == 'nearest':
+                    near = [min(n_in - 1, math.floor(f)) for f in src]
+                    maps.append(torch.tensor(near, dtype=torch.int64, device=x.device))
+                else:
+                    lo = [max(0, math.floor(f)) for f in src]
+                    hi = [min(n_in - 1, math.ceil(f)) for f in src]
+                    frac = [f - l for f, l in zip(src, lo)]
+                    maps.append((torch.tensor(lo, dtype=torch.int64, device=x.device), torch.tensor(hi, dtype=torch.int64, device=x.device), torch.tensor(frac, dtype=x.dtype, device=x.device)))
+            self.resize_maps[key] = maps
+        (rows, cols) = maps
+        if a['interpolation'] == 'nearest':
+            return x.index_select(2, rows).index_select(3, cols)
+        # Along the width first, then the height, each as a + (b - a)·frac, in tfjs's order.
+        lo, hi, frac = cols
+        left = x.index_select(3, lo)
+        x = left + (x.index_select(3, hi) - left) * frac.view(1, 1, 1, -1)
+        lo, hi, frac = rows
+        top = x.index_select(2, lo)
+        return top + (x.index_select(2, hi) - top) * frac.view(1, 1, -1, 1)
 
     def batchnorm(self, name, a, x, training):
         gamma = self.w(name, 'gamma')
@@ -367,7 +488,7 @@ class Net(torch.nn.Module):
         with torch.no_grad():
             for _, kind, wkind, shape, key in self.weights:
                 n = math.prod(shape)
-                t = flat[off:off + n].reshape(*shape)
+                t = flat[off:off + n].reshape(shape)
                 getattr(self, key).copy_(to_torch(kind, wkind, t).to(self.device))
                 off += n
 
