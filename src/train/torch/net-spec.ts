@@ -93,7 +93,6 @@ function specAttrs(layer: GraphLayer): { attrs: Record<string, unknown> } | { re
     case 'globalpool':
     case 'elementwise':
     case 'concat':
-      return { attrs: { ...a } };
     case 'upsample':
     case 'crop':
     case 'rescale':
