@@ -3,6 +3,7 @@
  * into one clear message (or `{"error": {code, message}}` with --json) and exit code 2. Anything
  * else is a bug: exit 1 with the stack, so it can be reported.
  */
+import * as tf from '@tensorflow/tfjs';
 import { isMorphError } from '../errors.ts';
 import type { Command, CommandIo } from './args.ts';
 import { agentCommand } from './commands/agent.ts';
@@ -15,6 +16,10 @@ import { pruneCommand } from './commands/prune.ts';
 import { resizeCommand } from './commands/resize.ts';
 import { searchCommand } from './commands/search.ts';
 import { serveCommand } from './commands/serve.ts';
+
+// tfjs's "Hi, looks like you are running TensorFlow.js in Node.js" banner and debug warnings are
+// not for our users: the CLI says which engine and backend it uses itself.
+tf.enableProdMode();
 
 export const COMMANDS: readonly Command[] = [inspectCommand, resizeCommand, pruneCommand, searchCommand, exportCommand, serveCommand, agentCommand, profileCommand, backupCommand, restoreCommand, doctorCommand];
 

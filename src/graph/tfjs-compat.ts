@@ -3,12 +3,17 @@
  * outputs: so that every model we write (`resize`, `prune`, a search's networks) loads with
  * `tf.loadLayersModel`. Normalization and a per-channel Rescaling are a per-channel affine map,
  * which a 1×1 DepthwiseConv2D with bias computes exactly; a Flatten of an already flat tensor is
- * a Reshape to the same shape; SeparableConv2D drops the `kernel_*` fields tfjs refuses.
+ * a Reshape to the same shape; a global pooling with keepdims (which tfjs ignores) is a pooling
+ * window over the whole map; SeparableConv2D drops the `kernel_*` fields tfjs refuses. A
+ * Conv2DTranspose with output_padding (which tfjs ignores) is refused.
  */
 import type { GraphLayer } from './graph.ts';
 import { channelsOf } from './graph.ts';
 import { isJsonObject, type JsonObject, type JsonValue } from './keras-json.ts';
 import type { RescalingAttrs } from './ops/scale.ts';
+import type { Conv2DTransposeAttrs } from './ops/conv.ts';
+import type { GlobalPoolAttrs } from './ops/passthrough.ts';
+import { MorphError } from '../errors.ts';
 import type { NamedWeight } from './rebuild.ts';
 import { tfjsKnowsLayer } from './tfjs-probe.ts';
 
@@ -96,6 +101,15 @@ export function tfjsForm(layer: GraphLayer, config: JsonObject, weights: readonl
     // A class only Keras knows (a Lambda) whose shape came from Keras 3's records: state it, so
     // the file we write can be read back.
     return { ...same, config: { ...config, output_shape: layer.calls[0].outputShape.slice(1) as JsonValue[] } };
+  }
+  if (layer.kind === 'globalpool' && (layer.attrs as unknown as GlobalPoolAttrs).keepdims) {
+    // tfjs ignores keepdims: a pooling window over the whole map gives the same [N, 1, 1, C].
+    const [, h, w] = layer.calls[0].inputShapes[0] as number[];
+    const max = (layer.attrs as unknown as GlobalPoolAttrs).mode === 'max';
+    return { className: max ? 'MaxPooling2D' : 'AveragePooling2D', config: { name: config.name ?? layer.name, trainable: config.trainable ?? true, dtype: 'float32', pool_size: [h, w], strides: [h, w], padding: 'valid', data_format: 'channels_last' }, weights };
+  }
+  if (layer.kind === 'conv2dtranspose' && (layer.attrs as unknown as Conv2DTransposeAttrs).outputPadding !== null) {
+    throw new MorphError('MORPH_ERR_EXPORT', `layer "${layer.name}" (Conv2DTranspose) has output_padding, which tfjs ignores when it loads a model: the model written would compute other shapes. Remove output_padding (crop or pad after the layer instead)`, { layer: layer.name });
   }
   if (layer.kind === 'separable') {
     const { kernel_initializer: _i, kernel_regularizer: _r, kernel_constraint: _c, ...rest } = config;
