@@ -10,7 +10,7 @@ import type { Graph } from '../graph/graph.ts';
 import type { Conv2DAttrs, DepthwiseAttrs, SeparableAttrs } from '../graph/ops/conv.ts';
 import type { DenseAttrs } from '../graph/ops/dense.ts';
 
-export const VALID_COST_OP_KINDS = ['conv2d', 'depthwise', 'separable', 'dense'] as const;
+export const VALID_COST_OP_KINDS = ['conv2d', 'depthwise', 'separable', 'dense', 'conv2dtranspose'] as const;
 export type CostOpKind = (typeof VALID_COST_OP_KINDS)[number];
 
 /** One weighted op as the cost models see it: its geometry and which channels it reads and writes. */
@@ -70,6 +70,9 @@ export function opMacs(op: CostOp, cIn: number, cOut: number): number {
       return hw * (k * cIn * op.depthMultiplier + cIn * op.depthMultiplier * cOut);
     case 'dense':
       return hw * tileOf(op) * cIn * cOut;
+    case 'conv2dtranspose':
+      // Every input position scatters a kh·kw·c_out block.
+      return op.inH * op.inW * op.calls * k * cIn * cOut;
   }
 }
 
@@ -102,6 +105,8 @@ export function opParams(op: CostOp, cIn: number, cOut: number): number {
       return k * cIn * op.depthMultiplier + cIn * op.depthMultiplier * cOut + (op.useBias ? cOut : 0);
     case 'dense':
       return tileOf(op) * cIn * cOut + (op.useBias ? cOut : 0);
+    case 'conv2dtranspose':
+      return k * cIn * cOut + (op.useBias ? cOut : 0);
   }
 }
 

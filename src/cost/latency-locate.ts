@@ -100,6 +100,7 @@ export function planNetworkLatency(graph: Graph, analysis: ChannelAnalysis = ana
         case 'depthwise':
         case 'dense':
         case 'concat':
+        case 'conv2dtranspose':
           forms = [{ name: layer.name, cIn: input, cOut: output }];
           break;
         case 'separable': {
@@ -113,11 +114,18 @@ export function planNetworkLatency(graph: Graph, analysis: ChannelAnalysis = ana
         case 'pool':
         case 'globalpool':
         case 'elementwise':
+        case 'upsample':
           forms = [{ name: layer.name, cIn: input, cOut: input }];
+          break;
+        case 'activation':
+          // Only a standalone one: a ReLU fused into the op before it has no OpSpec of its own.
+          forms = queues.has(layer.name) ? [{ name: layer.name, cIn: input, cOut: input }] : [];
           break;
         default:
           forms = [];
       }
+      // The activation a layer applies itself, when it runs as an op of its own (graph-specs.ts).
+      if (queues.has(`${layer.name}#activation`)) forms.push({ name: `${layer.name}#activation`, cIn: output, cOut: output });
       for (const f of forms) {
         const spec = queues.get(f.name)?.[0];
         const cIn = countAt(f.cIn, seed);
@@ -172,6 +180,7 @@ function locateFromPlan(plan: NetworkLatencyPlan, seedOps: readonly CostOp[]): L
     if (skipped.has(op.layer)) return undefined;
     switch (op.kind) {
       case 'conv2d':
+      case 'conv2dtranspose':
         return refsOf(op, op.layer, {});
       case 'depthwise':
         return refsOf(op, op.layer, { outMap: [op.depthMultiplier, 0] });

@@ -3,18 +3,22 @@
  * deduplicated, and the (cIn, cOut) grid a latency table needs for each.
  *
  * Layers that are free or nearly so at inference (Flatten/Reshape, Dropout, InputLayer) give no
- * spec. Layers the OpSpec kinds do not cover (a standalone batch norm or activation, ZeroPadding,
- * global max pooling, Multiply, grouped convs, a concat along H or W, a dense over positions)
- * are listed in `skipped` with the reason, so a caller can see what the latency sum leaves out.
+ * spec. A standalone sigmoid, swish or LeakyReLU (or one a conv/dense layer applies itself, which
+ * TFLite cannot fuse: `layer#activation`) is its own op, as is a squeeze-and-excitation Multiply
+ * by a per-channel gate. Layers the OpSpec kinds do not cover (a standalone batch norm or other
+ * activation, ZeroPadding, Cropping, Rescaling, global max pooling, a Multiply of equal shapes,
+ * grouped convs, a concat along H or W, a dense over positions) are listed in `skipped` with the
+ * reason, so a caller can see what the latency sum leaves out.
  */
 import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import type { Graph, GraphLayer } from '../graph/graph.ts';
 import { channelsOf } from '../graph/graph.ts';
-import type { Conv2DAttrs, DepthwiseAttrs, SeparableAttrs } from '../graph/ops/conv.ts';
+import type { Conv2DAttrs, Conv2DTransposeAttrs, DepthwiseAttrs, SeparableAttrs } from '../graph/ops/conv.ts';
+import type { UpSamplingAttrs } from '../graph/ops/resample.ts';
 import type { ConcatAttrs } from '../graph/ops/merge.ts';
 import type { GlobalPoolAttrs, PoolAttrs } from '../graph/ops/passthrough.ts';
 import { MorphError } from '../errors.ts';
-import { planFusion } from './fusion.ts';
+import { activationName, planFusion } from './fusion.ts';
 import type { OpSpec } from './op-spec.ts';
 import { makeSpec, specKey } from './op-spec.ts';
 
@@ -39,6 +43,20 @@ export interface GraphSpecs {
 }
 
 const FREE_KINDS = new Set(['input', 'dropout', 'flatten', 'reshape']);
+
+/** The OpSpec kind of a standalone activation, or null. */
+export function activationOpKind(name: string): 'sigmoid' | 'swish' | 'leaky_relu' | null {
+  const a = name.toLowerCase();
+  if (a === 'sigmoid') return 'sigmoid';
+  if (a === 'swish' || a === 'silu') return 'swish';
+  if (a === 'leakyrelu') return 'leaky_relu';
+  return null;
+}
+
+/** `[inH, inW]` of an element-wise op's tensor: its H×W, or 1×1 for a rank-2 tensor. */
+function plane(shape: GraphLayer['calls'][number]['outputShape']): [number, number] {
+  return shape.length === 4 ? [shape[1] as number, shape[2] as number] : [1, 1];
+}
 
 function hw(shape: GraphLayer['calls'][number]['outputShape']): [number, number] {
   return [shape[1] as number, shape[2] as number];
@@ -73,7 +91,7 @@ export function graphSpecs(graph: Graph, options: { batch?: number; analysis?: C
     const key = specKey(spec);
     const entry = byKey.get(key);
     const cInFixed = fixed(inLayer);
-    const cOutFixed = spec.kind === 'conv2d' || spec.kind === 'dense' || spec.kind === 'concat' ? fixed(outLayer) : cInFixed;
+    const cOutFixed = spec.kind === 'conv2d' || spec.kind === 'dense' || spec.kind === 'concat' || spec.kind === 'transposeconv' ? fixed(outLayer) : cInFixed;
     if (entry) {
       entry.layers.push(layer);
       entry.count++;
@@ -96,6 +114,16 @@ export function graphSpecs(graph: Graph, options: { batch?: number; analysis?: C
       const skip = (reason: string): void => {
         skipped.push({ layer: layer.name, reason });
       };
+      /** The activation a weighted layer applies itself when TFLite cannot fuse it (the SE gate's sigmoid). */
+      const ownActivation = (): void => {
+        const own = String((layer.attrs as { activation?: string }).activation ?? 'linear');
+        const kind = activationOpKind(own);
+        // Others (a softmax head) stay unpriced, as before: skipping would drop the whole layer's op.
+        if (kind === null) return;
+        const [inH, inW] = plane(call.outputShape);
+        const c = channelsOf(call.outputShape);
+        add(`${layer.name}#activation`, makeSpec({ kind, inH, inW, cIn: c, batch }), layer.name, layer.name);
+      };
       try {
         switch (layer.kind) {
           case 'conv2d': {
@@ -103,14 +131,14 @@ export function graphSpecs(graph: Graph, options: { batch?: number; analysis?: C
             if (a.groups !== 1) return skip(`grouped convolution (groups=${a.groups}) has no OpSpec kind`);
             const [inH, inW] = hw(input);
             add(layer.name, makeSpec({ kind: 'conv2d', inH, inW, cIn: channelsOf(input), cOut: a.filters, kernel: a.kernelSize, stride: a.strides, padding: a.padding, dilation: a.dilationRate, activation, batch }), producer, layer.name);
-            return;
+            return ownActivation();
           }
           case 'depthwise': {
             const a = layer.attrs as unknown as DepthwiseAttrs;
             const [inH, inW] = hw(input);
             const c = channelsOf(input);
             add(layer.name, makeSpec({ kind: 'depthwise', inH, inW, cIn: c, cOut: c * a.depthMultiplier, kernel: a.kernelSize, stride: a.strides, padding: a.padding, dilation: a.dilationRate, activation, batch }), producer, layer.name);
-            return;
+            return ownActivation();
           }
           case 'separable': {
             const a = layer.attrs as unknown as SeparableAttrs;
@@ -120,12 +148,12 @@ export function graphSpecs(graph: Graph, options: { batch?: number; analysis?: C
             add(`${layer.name}#depthwise`, dw, producer, producer);
             const [oh, ow] = hw(call.outputShape);
             add(`${layer.name}#pointwise`, makeSpec({ kind: 'conv2d', inH: oh, inW: ow, cIn: c * a.depthMultiplier, cOut: a.filters, kernel: 1, stride: 1, padding: 'valid', activation, batch }), producer, layer.name);
-            return;
+            return ownActivation();
           }
           case 'dense': {
             if (input.length !== 2) return skip(`dense over a rank-${input.length} input (per position) has no OpSpec kind`);
             add(layer.name, makeSpec({ kind: 'dense', cIn: channelsOf(input), cOut: channelsOf(call.outputShape), activation, batch }), producer, layer.name);
-            return;
+            return ownActivation();
           }
           case 'pool': {
             const a = layer.attrs as unknown as PoolAttrs;
@@ -141,6 +169,15 @@ export function graphSpecs(graph: Graph, options: { batch?: number; analysis?: C
             return;
           }
           case 'elementwise': {
+            if (layer.className === 'Multiply' && call.inputShapes.length === 2) {
+              // x · gate, the gate one value per channel ([N, 1, 1, C] or [N, C]).
+              const perChannel = (sh: typeof input): boolean => plane(sh)[0] * plane(sh)[1] === 1;
+              const big = call.inputShapes.findIndex((sh) => !perChannel(sh));
+              if (big < 0 || !perChannel(call.inputShapes[1 - big]) || call.inputShapes[big].length !== 4) return skip('a Multiply other than by a per-channel gate has no OpSpec kind');
+              const [inH, inW] = hw(call.inputShapes[big]);
+              add(layer.name, makeSpec({ kind: 'mul', inH, inW, cIn: channelsOf(call.outputShape), batch }), call.inputs[big].layer, call.inputs[big].layer);
+              return;
+            }
             if (layer.className !== 'Add') return skip(`${layer.className} has no OpSpec kind`);
             if (input.length !== 4) return skip(`Add of rank-${input.length} tensors has no OpSpec kind`);
             const [inH, inW] = hw(input);
@@ -153,6 +190,27 @@ export function graphSpecs(graph: Graph, options: { batch?: number; analysis?: C
             if (rank !== 4 || (a.axis !== -1 && a.axis !== 3)) return skip('a concat along H or W has no OpSpec kind');
             const [inH, inW] = hw(input);
             add(layer.name, makeSpec({ kind: 'concat', inH, inW, cIn: channelsOf(input), cOut: channelsOf(call.outputShape), numInputs: call.inputs.length, activation, batch }), producer, layer.name);
+            return;
+          }
+          case 'activation': {
+            const kind = activationOpKind(String((layer.attrs as { activation?: string }).activation ?? ''));
+            if (kind === null) return skip(`${layer.className} (${layer.kind}) is not fused into an op and has no OpSpec kind`);
+            const [inH, inW] = plane(input);
+            add(layer.name, makeSpec({ kind, inH, inW, cIn: channelsOf(input), batch }), producer, producer);
+            return;
+          }
+          case 'conv2dtranspose': {
+            const a = layer.attrs as unknown as Conv2DTransposeAttrs;
+            if (a.outputPadding !== null) return skip('a Conv2DTranspose with output_padding has no OpSpec kind');
+            const own = activationName(a.activation);
+            const [inH, inW] = hw(input);
+            add(layer.name, makeSpec({ kind: 'transposeconv', inH, inW, cIn: channelsOf(input), cOut: a.filters, kernel: a.kernelSize, stride: a.strides, padding: a.padding, activation: own ?? 'none', batch }), producer, layer.name);
+            return own === null ? ownActivation() : undefined;
+          }
+          case 'upsample': {
+            const a = layer.attrs as unknown as UpSamplingAttrs;
+            const [inH, inW] = hw(input);
+            add(layer.name, makeSpec({ kind: a.interpolation === 'nearest' ? 'upsample_nearest' : 'upsample_bilinear', inH, inW, cIn: channelsOf(input), stride: a.size, batch }), producer, producer);
             return;
           }
           default:
@@ -207,14 +265,15 @@ export function axisValues(seed: number, options: GridOptions = {}): number[] {
 
 /**
  * The (cIn, cOut) points a table needs for one graph spec. Fixed axes keep the seed's count.
- * Depthwise, pooling and add change cIn only (cOut follows); concat varies its first part and
- * keeps the others' total; conv2d and dense vary both.
+ * Depthwise, pooling, add, mul, activations and upsampling change cIn only (cOut follows); concat
+ * varies its first part and keeps the others' total; conv2d, transposeconv and dense vary both.
  */
 export function tableGrid(entry: Pick<GraphOpSpec, 'spec' | 'cInFixed' | 'cOutFixed'>, options: GridOptions = {}): { cIn: number; cOut: number }[] {
   const { spec } = entry;
   const ins = entry.cInFixed ? [spec.cIn] : axisValues(spec.cIn, options);
   switch (spec.kind) {
     case 'conv2d':
+    case 'transposeconv':
     case 'dense': {
       const outs = entry.cOutFixed ? [spec.cOut] : axisValues(spec.cOut, options);
       return ins.flatMap((cIn) => outs.map((cOut) => ({ cIn, cOut })));

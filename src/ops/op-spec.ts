@@ -8,8 +8,33 @@
  */
 import { MorphError } from '../errors.ts';
 
-export const VALID_OP_KINDS = ['conv2d', 'depthwise', 'dense', 'maxpool', 'avgpool', 'globalavgpool', 'add', 'concat'] as const;
+export const VALID_OP_KINDS = [
+  'conv2d',
+  'depthwise',
+  'dense',
+  'maxpool',
+  'avgpool',
+  'globalavgpool',
+  'add',
+  'concat',
+  'mul',
+  'sigmoid',
+  'swish',
+  'leaky_relu',
+  'transposeconv',
+  'upsample_nearest',
+  'upsample_bilinear',
+] as const;
 export type OpKind = (typeof VALID_OP_KINDS)[number];
+
+/** Standalone element-wise activations: one input, same shape out (LeakyReLU with Keras's α = 0.3). */
+export const ACTIVATION_OP_KINDS: ReadonlySet<OpKind> = new Set(['sigmoid', 'swish', 'leaky_relu']);
+/** Kinds that upsample H×W by the factor in `stride`. */
+const UPSAMPLE: ReadonlySet<OpKind> = new Set(['upsample_nearest', 'upsample_bilinear']);
+/** Kinds whose output has the input's channels. */
+const SAME_CHANNELS: ReadonlySet<OpKind> = new Set(['maxpool', 'avgpool', 'globalavgpool', 'add', 'mul', 'sigmoid', 'swish', 'leaky_relu', 'upsample_nearest', 'upsample_bilinear']);
+/** Leaky ReLU's negative slope in the timed op (Keras's default; the slope does not change the time). */
+export const LEAKY_RELU_ALPHA = 0.3;
 
 export const VALID_FUSED_ACTIVATIONS = ['none', 'relu', 'relu6'] as const;
 export type FusedActivation = (typeof VALID_FUSED_ACTIVATIONS)[number];
@@ -22,9 +47,9 @@ export const VALID_OP_DTYPES = ['float32'] as const;
 export type OpDtype = (typeof VALID_OP_DTYPES)[number];
 
 /** Kinds whose op slides a window over H×W (kernel, stride, padding, dilation matter). */
-const WINDOWED: ReadonlySet<OpKind> = new Set(['conv2d', 'depthwise', 'maxpool', 'avgpool']);
+const WINDOWED: ReadonlySet<OpKind> = new Set(['conv2d', 'depthwise', 'maxpool', 'avgpool', 'transposeconv']);
 /** Kinds that take several inputs (`numInputs` matters). */
-const MULTI_INPUT: ReadonlySet<OpKind> = new Set(['add', 'concat']);
+const MULTI_INPUT: ReadonlySet<OpKind> = new Set(['add', 'concat', 'mul']);
 
 /** Upper bound on any one size, a guard against specs that would allocate gigabytes. */
 export const MAX_SPEC_DIM = 1 << 16;
@@ -39,6 +64,13 @@ export const MAX_SPEC_DIM = 1 << 16;
  * - `concat` (channel axis): input 0 has `cIn` channels, the other `numInputs − 1` inputs share
  *   `cOut − cIn` channels as evenly as possible (earlier inputs take the remainder); see
  *   `concatParts`. Exact for the usual two-input concat.
+ * - `mul`: `[batch, inH, inW, cIn]` times a per-channel gate `[batch, 1, 1, cIn]` (squeeze-and-
+ *   excitation); `numInputs` is 2, `cOut = cIn`.
+ * - `sigmoid`, `swish`, `leaky_relu`: one `[batch, inH, inW, cIn]` input, element-wise; `cOut = cIn`.
+ * - `transposeconv`: `cIn` → `cOut`, output `(in−1)·stride + kernel` cropped as TF crops it
+ *   ('same': `in·stride`); kernel `[kh, kw, cOut, cIn]`, dilation 1.
+ * - `upsample_nearest`, `upsample_bilinear`: H and W multiplied by `stride` (the size factor).
+ * The new kinds take no fused activation (`activation` 'none'), except `transposeconv`.
  */
 export interface OpSpec {
   readonly kind: OpKind;
@@ -121,7 +153,7 @@ export function makeSpec(input: OpSpecInput): OpSpec {
   checkEnum(input.kind, VALID_OP_KINDS, 'kind');
   const kind = input.kind;
   const windowed = WINDOWED.has(kind);
-  const sameChannels = kind === 'maxpool' || kind === 'avgpool' || kind === 'globalavgpool' || kind === 'add';
+  const sameChannels = SAME_CHANNELS.has(kind);
   let spec: OpSpec = {
     kind,
     inH: kind === 'dense' ? 1 : (input.inH as number),
@@ -129,7 +161,7 @@ export function makeSpec(input: OpSpecInput): OpSpec {
     cIn: input.cIn,
     cOut: input.cOut ?? (sameChannels || kind === 'depthwise' ? input.cIn : (undefined as unknown as number)),
     kernel: windowed ? pairOf(input.kernel, 1, 'kernel') : [1, 1],
-    stride: windowed ? pairOf(input.stride, 1, 'stride') : [1, 1],
+    stride: windowed || UPSAMPLE.has(kind) ? pairOf(input.stride, UPSAMPLE.has(kind) ? 2 : 1, 'stride') : [1, 1],
     padding: windowed ? (input.padding ?? 'same') : 'valid',
     dilation: kind === 'conv2d' || kind === 'depthwise' ? pairOf(input.dilation, 1, 'dilation') : [1, 1],
     activation: input.activation ?? 'none',
@@ -145,7 +177,7 @@ export function makeSpec(input: OpSpecInput): OpSpec {
     throw bad(`a dense OpSpec reads a [batch, cIn] vector; inH and inW must be 1 (got ${input.inH}×${input.inW}); use a 1×1 conv2d for a per-position dense`, { field: 'inH' });
   }
   if (!windowed) {
-    for (const f of ['kernel', 'stride'] as const) {
+    for (const f of UPSAMPLE.has(kind) ? (['kernel'] as const) : (['kernel', 'stride'] as const)) {
       const v = input[f];
       if (v !== undefined && pairOf(v, 1, f).some((d) => d !== 1)) throw bad(`OpSpec.${f} ${JSON.stringify(v)} has no meaning for kind "${kind}"; leave it out`, { field: f });
     }
@@ -179,7 +211,8 @@ export function validateSpec(spec: OpSpec): void {
   if (MULTI_INPUT.has(kind) ? spec.numInputs < 2 : spec.numInputs !== 1) {
     throw bad(`OpSpec.numInputs is ${spec.numInputs}; kind "${kind}" takes ${MULTI_INPUT.has(kind) ? 'at least 2' : 'exactly 1'}`, { field: 'numInputs' });
   }
-  if ((kind === 'maxpool' || kind === 'avgpool' || kind === 'globalavgpool' || kind === 'add') && spec.cOut !== spec.cIn) {
+  if (kind === 'mul' && spec.numInputs !== 2) throw bad(`a mul OpSpec multiplies a tensor by one per-channel gate: numInputs must be 2, got ${spec.numInputs}`, { field: 'numInputs' });
+  if (SAME_CHANNELS.has(kind) && spec.cOut !== spec.cIn) {
     throw bad(`kind "${kind}" keeps its channels: cOut (${spec.cOut}) must equal cIn (${spec.cIn})`, { field: 'cOut' });
   }
   if (kind === 'depthwise' && spec.cOut % spec.cIn !== 0) {
@@ -189,7 +222,7 @@ export function validateSpec(spec: OpSpec): void {
     throw bad(`a concat OpSpec's cOut (${spec.cOut}) must exceed cIn (${spec.cIn}) by at least one channel per other input (${spec.numInputs - 1})`, { field: 'cOut' });
   }
   if (kind === 'dense' && (spec.inH !== 1 || spec.inW !== 1)) throw bad('a dense OpSpec must have inH = inW = 1', { field: 'inH' });
-  if (WINDOWED.has(kind)) {
+  if (WINDOWED.has(kind) && kind !== 'transposeconv') {
     const ho = windowOut(spec.inH, spec.kernel[0], spec.stride[0], spec.dilation[0], spec.padding);
     const wo = windowOut(spec.inW, spec.kernel[1], spec.stride[1], spec.dilation[1], spec.padding);
     if (ho <= 0 || wo <= 0) {
@@ -199,10 +232,16 @@ export function validateSpec(spec: OpSpec): void {
       );
     }
     if ((kind === 'maxpool' || kind === 'avgpool') && (spec.dilation[0] !== 1 || spec.dilation[1] !== 1)) {
-      throw bad(`pooling has no dilation; OpSpec.dilation must be [1, 1], got ${JSON.stringify(spec.dilation)}`, { field: 'dilation' });
+      throw bad(`${kind} has no dilation; OpSpec.dilation must be [1, 1], got ${JSON.stringify(spec.dilation)}`, { field: 'dilation' });
     }
-  } else if (spec.kernel.some((d) => d !== 1) || spec.stride.some((d) => d !== 1) || spec.dilation.some((d) => d !== 1) || spec.padding !== 'valid') {
-    throw bad(`kind "${kind}" has no window: kernel, stride and dilation must be [1, 1] and padding "valid" (use makeSpec to fill them)`, { field: 'kernel' });
+  } else if (kind === 'transposeconv') {
+    if (spec.dilation[0] !== 1 || spec.dilation[1] !== 1) throw bad(`transposeconv has no dilation; OpSpec.dilation must be [1, 1], got ${JSON.stringify(spec.dilation)}`, { field: 'dilation' });
+  } else if (spec.kernel.some((d) => d !== 1) || (!UPSAMPLE.has(kind) && spec.stride.some((d) => d !== 1)) || spec.dilation.some((d) => d !== 1) || spec.padding !== 'valid') {
+    throw bad(`kind "${kind}" has no window: kernel${UPSAMPLE.has(kind) ? '' : ', stride'} and dilation must be [1, 1] and padding "valid" (use makeSpec to fill them)`, { field: 'kernel' });
+  }
+  const ownActivation = kind !== 'mul' && kind !== 'transposeconv' && !ACTIVATION_OP_KINDS.has(kind) && !UPSAMPLE.has(kind);
+  if (!ownActivation && kind !== 'transposeconv' && spec.activation !== 'none') {
+    throw bad(`kind "${kind}" takes no fused activation; OpSpec.activation must be "none"`, { field: 'activation' });
   }
 }
 
@@ -221,15 +260,21 @@ export function concatParts(spec: OpSpec): number[] {
   return [spec.cIn, ...Array.from({ length: others }, (_, i) => base + (i < extra ? 1 : 0))];
 }
 
-/** Input shapes, NHWC (dense: `[batch, cIn]`). */
+/** Input shapes, NHWC (dense: `[batch, cIn]`; mul: the tensor, then its `[batch, 1, 1, cIn]` gate). */
 export function inputShapes(spec: OpSpec): number[][] {
   if (spec.kind === 'dense') return [[spec.batch, spec.cIn]];
+  if (spec.kind === 'mul') return [[spec.batch, spec.inH, spec.inW, spec.cIn], [spec.batch, 1, 1, spec.cIn]];
   return concatParts(spec).map((c) => [spec.batch, spec.inH, spec.inW, c]);
 }
 
 /** The output shape, NHWC (dense and globalavgpool: `[batch, cOut]`). */
 export function outputShape(spec: OpSpec): number[] {
   if (spec.kind === 'dense' || spec.kind === 'globalavgpool') return [spec.batch, spec.cOut];
+  if (UPSAMPLE.has(spec.kind)) return [spec.batch, spec.inH * spec.stride[0], spec.inW * spec.stride[1], spec.cOut];
+  if (spec.kind === 'transposeconv') {
+    const len = (size: number, k: number, s: number): number => (spec.padding === 'same' ? size * s : size * s + Math.max(k - s, 0));
+    return [spec.batch, len(spec.inH, spec.kernel[0], spec.stride[0]), len(spec.inW, spec.kernel[1], spec.stride[1]), spec.cOut];
+  }
   if (!WINDOWED.has(spec.kind)) return [spec.batch, spec.inH, spec.inW, spec.cOut];
   const ho = windowOut(spec.inH, spec.kernel[0], spec.stride[0], spec.dilation[0], spec.padding);
   const wo = windowOut(spec.inW, spec.kernel[1], spec.stride[1], spec.dilation[1], spec.padding);
@@ -279,6 +324,8 @@ export function specMacs(spec: OpSpec): number {
       return spec.batch * out[1] * out[2] * spec.kernel[0] * spec.kernel[1] * spec.cOut;
     case 'dense':
       return spec.batch * spec.cIn * spec.cOut;
+    case 'transposeconv':
+      return spec.batch * spec.inH * spec.inW * spec.kernel[0] * spec.kernel[1] * spec.cIn * spec.cOut;
     default:
       return 0;
   }

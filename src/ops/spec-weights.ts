@@ -6,7 +6,7 @@ import type { OpSpec } from './op-spec.ts';
 import { depthMultiplier, inputShapes } from './op-spec.ts';
 import { createRng } from '../util/random.ts';
 
-/** Weights in tfjs layouts: conv `[kh, kw, cIn, cOut]`, depthwise `[kh, kw, cIn, m]`, dense `[cIn, cOut]`. */
+/** Weights in tfjs layouts: conv `[kh, kw, cIn, cOut]`, depthwise `[kh, kw, cIn, m]`, dense `[cIn, cOut]`, transposed conv `[kh, kw, cOut, cIn]`. */
 export interface SpecWeights {
   readonly filter: Float32Array;
   readonly filterShape: readonly number[];
@@ -38,6 +38,9 @@ export function specWeights(spec: OpSpec, seed = 1): SpecWeights | null {
   } else if (spec.kind === 'dense') {
     filterShape = [spec.cIn, spec.cOut];
     fanIn = spec.cIn;
+  } else if (spec.kind === 'transposeconv') {
+    filterShape = [kh, kw, spec.cOut, spec.cIn];
+    fanIn = kh * kw * spec.cIn;
   } else {
     return null;
   }

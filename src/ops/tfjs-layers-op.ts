@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { OpSpec } from './op-spec.ts';
-import { depthMultiplier, inputShapes, validateSpec } from './op-spec.ts';
+import { depthMultiplier, inputShapes, LEAKY_RELU_ALPHA, validateSpec } from './op-spec.ts';
 import { specWeights } from './spec-weights.ts';
 import type { TfjsOp, TfjsOpOptions } from './tfjs-op.ts';
 
@@ -62,6 +62,23 @@ export function buildLayersOp(spec: OpSpec, options: TfjsOpOptions = {}): TfjsOp
     case 'concat':
       main = tf.layers.concatenate({ axis: -1 });
       after = activationLayer(spec.activation);
+      break;
+    case 'mul':
+      main = tf.layers.multiply();
+      break;
+    case 'sigmoid':
+    case 'swish':
+      main = tf.layers.activation({ activation: spec.kind });
+      break;
+    case 'leaky_relu':
+      main = tf.layers.leakyReLU({ alpha: LEAKY_RELU_ALPHA });
+      break;
+    case 'transposeconv':
+      main = tf.layers.conv2dTranspose({ ...common, filters: spec.cOut, kernelSize: [spec.kernel[0], spec.kernel[1]], activation, useBias: true });
+      break;
+    case 'upsample_nearest':
+    case 'upsample_bilinear':
+      main = tf.layers.upSampling2d({ size: [spec.stride[0], spec.stride[1]], interpolation: spec.kind === 'upsample_nearest' ? 'nearest' : 'bilinear' });
       break;
   }
   let out = main.apply(inputs.length === 1 ? inputs[0] : inputs) as tf.SymbolicTensor;

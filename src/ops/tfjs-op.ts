@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { OpSpec } from './op-spec.ts';
-import { inputShapes, validateSpec } from './op-spec.ts';
+import { inputShapes, LEAKY_RELU_ALPHA, outputShape, validateSpec } from './op-spec.ts';
 import { specWeights } from './spec-weights.ts';
 
 export interface TfjsOp {
@@ -71,6 +71,24 @@ export function buildTfjsOp(spec: OpSpec, options: TfjsOpOptions = {}): TfjsOp {
         return applyActivation(xs.length === 2 ? tf.add(xs[0], xs[1]) : tf.addN([...xs]), spec.activation);
       case 'concat':
         return applyActivation(tf.concat([...xs], 3), spec.activation);
+      case 'mul':
+        return tf.mul(xs[0], xs[1]);
+      case 'sigmoid':
+        return tf.sigmoid(x);
+      case 'swish':
+        return tf.mul(x, tf.sigmoid(x));
+      case 'leaky_relu':
+        return tf.leakyRelu(x, LEAKY_RELU_ALPHA);
+      case 'transposeconv': {
+        const out = outputShape(spec) as [number, number, number, number];
+        const y = tf.conv2dTranspose(x as tf.Tensor4D, filter as tf.Tensor4D, out, stride, pad);
+        return applyActivation(tf.add(y, bias!), spec.activation);
+      }
+      case 'upsample_nearest':
+      case 'upsample_bilinear': {
+        const size: [number, number] = [spec.inH * spec.stride[0], spec.inW * spec.stride[1]];
+        return spec.kind === 'upsample_nearest' ? tf.image.resizeNearestNeighbor(x as tf.Tensor4D, size) : tf.image.resizeBilinear(x as tf.Tensor4D, size);
+      }
     }
   };
 

@@ -125,7 +125,7 @@ describe('whole-network .tflite vs tfjs', () => {
           name: 's',
           layers: [
             { class_name: 'Dense', config: { name: 'd', units: 2, batch_input_shape: [null, 4] } },
-            { class_name: 'LeakyReLU', config: { name: 'lrelu', alpha: 0.2 } },
+            { class_name: 'ThresholdedReLU', config: { name: 'lrelu', theta: 0.5 } },
           ],
         },
       },

@@ -24,4 +24,13 @@ export const CASES: OpSpecInput[] = [
   { kind: 'add', inH: 5, inW: 5, cIn: 3, numInputs: 3, activation: 'relu6' },
   { kind: 'concat', inH: 6, inW: 6, cIn: 4, cOut: 10 },
   { kind: 'concat', inH: 5, inW: 5, cIn: 3, cOut: 8, numInputs: 3, activation: 'relu' },
+  { kind: 'mul', inH: 6, inW: 5, cIn: 8 },
+  { kind: 'sigmoid', inH: 4, inW: 4, cIn: 6 },
+  { kind: 'swish', inH: 5, inW: 3, cIn: 7 },
+  { kind: 'leaky_relu', inH: 4, inW: 4, cIn: 5 },
+  { kind: 'transposeconv', inH: 5, inW: 5, cIn: 4, cOut: 6, kernel: 3, stride: 2, padding: 'same' },
+  { kind: 'transposeconv', inH: 4, inW: 6, cIn: 3, cOut: 5, kernel: [2, 3], stride: 2, padding: 'valid', activation: 'relu' },
+  { kind: 'transposeconv', inH: 5, inW: 5, cIn: 4, cOut: 4, kernel: 4, stride: 2, padding: 'same', activation: 'relu6' },
+  { kind: 'upsample_nearest', inH: 4, inW: 5, cIn: 3, stride: 2 },
+  { kind: 'upsample_bilinear', inH: 4, inW: 3, cIn: 2, stride: [2, 3] },
 ];

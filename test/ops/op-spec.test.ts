@@ -6,6 +6,8 @@ import { parseModel } from '../../src/graph/parse.ts';
 import { axisValues, graphSpecs, tableGrid } from '../../src/ops/graph-specs.ts';
 import { concatParts, makeSpec, outputShape, signature, specKey, validateSpec, withChannels, type OpSpec, type OpSpecInput } from '../../src/ops/op-spec.ts';
 import { seedModel } from '../../src/seeds/index.ts';
+import { planNetworkLatency } from '../../src/cost/latency-locate.ts';
+import { squeezeExcitationNet } from '../fixtures/byom-models.ts';
 
 const isSpecError = (field?: string) => (err: unknown): boolean =>
   err instanceof MorphError && err.code === 'MORPH_ERR_BAD_OP_SPEC' && (field === undefined || err.details.field === field);
@@ -68,6 +70,47 @@ describe('OpSpec', () => {
 });
 
 describe('graph specs', () => {
+  it('prices an SE network: swish and sigmoid as ops, the SE Multiply as mul by a per-channel gate', () => {
+    const g = parseModel(squeezeExcitationNet()).graph;
+    const r = graphSpecs(g, { analysis: analyzeChannels(g) });
+    const count = (kind: string): number => r.occurrences.filter((o) => r.specs.find((s) => s.key === o.key)!.spec.kind === kind).length;
+    assert.equal(count('mul'), 3);
+    // stem + 2 per block as layers, + each SE reduce conv's own swish.
+    assert.equal(count('swish'), 1 + 3 * 2 + 3);
+    // Each SE expand conv's own sigmoid runs after it: `layer#activation`.
+    assert.equal(count('sigmoid'), 3);
+    assert.ok(r.occurrences.some((o) => o.layer === 'block2_se_expand#activation'));
+    const mul = r.specs.find((s) => s.layers.includes('block2_se_excite'))!.spec;
+    assert.deepEqual([mul.kind, mul.inH, mul.inW, mul.cIn], ['mul', 8, 8, 64]);
+    assert.deepEqual(r.skipped.map((s) => s.layer), ['rescale']);
+    // The latency plan places every spec on the channel analysis (it throws when they disagree).
+    const plan = planNetworkLatency(g);
+    assert.equal(plan.ops.length, r.occurrences.length);
+  });
+
+  it('prices Conv2DTranspose as transposeconv and UpSampling2D as upsample', () => {
+    const g = parseModel({
+      class_name: 'Sequential',
+      config: {
+        name: 'decoder',
+        layers: [
+          { class_name: 'Conv2DTranspose', config: { name: 'up1', filters: 8, kernel_size: 3, strides: 2, padding: 'same', activation: 'relu', batch_input_shape: [null, 4, 4, 16] } },
+          { class_name: 'UpSampling2D', config: { name: 'up2', size: [2, 2], interpolation: 'bilinear' } },
+          { class_name: 'Conv2D', config: { name: 'out', filters: 3, kernel_size: 3, padding: 'same' } },
+        ],
+      },
+    }).graph;
+    const r = graphSpecs(g, { analysis: analyzeChannels(g) });
+    assert.deepEqual(r.specs.map((s) => s.key), [
+      'transposeconv/4x4/k3x3/s2x2/same/d1x1/relu/b1/float32@16x8',
+      'upsample_bilinear/8x8/k1x1/s2x2/valid/d1x1/none/b1/float32@8x8',
+      'conv2d/16x16/k3x3/s1x1/same/d1x1/none/b1/float32@8x3',
+    ]);
+    assert.deepEqual(outputShape(r.specs[0].spec), [1, 8, 8, 8]);
+    assert.deepEqual(outputShape(r.specs[1].spec), [1, 16, 16, 8]);
+    assert.equal(planNetworkLatency(g).ops.length, 3);
+  });
+
   it('derives mobilenet: BN folded, ReLU fused, one spec per distinct op', () => {
     const g = parseModel(seedModel('mobilenet')).graph;
     const r = graphSpecs(g, { analysis: analyzeChannels(g) });

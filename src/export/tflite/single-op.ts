@@ -3,7 +3,7 @@
  * an agent can time the op in the TFLite runtime and a test can compare both outputs.
  */
 import type { OpSpec } from '../../ops/op-spec.ts';
-import { depthMultiplier, inputShapes, outputShape, signature, validateSpec } from '../../ops/op-spec.ts';
+import { depthMultiplier, inputShapes, LEAKY_RELU_ALPHA, outputShape, signature, validateSpec } from '../../ops/op-spec.ts';
 import { specWeights } from '../../ops/spec-weights.ts';
 import { hwioToOhwi, TfliteModelBuilder, transpose2d } from './model-builder.ts';
 import { BuiltinOperator } from './schema.ts';
@@ -94,6 +94,52 @@ export function writeSpecTflite(spec: OpSpec, options: SingleOpOptions = {}): Ui
         m.addOperator(act === 'relu' ? BuiltinOperator.RELU : BuiltinOperator.RELU6, [joined], [y], null);
       }
       break;
+    case 'mul':
+      m.addOperator(BuiltinOperator.MUL, inputs, [y], { type: 'MulOptions', activation: 'none' });
+      break;
+    case 'sigmoid':
+      m.addOperator(BuiltinOperator.LOGISTIC, [inputs[0]], [y], null);
+      break;
+    case 'swish': {
+      // TFLite has no SWISH builtin: converters emit LOGISTIC then MUL, as here.
+      const gate = m.addTensor('gate', outputShape(spec));
+      m.addOperator(BuiltinOperator.LOGISTIC, [inputs[0]], [gate], null);
+      m.addOperator(BuiltinOperator.MUL, [inputs[0], gate], [y], { type: 'MulOptions', activation: 'none' });
+      break;
+    }
+    case 'leaky_relu':
+      m.addOperator(BuiltinOperator.LEAKY_RELU, [inputs[0]], [y], { type: 'LeakyReluOptions', alpha: LEAKY_RELU_ALPHA });
+      break;
+    case 'transposeconv': {
+      // As the network writer does: TRANSPOSE_CONV 'valid' to (in−1)·s + k, SLICE to TF's window, ADD the bias (with the fused activation).
+      const [, oh, ow] = outputShape(spec);
+      const full = [spec.batch, (spec.inH - 1) * spec.stride[0] + kh, (spec.inW - 1) * spec.stride[1] + kw, spec.cOut];
+      const top = spec.padding === 'same' ? Math.floor(Math.max(full[1] - oh, 0) / 2) : 0;
+      const left = spec.padding === 'same' ? Math.floor(Math.max(full[2] - ow, 0) / 2) : 0;
+      const ohwi = new Float32Array(w!.filter.length);
+      for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) for (let o = 0; o < spec.cOut; o++) for (let i = 0; i < spec.cIn; i++) {
+        ohwi[((o * kh + a) * kw + b) * spec.cIn + i] = w!.filter[((a * kw + b) * spec.cOut + o) * spec.cIn + i];
+      }
+      const filter = m.addConstant('filter', [spec.cOut, kh, kw, spec.cIn], ohwi);
+      const shapeT = m.addInt32Constant('output_shape', [4], full);
+      const wide = m.addTensor('full', full);
+      m.addOperator(BuiltinOperator.TRANSPOSE_CONV, [shapeT, filter, inputs[0]], [wide], { type: 'TransposeConvOptions', padding: 'valid', strideW: spec.stride[1], strideH: spec.stride[0] });
+      let t = wide;
+      if (full[1] !== oh || full[2] !== ow) {
+        t = m.addTensor('cropped', outputShape(spec));
+        m.addOperator(BuiltinOperator.SLICE, [wide, m.addInt32Constant('begin', [4], [0, top, left, 0]), m.addInt32Constant('size', [4], outputShape(spec))], [t], { type: 'SliceOptions' });
+      }
+      m.addOperator(BuiltinOperator.ADD, [t, m.addConstant('bias', [spec.cOut], w!.bias)], [y], { type: 'AddOptions', activation: act });
+      break;
+    }
+    case 'upsample_nearest':
+    case 'upsample_bilinear': {
+      const [, oh, ow] = outputShape(spec);
+      const size = m.addInt32Constant('size', [2], [oh, ow]);
+      if (spec.kind === 'upsample_nearest') m.addOperator(BuiltinOperator.RESIZE_NEAREST_NEIGHBOR, [inputs[0], size], [y], { type: 'ResizeNearestNeighborOptions', alignCorners: false, halfPixelCenters: false });
+      else m.addOperator(BuiltinOperator.RESIZE_BILINEAR, [inputs[0], size], [y], { type: 'ResizeBilinearOptions', alignCorners: false, halfPixelCenters: false });
+      break;
+    }
   }
   m.setInputs(inputs);
   m.setOutputs([y]);
