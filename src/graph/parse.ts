@@ -274,13 +274,15 @@ interface UnknownContext {
   source: string;
 }
 
-function unsupported(source: string, name: string, className: string, why: string): MorphError {
+function unsupported(source: string, name: string, className: string, why: string, hint: string): MorphError {
   return new MorphError(
     'MORPH_ERR_UNSUPPORTED_LAYER',
-    `${source}: layer "${name}" has class ${className}, which ${why}; its output shape or parameters cannot be counted, so the model is refused rather than counted wrong. Replace the layer with supported ones (see docs/layers.md), or give the model.json its weights manifest`,
+    `${source}: layer "${name}" has class ${className}, which ${why}, so the model is refused rather than counted wrong. ${hint}`,
     { layer: name, className },
   );
 }
+
+const REPLACE_HINT = 'Replace the layer with a supported one (docs/layers.md lists them)';
 
 function inferShape(p: PendingLayer, inputShapes: Shape[], u: UnknownContext): Shape {
   const name = p.layer.name;
@@ -308,7 +310,7 @@ function inferShape(p: PendingLayer, inputShapes: Shape[], u: UnknownContext): S
     }
     return out;
   }
-  if (inputShapes.length === 0) throw unsupported(u.source, name, className, 'is not supported and has no inputs');
+  if (inputShapes.length === 0) throw unsupported(u.source, name, className, 'is not supported and has no inputs', REPLACE_HINT);
   // A class tfjs knows: tfjs itself computes the output shape and the weights.
   let probed;
   try {
@@ -328,9 +330,11 @@ function inferShape(p: PendingLayer, inputShapes: Shape[], u: UnknownContext): S
   let shape: Shape | undefined;
   if (recorded) shape = recorded;
   else if (Array.isArray(declared) && declared.length > 0 && declared.every((d) => typeof d === 'number' && d > 0)) shape = [null, ...(declared as number[])];
-  if (!shape) throw unsupported(u.source, name, className, 'neither MorphNet nor TensorFlow.js knows and whose output shape the file does not record');
+  if (!shape) {
+    throw unsupported(u.source, name, className, 'neither MorphNet nor TensorFlow.js knows and whose output shape the file does not record', `${REPLACE_HINT}, or save the model with Keras 3, which records the shapes of its layers' outputs`);
+  }
   if (own.length === 0 && className !== 'Lambda' && u.manifestWeights.length === 0) {
-    throw unsupported(u.source, name, className, 'neither MorphNet nor TensorFlow.js knows, and the file has no weights manifest to count its parameters from');
+    throw unsupported(u.source, name, className, 'neither MorphNet nor TensorFlow.js knows, and the file has no weights manifest to count its parameters from', `${REPLACE_HINT}, or give the model as a tfjs model.json with its weightsManifest`);
   }
   if (p.calls.length === 0) p.opaqueWeights = own.map((w) => ({ kind: w.name.slice(w.name.lastIndexOf('/') + 1), shape: w.shape }));
   return shape;

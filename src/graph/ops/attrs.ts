@@ -95,3 +95,22 @@ export function requireChannelsLast(config: JsonObject, ctx: OpContext): void {
     { layer: ctx.layer, field: 'data_format', unmodeled: true },
   );
 }
+
+/**
+ * ZeroPadding2D's `padding` and Cropping2D's `cropping`: an int, a pair (rows, columns) or a pair
+ * of pairs, as `[[top, bottom], [left, right]]`; `fallback` on every side when absent.
+ */
+export function readPadPairs(config: JsonObject, key: string, ctx: OpContext, fallback: number): [[number, number], [number, number]] {
+  const v = config[key];
+  const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
+  if (v === undefined || v === null) return [[fallback, fallback], [fallback, fallback]];
+  if (isNat(v)) return [[v, v], [v, v]];
+  if (Array.isArray(v) && v.length === 2) {
+    const [a, b] = v;
+    if (isNat(a) && isNat(b)) return [[a, a], [b, b]];
+    if (Array.isArray(a) && Array.isArray(b) && a.length === 2 && b.length === 2 && [...a, ...b].every(isNat)) {
+      return [[a[0] as number, a[1] as number], [b[0] as number, b[1] as number]];
+    }
+  }
+  throw bad(ctx, key, v, 'a non-negative int, a pair, or a pair of pairs');
+}

@@ -2,10 +2,10 @@
  * Layers whose output channels are their input's channels: activations, dropout, padding and
  * pooling. They own no weights and do no weighted sums.
  */
-import { readEnum, readOptionalNumber, readPair, requireChannelsLast } from './attrs.ts';
+import { readEnum, readOptionalNumber, readPadPairs, readPair, requireChannelsLast } from './attrs.ts';
 import type { OpContext, OpDescriptor } from './op.ts';
-import { requireRank, requireSingleInput, shapeError, VALID_PADDINGS, windowed2d, type Padding } from './shape-utils.ts';
-import type { JsonObject, JsonValue } from '../keras-json.ts';
+import { requireRank, requireSingleInput, VALID_PADDINGS, windowed2d, type Padding } from './shape-utils.ts';
+import type { JsonObject } from '../keras-json.ts';
 import type { Shape } from '../graph.ts';
 import { channelsOf } from '../graph.ts';
 
@@ -61,26 +61,12 @@ export interface ZeroPadAttrs {
   padding: [[number, number], [number, number]];
 }
 
-function readZeroPadding(v: JsonValue | undefined, ctx: OpContext): ZeroPadAttrs['padding'] {
-  const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
-  if (v === undefined || v === null) return [[1, 1], [1, 1]];
-  if (isNat(v)) return [[v, v], [v, v]];
-  if (Array.isArray(v) && v.length === 2) {
-    const [a, b] = v;
-    if (isNat(a) && isNat(b)) return [[a, a], [b, b]];
-    if (Array.isArray(a) && Array.isArray(b) && a.length === 2 && b.length === 2 && [...a, ...b].every(isNat)) {
-      return [[a[0] as number, a[1] as number], [b[0] as number, b[1] as number]];
-    }
-  }
-  throw shapeError(ctx, `config.padding ${JSON.stringify(v)} is not an int, a pair, or a pair of pairs`);
-}
-
 export const zeroPadding2d: OpDescriptor<ZeroPadAttrs> = {
   classNames: ['ZeroPadding2D'],
   kind: 'zeropad',
   parseAttrs(config, ctx) {
     requireChannelsLast(config, ctx);
-    return { padding: readZeroPadding(config.padding, ctx) };
+    return { padding: readPadPairs(config, 'padding', ctx, 1) };
   },
   outputShape(a, inputs, ctx) {
     const input = requireSingleInput(inputs, ctx);

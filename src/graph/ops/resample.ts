@@ -1,8 +1,7 @@
 /** UpSampling2D and Cropping2D: spatial resampling that keeps every channel. */
-import { readEnum, readPair, requireChannelsLast } from './attrs.ts';
-import type { OpContext, OpDescriptor } from './op.ts';
+import { readEnum, readPadPairs, readPair, requireChannelsLast } from './attrs.ts';
+import type { OpDescriptor } from './op.ts';
 import { requireRank, requireSingleInput, shapeError } from './shape-utils.ts';
-import type { JsonValue } from '../keras-json.ts';
 
 const noWeights = { weightRoles: () => [], weightShapes: () => [], macs: () => 0 } as const;
 
@@ -34,26 +33,12 @@ export interface CroppingAttrs {
   cropping: [[number, number], [number, number]];
 }
 
-function readCropping(v: JsonValue | undefined, ctx: OpContext): CroppingAttrs['cropping'] {
-  const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
-  if (v === undefined || v === null) return [[0, 0], [0, 0]];
-  if (isNat(v)) return [[v, v], [v, v]];
-  if (Array.isArray(v) && v.length === 2) {
-    const [a, b] = v;
-    if (isNat(a) && isNat(b)) return [[a, a], [b, b]];
-    if (Array.isArray(a) && Array.isArray(b) && a.length === 2 && b.length === 2 && [...a, ...b].every(isNat)) {
-      return [[a[0] as number, a[1] as number], [b[0] as number, b[1] as number]];
-    }
-  }
-  throw shapeError(ctx, `config.cropping ${JSON.stringify(v)} is not an int, a pair, or a pair of pairs`);
-}
-
 export const cropping2d: OpDescriptor<CroppingAttrs> = {
   classNames: ['Cropping2D'],
   kind: 'crop',
   parseAttrs(config, ctx) {
     requireChannelsLast(config, ctx);
-    return { cropping: readCropping(config.cropping, ctx) };
+    return { cropping: readPadPairs(config, 'cropping', ctx, 0) };
   },
   outputShape(a, inputs, ctx) {
     const input = requireSingleInput(inputs, ctx);
