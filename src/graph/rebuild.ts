@@ -14,7 +14,7 @@ import { descriptorOf } from './ops/register-all.ts';
 import { createRng } from '../util/random.ts';
 import { sizeOf, type WeightMap, type WeightTensor } from './weights.ts';
 import { tfjsForm, toTfjsConfig } from './tfjs-compat.ts';
-import { widthOf, type Selection } from './widths.ts';
+import { identitySelection, widthOf, type Selection } from './widths.ts';
 
 export interface RebuildOptions {
   /** Seed for initialising fresh channels (default 1). */
@@ -157,6 +157,22 @@ function newConfig(layer: GraphLayer, analysis: ChannelAnalysis, selection: Sele
   if (desc?.widthKey) config[desc.widthKey] = widthOf(selection[out.segments[0].group]);
   if (desc?.withWidth) return desc.withWidth(config, layoutWidth(out, (g) => widthOf(selection[g])));
   return config;
+}
+
+/**
+ * Fresh weights for every layer of `graph` at its own widths (Glorot-uniform kernels, zero biases,
+ * identity batch norms; the layers we do not model by Keras's defaults), as a weight map.
+ */
+export function initialWeights(graph: Graph, analysis: ChannelAnalysis, seed = 1): WeightMap {
+  const random = createRng(seed);
+  const selection = identitySelection(analysis);
+  const out: WeightMap = new Map();
+  for (const layer of graph.layers) {
+    const named = layerWeights(layer, analysis, selection, null, random);
+    if (named.length === 0) continue;
+    out.set(layer.name, new Map(named.map((w) => [w.name.slice(layer.name.length + 1), { shape: w.shape, data: w.data }])));
+  }
+  return out;
 }
 
 /**

@@ -3,7 +3,10 @@ import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { MorphError } from '../../src/errors.ts';
 import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
-import type { TfjsModelJson } from '../../src/graph/keras-json.ts';
+import type { LayerJson, ModelConfigJson, TfjsModelJson } from '../../src/graph/keras-json.ts';
+import { analyzeChannels } from '../../src/graph/channel-groups.ts';
+import { identitySelection } from '../../src/graph/widths.ts';
+import { initialWeights, rebuild } from '../../src/graph/rebuild.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import type { WeightMap } from '../../src/graph/weights.ts';
 import { randomArray, seededRandom } from '../../src/ops/spec-weights.ts';
@@ -143,5 +146,73 @@ describe('whole-network .tflite vs tfjs', () => {
   it('refuses missing weights with MORPH_ERR_WEIGHTS_MISMATCH', () => {
     const parsed = parseModel(seedModel('vgg'));
     assert.throws(() => writeNetworkTflite(parsed.graph, new Map()), (err: unknown) => err instanceof MorphError && err.code === 'MORPH_ERR_WEIGHTS_MISMATCH');
+  });
+});
+
+describe('whole-network .tflite vs tfjs: the layers of models users bring', () => {
+  const layer = (class_name: string, name: string, input: string | string[], config: Record<string, unknown> = {}): LayerJson => ({
+    class_name,
+    name,
+    config: { name, ...config },
+    inbound_nodes: [(Array.isArray(input) ? input : [input]).map((i) => [i, 0, 0, {}])],
+  }) as unknown as LayerJson;
+  const model: ModelConfigJson = {
+    class_name: 'Functional',
+    config: {
+      name: 'byom_layers',
+      layers: [
+        { class_name: 'InputLayer', name: 'in', config: { name: 'in', batch_input_shape: [null, 12, 10, 3] }, inbound_nodes: [] },
+        layer('Rescaling', 'rescale', 'in', { scale: [0.5, 1, 2], offset: 0.1 }),
+        layer('Normalization', 'norm', 'rescale', { axis: -1 }),
+        layer('Conv2D', 'conv', 'norm', { filters: 8, kernel_size: 3, padding: 'same', activation: 'swish' }),
+        layer('GlobalAveragePooling2D', 'squeeze', 'conv', { keepdims: true }),
+        layer('Conv2D', 'excite', 'squeeze', { filters: 8, kernel_size: 1, activation: 'sigmoid' }),
+        layer('Multiply', 'gate', ['conv', 'excite']),
+        layer('Cropping2D', 'crop', 'gate', { cropping: [[1, 2], [0, 1]] }),
+        layer('Conv2DTranspose', 'up', 'crop', { filters: 5, kernel_size: 3, strides: 2, padding: 'same', activation: 'relu' }),
+        layer('Conv2DTranspose', 'up_valid', 'up', { filters: 4, kernel_size: 2, strides: 2, padding: 'valid' }),
+        layer('UpSampling2D', 'resize', 'up_valid', { size: [1, 2], interpolation: 'bilinear' }),
+        layer('LeakyReLU', 'leaky', 'resize', { alpha: 0.2 }),
+        layer('Maximum', 'sub', ['leaky', 'resize']),
+        layer('Softmax', 'probs', 'sub', { axis: -1 }),
+      ],
+      input_layers: [['in', 0, 0]],
+      output_layers: [['probs', 0, 0]],
+    },
+  } as unknown as ModelConfigJson;
+
+  it('Rescaling, Normalization, swish, SE gate, Cropping2D, Conv2DTranspose, bilinear UpSampling2D, LeakyReLU, Maximum, softmax over rank 4: < 1e-4', async () => {
+    const { graph } = parseModel(model);
+    const analysis = analyzeChannels(graph);
+    const weights = initialWeights(graph, analysis, 5);
+    const rand = seededRandom(9);
+    // Statistics and biases away from 0/1, so the affine maps are exercised.
+    weights.get('norm')!.set('mean', { shape: [3], data: randomArray(3, 0.5, rand) });
+    weights.get('norm')!.set('variance', { shape: [3], data: randomArray(3, 0.5, rand).map((v) => 1 + v) });
+    for (const l of ['conv', 'excite', 'up', 'up_valid']) weights.get(l)!.set('bias', { shape: weights.get(l)!.get('bias')!.shape, data: randomArray(weights.get(l)!.get('bias')!.data.length, 0.3, rand) });
+    // tfjs runs the model we write (Normalization and the per-channel Rescaling as 1×1 depthwise convs).
+    const flat = rebuild(graph, analysis, identitySelection(analysis), weights);
+    const tfModel = await tf.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: flat.modelTopology as unknown as object,
+        weightSpecs: flat.weights.map((w) => ({ name: w.name, shape: [...w.shape], dtype: 'float32' as const })),
+        weightData: Float32Array.from(flat.weights.flatMap((w) => [...w.data])).buffer,
+      }),
+    );
+    const tflite = await loadTfliteModel(writeNetworkTflite(graph, weights).bytes);
+    try {
+      const x = randomArray(12 * 10 * 3, 1, seededRandom(3));
+      const [got] = tflite.run([x]);
+      const want = tf.tidy(() => (tfModel.predict(tf.tensor(x, [1, 12, 10, 3])) as tf.Tensor).dataSync());
+      assert.equal(got.length, want.length);
+      // 12×10 → crop 9×9 → 'same' ×2: 18×18 → 'valid' k2 s2: 36×36 → resize (1, 2): 36×72, 4 channels.
+      assert.equal(want.length, 36 * 72 * 4);
+      let diff = 0;
+      for (let i = 0; i < want.length; i++) diff = Math.max(diff, Math.abs(got[i] - want[i]));
+      assert.ok(diff < 1e-4, `max abs diff ${diff}`);
+    } finally {
+      tflite.dispose();
+      tfModel.dispose();
+    }
   });
 });

@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { MorphError } from '../../errors.ts';
 import { writeNetworkTflite } from '../../export/tflite/network.ts';
 import type { WeightMap } from '../../graph/weights.ts';
-import { buildTfModel, readWeights } from '../../train/tf-model.ts';
+import { initialWeights } from '../../graph/rebuild.ts';
 import { parseFlags, requireString, type Command } from '../args.ts';
 import { human } from '../format.ts';
 import { loadModelInput } from '../model-source.ts';
@@ -19,8 +19,10 @@ softmax becomes SOFTMAX. The file is written to a temporary name and renamed int
 is either the old file or the complete new one.
 
 The model needs its weights (a model.json with a weightsManifest and its .bin files): exporting a
-topology alone would ship untrained weights. Pass --random-weights to export tfjs's initial
-weights on purpose (for latency measurements).
+topology alone would ship untrained weights. Pass --random-weights to export freshly initialised
+weights on purpose (Glorot-uniform kernels, identity batch norms: for latency measurements).
+Layers beyond the classic CNN ones are written too (swish, LeakyReLU, hard_swish, SE Multiply,
+Conv2DTranspose, UpSampling2D, Cropping2D, Rescaling, Normalization: docs/layers.md).
 
 Options:
   --tflite OUT       output file (overwritten if it exists)
@@ -49,13 +51,12 @@ export const exportCommand: Command = {
       if (values['random-weights'] !== true) {
         throw new MorphError(
           'MORPH_ERR_EXPORT',
-          `${m.path} has no weights (no weightsManifest); give a model.json saved with its weights, or pass --random-weights to export freshly initialised weights on purpose`,
+          `${m.path} has no weights (no weightsManifest, or its weight files are not beside it); give a model.json saved with its weights, or pass --random-weights to export freshly initialised weights on purpose`,
           { path: m.path },
         );
       }
-      const model = await buildTfModel(m.modelConfig, null);
-      weights = readWeights(model);
-      model.dispose();
+      // Our own initialisers over the parsed (flat) graph: nested models and --input-shape included.
+      weights = initialWeights(m.graph, m.analysis);
       randomWeights = true;
     }
     const result = writeNetworkTflite(m.graph, weights, { description: `morphnet-edge export of ${basename(m.path)} (float32, batch norms folded)` });
