@@ -1,24 +1,18 @@
 /**
  * The one converter from wire JSON (tfjs `model.json` or a bare Keras config, Keras 2 or 3) to the
- * Graph IR. Two passes, as tfjs's own `Container.fromConfig` does: first build every layer and
- * queue its calls, then drain the queue until every call's inputs exist, inferring shapes on the
- * way. A reference that never resolves is reported with the layer that holds it.
+ * Graph IR. Nested models are first inlined into one flat list of layers (`scope.ts`); then two
+ * passes, as tfjs's own `Container.fromConfig` does: read every layer, then drain the calls until
+ * every call's inputs exist, inferring shapes on the way. A reference that never resolves is
+ * reported with the layer that holds it.
  */
 import { MorphError } from '../errors.ts';
-import type { Graph, GraphLayer, LayerCall, ModelClass, Shape, TensorRef, WeightSpec } from './graph.ts';
+import type { Graph, GraphLayer, LayerCall, ModelClass, Shape, WeightSpec } from './graph.ts';
 import { formatRef } from './graph.ts';
-import {
-  isJsonObject,
-  type JsonObject,
-  type JsonValue,
-  type LayerJson,
-  type ModelConfigJson,
-  type WeightsGroupJson,
-} from './keras-json.ts';
+import { isJsonObject, type JsonObject, type ModelConfigJson, type WeightsGroupJson } from './keras-json.ts';
 import type { AnyOpDescriptor, OpContext } from './ops/op.ts';
 import { opFor } from './ops/register-all.ts';
 import { fmt, isUnmodeled } from './ops/shape-utils.ts';
-import { flattenModel, MODEL_CLASSES, recordedShapes, type FlatModel, type ScopedLayer } from './scope.ts';
+import { flattenModel, MODEL_CLASSES, notAModel, recordedShapes, type FlatModel, type ScopedLayer } from './scope.ts';
 import { probeLayer } from './tfjs-probe.ts';
 
 export interface ParseOptions {
@@ -44,13 +38,6 @@ export interface ParsedModel {
 
 export const DEFAULT_MAX_LAYERS = 10_000;
 
-const notAModel = (source: string, why: string): MorphError =>
-  new MorphError(
-    'MORPH_ERR_NOT_A_MODEL',
-    `${source}: ${why}. Expected a TensorFlow.js model.json ({"format": "layers-model", "modelTopology": ...}) or a Keras model config ({"class_name": "Functional" | "Model" | "Sequential", "config": ...})`,
-    { source },
-  );
-
 const topologyError = (message: string, details: Record<string, unknown>): MorphError =>
   new MorphError('MORPH_ERR_BAD_TOPOLOGY', message, details);
 
@@ -65,15 +52,24 @@ function checkModelConfig(json: JsonObject, source: string): ModelConfigJson {
 }
 
 /** Config keys only Keras 1 wrote (renamed in Keras 2.0). */
-const KERAS1_KEYS = ['nb_filter', 'nb_row', 'nb_col', 'border_mode', 'subsample', 'output_dim', 'init', 'W_regularizer'];
+const KERAS1_KEYS = ['nb_filter', 'nb_row', 'nb_col', 'border_mode', 'subsample', 'W_regularizer', 'b_regularizer'];
+
+function keras1Fields(l: unknown): string[] {
+  if (!isJsonObject(l) || !isJsonObject(l.config)) return [];
+  const c = l.config;
+  const found = KERAS1_KEYS.filter((k) => k in c);
+  // Keras 1's Dense had output_dim where Keras 2 has units.
+  if (l.class_name === 'Dense' && 'output_dim' in c && !('units' in c)) found.push('output_dim');
+  return found;
+}
 
 function refuseKeras1(json: JsonObject, source: string): void {
   const version = typeof json.keras_version === 'string' ? json.keras_version : '';
   const c = json.config as unknown;
   const layers = Array.isArray(c) ? c : isJsonObject(c) && Array.isArray(c.layers) ? c.layers : [];
-  const old = layers.find((l) => isJsonObject(l) && isJsonObject(l.config) && KERAS1_KEYS.some((k) => k in (l.config as JsonObject)) && l.class_name !== 'Embedding');
+  const old = layers.find((l) => keras1Fields(l).length > 0);
   if (version.startsWith('1.') || old) {
-    const what = old && isJsonObject(old) ? `layer ${JSON.stringify((old.config as JsonObject).name ?? old.class_name)} uses Keras 1 fields (${KERAS1_KEYS.filter((k) => k in ((old as JsonObject).config as JsonObject)).join(', ')})` : `keras_version is ${version}`;
+    const what = old && isJsonObject(old) ? `layer ${JSON.stringify((old.config as JsonObject).name ?? old.class_name)} uses Keras 1 fields (${keras1Fields(old).join(', ')})` : `keras_version is ${version}`;
     throw notAModel(source, `this is a Keras 1 model (${what}); Keras 1 is not supported — load it in Keras 2 or later and save it again`);
   }
 }

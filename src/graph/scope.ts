@@ -41,7 +41,8 @@ export interface FlatModel {
 
 export const MODEL_CLASSES: ReadonlySet<string> = new Set(['Sequential', 'Functional', 'Model']);
 
-const notAModel = (source: string, why: string): MorphError =>
+/** The error for JSON that is not a model, with what a model looks like. */
+export const notAModel = (source: string, why: string): MorphError =>
   new MorphError(
     'MORPH_ERR_NOT_A_MODEL',
     `${source}: ${why}. Expected a TensorFlow.js model.json ({"format": "layers-model", "modelTopology": ...}) or a Keras model config ({"class_name": "Functional" | "Model" | "Sequential", "config": ...})`,
@@ -208,6 +209,11 @@ interface Expanded {
 }
 
 const MAX_DEPTH = 16;
+/**
+ * Calls of all layers together: a nested model called K times multiplies its layers' calls by K,
+ * so a hostile file of nested models called many times could otherwise ask for billions.
+ */
+export const MAX_CALLS = 100_000;
 
 function expand(config: ModelConfigJson, path: string[], source: string): Expanded {
   if (path.length > MAX_DEPTH) throw notAModel(source, `models are nested more than ${MAX_DEPTH} deep`);
@@ -261,6 +267,9 @@ function expand(config: ModelConfigJson, path: string[], source: string): Expand
     };
     for (const x of inner.layers) {
       if (placeholders.has(x.id)) continue;
+      if (k * x.calls.length > MAX_CALLS) {
+        throw new MorphError('MORPH_ERR_LIMIT', `${source}: ${where}nested model "${l.name}" called ${k} times gives layer "${x.id}" ${k * x.calls.length} calls, over the limit of ${MAX_CALLS}`, { limit: MAX_CALLS });
+      }
       const calls: TensorRef[][] = [];
       for (let callIndex = 0; callIndex < k; callIndex++) for (const c of x.calls) calls.push(c.map((r) => rewrite(r, callIndex)));
       out.layers.push({ id: x.id, json: x.json, calls, scope: x.scope });
@@ -280,6 +289,8 @@ function expand(config: ModelConfigJson, path: string[], source: string): Expand
     }
     throw topologyError(`${source}: ${where}nested models reference each other in a cycle at ${formatRef(r)}`, { ref: formatRef(r) });
   };
+  const total = out.layers.reduce((n, x) => n + x.calls.length, 0);
+  if (total > MAX_CALLS) throw new MorphError('MORPH_ERR_LIMIT', `${source}: ${where}${total} layer calls in all, over the limit of ${MAX_CALLS}`, { limit: MAX_CALLS });
   for (const x of out.layers) x.calls = x.calls.map((c) => c.map(resolve));
   out.inputs = out.inputs.map(resolve);
   out.outputs = outputs.map((r) => resolve(localRef(r)));

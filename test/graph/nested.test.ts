@@ -161,3 +161,17 @@ describe('a model.json without its weight files', () => {
     await assert.rejects(loadModelFile(path), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_WEIGHTS_MISSING');
   });
 });
+
+describe('nested models: limits', () => {
+  it('refuses nested models called so often that the calls would explode (MORPH_ERR_LIMIT)', () => {
+    // Each level calls the one below 12 times: 12^6 ≈ 3M calls of the innermost Dense.
+    let inner = functional('m0', [input('m0_in', [2]), dense('d', 2, [ref('m0_in')])], [ref('m0_in')], [ref('d')]);
+    for (let level = 1; level <= 6; level++) {
+      const name = `m${level}`;
+      const below = inner.name as string;
+      const calls = Array.from({ length: 12 }, (_, i) => [ref(i === 0 ? `${name}_in` : below, i === 0 ? 0 : i)]);
+      inner = functional(name, [input(`${name}_in`, [2]), { ...inner, inbound_nodes: calls }], [ref(`${name}_in`)], [ref(below, 12)]);
+    }
+    assert.throws(() => parseModel(model(inner)), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_LIMIT');
+  });
+});
