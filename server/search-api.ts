@@ -71,6 +71,8 @@ const searchBody = z
     runtime: z.enum(VALID_RUNTIMES).optional(),
     targetMs: z.number().finite().positive().max(3_600_000).optional(),
     target: targetSchema.optional(),
+    /** cost 'latency': move a target below the smallest reachable latency up to a reachable one (with a note) instead of failing. */
+    clampTarget: z.boolean().optional(),
     options: searchOptionsSchema.optional(),
   })
   .strict();
@@ -163,6 +165,8 @@ async function searchConfigOf(ctx: SearchApiContext, raw: unknown): Promise<{ co
   if (cost === 'latency') {
     if (body.deviceId === undefined || body.runtime === undefined) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', "cost 'latency' needs deviceId and runtime: the device and runtime whose measured latency the search targets", { field: body.deviceId === undefined ? 'deviceId' : 'runtime' });
     if ((body.targetMs === undefined) === (body.target === undefined)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', "cost 'latency' needs exactly one of targetMs (ms per run) or target ({fraction} of the seed's latency, or {value} in ms)", { field: 'targetMs' });
+  } else if (body.clampTarget !== undefined) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `clampTarget is for cost 'latency'`, { field: 'clampTarget' });
   } else if (body.targetMs !== undefined) {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `targetMs is for cost 'latency'; with cost '${cost}' give target {"fraction": f} or {"value": v} in ${cost === 'flops' ? 'FLOPs' : 'parameters'}`, { field: 'targetMs' });
   }
@@ -174,7 +178,7 @@ async function searchConfigOf(ctx: SearchApiContext, raw: unknown): Promise<{ co
   let resolvedTarget: SearchConfig['resolvedTarget'];
   let latency: SearchConfig['latency'] = null;
   if (cost === 'latency') {
-    latency = await resolveLatencyTarget({ model, deviceId: body.deviceId!, runtime: body.runtime!, targetMs: body.targetMs ?? null, target: body.target ?? null, fleet: ctx.fleet, tables: ctx.tables });
+    latency = await resolveLatencyTarget({ model, deviceId: body.deviceId!, runtime: body.runtime!, targetMs: body.targetMs ?? null, target: body.target ?? null, clamp: body.clampTarget === true, fleet: ctx.fleet, tables: ctx.tables });
     resolvedTarget = { value: latency.targetMs, unit: 'ms', seedCost: latency.seedMs, minimum: latency.minimumMs };
   } else {
     const costModel = cost === 'flops' ? flopsCostModel : paramsCostModel;

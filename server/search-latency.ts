@@ -32,6 +32,11 @@ export interface LatencyTargetRequest {
   readonly targetMs: number | null;
   /** A fraction of the seed's latency (`{fraction}`) or an absolute value in ms (`{value}`). */
   readonly target: Target | null;
+  /**
+   * Move a target below the smallest reachable latency up to just above it, saying so, instead of
+   * failing: for a target the user did not choose (the default job's 50%).
+   */
+  readonly clamp?: boolean;
   readonly fleet: Fleet;
   readonly tables: TableReader;
 }
@@ -55,6 +60,8 @@ export interface PreparedLatency {
   readonly deviceId: string;
   readonly runtime: RuntimeName;
   readonly targetMs: number;
+  /** The target asked for, when it was below the smallest reachable and moved (a clamped default); else null. */
+  readonly requestedTargetMs: number | null;
   /** The seed's latency measured end to end on the device, ms. */
   readonly seedMeasuredMs: number;
   /** The seed's predicted (calibrated) latency, ms: the ceiling of expand. */
@@ -91,7 +98,7 @@ export async function resolveLatencyTarget(req: LatencyTargetRequest): Promise<L
   try {
     seedMs = networkLatencyAt(plan, seedWidths, tableOfStored(stored), calibration ?? undefined).predictedMs;
   } catch (err) {
-    if (isMorphError(err) && err.code === 'MORPH_ERR_MISSING_OPS') return { targetMs: absolute ?? 0, seedMs: null, minimumMs: null, plan: { fraction } };
+    if (isMorphError(err) && err.code === 'MORPH_ERR_MISSING_OPS') return { targetMs: absolute ?? 0, seedMs: null, minimumMs: null, plan: { fraction, clamp: req.clamp === true } };
     throw err;
   }
   const targetMs = absolute ?? (fraction as number) * seedMs;
@@ -101,13 +108,24 @@ export async function resolveLatencyTarget(req: LatencyTargetRequest): Promise<L
   try {
     expandToLatency(plan, seedWidths, targetMs, tableOfStored(stored), { divisor: 8, calibration: calibration ?? undefined, seedMs });
   } catch (err) {
+    // A clamped target is moved once the seed is measured (prepareLatencySearch).
+    if (req.clamp && isMorphError(err) && err.code === 'MORPH_ERR_TARGET') return { targetMs, seedMs, minimumMs: null, plan: { fraction, clamp: true } };
     if (isMorphError(err) && err.code === 'MORPH_ERR_TARGET') {
       throw new MorphError('MORPH_ERR_TARGET', `${err.message} (device ${req.deviceId}, ${req.runtime})`, { field: 'targetMs', ...err.details });
     }
     // Points below the profiled grid: checked again after profiling.
     if (!(isMorphError(err) && err.code === 'MORPH_ERR_MISSING_OPS')) throw err;
   }
-  return { targetMs, seedMs, minimumMs: null, plan: { fraction } };
+  return { targetMs, seedMs, minimumMs: null, plan: { fraction, clamp: req.clamp === true } };
+}
+
+/**
+ * Where a clamped target goes when it is below the smallest reachable latency: 10% of the way from
+ * the smallest reachable to the seed, so that several networks lie below it and the closed loop can
+ * reach ±3% (at the minimum itself only one network, every group at 8, fits).
+ */
+export function clampedTarget(minimumMs: number, seedMs: number): number {
+  return minimumMs + 0.1 * (seedMs - minimumMs);
 }
 
 export interface LatencyPrepareContext {
@@ -172,12 +190,19 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
   const seedWidths = plan.analysis.groups.map((g) => g.channels);
   const tableOf = tableOfStored(stored);
   const seedPredictedMs = networkLatencyAt(plan, seedWidths, tableOf, calibration ?? undefined).predictedMs;
-  const fraction = (ctx.latency.plan as { fraction?: number | null } | undefined)?.fraction ?? null;
-  const targetMs = fraction !== null ? fraction * seedMeasuredMs : ctx.latency.targetMs;
+  const planned = (ctx.latency.plan ?? {}) as { fraction?: number | null; clamp?: boolean };
+  const fraction = planned.fraction ?? null;
+  let targetMs = fraction !== null ? fraction * seedMeasuredMs : ctx.latency.targetMs;
+  let requestedTargetMs: number | null = null;
   if (targetMs >= seedPredictedMs) {
     throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's ${seedPredictedMs.toFixed(3)} ms (measured ${seedMeasuredMs.toFixed(3)} ms) on ${ctx.deviceId}/${ctx.runtime}`, { seedMs: seedPredictedMs });
   }
   const minimum = minimumLatency(plan, tableOf, calibration ?? undefined);
+  if (targetMs < minimum && planned.clamp === true && minimum < seedPredictedMs) {
+    requestedTargetMs = targetMs;
+    targetMs = clampedTarget(minimum, seedPredictedMs);
+    ctx.note(`the default target ${requestedTargetMs.toFixed(3)} ms is below the smallest reachable ${minimum.toFixed(3)} ms on ${ctx.deviceId}/${ctx.runtime}: searching for ${targetMs.toFixed(3)} ms instead (10% of the way from the smallest reachable to the seed)`);
+  }
   if (targetMs < minimum) {
     throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is below the smallest reachable ${minimum.toFixed(3)} ms on ${ctx.deviceId}/${ctx.runtime} (every resizable group at 8 channels); raise the target`, { minimum });
   }
@@ -186,6 +211,7 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
     deviceId: ctx.deviceId,
     runtime: ctx.runtime,
     targetMs,
+    requestedTargetMs,
     seedMeasuredMs,
     seedPredictedMs,
     minimumMs: minimum,

@@ -259,7 +259,7 @@ async function runWithEngine(
   const report = {
     ...r,
     flopSearch,
-    ...(latency ? { latency: { targetMs: latency.targetMs, seedMeasuredMs: latency.seedMeasuredMs, seedPredictedMs: latency.seedPredictedMs, minimumMs: latency.minimumMs, profiledPoints: latency.profiledPoints, calibration: latency.calibration } } : {}),
+    ...(latency ? { latency: { targetMs: latency.targetMs, requestedTargetMs: latency.requestedTargetMs, seedMeasuredMs: latency.seedMeasuredMs, seedPredictedMs: latency.seedPredictedMs, minimumMs: latency.minimumMs, profiledPoints: latency.profiledPoints, calibration: latency.calibration } } : {}),
     search: { id: data.searchId, attempt: data.attempt, cost: config.cost, deviceId: config.deviceId, runtime: config.runtime, latency: config.latency },
     model: config.model,
     engine: engineReport,

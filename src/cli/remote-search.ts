@@ -37,6 +37,8 @@ export interface RemoteSearchRequest {
   readonly target?: { readonly fraction: number } | { readonly value: number };
   /** ms per run, cost `latency` only. */
   readonly targetMs?: number;
+  /** cost `latency`: the target is our default, so the server may move it up to a reachable one. */
+  readonly clampTarget?: boolean;
   /** Only the options given on the command line: the server applies its defaults (the same as the CLI's). */
   readonly options: Readonly<Record<string, number | string | boolean>>;
 }

@@ -120,4 +120,36 @@ describe('latency-targeted search through the API with a real agent', () => {
       }
     }
   });
+
+  it('moves a default target below the smallest reachable latency up to a reachable one (clampTarget), and refuses it otherwise', { timeout: 400_000 }, async () => {
+    const deviceId = (await api(server, 'GET', '/api/devices')).json.devices.find((d: { online: boolean }) => d.online)?.id;
+    const body = {
+      model: smallModel(),
+      data: { dataset: 'synthetic:h=32,w=32,c=3,classes=3,noise=0.2', trainLimit: 96, testLimit: 32 },
+      cost: 'latency',
+      deviceId,
+      runtime: 'tfjs-wasm',
+      // 2% of the seed: far below what any width reaches (per-op overhead alone is more).
+      target: { fraction: 0.02 },
+      options: { shrinkEpochs: 1, finalEpochs: 1, batchSize: 32, divisor: 8, backend: 'wasm', seed: 1, profileGrid: 3, measureProtocol: 'quick' },
+    };
+    // The table knows the model from the search above: refused at once without clampTarget.
+    const refused = await api(server, 'POST', '/api/searches', body);
+    assert.equal(refused.status, 400, JSON.stringify(refused.json));
+    assert.equal(refused.json.error.code, 'MORPH_ERR_TARGET');
+    const created = await api(server, 'POST', '/api/searches', { ...body, clampTarget: true });
+    assert.equal(created.status, 201, JSON.stringify(created.json));
+    let search: any;
+    for (let i = 0; i < 1500; i++) {
+      search = (await api(server, 'GET', `/api/searches/${created.json.id}`)).json;
+      if (['done', 'failed', 'cancelled'].includes(search.state)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(search.state, 'done', JSON.stringify(search.error ?? search.progress));
+    const report = await (await fetch(`${server.url}/api/searches/${created.json.id}/artifacts/report.json`)).json();
+    const l = report.latency;
+    assert.ok(Math.abs(l.requestedTargetMs / (0.02 * l.seedMeasuredMs) - 1) < 1e-9, 'the requested target is kept in the report');
+    assert.ok(Math.abs(l.targetMs - (l.minimumMs + 0.1 * (l.seedPredictedMs - l.minimumMs))) < 1e-9, 'moved 10% of the way from the smallest reachable to the seed');
+    assert.ok(l.targetMs > l.minimumMs && l.targetMs < l.seedPredictedMs);
+  });
 });

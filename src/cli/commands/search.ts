@@ -235,6 +235,8 @@ async function remoteOptions(base: string, values: Record<string, string | boole
       data: { dataset, ...(trainLimit !== undefined ? { trainLimit } : {}), ...(testLimit !== undefined ? { testLimit } : {}) },
       cost,
       ...(targetMs !== undefined ? { targetMs } : { target: parseTarget(typeof values.target === 'string' ? values.target : '0.5x') }),
+      // The default 0.5x is ours: where no width reaches it on the device, the server moves it (with a note).
+      ...(cost === 'latency' && targetMs === undefined && values.target === undefined ? { clampTarget: true } : {}),
       options,
     },
     device: typeof values.device === 'string' ? values.device : undefined,
