@@ -2,11 +2,16 @@
  * Built-in seed models: small MobileNet-, ResNet- and VGG-style CNNs for 28×28×1 inputs (MNIST,
  * Fashion-MNIST), so a user can start a search without bringing a model. Each is an ordinary tfjs
  * `model.json` (topology only, no weights: tfjs initialises them). Every conv and depthwise conv is
- * followed by BatchNormalization then ReLU, with no conv bias, so MorphNet can regularise the
- * batch-norm gammas of every channel group.
+ * followed by BatchNormalization then ReLU (ReLU6 in mobilenetv2), with no conv bias, so MorphNet
+ * can regularise the batch-norm gammas of every channel group.
  *
  * Parameter counts at the defaults (28×28×1, 10 classes, width 1): mobilenet ~145k, resnet ~176k,
- * vgg ~437k.
+ * vgg ~437k, mobilenetv2 ~232k, wideresnet ~698k.
+ *
+ * `mobilenetv2` and `wideresnet` are sized so that widths matter for latency: on a 2-core AMD EPYC,
+ * the network with every resizable group at 8 channels runs in ≤ 20% of the seed's time on both
+ * tflite and tfjs-wasm (`test/bench/seed-regime.ts`), where the small seeds are mostly per-op
+ * overhead on tfjs-wasm (mobilenet: 47%).
  */
 
 import { MorphError } from '../errors.ts';
@@ -19,7 +24,7 @@ import { FunctionalBuilder } from './builder.ts';
  */
 const SEED_BN = { momentum: 0.9 } as const;
 
-export const VALID_SEEDS = ['mobilenet', 'resnet', 'vgg'] as const;
+export const VALID_SEEDS = ['mobilenet', 'resnet', 'vgg', 'mobilenetv2', 'wideresnet'] as const;
 export type SeedName = (typeof VALID_SEEDS)[number];
 
 export interface SeedOptions {
@@ -52,7 +57,8 @@ export function seedModel(name: SeedName, opts: SeedOptions = {}): TfjsModelJson
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `unknown seed model ${JSON.stringify(name)}; expected one of ${VALID_SEEDS.join(', ')}`, { seed: name });
   }
   const o = resolveOptions(name, opts);
-  const modelTopology = name === 'mobilenet' ? mobilenet(o) : name === 'resnet' ? resnet(o) : vgg(o);
+  const modelTopology =
+    name === 'mobilenet' ? mobilenet(o) : name === 'resnet' ? resnet(o, 'resnet_seed') : name === 'wideresnet' ? resnet({ ...o, widthMultiplier: 2 * o.widthMultiplier }, 'wideresnet_seed') : name === 'mobilenetv2' ? mobilenetV2(o) : vgg(o);
   return { format: 'layers-model', generatedBy: SEED_GENERATED_BY, convertedBy: null, modelTopology };
 }
 
@@ -116,8 +122,8 @@ function mobilenet(o: ResolvedSeedOptions): ModelConfigJson {
 const RESNET_STAGES: readonly number[] = [16, 32, 64];
 const RESNET_BLOCKS_PER_STAGE = 2;
 
-function resnet(o: ResolvedSeedOptions): ModelConfigJson {
-  const b = new FunctionalBuilder('resnet_seed', SEED_BN);
+function resnet(o: ResolvedSeedOptions, name: string): ModelConfigJson {
+  const b = new FunctionalBuilder(name, SEED_BN);
   let x = b.input('input', o.inputShape);
   x = convBnRelu(b, 'stem_conv', x, scaled(16, o.widthMultiplier), 3, 1);
   let width = scaled(16, o.widthMultiplier);
@@ -139,6 +145,49 @@ function resnet(o: ResolvedSeedOptions): ModelConfigJson {
       width = w;
     }
   });
+  x = b.globalAveragePooling2d('gap', x);
+  x = b.dense('predictions', x, { units: o.numClasses, activation: 'softmax' });
+  return b.build([x]);
+}
+
+/**
+ * Inverted-residual stages (Sandler et al. 2018, Table 2, shortened for 28×28): expansion t,
+ * output width c, blocks n, stride of the first block s.
+ */
+const MOBILENETV2_STAGES: readonly { t: number; c: number; n: number; s: number }[] = [
+  { t: 1, c: 24, n: 1, s: 1 },
+  { t: 4, c: 40, n: 2, s: 2 },
+  { t: 4, c: 80, n: 2, s: 2 },
+  { t: 4, c: 128, n: 1, s: 1 },
+];
+
+/** Conv (no bias) → BN → ReLU6. */
+function convBnRelu6(b: FunctionalBuilder, name: string, x: string, filters: number, kernelSize: number, strides: number): string {
+  const c = b.conv2d(name, x, { filters, kernelSize, strides, padding: 'same', useBias: false });
+  return b.relu(`${name}_relu`, b.batchNorm(`${name}_bn`, c), 6);
+}
+
+function mobilenetV2(o: ResolvedSeedOptions): ModelConfigJson {
+  const b = new FunctionalBuilder('mobilenetv2_seed', SEED_BN);
+  let x = b.input('input', o.inputShape);
+  let width = scaled(32, o.widthMultiplier);
+  x = convBnRelu6(b, 'stem', x, width, 3, 1);
+  let block = 0;
+  for (const stage of MOBILENETV2_STAGES) {
+    const out = scaled(stage.c, o.widthMultiplier);
+    for (let k = 0; k < stage.n; k++) {
+      const p = `block${++block}`;
+      const stride = k === 0 ? stage.s : 1;
+      // Expand (1×1, ReLU6) → depthwise 3×3 (ReLU6) → project (1×1, linear), + the input when shapes match.
+      let y = stage.t === 1 ? x : convBnRelu6(b, `${p}_expand`, x, width * stage.t, 1, 1);
+      const dw = b.depthwiseConv2d(`${p}_dw`, y, { kernelSize: 3, strides: stride, padding: 'same', useBias: false });
+      y = b.relu(`${p}_dw_relu`, b.batchNorm(`${p}_dw_bn`, dw), 6);
+      y = b.batchNorm(`${p}_project_bn`, b.conv2d(`${p}_project`, y, { filters: out, kernelSize: 1, padding: 'same', useBias: false }));
+      x = stride === 1 && out === width ? b.add(`${p}_add`, [y, x]) : y;
+      width = out;
+    }
+  }
+  x = convBnRelu6(b, 'head', x, scaled(384, o.widthMultiplier), 1, 1);
   x = b.globalAveragePooling2d('gap', x);
   x = b.dense('predictions', x, { units: o.numClasses, activation: 'softmax' });
   return b.build([x]);
