@@ -141,8 +141,8 @@ export interface LatencyPrepareContext {
   readonly tables: TableReader;
   /** Aborted when the search is cancelled or the server stops. */
   readonly signal: AbortSignal;
-  /** Shows a line in the search's progress (`phase: 'prepare'`) and its event stream. */
-  readonly note: (message: string) => void;
+  /** Shows a line in the search's progress (`phase: 'prepare'`) and its event stream, with a job's progress. */
+  readonly note: (message: string, progress?: { label: string; done: number; total: number }) => void;
 }
 
 async function waitJob(ctx: LatencyPrepareContext, jobId: string, label: string): Promise<JobView> {
@@ -154,7 +154,7 @@ async function waitJob(ctx: LatencyPrepareContext, jobId: string, label: string)
     }
     const job = (await ctx.fleet.job(jobId)) as JobView;
     const line = `${label}: ${job.progress.done}/${job.progress.total}${job.waiting ? ` (${job.waiting})` : ''}`;
-    if (line !== last) ctx.note(line);
+    if (line !== last) ctx.note(line, { label, done: job.progress.done, total: job.progress.total });
     last = line;
     if (job.state === 'done') return job;
     if (job.state === 'failed' || job.state === 'cancelled') {

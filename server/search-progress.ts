@@ -65,6 +65,8 @@ export interface SearchProgress {
   /** The tfjs backend the worker trains on, e.g. `backend wasm (SIMD on, threads off) tfjs 4.22.0`. */
   readonly backend: string | null;
   readonly dataset: { readonly name: string; readonly trainSize: number; readonly valSize: number; readonly testSize: number } | null;
+  /** The preparation's job in progress (a latency search profiling the device, measuring the seed); null otherwise. */
+  readonly prepare: { readonly label: string; readonly done: number; readonly total: number } | null;
 }
 
 export interface FlopRunProgress {
@@ -78,8 +80,8 @@ export type WorkerInfoEvent =
   | { readonly type: 'ready'; readonly backend: string; readonly dataset: NonNullable<SearchProgress['dataset']> }
   | { readonly type: 'groups'; readonly groups: readonly GroupInfo[] }
   | { readonly type: 'export'; readonly message: string }
-  /** A line from the preparation (e.g. the latency hook profiling the device). */
-  | { readonly type: 'note'; readonly message: string };
+  /** A line from the preparation (e.g. the latency hook profiling the device), with its job's progress when it has one. */
+  | { readonly type: 'note'; readonly message: string; readonly progress?: { readonly label: string; readonly done: number; readonly total: number } };
 
 /** `run: 'flop'` marks the events of the FLOP-MorphNet baseline's run. */
 export type ProgressEvent = (SearchEvent & { readonly run?: 'flop' }) | WorkerInfoEvent;
@@ -108,6 +110,7 @@ export function emptyProgress(): SearchProgress {
     flop: null,
     backend: null,
     dataset: null,
+    prepare: null,
   };
 }
 
@@ -169,7 +172,7 @@ export function applyEvent(p: SearchProgress, e: ProgressEvent, plan: ProgressPl
     case 'export':
       return { ...p, phase: 'export', message: e.message };
     case 'note':
-      return { ...p, phase: 'prepare', message: e.message };
+      return { ...p, phase: 'prepare', message: e.message, prepare: e.progress ?? p.prepare };
     case 'phase':
       return { ...p, phase: e.phase, round: e.round ?? p.round, message: e.message };
     case 'step': {

@@ -79,6 +79,8 @@ export interface SearchResultSummary {
   readonly seed: Omit<SearchReport['seed'], 'structure'>;
   readonly target: SearchReport['target'];
   readonly minimumCost: number;
+  /** The strength used, and the trials that chose it when the options left it to the search. */
+  readonly strength: SearchReport['strength'];
   readonly learned: NetworkSummary;
   readonly baseline: NetworkSummary | null;
   /** A latency search's FLOP-MorphNet baseline (shrunk with FLOPs, expanded to the same ms). */
@@ -249,6 +251,7 @@ async function runWithEngine(
     seed: { macs: r.seed.macs, flops: r.seed.flops, params: r.seed.params, cost: r.seed.cost },
     target: r.target,
     minimumCost: r.minimumCost,
+    strength: r.strength,
     learned: r.learned,
     baseline: r.baseline,
     flopSearch,

@@ -506,7 +506,7 @@ export class SearchService {
           fleet: this.#o.fleet,
           tables: this.#o.tables,
           signal: a.abort.signal,
-          note: (message) => void this.#onEvent(a, { type: 'note', message }).catch(() => undefined),
+          note: (message, progress) => void this.#onEvent(a, { type: 'note', message, ...(progress ? { progress } : {}) }).catch(() => undefined),
         });
       }
       if (a.stop) throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');

@@ -16,8 +16,8 @@ export const SEARCH_PROFILE_GRID = 6;
 
 /** A search's options, flat, with every default applied (what a server stores). */
 export interface SearchOptionValues {
-  /** k in λ = k / seed cost. */
-  readonly strength: number;
+  /** k in λ = k / seed cost; null: chosen by the strength procedure (src/morph/strength.ts). */
+  readonly strength: number | null;
   /** Alive threshold on |γ|. */
   readonly threshold: number;
   readonly shrinkEpochs: number;
@@ -50,7 +50,7 @@ export interface SearchOptionValues {
 }
 
 export const SEARCH_OPTION_DEFAULTS: Readonly<SearchOptionValues> = Object.freeze({
-  strength: 20,
+  strength: null,
   threshold: 0.01,
   shrinkEpochs: 3,
   finalEpochs: 5,

@@ -18,7 +18,7 @@ import { MEASURE_PROTOCOLS, SEARCH_BACKENDS, SEARCH_OPTIMIZERS, SEARCH_OPTION_DE
 /** Any subset of the options, each checked (unknown keys refused). */
 export const searchOptionsSchema = z
   .object({
-    strength: z.number().finite().min(0).max(1e6),
+    strength: z.number().finite().min(0).max(1e6).nullable(),
     threshold: z.number().finite().min(0).max(10),
     shrinkEpochs: z.number().int().min(1).max(200),
     finalEpochs: z.number().int().min(1).max(500),

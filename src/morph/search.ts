@@ -26,6 +26,7 @@ import { bracketMultiplier, lowestOf, nextAim } from './closed-loop.ts';
 import { costAt, seedWidths } from './network-cost.ts';
 import { selectByGamma } from './selection.ts';
 import { shrink, type ShrinkEpoch } from './shrink.ts';
+import { pickStrength, shortSteps, STRENGTH_CANDIDATES, type StrengthChoice, type StrengthTrial } from './strength.ts';
 
 export const VALID_COSTS = ['flops', 'params'] as const;
 export type CostName = (typeof VALID_COSTS)[number];
@@ -79,8 +80,8 @@ export interface VerifyStep {
 export interface SearchOptions {
   readonly cost: CostName;
   readonly target: Target;
-  /** k in λ = k / seed cost (the CLI's default is 20). */
-  readonly strength: number;
+  /** k in λ = k / seed cost; null: chosen by the strength procedure (strength.ts) on training and validation data. */
+  readonly strength: number | null;
   /** Alive threshold on |γ| (default 1e-2). */
   readonly threshold: number;
   readonly shrinkEpochs: number;
@@ -149,6 +150,8 @@ export interface SearchReport {
   readonly learned: NetworkSummary;
   readonly baseline: NetworkSummary | null;
   readonly options: SearchOptions;
+  /** The strength the search used, and the trials that chose it when it was not given. */
+  readonly strength: StrengthChoice;
 }
 
 export type SearchEvent =
@@ -384,6 +387,58 @@ export async function expandVerified(
  * Runs the whole search. Checks the dataset and the target before any training.
  * @throws MorphError `MORPH_ERR_DATASET_MISMATCH`, `MORPH_ERR_TARGET`, `MORPH_ERR_NAN`.
  */
+/**
+ * The strength of the search: the user's, or the one the procedure of strength.ts picks (short
+ * shrink → expand → short training → validation accuracy, per candidate).
+ */
+async function chooseStrength(
+  engine: TrainingEngine,
+  seed: Net,
+  start: RebuiltModel,
+  dataset: Dataset,
+  options: SearchOptions,
+  seedCost: number,
+  regularizer: CostModel,
+  expand: (alive: ArrayLike<number>) => ExpandResult,
+  onEvent: (e: SearchEvent) => void,
+): Promise<StrengthChoice> {
+  if (options.strength !== null) return { strength: options.strength, source: 'given', trials: [], steps: null };
+  const batch = options.train.batchSize ?? 64;
+  const steps = Math.min(options.train.maxStepsPerEpoch ?? Infinity, shortSteps(Math.ceil(dataset.trainSize / batch)));
+  const trials: StrengthTrial[] = [];
+  for (const k of STRENGTH_CANDIDATES) {
+    const lambda = k / seedCost;
+    onEvent({ type: 'phase', phase: 'shrink', message: `choosing the strength: k = ${k} (λ = ${lambda.toExponential(2)}): a ${steps}-step shrink, expand to the target, a ${steps}-step training, validation accuracy` });
+    const shrunk = await shrink(engine, start, seed.graph, seed.analysis, seed.ops, regularizer, dataset, {
+      lambda,
+      threshold: options.threshold,
+      train: { ...options.train, schedule: 'constant', epochs: 1, maxStepsPerEpoch: steps, seed: options.seed + 1000 },
+    });
+    let expanded: ExpandResult;
+    try {
+      expanded = expand(shrunk.alive);
+    } catch (err) {
+      if (!(err instanceof MorphError && err.code === 'MORPH_ERR_TARGET')) throw err;
+      trials.push({ strength: k, lambda, alive: [...shrunk.alive], multiplier: NaN, cost: NaN, valAccuracy: null, valLoss: null });
+      continue;
+    }
+    const fresh = rebuild(seed.graph, seed.analysis, selectionFromWidths(seed.analysis, expanded.widths), null, { seed: options.seed });
+    const fit = await engine.fit({
+      modelTopology: fresh.modelTopology,
+      weights: fresh.weights,
+      dataset,
+      train: { ...options.train, epochs: 1, maxStepsPerEpoch: steps, seed: options.seed },
+      recalibrate: { seed: options.seed },
+      evaluate: { split: 'val', batchSize: batch },
+    });
+    trials.push({ strength: k, lambda, alive: [...shrunk.alive], multiplier: expanded.multiplier, cost: expanded.cost, valAccuracy: fit.evaluation!.accuracy, valLoss: fit.evaluation!.loss });
+  }
+  const best = pickStrength(trials);
+  const scores = trials.map((t) => `k = ${t.strength}: ${t.valAccuracy === null ? 'target unreachable' : `${(t.valAccuracy * 100).toFixed(1)}%`}`).join(', ');
+  onEvent({ type: 'phase', phase: 'shrink', message: `strength k = ${best.strength} chosen on validation accuracy (${scores})` });
+  return { strength: best.strength, source: 'tuned', trials, steps };
+}
+
 export async function runSearch(
   input: SearchInput,
   dataset: Dataset,
@@ -403,10 +458,13 @@ export async function runSearch(
   const outputShape = input.graph.layers.find((l) => l.name === input.graph.outputs[0].layer)!.calls[0].outputShape;
   checkDatasetFitsModel(dataset, inputShape.slice(1) as [number, number, number], outputShape[outputShape.length - 1] as number);
   const target = custom ? resolveCustomTarget(seedNet, custom, options.target, options.divisor) : resolveTarget(seedNet, namedModel, options.target, options.divisor);
-  const lambda = options.strength / target.seedCost;
 
   let net = seedNet;
   let weights: RebuiltModel = rebuild(net.graph, net.analysis, identitySelection(net.analysis), input.weights, { seed: options.seed });
+  const expandTo = (n: Net, alive: ArrayLike<number>): ExpandResult =>
+    custom ? custom.expand(n.graph, n.analysis, alive, target.value, options.divisor) : expandToTarget(n.ops, n.analysis, namedModel, alive, target.value, { divisor: options.divisor });
+  const strength = await chooseStrength(engine, seedNet, weights, dataset, options, target.seedCost, regularizerFor(seedNet), (alive) => expandTo(seedNet, alive), onEvent);
+  const lambda = strength.strength / target.seedCost;
   let multiplier = 1;
   let shrunkModel: RebuiltModel | null = null;
   let learnedVerified: { measured: number | null; steps: VerifyStep[]; stop: VerifyStop | null } | undefined;
@@ -492,6 +550,7 @@ export async function runSearch(
     learned,
     baseline,
     options,
+    strength,
   };
   return { report, structure: learned.structure, model: final.model, baselineModel, shrunkModel: shrunkModel! };
 }

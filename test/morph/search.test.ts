@@ -123,6 +123,30 @@ describe('runSearch (flops, synthetic data, tiny model)', () => {
     assert.ok(r.report.learned.flops <= r.report.target.value);
   });
 
+  it('without a strength, chooses one of 5, 20, 80 by the procedure: short trials judged on validation accuracy, never the test set', async () => {
+    const events: string[] = [];
+    const r = await runSearch({ graph: tinyGraph(), weights: null }, data, { ...base, strength: null, baseline: false, shrinkEpochs: 1, finalEpochs: 1 }, (e) => {
+      if (e.type === 'phase') events.push(e.message);
+    });
+    const s = r.report.strength;
+    assert.equal(s.source, 'tuned');
+    assert.deepEqual(s.trials.map((t) => t.strength), [5, 20, 80]);
+    // 288 training images / 32 = 9 steps an epoch: the short run's floor of 20 is capped at one epoch.
+    assert.equal(s.steps, 9);
+    const scored = s.trials.filter((t) => t.valAccuracy !== null);
+    assert.ok(scored.length > 0);
+    const best = Math.max(...scored.map((t) => t.valAccuracy as number));
+    assert.equal(s.trials.find((t) => t.strength === s.strength)!.valAccuracy, best);
+    assert.equal(r.report.rounds[0].lambda, s.strength / r.report.seed.cost);
+    // A stronger regularizer keeps fewer channels alive in its trial.
+    const aliveSum = (k: number): number => s.trials.find((t) => t.strength === k)!.alive.reduce((a, b) => a + b, 0);
+    assert.ok(aliveSum(80) <= aliveSum(5), `alive ${aliveSum(80)} at k = 80, ${aliveSum(5)} at k = 5`);
+    assert.ok(events.some((m) => /^strength k = \d+ chosen on validation accuracy/.test(m)));
+    // A given strength skips the trials.
+    const given = await runSearch({ graph: tinyGraph(), weights: null }, data, { ...base, strength: 30, baseline: false, shrinkEpochs: 1, finalEpochs: 1 });
+    assert.deepEqual(given.report.strength, { strength: 30, source: 'given', trials: [], steps: null });
+  });
+
   it('refuses a dataset that does not fit the model', async () => {
     const wrong = await openDataset('synthetic:h=10,w=10,c=1,classes=3,train=20,test=10');
     await assert.rejects(runSearch({ graph: tinyGraph(), weights: null }, wrong, base), (e: unknown) => isMorphError(e) && e.code === 'MORPH_ERR_DATASET_MISMATCH');

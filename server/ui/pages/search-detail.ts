@@ -243,13 +243,13 @@ export function SearchDetail(props: { id: string; devices: readonly DeviceView[]
       <dt>Device</dt><dd>${v.deviceId ? html`<a href=${href(['tables'], { device: v.deviceId, runtime: v.runtime ?? '' })}>${device?.name ?? v.deviceId}</a>, ${v.runtime}` : '–'}</dd>
       <dt>Data</dt><dd>${p.dataset ? `${p.dataset.name} (${p.dataset.trainSize} train, ${p.dataset.valSize} val, ${p.dataset.testSize} test)` : v.config.data.dataset}</dd>
       <dt>Training engine</dt><dd>${p.backend ?? '–'}${v.config.options.engine ? ` (asked: ${v.config.options.engine})` : ''}</dd>
-      <dt>Options</dt><dd>strength ${v.config.options.strength}, ${v.config.options.shrinkEpochs} shrink + ${v.config.options.finalEpochs} final epochs${v.config.options.baseline ? ', with baselines' : ''}, batch ${v.config.options.batchSize}, divisor ${v.config.options.divisor}</dd>
+      <dt>Options</dt><dd>strength ${v.result?.strength ? `${v.result.strength.strength} (${v.result.strength.source === 'tuned' ? 'chosen on validation accuracy' : 'given'})` : (v.config.options.strength ?? 'chosen by the search')}, ${v.config.options.shrinkEpochs} shrink + ${v.config.options.finalEpochs} final epochs${v.config.options.baseline ? ', with baselines' : ''}, batch ${v.config.options.batchSize}, divisor ${v.config.options.divisor}</dd>
     </dl>
     <${ErrorNote} error=${actionError} />
     ${v.error ? html`<div class="notice error" role="alert" data-code=${v.error.code}><strong>The search failed:</strong> ${v.error.message} <code class="code">${v.error.code}</code></div>` : null}
     ${v.interruption ? html`<${Notice} kind="warn">${v.state}: ${v.interruption.reason}<//>` : null}
     ${v.waiting ? html`<${Notice} kind="info">Waiting: ${v.waiting}<//>` : null}
-    <${Progress} name="search" value=${v.state === 'done' ? 1 : active && p.phase === null ? null : p.fraction} label=${html`<span data-phase=${p.phase ?? ''}>${p.phase ?? v.state}${p.step && active ? ` · ${p.step.phase} epoch ${p.step.epoch}/${p.step.epochs}, step ${p.step.step}/${p.step.stepsPerEpoch}, loss ${p.step.loss.toFixed(3)}` : ''}${p.message ? ` — ${p.message}` : ''}</span>`} />
+    <${Progress} name="search" value=${v.state === 'done' ? 1 : active && p.phase === null ? null : p.phase === 'prepare' && p.prepare && p.prepare.total > 0 ? p.prepare.done / p.prepare.total : p.fraction} label=${html`<span data-phase=${p.phase ?? ''}>${p.phase ?? v.state}${p.step && active ? ` · ${p.step.phase} epoch ${p.step.epoch}/${p.step.epochs}, step ${p.step.step}/${p.step.stepsPerEpoch}, loss ${p.step.loss.toFixed(3)}` : ''}${p.message ? ` — ${p.message}` : ''}</span>`} />
     <details class="log" open=${active}>
       <summary>Events (${log.length}, newest first)</summary>
       <ul class="event-log" data-lines=${log.length}>${log.slice(-60).reverse().map((l) => html`<li><time>${new Date(l.at).toLocaleTimeString()}</time> ${l.text}</li>`)}</ul>

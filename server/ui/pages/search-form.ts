@@ -143,7 +143,8 @@ export function SearchForm(props: { route: Route; devices: readonly DeviceView[]
     deviceId: '',
     runtime: '',
     targetMs: '',
-    strength: String(SEARCH_OPTION_DEFAULTS.strength),
+    // Empty: the search chooses the strength itself (a short trial of a few strengths, on validation data).
+    strength: SEARCH_OPTION_DEFAULTS.strength === null ? '' : String(SEARCH_OPTION_DEFAULTS.strength),
     shrinkEpochs: String(SEARCH_OPTION_DEFAULTS.shrinkEpochs),
     finalEpochs: String(SEARCH_OPTION_DEFAULTS.finalEpochs),
     baseline: true,
@@ -227,7 +228,7 @@ export function SearchForm(props: { route: Route; devices: readonly DeviceView[]
       <//>
       <${Card} title="Training">
         <div class="field-row">
-          ${text('strength', 'options.strength', 'Strength', 'λ = strength / the seed’s latency; higher prunes harder')}
+          ${text('strength', 'options.strength', 'Strength', 'λ = strength / the seed’s latency; higher prunes harder. Empty: chosen by the search (5, 20 or 80, on validation accuracy)')}
           ${text('shrinkEpochs', 'options.shrinkEpochs', 'Shrink epochs')}
           ${text('finalEpochs', 'options.finalEpochs', 'Final epochs')}
         </div>

@@ -48,8 +48,10 @@ Target:
   --target T           absolute (e.g. 2e6) or a fraction of the seed's cost (e.g. 0.5x; default 0.5x)
   --divisor N          round widths to a multiple of N (default 4)
 MorphNet:
-  --strength K         regularizer strength: λ = K / seed cost (default 20; more shrink
-                       epochs or a larger K remove more channels)
+  --strength K|auto    regularizer strength: λ = K / seed cost (more shrink epochs or a
+                       larger K remove more channels). Default auto: the search tries
+                       K = 5, 20, 80 (a short shrink, expand to the target, a short
+                       training each) and keeps the best on validation accuracy
   --threshold T        alive threshold on |gamma| (default 0.01)
   --rounds R           shrink/expand rounds (default 1)
   --keep-weights       fine-tune the found network from the shrunk weights (default: from scratch)
@@ -159,6 +161,10 @@ function renderReport(r: SearchReport, out: string, backend: string): string {
     `target: ${human(r.target.value)} ${r.costModel.unit} (${(r.target.fraction * 100).toFixed(1)}% of the seed), ${backend}`,
     '',
     table(['network', 'MACs', 'params', r.costModel.unit, 'accuracy', 'ω', 'train', 'engine'], rows),
+    '',
+    r.strength.source === 'tuned'
+      ? `strength k = ${r.strength.strength}, chosen on validation accuracy after ${r.strength.steps}-step trials: ${r.strength.trials.map((t) => `k = ${t.strength}: ${t.valAccuracy === null ? 'unreachable' : `${(t.valAccuracy * 100).toFixed(1)}%`}`).join(', ')}`
+      : `strength k = ${r.strength.strength} (given)`,
     '',
     'learned widths (seed → alive after shrink → final):',
     ...last.groups.filter((g) => g.coefficient > 0).map((g) => `  ${g.layers[0].padEnd(24)} ${String(r.seed.structure[g.layers[0]] ?? g.channels).padStart(4)} → ${String(g.alive).padStart(4)} → ${String(g.expanded).padStart(4)}`),
@@ -325,7 +331,8 @@ export const searchCommand: Command = {
     }
     // What the command line sets; the offline search fills in its defaults, a server its own (the same).
     const flags = {
-      strength: numberFlag('search', 'strength', values.strength, (n) => n >= 0, 'a non-negative number'),
+      // auto is the default: leave it out.
+      strength: values.strength === 'auto' ? undefined : numberFlag('search', 'strength', values.strength, (n) => n >= 0, 'a non-negative number or auto'),
       threshold: numberFlag('search', 'threshold', values.threshold, (n) => n >= 0, 'a non-negative number'),
       shrinkEpochs: int('shrink-epochs', 1),
       finalEpochs: int('final-epochs', 1),

@@ -7,6 +7,7 @@ import { startTorchEngine } from '../../train/torch/torch-engine.ts';
 import { readFile } from 'node:fs/promises';
 import type { RunningServer } from '../../../server/app.ts';
 import { MorphError } from '../../errors.ts';
+import { human } from '../format.ts';
 import { isSeedName, VALID_SEEDS } from '../../seeds/index.ts';
 import { parseFlags, numberFlag, type Command } from '../args.ts';
 
@@ -50,8 +51,39 @@ async function profileLocal(server: RunningServer, seed: string, log: (line: str
  * Waits for the local agent, then starts a latency-targeted search of `seed` on it through the
  * server's own API (the main job of `npm start`) and logs its phases and the result.
  */
-/** Training images of the `npm start` search, per engine: each finishes in about 10 minutes here. */
-export const DEMO_TRAIN_IMAGES = { torch: 60_000, tfjs: 10_000 } as const;
+/** Training images of the `npm start` search, per engine: sized so that it finishes in about 15 minutes here. */
+export const DEMO_TRAIN_IMAGES = { torch: 20_000, tfjs: 5_000 } as const;
+
+interface DemoNetwork {
+  readonly accuracy: number;
+  readonly measured: number | null;
+  readonly macs: number;
+  readonly verifyStop: string | null;
+}
+interface DemoResult {
+  readonly target?: { readonly value: number };
+  readonly learned?: DemoNetwork;
+  readonly baseline?: DemoNetwork | null;
+  readonly flopSearch?: DemoNetwork | null;
+}
+
+/** The end of the default job: the three networks at the target, and what the search gained. */
+export function demoSummary(r: DemoResult | undefined): string[] {
+  if (!r?.learned) return ['  result: (none)'];
+  const target = r.target?.value ?? 0;
+  const rows = [
+    ['latency-MorphNet', r.learned],
+    ['uniform multiplier', r.baseline],
+    ['FLOP-MorphNet', r.flopSearch],
+  ].filter((x): x is [string, DemoNetwork] => x[1] !== null && x[1] !== undefined);
+  const lines = [`  result at ${target.toFixed(3)} ms (the target, measured on this device):`, '    network             accuracy  measured ms  vs target  MACs'];
+  for (const [name, n] of rows) {
+    const off = n.measured !== null && target > 0 ? `${((n.measured / target - 1) * 100).toFixed(1).padStart(5)}%` : '    -';
+    lines.push(`    ${name.padEnd(18)}  ${`${(n.accuracy * 100).toFixed(2)}%`.padStart(8)}  ${(n.measured?.toFixed(3) ?? '-').padStart(11)}  ${off.padStart(9)}  ${human(n.macs)}${n.verifyStop ? ` (${n.verifyStop})` : ''}`);
+  }
+  if (r.baseline) lines.push(`  latency-MorphNet − uniform: ${((r.learned.accuracy - r.baseline.accuracy) * 100 >= 0 ? '+' : '')}${((r.learned.accuracy - r.baseline.accuracy) * 100).toFixed(2)} pt`);
+  return lines;
+}
 
 async function searchLocal(server: RunningServer, seed: string, log: (line: string) => void, stopping: AbortSignal): Promise<void> {
   try {
@@ -90,14 +122,13 @@ async function searchLocal(server: RunningServer, seed: string, log: (line: stri
     log(`  follow it: curl -N ${server.url}/api/searches/${created.id}/events  (or GET /api/searches/${created.id})`);
     let last = '';
     for (;;) {
-      const view = (await (await fetch(`${server.url}/api/searches/${created.id}`, { headers: auth })).json()) as { state: string; progress?: { phase?: string }; error?: { message: string }; result?: { learned?: { measured: number | null; accuracy: number }; baseline?: { measured: number | null; accuracy: number } | null; flopSearch?: { measured: number | null; accuracy: number } | null; target?: { value: number } } };
+      const view = (await (await fetch(`${server.url}/api/searches/${created.id}`, { headers: auth })).json()) as { state: string; progress?: { phase?: string }; error?: { message: string }; result?: DemoResult };
       const line = `${view.state}${view.progress?.phase ? ` (${view.progress.phase})` : ''}`;
       if (line !== last) log(`  search ${created.id}: ${line}`);
       last = line;
       if (view.state === 'done') {
-        const r = view.result;
-        const net = (name: string, n: { measured: number | null; accuracy: number } | null | undefined): string => (n ? `${name} ${(n.accuracy * 100).toFixed(1)}% @ ${n.measured?.toFixed(3)} ms` : '');
-        return log(`  result: ${[net('latency-MorphNet', r?.learned), net('uniform', r?.baseline), net('FLOP-MorphNet', r?.flopSearch)].filter(Boolean).join('; ')}; artifacts: GET /api/searches/${created.id}/artifacts`);
+        for (const line of demoSummary(view.result)) log(line);
+        return log(`  artifacts: GET /api/searches/${created.id}/artifacts, or the search page at ${server.url}/`);
       }
       if (['failed', 'cancelled', 'interrupted'].includes(view.state)) return log(`  search ${created.id} ${view.state}: ${view.error?.message ?? ''}`);
       await new Promise((r) => setTimeout(r, 5000));
