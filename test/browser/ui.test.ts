@@ -141,7 +141,7 @@ describe('web UI in headless Chromium', { timeout: 420_000 }, () => {
     assert.deepEqual({ token: info.json.agentToken, loopback: info.json.loopbackOnly }, { token: TOKEN, loopback: true });
 
     // The views the UI reads besides the documented endpoints.
-    assert.deepEqual((await api(server, '/api/seeds')).json.seeds.map((s: { ref: string }) => s.ref), ['seed:mobilenet', 'seed:resnet', 'seed:vgg']);
+    assert.deepEqual((await api(server, '/api/seeds')).json.seeds.map((s: { ref: string }) => s.ref), ['seed:mobilenet', 'seed:resnet', 'seed:vgg', 'seed:mobilenetv2', 'seed:wideresnet']);
     assert.ok((await api(server, '/api/datasets')).json.datasets.some((d: { name: string; available: boolean }) => d.name === 'synthetic' && d.available));
     const inspect = await api(server, '/api/models/seed:resnet/inspect');
     assert.equal(inspect.status, 200);
