@@ -114,6 +114,7 @@ function Networks(props: { view: SearchView }): VNode {
           ${row(unit === 'ms' ? 'predicted' : `cost (${unit})`, (n) => (unit === 'ms' ? ms(n.net.cost) : count(n.net.cost)))}
           ${unit === 'ms' ? row('vs target', (n) => (n.net.measured !== null ? pct(n.net.measured / v.target.value - 1) : '–')) : null}
           ${row('test accuracy', (n) => pct(n.net.accuracy))}
+          ${v.result?.baseline ? row('vs uniform', (n) => (n.key === 'baseline' ? '–' : `${n.net.accuracy >= v.result!.baseline!.accuracy ? '+' : ''}${((n.net.accuracy - v.result!.baseline!.accuracy) * 100).toFixed(2)} pt`)) : null}
           ${row('MACs', (n) => count(n.net.macs))}
           ${row('params', (n) => count(n.net.params))}
           ${row('width multiplier', (n) => n.net.multiplier.toFixed(3))}
