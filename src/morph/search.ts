@@ -384,10 +384,6 @@ export async function expandVerified(
 }
 
 /**
- * Runs the whole search. Checks the dataset and the target before any training.
- * @throws MorphError `MORPH_ERR_DATASET_MISMATCH`, `MORPH_ERR_TARGET`, `MORPH_ERR_NAN`.
- */
-/**
  * The strength of the search: the user's, or the one the procedure of strength.ts picks (short
  * shrink → expand → short training → validation accuracy, per candidate).
  */
@@ -439,6 +435,10 @@ async function chooseStrength(
   return { strength: best.strength, source: 'tuned', trials, steps };
 }
 
+/**
+ * Runs the whole search. Checks the dataset and the target before any training.
+ * @throws MorphError `MORPH_ERR_DATASET_MISMATCH`, `MORPH_ERR_TARGET`, `MORPH_ERR_NAN`.
+ */
 export async function runSearch(
   input: SearchInput,
   dataset: Dataset,
