@@ -31,7 +31,7 @@ after(async () => {
 });
 
 async function search(model: string, out: string): Promise<{ report: Record<string, any>; stderr: string }> {
-  const r = await morphnet('search', '--model', join(dir, model), '--data', 'synthetic:train=160,test=40', '--target', '0.5x', '--shrink-epochs', '1', '--final-epochs', '1', '--max-steps', '3', '--batch-size', '16', '--out', join(dir, out), '--json');
+  const r = await morphnet('search', '--model', join(dir, model), '--data', 'synthetic:train=160,test=40', '--target', '0.5x', '--strength', '20', '--shrink-epochs', '1', '--final-epochs', '1', '--max-steps', '3', '--batch-size', '16', '--out', join(dir, out), '--json');
   assert.equal(r.code, 0, r.stderr);
   return { report: JSON.parse(r.stdout), stderr: r.stderr };
 }

@@ -29,7 +29,7 @@ after(async () => {
 describe('morphnet search', () => {
   it('writes structure.json, the trained model, report.json, shrunk/ and baseline/', async () => {
     const out = join(dir, 'run');
-    const r = await morphnet('search', '--seed', 'mobilenet', '--seed', '3', '--data', DATA, '--target', '0.5x', '--shrink-epochs', '1', '--final-epochs', '1', '--max-steps', '2', '--batch-size', '16', '--baseline', '--engine', 'tfjs', '--backend', 'wasm', '--out', out, '--json');
+    const r = await morphnet('search', '--seed', 'mobilenet', '--seed', '3', '--data', DATA, '--target', '0.5x', '--strength', '20', '--shrink-epochs', '1', '--final-epochs', '1', '--max-steps', '2', '--batch-size', '16', '--baseline', '--engine', 'tfjs', '--backend', 'wasm', '--out', out, '--json');
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual((await readdir(out)).sort(), ['baseline', 'model.json', 'report.json', 'shrunk', 'structure.json', 'weights.bin']);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));

@@ -56,7 +56,7 @@ describe('backup and restore', () => {
       data: { dataset: 'synthetic:h=12,w=12,c=1,classes=3,noise=0.2', trainLimit: 96, testLimit: 32 },
       cost: 'flops',
       target: { fraction: 0.5 },
-      options: { shrinkEpochs: 1, finalEpochs: 1, batchSize: 32, divisor: 2, backend: 'wasm', seed: 1 },
+      options: { shrinkEpochs: 1, finalEpochs: 1, batchSize: 32, divisor: 2, strength: 20, backend: 'wasm', seed: 1 },
     });
     assert.equal(search.status, 201, JSON.stringify(search.json));
     const profile = await api(live.url, 'POST', '/api/profile', { deviceId: agent.deviceId, runtime: 'tfjs-wasm', model: 'mobilenet', grid: { maxPerAxis: 3 }, refine: false });

@@ -152,7 +152,7 @@ describe('the server killed with SIGKILL mid-search', () => {
       deviceId,
       runtime: 'tfjs-wasm',
       targetMs: 1,
-      options: { shrinkEpochs: 1, finalEpochs: 1, batchSize: 32, divisor: 2, backend: 'wasm', seed: 1, profileGrid: 3, measureProtocol: 'quick' },
+      options: { shrinkEpochs: 1, finalEpochs: 1, batchSize: 32, divisor: 2, strength: 20, backend: 'wasm', seed: 1, profileGrid: 3, measureProtocol: 'quick' },
     });
     assert.equal(created.status, 201, JSON.stringify(created.json));
     const searchId: string = created.json.id;
