@@ -33,8 +33,8 @@ export interface LatencyTargetRequest {
   /** A fraction of the seed's latency (`{fraction}`) or an absolute value in ms (`{value}`). */
   readonly target: Target | null;
   /**
-   * Move a target below the smallest reachable latency up to just above it, saying so, instead of
-   * failing: for a target the user did not choose (the default job's 50%).
+   * Move a target below the smallest reachable latency up to a reachable one (`clampedTarget`),
+   * saying so, instead of failing: for a target the user did not choose (the default job's 50%).
    */
   readonly clamp?: boolean;
   readonly fleet: Fleet;
