@@ -243,6 +243,11 @@ function withInputShape(flat: FlatModel, shape: readonly number[] | undefined, s
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `${source}: the model has ${flat.inputs.length} inputs; an input shape can only be given to a model with one`);
   }
   const name = flat.inputs[0].layer;
+  const declared = flat.layers.find((l) => l.name === name)?.json.config;
+  const declaredShape = declared ? (declared.batch_input_shape ?? declared.batch_shape) : undefined;
+  if (Array.isArray(declaredShape) && declaredShape.length - 1 !== shape.length) {
+    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `${source}: input shape ${JSON.stringify(shape)} has ${shape.length} dimension(s) but the model's input ${JSON.stringify(declaredShape)} has ${declaredShape.length - 1} besides the batch; give ${declaredShape.length - 1}, e.g. ${declaredShape.slice(1).map((d, i) => (typeof d === 'number' ? d : [224, 224, 3][i] ?? 1)).join(',')}`);
+  }
   const layers = flat.layers.map((l) => {
     if (l.name !== name) return l;
     const { batch_shape: _b, input_shape: _i, ...config } = l.json.config;

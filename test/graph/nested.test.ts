@@ -175,3 +175,14 @@ describe('nested models: limits', () => {
     assert.throws(() => parseModel(model(inner)), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_LIMIT');
   });
 });
+
+describe('--input-shape', () => {
+  const free = (): ModelConfigJson => model(functional('det', [input('img', [2, 2, 3]), { class_name: 'Conv2D', name: 'c', config: { name: 'c', filters: 4, kernel_size: 3, padding: 'same' }, inbound_nodes: [[ref('img')]] } as unknown as LayerJson], [ref('img')], [ref('c')]));
+
+  it('replaces a declared input shape, and refuses one of another rank naming both', () => {
+    const m = free();
+    const { graph } = parseModel(m, { inputShape: [8, 6, 3] });
+    assert.deepEqual(layerByName(graph, 'c')!.calls[0].outputShape, [null, 8, 6, 4]);
+    assert.throws(() => parseModel(m, { inputShape: [8, 6] }), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_BAD_ARGUMENT' && /has 2 dimension\(s\) but the model's input .* has 3/.test(e.message));
+  });
+});

@@ -6,7 +6,7 @@ import { human, shapeText, table } from '../format.ts';
 import { loadModelInput, type ModelInput } from '../model-source.ts';
 
 const USAGE = `Usage: morphnet inspect MODEL.json [--input-shape H,W,C] [--json]
-       morphnet inspect --seed mobilenet|resnet|vgg [--json]
+       morphnet inspect --seed mobilenet|resnet|vgg|mobilenetv2|wideresnet [--json]
 
 Prints every layer (class, output shape, MACs, params, channel group), the channel groups
 (layers whose channels must keep equal widths, and whether MorphNet may resize them) and the

@@ -27,7 +27,7 @@ Options:
   --overwrite      replace a non-empty DIR
   --seed S         seed for initialising new channels (default 1)
   --json           print a JSON summary
-  --seed-model N   resize a built-in seed (mobilenet|resnet|vgg) instead of a file
+  --seed-model N   resize a built-in seed (mobilenet|resnet|vgg|mobilenetv2|wideresnet)
   --input-shape H,W,C  the input size for a model saved with free sizes ([null, null, null, 3])
   -h, --help       this text`;
 

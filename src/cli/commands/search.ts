@@ -21,7 +21,7 @@ import { prepareLocalLatency, type LocalLatencyRequest } from '../local-latency.
 import { loadModelInput } from '../model-source.ts';
 import { checkServerDataset, readModelJson, runRemoteSearch, serverBase, type RemoteCost, type RemoteSearchOptions } from '../remote-search.ts';
 
-const USAGE = `Usage: morphnet search [--model M.json | --seed mobilenet|resnet|vgg] [--out DIR] [options]
+const USAGE = `Usage: morphnet search [--model M.json | --seed NAME] [--out DIR] [options]
        morphnet search --server http://HOST:PORT [MODEL.json | --seed NAME] [--device D] [options]
        morphnet search --local --server http://HOST:PORT --device D [--target-ms T] [options]
 
@@ -38,7 +38,8 @@ Model and data:
   --model M.json       a tfjs model.json or Keras config (its weights, if any, start the shrink);
                        nested models are inlined, so the outputs are flat Functional models
   --input-shape H,W,C  the input size for a model saved with free sizes ([null, null, null, 3])
-  --seed NAME          a built-in seed: mobilenet (default), resnet, vgg
+  --seed NAME          a built-in seed: mobilenet (default), resnet, vgg, mobilenetv2,
+                       wideresnet (the last two sized so that widths matter for latency)
                        (an integer after --seed is the random seed, as --seed-value)
   --data SPEC          ${DATASET_SPECS.join(' | ')} (default fashion-mnist)
   --train-limit N      use at most N training images (train + validation)

@@ -167,7 +167,7 @@ Options:
   --no-local-agent       do not start the built-in agent for this host
   --local-runtime R      runtime the local agent serves (repeatable; default all it can)
   --profile-seed NAME    once the local agent is up, fill its tfjs-wasm table for a built-in
-                         seed (mobilenet, resnet, vgg) and measure it end to end
+                         seed (mobilenet, resnet, vgg, mobilenetv2, wideresnet) and measure it end to end
   --search-seed NAME     once the local agent is up, run a latency-targeted search of a seed on
                          it: Fashion-MNIST (10k images), 50% of the seed's measured tfjs-wasm
                          latency, with both baselines (npm start does this for mobilenet)
