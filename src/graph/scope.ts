@@ -134,7 +134,7 @@ function refList(v: unknown, what: string, source: string): TensorRef[] {
 }
 
 /** The batch input shape a model declares: its InputLayer's, or its first layer's `batch_input_shape`. */
-export function declaredInputShape(l: LayerJson): JsonValue[] | undefined {
+function declaredInputShape(l: LayerJson): JsonValue[] | undefined {
   if (MODEL_CLASSES.has(l.class_name)) {
     const c = l.config as unknown;
     const layers = Array.isArray(c) ? c : isJsonObject(c) && Array.isArray(c.layers) ? c.layers : [];

@@ -484,7 +484,7 @@ export async function runSearch(
     const trainedWeights: WeightMap = shrunk.weights;
     const lastRound = round === options.rounds;
     const verifiedRound = custom ? await expandVerified(custom, net, shrunk.alive, target.value, options.divisor, `round ${round} expand`, onEvent) : null;
-    const expanded = verifiedRound ? verifiedRound.expanded : expandToTarget(net.ops, net.analysis, namedModel, shrunk.alive, target.value, { divisor: options.divisor });
+    const expanded = verifiedRound ? verifiedRound.expanded : expandTo(net, shrunk.alive);
     if (lastRound && verifiedRound) learnedVerified = verifiedRound;
     multiplier = expanded.multiplier;
     const aliveCost = custom ? custom.costAt(net.graph, net.analysis, shrunk.alive) : costAt(net.ops, namedModel, shrunk.alive);

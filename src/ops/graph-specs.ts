@@ -45,7 +45,7 @@ export interface GraphSpecs {
 const FREE_KINDS = new Set(['input', 'dropout', 'flatten', 'reshape']);
 
 /** The OpSpec kind of a standalone activation, or null. */
-export function activationOpKind(name: string): 'sigmoid' | 'swish' | 'leaky_relu' | null {
+function activationOpKind(name: string): 'sigmoid' | 'swish' | 'leaky_relu' | null {
   const a = name.toLowerCase();
   if (a === 'sigmoid') return 'sigmoid';
   if (a === 'swish' || a === 'silu') return 'swish';

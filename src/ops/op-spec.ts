@@ -28,7 +28,7 @@ export const VALID_OP_KINDS = [
 export type OpKind = (typeof VALID_OP_KINDS)[number];
 
 /** Standalone element-wise activations: one input, same shape out (LeakyReLU with Keras's α = 0.3). */
-export const ACTIVATION_OP_KINDS: ReadonlySet<OpKind> = new Set(['sigmoid', 'swish', 'leaky_relu']);
+const ACTIVATION_OP_KINDS: ReadonlySet<OpKind> = new Set(['sigmoid', 'swish', 'leaky_relu']);
 /** Kinds that upsample H×W by the factor in `stride`. */
 const UPSAMPLE: ReadonlySet<OpKind> = new Set(['upsample_nearest', 'upsample_bilinear']);
 /** Kinds whose output has the input's channels. */
@@ -239,8 +239,7 @@ export function validateSpec(spec: OpSpec): void {
   } else if (spec.kernel.some((d) => d !== 1) || (!UPSAMPLE.has(kind) && spec.stride.some((d) => d !== 1)) || spec.dilation.some((d) => d !== 1) || spec.padding !== 'valid') {
     throw bad(`kind "${kind}" has no window: kernel${UPSAMPLE.has(kind) ? '' : ', stride'} and dilation must be [1, 1] and padding "valid" (use makeSpec to fill them)`, { field: 'kernel' });
   }
-  const ownActivation = kind !== 'mul' && kind !== 'transposeconv' && !ACTIVATION_OP_KINDS.has(kind) && !UPSAMPLE.has(kind);
-  if (!ownActivation && kind !== 'transposeconv' && spec.activation !== 'none') {
+  if ((kind === 'mul' || ACTIVATION_OP_KINDS.has(kind) || UPSAMPLE.has(kind)) && spec.activation !== 'none') {
     throw bad(`kind "${kind}" takes no fused activation; OpSpec.activation must be "none"`, { field: 'activation' });
   }
 }

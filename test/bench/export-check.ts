@@ -15,11 +15,11 @@ import { analyzeChannels } from '../../src/graph/channel-groups.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { rebuild } from '../../src/graph/rebuild.ts';
 import { identitySelection } from '../../src/graph/widths.ts';
-import type { WeightMap } from '../../src/graph/weights.ts';
 import { randomArray, seededRandom } from '../../src/ops/spec-weights.ts';
 import { loadTfliteModel, loadTfliteRuntime } from '../../src/ops/tflite-node.ts';
 import { selectBackend } from '../../src/train/backend.ts';
 import { assignWeights, readWeights } from '../../src/train/tf-model.ts';
+import { perturbWeights } from '../helpers/random-weights.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { 'input-shape': { type: 'string' }, gain: { type: 'string', default: '1' } } });
 /** Kernel variance × fan-in: 1 with batch norms; 2 (He) for a ReLU network without them, whose signal otherwise fades. */
@@ -27,26 +27,6 @@ const GAIN = Number(values.gain);
 tf.enableProdMode();
 await selectBackend({ backend: 'wasm' });
 await loadTfliteRuntime();
-
-function informative(weights: WeightMap, seed: number): WeightMap {
-  const rand = seededRandom(seed);
-  const out: WeightMap = new Map();
-  for (const [layer, kinds] of weights) {
-    const next = new Map(kinds);
-    for (const [kind, t] of kinds) {
-      const n = t.data.length;
-      if (kind === 'gamma' || kind === 'moving_variance') next.set(kind, { shape: t.shape, data: randomArray(n, 0.5, rand).map((v) => 1 + v) });
-      else if (kind === 'beta' || kind === 'moving_mean' || kind === 'bias') next.set(kind, { shape: t.shape, data: randomArray(n, 0.2, rand) });
-      else if (/kernel$/.test(kind) && t.shape.length === 4) {
-        const fanIn = t.shape[0] * t.shape[1] * (kind === 'depthwise_kernel' ? 1 : t.shape[2]);
-        const variance = t.data.reduce((a, v) => a + v * v, 0) / n;
-        next.set(kind, { shape: t.shape, data: t.data.map((v) => v * Math.sqrt(GAIN / fanIn / variance)) });
-      }
-    }
-    out.set(layer, next);
-  }
-  return out;
-}
 
 for (const file of positionals) {
   const inputShape = values['input-shape']?.split(',').map(Number);
@@ -56,7 +36,7 @@ for (const file of positionals) {
   const config = topology.config as { layers: { name?: string; config: Record<string, unknown> }[]; output_layers: [string, number, number][] };
   for (const l of config.layers) if (config.output_layers.some((r) => r[0] === l.name) && l.config.activation === 'softmax') l.config.activation = 'linear';
   const model = await tf.models.modelFromJSON({ modelTopology: topology } as unknown as tf.io.ModelJSON);
-  const weights = informative(readWeights(model), 11);
+  const weights = perturbWeights(readWeights(model), 11, { statSpread: 0.2, biasSpread: 0.2, kernelGain: GAIN });
   assignWeights(model, weights);
   const flat = parseModel({ format: 'layers-model', modelTopology: topology }).graph;
   const tflite = await loadTfliteModel(writeNetworkTflite(flat, weights).bytes);

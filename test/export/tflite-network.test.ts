@@ -12,6 +12,7 @@ import type { WeightMap } from '../../src/graph/weights.ts';
 import { randomArray, seededRandom } from '../../src/ops/spec-weights.ts';
 import { loadTfliteModel, loadTfliteRuntime } from '../../src/ops/tflite-node.ts';
 import { seedModel, VALID_SEEDS } from '../../src/seeds/index.ts';
+import { perturbWeights } from '../helpers/random-weights.ts';
 import { assignWeights, buildTfModel, readWeights } from '../../src/train/tf-model.ts';
 
 before(async () => {
@@ -19,34 +20,11 @@ before(async () => {
   await loadTfliteRuntime();
 });
 
-/**
- * tfjs's initial weights with non-trivial batch-norm statistics (gamma, beta, mean and variance
- * away from 1/0) and small random biases, so folding is really exercised.
- */
-function randomizeBn(weights: WeightMap, seed: number): WeightMap {
-  const rand = seededRandom(seed);
-  const out: WeightMap = new Map();
-  for (const [layer, kinds] of weights) {
-    const next = new Map(kinds);
-    for (const [kind, t] of kinds) {
-      const n = t.data.length;
-      let data: Float32Array | null = null;
-      if (kind === 'gamma') data = randomArray(n, 0.5, rand).map((v) => 1 + v);
-      else if (kind === 'beta' || kind === 'moving_mean') data = randomArray(n, 0.5, rand);
-      else if (kind === 'moving_variance') data = randomArray(n, 0.5, rand).map((v) => 1 + v);
-      else if (kind === 'bias') data = randomArray(n, 0.1, rand);
-      if (data) next.set(kind, { shape: t.shape, data });
-    }
-    out.set(layer, next);
-  }
-  return out;
-}
-
 async function checkSeed(json: TfjsModelJson, seed: number): Promise<{ diff: number; operators: number; folded: number; fused: number }> {
   const parsed = parseModel(json);
   const model = await buildTfModel(parsed.modelConfig, null);
   try {
-    const weights = randomizeBn(readWeights(model), seed);
+    const weights = perturbWeights(readWeights(model), seed);
     assignWeights(model, weights);
     const result = writeNetworkTflite(parsed.graph, weights);
     const tflite = await loadTfliteModel(result.bytes);
