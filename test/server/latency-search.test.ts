@@ -164,6 +164,13 @@ describe('latency-targeted search through the API with a real agent', () => {
     assert.equal(search.state, 'done', JSON.stringify(search.error ?? search.progress));
     const report = await (await fetch(`${server.url}/api/searches/${created.json.id}/artifacts/report.json`)).json();
     const l = report.latency;
+    if (l.minimumMs <= 1e-6) {
+      // The calibration (a·Σ + b·ops + c, fitted on a few networks) can predict a smallest network
+      // at ≤ 0 ms: then 1 ns counts as reachable and nothing is moved (seen once under load).
+      assert.equal(l.requestedTargetMs, null);
+      assert.equal(l.targetMs, 1e-6);
+      return;
+    }
     assert.equal(l.requestedTargetMs, 1e-6, 'the requested target is kept in the report');
     assert.ok(Math.abs(l.targetMs - (l.minimumMs + 0.1 * (l.seedPredictedMs - l.minimumMs))) < 1e-9, 'moved 10% of the way from the smallest reachable to the seed');
     assert.ok(l.targetMs > l.minimumMs && l.targetMs < l.seedPredictedMs);
