@@ -19,6 +19,7 @@ import { expandToLatency, networkLatencyAt, planNetworkLatency, type NetworkLate
 import type { LatencyPoint, LatencyTable } from '../src/cost/latency-table.ts';
 import { isMorphError, MorphError } from '../src/errors.ts';
 import type { Target } from '../src/morph/search.ts';
+import { settledLow } from '../src/morph/closed-loop.ts';
 import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
 import type { Fleet, JobView } from './fleet.ts';
 import type { ResolvedModel } from './models.ts';
@@ -181,9 +182,14 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
     ctx.note(`profiling ${profiledPoints} op timing(s) the ${ctx.runtime} table of ${ctx.deviceId} lacks`);
     await waitJob(ctx, profile.id, 'profiling');
   }
-  const measureJob = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model, measure });
-  const measured = await waitJob(ctx, measureJob.id, 'measuring the seed end to end');
-  const seedMeasuredMs = (measured.result as { medianMs: number }).medianMs;
+  // The target's reference: measured like every closed-loop candidate (settledLow), or the
+  // target would sit on a slow phase of the machine that the candidates then undercut.
+  const seedMeasured = await settledLow(async (run) => {
+    const measureJob = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model, measure });
+    const measured = await waitJob(ctx, measureJob.id, `measuring the seed end to end (${run})`);
+    return (measured.result as { medianMs: number }).medianMs;
+  });
+  const seedMeasuredMs = seedMeasured.measured;
   const stored = await ctx.tables.tables(ctx.deviceId, ctx.runtime);
   const calibration = await ctx.tables.calibration(ctx.deviceId, ctx.runtime, stored);
   const plan = planNetworkLatency(model.graph);

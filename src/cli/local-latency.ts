@@ -12,6 +12,7 @@ import type { Graph } from '../graph/graph.ts';
 import type { ModelConfigJson } from '../graph/keras-json.ts';
 import { rebuild } from '../graph/rebuild.ts';
 import { identitySelection } from '../graph/widths.ts';
+import { settledLow } from '../morph/closed-loop.ts';
 import { latencyHooks, predictedLatencyMs, type DeviceLatencyData } from '../morph/latency-hooks.ts';
 import type { SearchCostHooks } from '../morph/search.ts';
 import type { CommandIo } from './args.ts';
@@ -64,9 +65,15 @@ export async function prepareLocalLatency(req: LocalLatencyRequest, io: CommandI
   const measure = req.quick ? { measure: QUICK_MEASURE } : {};
   const profile = await call<Job>(req.base, 'POST', '/api/profile', { deviceId: device.id, runtime, model: seedTopology, forSearch: true, grid: { maxPerAxis: req.profileGrid }, ...measure });
   if (profile.progress.total > 0) await waitJob(req.base, profile.id, `profiling ${profile.progress.total} op timing(s) on ${device.name}/${runtime}`, io, req.json, req.timeoutS);
-  const seedJob = await call<Job>(req.base, 'POST', '/api/measure', { deviceId: device.id, runtime, model: seedTopology, ...measure });
-  const seedMeasuredMs = (await waitJob(req.base, seedJob.id, 'measuring the seed end to end', io, req.json, req.timeoutS)).result?.medianMs;
-  if (seedMeasuredMs === undefined) throw new MorphError('MORPH_ERR_JOB_FAILED', `measure job ${seedJob.id} finished without a result`);
+  // Measured like every closed-loop candidate (settledLow), as the server's latency search does.
+  const seedMeasuredMs = (
+    await settledLow(async (run) => {
+      const seedJob = await call<Job>(req.base, 'POST', '/api/measure', { deviceId: device.id, runtime, model: seedTopology, ...measure });
+      const ms = (await waitJob(req.base, seedJob.id, `measuring the seed end to end (${run})`, io, req.json, req.timeoutS)).result?.medianMs;
+      if (ms === undefined) throw new MorphError('MORPH_ERR_JOB_FAILED', `measure job ${seedJob.id} finished without a result`);
+      return ms;
+    })
+  ).measured;
   const q = new URLSearchParams({ deviceId: device.id, runtime });
   const { tables, calibration } = await call<TablesReply>(req.base, 'GET', `/api/tables?${q}`);
   const data = { deviceId: device.id, runtime, tables, calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c } : null };

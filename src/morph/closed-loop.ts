@@ -77,14 +77,39 @@ function unclamped(steps: readonly AimPoint[], target: number): number {
   return last.aimedAt * (target / last.measured);
 }
 
+/** Most measurements `settledLow` takes of one network. */
+export const MAX_MEASUREMENTS = 6;
+
 /**
- * Measures a candidate twice, a third time when the two disagree by more than `spread`
- * (relative), and keeps the lowest median. Interference only ever slows a run down, and on Node
- * tflite one measurement in three of the same 0.09 ms network came out 35% slow (a fresh model
- * load, or a JIT that had not settled); one such outlier decides the closed loop's next step.
+ * Measures one network until two of its measurements agree: after each measurement, the lowest
+ * pair within `spread` (relative) of each other decides, and the lower of the two is kept. When no
+ * two agree after `maxRuns`, the median of all is kept.
+ *
+ * Why not one measurement, or the lowest of a few: on these 2-core VMs a whole measurement (one
+ * load, a few hundred ms of runs) of the same tfjs-wasm network came out at 2.7 or 4.2 ms, and a
+ * memory-bound loop alternated between two speeds for seconds at a time (cache contention from
+ * outside the VM); interference only slows a run down, so the floor is the figure that repeats.
+ * A single low outlier happens too (1.85 ms between 2.51 and 2.71 in one closed loop), so the
+ * floor has to be confirmed by a second measurement before it counts.
  */
-export async function lowestOf(measureOnce: (run: number) => Promise<number>, spread = 0.06): Promise<{ measured: number; runs: number[] }> {
-  const runs = [await measureOnce(1), await measureOnce(2)];
-  if (Math.abs(runs[0] - runs[1]) > spread * Math.min(runs[0], runs[1])) runs.push(await measureOnce(3));
-  return { measured: Math.min(...runs), runs };
+export async function settledLow(measureOnce: (run: number) => Promise<number>, spread = 0.03, maxRuns = MAX_MEASUREMENTS): Promise<{ measured: number; runs: number[]; settled: boolean }> {
+  const runs: number[] = [];
+  while (runs.length < maxRuns) {
+    runs.push(await measureOnce(runs.length + 1));
+    const agreed = lowestAgreeing(runs, spread);
+    if (agreed !== null) return { measured: agreed, runs, settled: true };
+  }
+  const sorted = [...runs].sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  const median = sorted.length % 2 === 1 ? sorted[Math.floor(mid)] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return { measured: median, runs, settled: false };
+}
+
+/** The lower value of the lowest pair of `values` within `spread` of each other; null when none agree. */
+export function lowestAgreeing(values: readonly number[], spread: number): number | null {
+  const sorted = [...values].sort((a, b) => a - b);
+  for (let i = 0; i + 1 < sorted.length; i++) {
+    if (sorted[i + 1] - sorted[i] <= spread * sorted[i]) return sorted[i];
+  }
+  return null;
 }

@@ -22,7 +22,7 @@ import type { TrainingEngine } from '../train/engine.ts';
 import { activeOrAutoBackend } from '../train/backend.ts';
 import { createTfjsEngine } from '../train/tfjs-engine.ts';
 import { expandToTarget, minimumCost, widthsAt, type ExpandResult } from './expand.ts';
-import { bracketMultiplier, lowestOf, nextAim } from './closed-loop.ts';
+import { bracketMultiplier, nextAim, settledLow } from './closed-loop.ts';
 import { costAt, seedWidths } from './network-cost.ts';
 import { selectByGamma } from './selection.ts';
 import { shrink, type ShrinkEpoch } from './shrink.ts';
@@ -70,10 +70,10 @@ export type VerifyStop = 'within' | 'same-network' | 'unreachable' | 'tries';
 export interface VerifyStep {
   readonly aimedAt: number;
   readonly predicted: number;
-  /** The lowest of `runs`. */
+  /** What `settledLow` kept of `runs`: the lower of the lowest two that agree (else their median). */
   readonly measured: number;
   readonly multiplier: number;
-  /** Each measurement's median (two, or three when the first two disagree). */
+  /** Each measurement's median, in order (two or more: until two agree, at most 6). */
   readonly runs?: readonly number[];
 }
 
@@ -297,8 +297,8 @@ const VERIFY_TRIES = 5;
  * Closed-loop expand: expand to the target on the predicted cost, measure the candidate on the
  * device, and aim again (`nextAim`: by the measured ratio, then between the measurements on each
  * side of the target) until the measurement is within the tolerance (or 5 tries, or the aim
- * leaves the reachable range: the closest try is kept). Each candidate is measured two or three
- * times and its lowest median kept (`lowestOf`). Once two measurements bracket the
+ * leaves the reachable range: the closest try is kept). Each candidate is measured
+ * until two measurements agree within the tolerance (`settledLow`). Once two measurements bracket the
  * target, the next candidate is chosen between them by width multiplier (`bracketMultiplier`),
  * so a table that mispredicts that range cannot keep sending back a network already measured;
  * when no untried network lies between them, the stop is `same-network`.
@@ -337,7 +337,7 @@ export async function expandVerified(
   let best: { expanded: ExpandResult; measured: number } | null = null;
   for (let i = 0; i < VERIFY_TRIES; i++) {
     const topology = rebuild(net.graph, net.analysis, selectionFromWidths(net.analysis, expanded.widths), null).modelTopology;
-    const { measured, runs } = await lowestOf((run) => verify(topology, `${label} (try ${i + 1}, run ${run})`), 2 * tolerance);
+    const { measured, runs } = await settledLow((run) => verify(topology, `${label} (try ${i + 1}, run ${run})`), tolerance);
     steps.push({ aimedAt: aim, predicted: expanded.cost, measured, multiplier: expanded.multiplier, runs });
     tried.push(expanded.widths);
     if (!best || Math.abs(measured - target) < Math.abs(best.measured - target)) best = { expanded, measured };

@@ -1,11 +1,11 @@
 /**
  * How repeatable is one end-to-end measurement of the same network? The question behind
- * closed-loop expand measuring each candidate 2–3 times (`lowestOf`). MobileNet seed shrunk by a
+ * closed-loop expand measuring each candidate until two measurements agree (`settledLow`). MobileNet seed shrunk by a
  * uniform multiplier, the same network measured `--repeats` times, each from a fresh load (fresh
  * random weights, as a measure job gets), with the agents' protocol. Prints one JSON object.
  *
  *   node --import tsx test/bench/measure-repeatability.ts [--multiplier 0.3359] [--repeats 16]
- *     [--warmup-ms 50] [--through-server] [--runtime tflite]
+ *     [--warmup-ms 50] [--through-server] [--runtime tflite] [--model mobilenet]
  *
  * In process (default): Node TFLite, the way the Node agent times a `.tflite`. Run it in a fresh
  * process for each `--warmup-ms`: the first loads of a process are the slow ones.
@@ -26,7 +26,7 @@ import { uniformSelection } from '../../src/graph/widths.ts';
 import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
 import { measure, summarize } from '../../src/measure/protocol.ts';
 import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
-import { seedModel } from '../../src/seeds/index.ts';
+import { seedModel, type SeedName } from '../../src/seeds/index.ts';
 import { buildTfModel, readWeights } from '../../src/train/tf-model.ts';
 
 const { values } = parseArgs({
@@ -36,13 +36,16 @@ const { values } = parseArgs({
     'warmup-ms': { type: 'string', default: '50' },
     'through-server': { type: 'boolean', default: false },
     runtime: { type: 'string', default: 'tflite' },
+    model: { type: 'string', default: 'mobilenet' },
   },
 });
 
-const seed = parseModel(seedModel('mobilenet'));
+const seed = parseModel(seedModel(String(values.model) as SeedName));
 const analysis = analyzeChannels(seed.graph);
 const topology = rebuild(seed.graph, analysis, uniformSelection(analysis, Number(values.multiplier), 8), null).modelTopology as ModelConfigJson;
 const repeats = Number(values.repeats);
+/** Each measurement's 10th percentile of per-run times, beside its median. */
+const p10s: number[] = [];
 
 async function inProcess(): Promise<number[]> {
   await tf.setBackend('cpu');
@@ -60,6 +63,7 @@ async function inProcess(): Promise<number[]> {
       y.dispose();
     }, { warmupMs: Number(values['warmup-ms']) });
     medians.push(m.medianMs);
+    p10s.push(m.p10Ms);
     x.dispose();
     model.dispose();
   }
@@ -88,6 +92,7 @@ async function throughServer(): Promise<number[]> {
       } while (!['done', 'failed', 'cancelled'].includes(job.state));
       if (job.state !== 'done') throw new Error(`measure job ${created.id} ${job.state}: ${JSON.stringify(job.error)}`);
       medians.push(job.result.medianMs);
+      p10s.push(job.result.p10Ms);
     }
     return medians;
   } finally {
@@ -98,7 +103,7 @@ async function throughServer(): Promise<number[]> {
 
 const medians = values['through-server'] ? await throughServer() : await inProcess();
 const s = summarize(medians);
-// The measurements that lowestOf's rule (keep the lowest of two within 6%) would see as outliers.
+// The measurements more than 6% slower than the floor (what settledLow measures past).
 const slow = medians.filter((m) => m > s.min * 1.06).length;
 console.log(
   JSON.stringify(
@@ -107,6 +112,7 @@ console.log(
       machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version },
       config: values,
       mediansMs: medians.map((m) => Number(m.toFixed(4))),
+      p10Ms: p10s.map((m) => Number(m.toFixed(4))),
       summary: { min: s.min, median: s.median, max: s.max, cv: s.cv, slowerThanMinBy6Percent: slow },
     },
     null,
