@@ -26,7 +26,7 @@ import { bracketMultiplier, nextAim, settledLow } from './closed-loop.ts';
 import { costAt, seedWidths } from './network-cost.ts';
 import { selectByGamma } from './selection.ts';
 import { shrink, type ShrinkEpoch } from './shrink.ts';
-import { pickStrength, shortSteps, STRENGTH_CANDIDATES, type StrengthChoice, type StrengthTrial } from './strength.ts';
+import { pickStrength, shortSteps, STRENGTH_CANDIDATES, trialStrength, type StrengthChoice, type StrengthTrial } from './strength.ts';
 
 export const VALID_COSTS = ['flops', 'params'] as const;
 export type CostName = (typeof VALID_COSTS)[number];
@@ -401,12 +401,14 @@ async function chooseStrength(
   if (options.strength !== null) return { strength: options.strength, source: 'given', trials: [], steps: null };
   const batch = options.train.batchSize ?? 64;
   const steps = Math.min(options.train.maxStepsPerEpoch ?? Infinity, shortSteps(Math.ceil(dataset.trainSize / batch)));
+  const fullSteps = options.shrinkEpochs * Math.min(options.train.maxStepsPerEpoch ?? Infinity, Math.ceil(dataset.trainSize / batch));
   const trials: StrengthTrial[] = [];
   for (const k of STRENGTH_CANDIDATES) {
     const lambda = k / seedCost;
-    onEvent({ type: 'phase', phase: 'shrink', message: `choosing the strength: k = ${k} (λ = ${lambda.toExponential(2)}): a ${steps}-step shrink, expand to the target, a ${steps}-step training, validation accuracy` });
+    const trialLambda = trialStrength(lambda, fullSteps, steps);
+    onEvent({ type: 'phase', phase: 'shrink', message: `choosing the strength: k = ${k} (λ = ${lambda.toExponential(2)}, ${trialLambda.toExponential(2)} over the short run): a ${steps}-step shrink, expand to the target, a ${steps}-step training, validation accuracy` });
     const shrunk = await shrink(engine, start, seed.graph, seed.analysis, seed.ops, regularizer, dataset, {
-      lambda,
+      lambda: trialLambda,
       threshold: options.threshold,
       train: { ...options.train, schedule: 'constant', epochs: 1, maxStepsPerEpoch: steps, seed: options.seed + 1000 },
     });

@@ -7,7 +7,12 @@
  * candidate k (a factor-4 grid, `STRENGTH_CANDIDATES`):
  *
  * 1. shrink the seed from the same starting weights for a short run (`shortSteps`: a third of an
- *    epoch, at least 20 steps), with the search's own threshold and cost model;
+ *    epoch, at least 20 steps), with the search's own threshold and cost model, and λ scaled by
+ *    (the real shrink's steps / the short run's) (`trialStrength`): the proximal step shrinks each
+ *    γ by lr·λ·w_g per step, so the short run then applies the same total pressure as the real
+ *    shrink will. Unscaled, a trial saw a ninth of it (a third of an epoch against three epochs):
+ *    on MobileNetV2 k = 5 and 20 left every channel alive and tied, and the k = 80 that won
+ *    cut the real run's stem to 3 of 32 channels;
  * 2. expand the alive structure to the target (the cost model's prediction; no device time);
  * 3. train that network from scratch for the same short run and measure it on the validation split.
  *
@@ -20,6 +25,11 @@ export const STRENGTH_CANDIDATES: readonly number[] = [5, 20, 80];
 /** Steps of each short run: a third of an epoch, at least 20 (never more than an epoch). */
 export function shortSteps(stepsPerEpoch: number): number {
   return Math.min(stepsPerEpoch, Math.max(20, Math.ceil(stepsPerEpoch / 3)));
+}
+
+/** λ of a short trial that applies the pressure of `fullSteps` steps at `lambda` in `trialSteps`. */
+export function trialStrength(lambda: number, fullSteps: number, trialSteps: number): number {
+  return trialSteps > 0 && fullSteps > trialSteps ? lambda * (fullSteps / trialSteps) : lambda;
 }
 
 /** What one candidate gave. */

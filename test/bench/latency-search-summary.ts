@@ -1,113 +1,158 @@
 /**
- * Aggregates a latency-search bench file (test/bench/latency-search.ts) per (seed model, runtime)
- * over its RNG seeds: accuracy of latency-MorphNet, the uniform multiplier and FLOP-MorphNet
- * (mean, min, max, paired wins), their measured latency vs the target, the cross-runtime
- * measurements, and how a search's wall time splits (from the phases the bench polled every 2 s).
+ * Aggregates a latency-search bench file (test/bench/latency-search.ts, one JSON line per case)
+ * per (seed model, runtime, target fraction) over its RNG seeds: each network's accuracy and
+ * measured latency vs the target, how many closed loops ended within ±3%, and the paired gains
+ * (same RNG seed, same schedule) of latency-MorphNet over the uniform multiplier and over
+ * FLOP-MorphNet as mean ± sd in points. Also the regularizer's per-group weights on the device
+ * beside the FLOP weights (normalised to sum 1), and the widths each search learned. Prints JSON.
  *
- *   node --import tsx test/bench/latency-search-summary.ts docs/bench/latency-search.json
+ *   node --import tsx test/bench/latency-search-summary.ts docs/bench/latency-search.jsonl [--groups]
  */
 import { readFile } from 'node:fs/promises';
+import { analyzeChannels } from '../../src/graph/channel-groups.ts';
+import { costOps, flopsCostModel } from '../../src/cost/cost-model.ts';
+import { parseModel } from '../../src/graph/parse.ts';
+import { groupCoefficients } from '../../src/morph/regularizer.ts';
+import { isSeedName, seedModel } from '../../src/seeds/index.ts';
 
 interface Net {
-  measuredMs: number;
-  predictedMs: number;
-  verifyStop: string;
   accuracy: number;
+  measuredMs: number;
+  vsTarget: number;
+  within: boolean;
+  verifyStop: string;
   macs: number;
+  params: number;
+  /** Channels per layer (structure.json). */
+  structure: Record<string, number> | null;
 }
 
-interface Run {
+interface Case {
   model: string;
   runtime: string;
+  fraction: number;
   seed: number;
   state: string;
   targetMs?: number;
-  seedMeasuredMs?: number;
+  wallSeconds: number;
+  strength?: { strength: number; source: string };
+  groups?: { id: number; layers: string[]; channels: number; alive: number; expanded: number; latencyCoefficient: number }[];
   latencyMorphNet?: Net | null;
   uniform?: Net | null;
   flopMorphNet?: Net | null;
-  wallSeconds: number;
-  phases: { at: number; what: string }[];
-  cross?: Record<string, number>;
 }
 
 const METHODS = ['latencyMorphNet', 'uniform', 'flopMorphNet'] as const;
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sd = (xs: number[]): number => (xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean(xs)) ** 2, 0) / (xs.length - 1)) : 0);
 const round = (x: number, d = 4): number => Number(x.toFixed(d));
 
-/** Seconds per part of a search, from the polled phase transitions. */
-export function wallSplit(run: Run): Record<string, number> {
-  const parts: Record<string, number> = { profiling: 0, shrink: 0, expandVerify: 0, final: 0, baselines: 0 };
-  let inBaselines = false;
-  run.phases.forEach((p, i) => {
-    const end = i + 1 < run.phases.length ? run.phases[i + 1].at : run.wallSeconds;
-    const span = end - p.at;
-    if (p.what.startsWith('running baseline')) inBaselines = true;
-    if (p.what.startsWith('queued') || p.what.startsWith('done')) return;
-    const key = p.what.startsWith('preparing') ? 'profiling' : inBaselines ? 'baselines' : p.what.endsWith('shrink') ? 'shrink' : p.what.endsWith('final') ? 'final' : 'expandVerify';
-    parts[key] += span;
-  });
-  return Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, round(v, 1)]));
+/** mean ± sd of paired differences in points, with wins. */
+function paired(cases: Case[], a: (typeof METHODS)[number], b: (typeof METHODS)[number]): Record<string, unknown> | null {
+  const diffs = cases.filter((c) => c[a] && c[b]).map((c) => 100 * (c[a]!.accuracy - c[b]!.accuracy));
+  if (diffs.length === 0) return null;
+  return { n: diffs.length, meanPt: round(mean(diffs), 2), sdPt: round(sd(diffs), 2), wins: diffs.filter((d) => d > 0).length, each: diffs.map((d) => round(d, 2)) };
 }
 
-export function summarize(runs: Run[]): Record<string, unknown>[] {
-  const groups = new Map<string, Run[]>();
-  for (const r of runs) {
-    const key = `${r.model}/${r.runtime}`;
-    groups.set(key, [...(groups.get(key) ?? []), r]);
-  }
-  return [...groups.entries()].map(([key, all]) => {
-    const done = all.filter((r) => r.state === 'done' && r.latencyMorphNet && r.uniform && r.flopMorphNet);
+/**
+ * Each group's FLOP weight at the same alive widths as the latency weight was recorded (the end of
+ * the shrink), so the two are the regularizer's weights on the same network.
+ */
+function flopShares(model: string, alive: readonly number[]): number[] | null {
+  if (!isSeedName(model)) return null;
+  const graph = parseModel(seedModel(model)).graph;
+  const analysis = analyzeChannels(graph);
+  return normalise(Array.from(groupCoefficients(costOps(graph, analysis), analysis, flopsCostModel, alive)));
+}
+
+/** A group's width in a network: the channels of its first layer that the structure lists. */
+function widthOf(net: Net | null | undefined, layers: readonly string[]): number | null {
+  const layer = layers.find((l) => net?.structure?.[l] !== undefined);
+  return layer === undefined ? null : (net!.structure![layer] as number);
+}
+
+function normalise(xs: number[]): number[] {
+  const total = xs.reduce((a, b) => a + Math.max(0, b), 0);
+  return xs.map((x) => (total > 0 ? Math.max(0, x) / total : 0));
+}
+
+async function main(): Promise<void> {
+  const path = process.argv[2];
+  if (!path) throw new Error('usage: latency-search-summary.ts FILE.jsonl [--groups]');
+  const withGroups = process.argv.includes('--groups');
+  const cases = (await readFile(path, 'utf8'))
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Case);
+  const keys = [...new Set(cases.map((c) => `${c.model}|${c.runtime}|${c.fraction}`))];
+  const conditions = keys.map((key) => {
+    const all = cases.filter((c) => `${c.model}|${c.runtime}|${c.fraction}` === key);
+    const done = all.filter((c) => c.state === 'done');
+    const [model, runtime, fraction] = key.split('|');
     const per = Object.fromEntries(
       METHODS.map((m) => {
-        const nets = done.map((r) => r[m] as Net);
-        const acc = nets.map((n) => n.accuracy);
-        const err = done.map((r) => (r[m] as Net).measuredMs / (r.targetMs as number) - 1);
-        return [m, { accuracyMean: round(mean(acc)), accuracyMin: round(Math.min(...acc)), accuracyMax: round(Math.max(...acc)), measuredVsTargetMeanPct: round(100 * mean(err), 1), measuredVsTargetMaxAbsPct: round(100 * Math.max(...err.map(Math.abs)), 1), withinTolerance: nets.filter((n) => n.verifyStop === 'within').length, macsMean: Math.round(mean(nets.map((n) => n.macs))) }];
+        const nets = done.map((c) => c[m]).filter((n): n is Net => Boolean(n));
+        return [
+          m,
+          nets.length === 0
+            ? null
+            : {
+                accuracyMean: round(mean(nets.map((n) => n.accuracy))),
+                vsTarget: nets.map((n) => round(n.vsTarget, 3)),
+                within: nets.filter((n) => n.within).length,
+                stops: nets.map((n) => n.verifyStop),
+                macsMean: Math.round(mean(nets.map((n) => n.macs))),
+                paramsMean: Math.round(mean(nets.map((n) => n.params))),
+              },
+        ];
       }),
     );
-    const wins = (other: 'uniform' | 'flopMorphNet'): string => `${done.filter((r) => (r.latencyMorphNet as Net).accuracy > (r[other] as Net).accuracy).length}/${done.length}`;
-    const splits = done.map(wallSplit);
+    const flop = withGroups && done[0]?.groups ? flopShares(model, done[0].groups.map((g) => g.alive)) : null;
     return {
-      group: key,
-      seeds: all.length,
+      model,
+      runtime,
+      fraction: Number(fraction),
+      cases: all.length,
       done: done.length,
-      failed: all.filter((r) => r.state !== 'done').map((r) => ({ seed: r.seed, state: r.state })),
-      targetMsMean: round(mean(done.map((r) => r.targetMs as number))),
-      seedMeasuredMsMean: round(mean(done.map((r) => r.seedMeasuredMs as number))),
+      failed: all.filter((c) => c.state !== 'done').map((c) => ({ seed: c.seed, state: c.state })),
+      targetMsMean: done.length ? round(mean(done.map((c) => c.targetMs as number))) : null,
+      strengths: done.map((c) => c.strength?.strength ?? null),
+      wallSecondsMean: done.length ? Math.round(mean(done.map((c) => c.wallSeconds))) : null,
       ...per,
-      latencyBeatsUniform: wins('uniform'),
-      latencyBeatsFlop: wins('flopMorphNet'),
-      accuracyGainOverUniformPts: round(100 * mean(done.map((r) => (r.latencyMorphNet as Net).accuracy - (r.uniform as Net).accuracy)), 2),
-      accuracyGainOverFlopPts: round(100 * mean(done.map((r) => (r.latencyMorphNet as Net).accuracy - (r.flopMorphNet as Net).accuracy)), 2),
-      wallSecondsMean: round(mean(done.map((r) => r.wallSeconds)), 1),
-      wallSplitMean: Object.fromEntries(Object.keys(splits[0] ?? {}).map((k) => [k, round(mean(splits.map((s) => s[k])), 1)])),
-      // This runtime's network on another runtime, against that runtime's own target and own search.
-      cross: done.flatMap((r) =>
-        Object.entries(r.cross ?? {}).map(([other, ms]) => {
-          const there = runs.find((o) => o.model === r.model && o.seed === r.seed && o.runtime === other && o.state === 'done');
-          return {
-            seed: r.seed,
-            measuredOn: other,
-            ms: round(ms),
-            otherTargetMs: there ? round(there.targetMs as number) : null,
-            vsOtherTargetPct: there ? round(100 * (ms / (there.targetMs as number) - 1), 1) : null,
-            accuracy: r.latencyMorphNet?.accuracy ?? null,
-            otherSearchAccuracy: there?.latencyMorphNet?.accuracy ?? null,
-          };
-        }),
-      ),
+      gainOverUniform: paired(done, 'latencyMorphNet', 'uniform'),
+      gainOverFlop: paired(done, 'latencyMorphNet', 'flopMorphNet'),
+      // Every network within ±3% of the target in all three closed loops.
+      allWithin: done.filter((c) => METHODS.every((m) => c[m]?.within)).length,
+      ...(withGroups && done[0]?.groups
+        ? {
+            groups: done[0].groups.map((g, i) => ({
+              id: g.id,
+              channels: g.channels,
+              latencyWeight: round(normalise(done[0].groups!.map((x) => x.latencyCoefficient))[i], 4),
+              flopWeight: flop ? round(flop[i], 4) : null,
+              layer: g.layers.find((l) => done[0].latencyMorphNet?.structure?.[l] !== undefined) ?? g.layers[0],
+              alive: done.map((c) => c.groups?.[i]?.alive ?? null),
+              latencyWidths: done.map((c) => widthOf(c.latencyMorphNet, g.layers)),
+              uniformWidths: done.map((c) => widthOf(c.uniform, g.layers)),
+              flopWidths: done.map((c) => widthOf(c.flopMorphNet, g.layers)),
+            })),
+          }
+        : {}),
     };
   });
+  const everyDone = cases.filter((c) => c.state === 'done');
+  const overall = {
+    cases: cases.length,
+    done: everyDone.length,
+    allWithin: everyDone.filter((c) => METHODS.every((m) => c[m]?.within)).length,
+    byFraction: [...new Set(everyDone.map((c) => c.fraction))].map((f) => ({
+      fraction: f,
+      gainOverUniform: paired(everyDone.filter((c) => c.fraction === f), 'latencyMorphNet', 'uniform'),
+      gainOverFlop: paired(everyDone.filter((c) => c.fraction === f), 'latencyMorphNet', 'flopMorphNet'),
+    })),
+  };
+  process.stdout.write(`${JSON.stringify({ bench: 'latency-search-summary', file: path, overall, conditions }, null, 2)}\n`);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const file = process.argv[2];
-  if (!file) {
-    process.stderr.write('usage: node --import tsx test/bench/latency-search-summary.ts BENCH.json\n');
-    process.exit(2);
-  }
-  const data = JSON.parse(await readFile(file, 'utf8')) as { runs: Run[] };
-  process.stdout.write(`${JSON.stringify(summarize(data.runs), null, 2)}\n`);
-}
+await main();

@@ -2,17 +2,24 @@
  * Latency-targeted search vs its baselines at equal measured latency, through the real system:
  * a server with its built-in local agent (this host is the device; the agent is paused while a
  * search trains here), Fashion-MNIST, target = a fraction of the seed's latency measured on the
- * device. For each (seed model, runtime, RNG seed) one search with `baseline: true` gives three
- * networks trained with the identical schedule: latency-MorphNet, the uniformly shrunk seed and
- * FLOP-MorphNet, each expanded in closed loop to the target. Reports measured latency vs target,
- * accuracy, MACs, params, the wall time split (profiling, search), and each learned network
- * measured on the other runtimes (`cross`).
+ * device. For each case (seed model × runtime × target fraction × RNG seed) one search with
+ * `baseline: true` gives three networks trained with the identical schedule: latency-MorphNet, the
+ * uniformly shrunk seed and FLOP-MorphNet, each expanded in closed loop to the target. The strength
+ * is chosen by the search's own procedure (src/morph/strength.ts) unless `--strength K` is given:
+ * the same rule for every case, on training and validation data only.
  *
- *   node --import tsx test/bench/latency-search.ts [--models mobilenet,resnet] [--runtimes tfjs-wasm,tflite]
- *     [--seeds 1] [--train-limit 4000] [--shrink-epochs 2] [--final-epochs 3] [--fraction 0.5]
- *     [--out docs/bench/latency-search.json]
+ * Resumable: one JSON line per finished case is appended to `--out`; a rerun skips the cases the
+ * file already holds (done or failed) and reuses `--data-dir`, so the device's tables are profiled
+ * once. Cases run RNG seed by RNG seed, so a partial run covers every condition once first.
+ * `latency-search-summary.ts` turns the file into paired gains. Every other option is the search's
+ * default (divisor 4, profile grid 6, SGD, cosine final schedule, torch engine).
+ *
+ *   node --import tsx test/bench/latency-search.ts [--models mobilenetv2,wideresnet]
+ *     [--runtimes tflite,tfjs-wasm] [--fractions 0.5,0.3] [--seeds 3] [--train-limit 8000]
+ *     [--test-limit 10000] [--shrink-epochs 2] [--final-epochs 4] [--strength auto|K]
+ *     [--out docs/bench/latency-search.jsonl] [--data-dir DIR] [--max-cases N]
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,19 +27,26 @@ import { startServer, type RunningServer } from '../../server/app.ts';
 
 const { values } = parseArgs({
   options: {
-    models: { type: 'string', default: 'mobilenet,resnet' },
-    runtimes: { type: 'string', default: 'tfjs-wasm,tflite' },
-    seeds: { type: 'string', default: '1' },
-    'train-limit': { type: 'string', default: '4000' },
-    'test-limit': { type: 'string', default: '2000' },
+    models: { type: 'string', default: 'mobilenetv2,wideresnet' },
+    runtimes: { type: 'string', default: 'tflite,tfjs-wasm' },
+    fractions: { type: 'string', default: '0.5,0.3' },
+    seeds: { type: 'string', default: '3' },
+    'train-limit': { type: 'string', default: '8000' },
+    'test-limit': { type: 'string', default: '10000' },
     'shrink-epochs': { type: 'string', default: '2' },
-    'final-epochs': { type: 'string', default: '3' },
-    fraction: { type: 'string', default: '0.5' },
-    strength: { type: 'string', default: '40' },
-    'profile-grid': { type: 'string', default: '5' },
-    out: { type: 'string' },
+    'final-epochs': { type: 'string', default: '4' },
+    strength: { type: 'string', default: 'auto' },
+    out: { type: 'string', default: 'docs/bench/latency-search.jsonl' },
+    'data-dir': { type: 'string', default: join(tmpdir(), 'morphnet-latbench-data') },
+    'max-cases': { type: 'string' },
+    help: { type: 'boolean', default: false },
   },
 });
+
+if (values.help) {
+  process.stdout.write(`${(await readFile(new URL(import.meta.url), 'utf8')).split('*/')[0]}*/\n`);
+  process.exit(0);
+}
 
 const log = (s: string): void => {
   process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
@@ -45,114 +59,137 @@ async function api(server: RunningServer, method: string, path: string, body?: u
   return json;
 }
 
-function summary(net: any): Record<string, unknown> | null {
+/** One network of a case, as the summary reads it. */
+function network(net: any, targetMs: number): Record<string, unknown> | null {
   if (!net) return null;
-  return { measuredMs: net.measured, predictedMs: net.cost, verifyStop: net.verifyStop, measurements: net.verify?.length ?? 0, verify: net.verify ?? [], accuracy: net.accuracy, macs: net.macs, params: net.params, multiplier: net.multiplier, structure: net.structure };
+  return {
+    accuracy: net.accuracy,
+    measuredMs: net.measured,
+    vsTarget: net.measured / targetMs - 1,
+    within: Math.abs(net.measured / targetMs - 1) <= 0.03,
+    verifyStop: net.verifyStop,
+    predictedMs: net.cost,
+    macs: net.macs,
+    params: net.params,
+    multiplier: net.multiplier,
+    structure: net.structure,
+    verify: net.verify ?? [],
+    trainSeconds: net.trainSeconds,
+  };
+}
+
+const caseKey = (c: { model: string; runtime: string; fraction: number; seed: number }): string => `${c.model}|${c.runtime}|${c.fraction}|${c.seed}`;
+
+async function finishedCases(path: string): Promise<Set<string>> {
+  let text = '';
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const keys = new Set<string>();
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    keys.add(caseKey(JSON.parse(line)));
+  }
+  return keys;
+}
+
+async function waitSearch(server: RunningServer, id: string): Promise<{ s: any; phases: { at: number; what: string }[] }> {
+  const started = Date.now();
+  const phases: { at: number; what: string }[] = [];
+  let last = '';
+  for (;;) {
+    const s = await api(server, 'GET', `/api/searches/${id}`);
+    const what = `${s.state}${s.progress?.phase ? ` ${s.progress.phase}` : ''}`;
+    if (what !== last) {
+      phases.push({ at: (Date.now() - started) / 1000, what });
+      log(`  ${what}`);
+      last = what;
+    }
+    if (['done', 'failed', 'cancelled'].includes(s.state)) return { s, phases };
+    await new Promise((r) => setTimeout(r, 2000));
+  }
 }
 
 async function main(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'morphnet-latbench-'));
-  const server = await startServer({ port: 0, dataDir: dir, log: (l) => (l.includes('[local agent] lease') ? undefined : log(l)) });
-  const runs: Record<string, unknown>[] = [];
-  // Written after every search, so a long run that is stopped keeps what it finished.
-  const flush = async (final: boolean): Promise<string> => {
-    const text = JSON.stringify({ bench: 'latency-search', date: new Date().toISOString(), complete: final, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, config: values, runs }, null, 2);
-    if (values.out) await writeFile(String(values.out), `${text}\n`);
-    return text;
-  };
+  const out = String(values.out);
+  const done = await finishedCases(out);
+  const cases: { model: string; runtime: string; fraction: number; seed: number }[] = [];
+  for (let seed = 1; seed <= Number(values.seeds); seed++) {
+    for (const model of String(values.models).split(',')) {
+      for (const runtime of String(values.runtimes).split(',')) {
+        for (const fraction of String(values.fractions).split(',').map(Number)) cases.push({ model, runtime, fraction, seed });
+      }
+    }
+  }
+  const todo = cases.filter((c) => !done.has(caseKey(c))).slice(0, values['max-cases'] ? Number(values['max-cases']) : undefined);
+  log(`${cases.length} case(s), ${cases.length - cases.filter((c) => !done.has(caseKey(c))).length} already in ${out}; running ${todo.length}`);
+  if (todo.length === 0) return;
+  await mkdir(String(values['data-dir']), { recursive: true });
+  const server = await startServer({ port: 0, dataDir: String(values['data-dir']), log: (l) => (l.includes('[local agent] lease') ? undefined : log(l)) });
   try {
     let device: any;
     for (let i = 0; i < 600 && !device; i++) {
-      device = (await api(server, 'GET', '/api/devices')).devices.find((d: any) => d.online);
+      // The built-in local agent names its device "<hostname> (local)".
+      device = (await api(server, 'GET', '/api/devices')).devices.find((d: any) => d.online && String(d.name).endsWith('(local)'));
       if (!device) await new Promise((r) => setTimeout(r, 200));
     }
     if (!device) throw new Error('the local agent did not come online');
-    for (const runtime of String(values.runtimes).split(',')) {
-      for (const model of String(values.models).split(',')) {
-        for (let seed = 1; seed <= Number(values.seeds); seed++) {
-          const started = Date.now();
-          const created = await api(server, 'POST', '/api/searches', {
-            seed: model,
-            data: { dataset: 'fashion-mnist', trainLimit: Number(values['train-limit']), testLimit: Number(values['test-limit']) },
-            cost: 'latency',
-            deviceId: device.id,
-            runtime,
-            target: { fraction: Number(values.fraction) },
-            options: {
-              shrinkEpochs: Number(values['shrink-epochs']),
-              finalEpochs: Number(values['final-epochs']),
-              strength: Number(values.strength),
-              baseline: true,
-              seed,
-              divisor: 8,
-              profileGrid: Number(values['profile-grid']),
-              backend: 'wasm',
-            },
-          });
-          log(`search ${created.id}: ${model} on ${runtime}, seed ${seed}`);
-          let s: any;
-          let lastNote = '';
-          const phases: { at: number; what: string }[] = [];
-          for (;;) {
-            s = await api(server, 'GET', `/api/searches/${created.id}`);
-            const what = `${s.state}${s.progress?.phase ? ` ${s.progress.phase}` : ''}`;
-            if (what !== lastNote) {
-              phases.push({ at: (Date.now() - started) / 1000, what });
-              log(`  ${what}`);
-              lastNote = what;
-            }
-            if (['done', 'failed', 'cancelled'].includes(s.state)) break;
-            await new Promise((r) => setTimeout(r, 2000));
-          }
-          const wall = (Date.now() - started) / 1000;
-          if (s.state !== 'done') {
-            runs.push({ model, runtime, seed, state: s.state, error: s.error, wallSeconds: wall, phases });
-            continue;
-          }
-          const report = await (await fetch(`${server.url}/api/searches/${created.id}/artifacts/report.json`)).json();
-          runs.push({
-            searchId: created.id,
-            model,
-            runtime,
-            seed,
-            state: s.state,
-            targetMs: report.latency.targetMs,
-            seedMeasuredMs: report.latency.seedMeasuredMs,
-            seedPredictedMs: report.latency.seedPredictedMs,
-            profiledPoints: report.latency.profiledPoints,
-            latencyMorphNet: summary(report.learned),
-            uniform: summary(report.baseline),
-            flopMorphNet: summary(report.flopSearch),
-            wallSeconds: wall,
-            phases,
-          });
-          await flush(false);
-        }
+    for (const c of todo) {
+      const started = Date.now();
+      const created = await api(server, 'POST', '/api/searches', {
+        seed: c.model,
+        data: { dataset: 'fashion-mnist', trainLimit: Number(values['train-limit']), testLimit: Number(values['test-limit']) },
+        cost: 'latency',
+        deviceId: device.id,
+        runtime: c.runtime,
+        target: { fraction: c.fraction },
+        options: {
+          shrinkEpochs: Number(values['shrink-epochs']),
+          finalEpochs: Number(values['final-epochs']),
+          strength: values.strength === 'auto' ? null : Number(values.strength),
+          baseline: true,
+          seed: c.seed,
+          engine: 'torch',
+        },
+      });
+      log(`case ${caseKey(c)}: search ${created.id}`);
+      const { s, phases } = await waitSearch(server, created.id);
+      const wallSeconds = (Date.now() - started) / 1000;
+      const base = { ...c, bench: 'latency-search', date: new Date().toISOString(), machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, config: { ...values, out: undefined, help: undefined }, searchId: created.id, state: s.state, wallSeconds, phases };
+      if (s.state !== 'done') {
+        await appendFile(out, `${JSON.stringify({ ...base, error: s.error })}\n`);
+        log(`  ${s.state}: ${JSON.stringify(s.error)}`);
+        continue;
       }
+      const report = await (await fetch(`${server.url}/api/searches/${created.id}/artifacts/report.json`)).json();
+      const targetMs = report.latency.targetMs;
+      const round = report.rounds[report.rounds.length - 1];
+      const record = {
+        ...base,
+        targetMs,
+        seedMeasuredMs: report.latency.seedMeasuredMs,
+        seedPredictedMs: report.latency.seedPredictedMs,
+        minimumMs: report.latency.minimumMs,
+        profiledPoints: report.latency.profiledPoints,
+        strength: report.strength,
+        engine: report.engine?.description ?? null,
+        seed: c.seed,
+        seedNetwork: { macs: report.seed.macs, params: report.seed.params, structure: report.seed.structure },
+        // The regularizer's per-group weights on the device (step 4 of the issue): the latency
+        // coefficient of each group beside its alive and expanded widths.
+        groups: round.groups.map((g: any) => ({ id: g.id, layers: g.layers, channels: g.channels, alive: g.alive, expanded: g.expanded, latencyCoefficient: g.coefficient })),
+        latencyMorphNet: network(report.learned, targetMs),
+        uniform: network(report.baseline, targetMs),
+        flopMorphNet: network(report.flopSearch, targetMs),
+      };
+      await appendFile(out, `${JSON.stringify(record)}\n`);
+      const acc = (n: any): string => (n ? `${(n.accuracy * 100).toFixed(2)}% @ ${n.measured.toFixed(3)} ms (${n.verifyStop})` : '—');
+      log(`  target ${targetMs.toFixed(3)} ms: latency ${acc(report.learned)}, uniform ${acc(report.baseline)}, FLOP ${acc(report.flopSearch)}; ${wallSeconds.toFixed(0)} s`);
     }
-    // Cross-device: each search's learned network measured on every other runtime, beside that
-    // runtime's own search result for the same seed model (does it pay to search per runtime?).
-    const runtimes = String(values.runtimes).split(',');
-    for (const run of runs as { searchId?: string; model: string; runtime: string; state: string; cross?: Record<string, number> }[]) {
-      if (run.state !== 'done' || !run.searchId) continue;
-      const modelJson = await (await fetch(`${server.url}/api/searches/${run.searchId}/artifacts/model.json`)).json();
-      run.cross = {};
-      for (const other of runtimes.filter((r) => r !== run.runtime)) {
-        const job = await api(server, 'POST', '/api/measure', { deviceId: device.id, runtime: other, model: modelJson });
-        let j: any;
-        for (;;) {
-          j = await api(server, 'GET', `/api/jobs/${job.id}`);
-          if (['done', 'failed', 'cancelled'].includes(j.state)) break;
-          await new Promise((r) => setTimeout(r, 500));
-        }
-        if (j.state === 'done') run.cross[other] = j.result.medianMs;
-        log(`  ${run.model} searched on ${run.runtime}, measured on ${other}: ${j.state === 'done' ? `${j.result.medianMs.toFixed(3)} ms` : j.state}`);
-      }
-    }
-    process.stdout.write(`${await flush(true)}\n`);
   } finally {
     await server.close();
-    await rm(dir, { recursive: true, force: true });
   }
 }
 
