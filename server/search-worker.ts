@@ -14,6 +14,7 @@
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
 import { isMorphError, MorphError } from '../src/errors.ts';
 import { writeTfjsModel } from '../src/export/tfjs-model.ts';
 import { writeNetworkTflite } from '../src/export/tflite/network.ts';
@@ -276,6 +277,9 @@ async function runWithEngine(
 }
 
 if (!isMainThread && parentPort && (workerData as { searchId?: unknown } | null)?.searchId !== undefined) {
+  // As in the CLI: tfjs's "looks like you are running TensorFlow.js in Node.js" banner is not for
+  // the daemon's log (the search reports its engine itself).
+  tf.enableProdMode();
   const port = parentPort;
   const post = (m: WorkerMessage): void => port.postMessage(m);
   runSearchJob(workerData as SearchWorkerData, post).then(

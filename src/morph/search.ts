@@ -233,7 +233,8 @@ function resolveCustomTarget(net: Net, hooks: SearchCostHooks, target: Target, d
   return { value, seedCost, minimum: Math.min(min.cost, value) };
 }
 
-async function trainAndEvaluate(
+/** The final training of a found (or baseline) network: `finalEpochs` from `start`, BN recalibrated, evaluated on the test split. */
+export async function trainAndEvaluate(
   engine: TrainingEngine,
   net: Net,
   selectionWeights: RebuiltModel,
