@@ -23,7 +23,7 @@ import type { Graph } from '../src/graph/graph.ts';
 import { rebuild } from '../src/graph/rebuild.ts';
 import { selectionFromWidths } from '../src/graph/widths.ts';
 import type { Target } from '../src/morph/search.ts';
-import { settledLow } from '../src/morph/closed-loop.ts';
+import { referenced, settledLow } from '../src/morph/closed-loop.ts';
 import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
 import type { Fleet, JobView } from './fleet.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
@@ -181,16 +181,20 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
   // calibration extrapolated the smallest MobileNetV2 on Node tflite to 0.55 ms where it runs in
   // 0.1 ms, and refused a reachable 30% target; measured, it also anchors the calibration at the
   // low end for every prediction that follows.
-  const measureSettled = (what: ResolvedModel, label: string): Promise<number> =>
-    settledLow(async (run) => {
-      const job = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model: what, measure });
-      const measured = await waitJob(ctx, job.id, `${label} (${run})`);
-      return (measured.result as { medianMs: number }).medianMs;
-    }).then((r) => r.measured);
-  const seedMeasuredMs = await measureSettled(model, 'measuring the seed end to end');
+  const measureOnce = async (what: ResolvedModel, label: string): Promise<number> => {
+    const job = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model: what, measure });
+    return ((await waitJob(ctx, job.id, label)).result as { medianMs: number }).medianMs;
+  };
+  const seedMeasuredMs = (await settledLow((run) => measureOnce(model, `measuring the seed end to end (${run})`))).measured;
   const plan = planNetworkLatency(model.graph);
   const smallest = smallestNetwork(plan, model.graph);
-  const minimum = await measureSettled(smallest, 'measuring the smallest reachable network end to end');
+  // Against the seed, as every closed-loop candidate is (`referenced`).
+  const minimum = (
+    await settledLow(async (run) => {
+      const label = `measuring the smallest reachable network end to end (${run})`;
+      return (await referenced(() => measureOnce(model, `${label}: the seed, for reference`), () => measureOnce(smallest, label), seedMeasuredMs)).ms;
+    })
+  ).measured;
   const stored = await ctx.tables.tables(ctx.deviceId, ctx.runtime);
   const calibration = await ctx.tables.calibration(ctx.deviceId, ctx.runtime, stored);
   const seedWidths = plan.analysis.groups.map((g) => g.channels);

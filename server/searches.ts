@@ -20,11 +20,12 @@ import { mkdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MorphError } from '../src/errors.ts';
+import { referenced } from '../src/morph/closed-loop.ts';
 import type { Db, Tx } from './db.ts';
 import type { Fleet } from './fleet.ts';
 import { listArtifacts, type ArtifactInfo } from './search-artifacts.ts';
-import { prepareLatencySearch, QUICK_PROTOCOL } from './search-latency.ts';
-import { resolveModel } from './models.ts';
+import { prepareLatencySearch, QUICK_PROTOCOL, type PreparedLatency } from './search-latency.ts';
+import { resolveModel, type ResolvedModel } from './models.ts';
 import { applyEvent, emptyProgress, progressSummary, type ProgressEvent, type ProgressPlan, type SearchProgress } from './search-progress.ts';
 import type { MeasureReply, SearchConfig, SearchResultSummary, SearchWorkerData, WorkerError, WorkerMessage } from './search-worker.ts';
 import type { TableReader } from './tables.ts';
@@ -137,6 +138,8 @@ interface Active {
   lastStepAt: number;
   lastProgressWrite: number;
   finished: Promise<void>;
+  /** Latency searches, once prepared: the seed and its settled latency, which every closed-loop measurement is taken against (`referenced`). */
+  reference: { readonly model: ResolvedModel; readonly ms: number } | null;
 }
 
 /** The states each state may be entered from; any other transition is a race that lost. */
@@ -468,6 +471,7 @@ export class SearchService {
       log: [],
       lastStepAt: 0,
       lastProgressWrite: 0,
+      reference: null,
       finished: new Promise<void>((r) => (settle = r)),
     };
     this.#active.set(row.id, active);
@@ -508,6 +512,8 @@ export class SearchService {
           signal: a.abort.signal,
           note: (message, progress) => void this.#onEvent(a, { type: 'note', message, ...(progress ? { progress } : {}) }).catch(() => undefined),
         });
+        const seedModel = await this.#o.tables.model(c.model.id);
+        if (seedModel) a.reference = { model: seedModel, ms: (prepared as PreparedLatency).seedMeasuredMs };
       }
       if (a.stop) throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
       const model = await this.#db.get<{ topology_json: string }>('SELECT topology_json FROM models WHERE id = ?', [a.config.model.id]);
@@ -516,7 +522,16 @@ export class SearchService {
       await rm(dir, { recursive: true, force: true });
       await mkdir(dir, { recursive: true });
       if (a.stop) throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
-      outcome = await this.#runWorker(a, { searchId: a.id, attempt: a.attempt, config: a.config, modelTopology: JSON.parse(model.topology_json), artifactsDir: dir, prepared, ...(this.#o.torch ? { torch: this.#o.torch } : {}) });
+      // The torch engine's data and weight files go to a scratch directory of this search, removed
+      // whatever way the worker ends: a terminated worker (cancel, shutdown) never runs the
+      // engine's own clean-up, and a full training set is hundreds of MB there.
+      const scratch = resolve(this.#o.dataDir, 'searches', `${a.id}.scratch`);
+      await mkdir(scratch, { recursive: true });
+      try {
+        outcome = await this.#runWorker(a, { searchId: a.id, attempt: a.attempt, config: a.config, modelTopology: JSON.parse(model.topology_json), artifactsDir: dir, prepared, torch: { ...this.#o.torch, tmpDir: scratch } });
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
     } catch (err) {
       const e = err as { code?: string; message?: string; details?: unknown };
       outcome = { type: 'failed', error: { code: typeof e?.code === 'string' && e.code.startsWith('MORPH_ERR_') ? e.code : 'MORPH_ERR_INTERNAL', message: e?.message ?? String(err), ...(e?.details ? { details: e.details } : {}) } };
@@ -598,30 +613,39 @@ export class SearchService {
 
   /**
    * Closed-loop expand: times a candidate network on the search's device and answers the worker.
-   * The worker waits meanwhile, so the host (if it is the device) is let time it.
+   * The worker waits meanwhile, so the host (if it is the device) is let time it. Each answer is
+   * one `referenced` measurement: the seed, then the candidate, the candidate read in terms of the
+   * seed's settled latency (the machine's speed drifts between phases).
    */
   async #measureForWorker(a: Active, m: { id: number; modelTopology: unknown; label: string }): Promise<MeasureReply> {
     const deviceId = a.config.deviceId as string;
     const runtime = a.config.runtime as NonNullable<SearchConfig['runtime']>;
     const hostWasPaused = this.#hostPaused === deviceId;
     if (hostWasPaused) this.#o.fleet.resume(deviceId);
-    try {
-      const model = resolveModel(m.modelTopology, 'candidate network');
-      const measure = a.config.options.measureProtocol === 'quick' ? QUICK_PROTOCOL : undefined;
+    const measure = a.config.options.measureProtocol === 'quick' ? QUICK_PROTOCOL : undefined;
+    const measureModel = async (model: ResolvedModel, what: string): Promise<number> => {
       const job = await this.#o.fleet.createMeasureJob({ deviceId, runtime, model, measure });
-      await this.#onEvent(a, { type: 'note', message: `${m.label}: measuring the candidate on ${deviceId}/${runtime} (job ${job.id})` }).catch(() => undefined);
+      await this.#onEvent(a, { type: 'note', message: `${m.label}: measuring ${what} on ${deviceId}/${runtime} (job ${job.id})` }).catch(() => undefined);
       for (;;) {
         if (a.abort.signal.aborted) {
           await this.#o.fleet.cancelJob(job.id).catch(() => undefined);
-          return { type: 'measure-failed', id: m.id, error: { code: 'MORPH_ERR_INTERNAL', message: 'stopped' } };
+          throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
         }
         const j = await this.#o.fleet.job(job.id);
-        if (j?.state === 'done') return { type: 'measured', id: m.id, medianMs: (j.result as { medianMs: number }).medianMs };
+        if (j?.state === 'done') return (j.result as { medianMs: number }).medianMs;
         if (!j || j.state === 'failed' || j.state === 'cancelled') {
-          return { type: 'measure-failed', id: m.id, error: { code: 'MORPH_ERR_JOB_FAILED', message: `measuring the candidate failed: ${(j?.error as { message?: string } | null)?.message ?? j?.state ?? 'job gone'}` } };
+          throw new MorphError('MORPH_ERR_JOB_FAILED', `measuring ${what} failed: ${(j?.error as { message?: string } | null)?.message ?? j?.state ?? 'job gone'}`);
         }
         await new Promise((r) => setTimeout(r, 300));
       }
+    };
+    try {
+      const candidate = resolveModel(m.modelTopology, 'candidate network');
+      const reference = a.reference;
+      if (!reference) return { type: 'measured', id: m.id, medianMs: await measureModel(candidate, 'the candidate') };
+      const r = await referenced(() => measureModel(reference.model, 'the seed (the reference)'), () => measureModel(candidate, 'the candidate'), reference.ms);
+      await this.#onEvent(a, { type: 'note', message: `${m.label}: ${r.rawMs.toFixed(3)} ms with the seed at ${r.referenceNowMs.toFixed(3)} ms now (${reference.ms.toFixed(3)} settled): ${r.ms.toFixed(3)} ms` }).catch(() => undefined);
+      return { type: 'measured', id: m.id, medianMs: r.ms };
     } catch (err) {
       const e = err as { code?: string; message?: string };
       return { type: 'measure-failed', id: m.id, error: { code: typeof e?.code === 'string' ? e.code : 'MORPH_ERR_INTERNAL', message: e?.message ?? String(err) } };

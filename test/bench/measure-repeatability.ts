@@ -4,7 +4,7 @@
  * uniform multiplier, the same network measured `--repeats` times, each from a fresh load (fresh
  * random weights, as a measure job gets), with the agents' protocol. Prints one JSON object.
  *
- *   node --import tsx test/bench/measure-repeatability.ts [--multiplier 0.3359] [--repeats 16]
+ *   node --import tsx test/bench/measure-repeatability.ts [--machine-probe] [--multiplier 0.3359] [--repeats 16]
  *     [--warmup-ms 50] [--through-server] [--runtime tflite] [--model mobilenet]
  *
  * In process (default): Node TFLite, the way the Node agent times a `.tflite`. Run it in a fresh
@@ -37,8 +37,59 @@ const { values } = parseArgs({
     'through-server': { type: 'boolean', default: false },
     runtime: { type: 'string', default: 'tflite' },
     model: { type: 'string', default: 'mobilenet' },
+    'machine-probe': { type: 'boolean', default: false },
   },
 });
+
+/**
+ * `--machine-probe`: is the machine itself steady? A compute-bound loop (an integer LCG) and a
+ * memory-bound one (a strided read of 4 MiB) alternate for 30 s; each 100 ms window's median per
+ * loop is printed. On this 2-core VM the compute loop stayed within ±2% while the memory loop
+ * switched between two speeds for seconds at a time: the bimodal network timings come from there.
+ */
+function machineProbe(): { computeMs: number[]; memoryMs: number[] } {
+  const buffer = new Float32Array(1 << 20);
+  const compute = (): number => {
+    let x = 0;
+    for (let i = 0; i < 2e6; i++) x = (x * 1103515245 + 12345) | 0;
+    return x;
+  };
+  const memory = (): number => {
+    let sum = 0;
+    for (let r = 0; r < 4; r++) for (let i = 0; i < buffer.length; i += 16) sum += buffer[i];
+    return sum;
+  };
+  for (let i = 0; i < 50; i++) compute() + memory();
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const computeMs: number[] = [];
+  const memoryMs: number[] = [];
+  for (let w = 0; w < 300; w++) {
+    const c: number[] = [];
+    const m: number[] = [];
+    const end = performance.now() + 100;
+    while (performance.now() < end) {
+      let t = performance.now();
+      compute();
+      c.push(performance.now() - t);
+      t = performance.now();
+      memory();
+      m.push(performance.now() - t);
+    }
+    computeMs.push(Number(median(c).toFixed(3)));
+    memoryMs.push(Number(median(m).toFixed(4)));
+  }
+  return { computeMs, memoryMs };
+}
+
+if (values['machine-probe']) {
+  const { computeMs, memoryMs } = machineProbe();
+  const spread = (xs: number[]): Record<string, number> => {
+    const s = summarize(xs);
+    return { min: s.min, median: s.median, max: s.max, cv: s.cv, windowsOver10PercentAboveMin: xs.filter((x) => x > s.min * 1.1).length };
+  };
+  console.log(JSON.stringify({ bench: 'machine-probe', machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, windows: computeMs.length, windowMs: 100, compute: spread(computeMs), memory: spread(memoryMs), computeMs, memoryMs }));
+  process.exit(0);
+}
 
 const seed = parseModel(seedModel(String(values.model) as SeedName));
 const analysis = analyzeChannels(seed.graph);

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { flopsCostModel } from '../../src/cost/cost-model.ts';
 import { MorphError } from '../../src/errors.ts';
 import { parseModel } from '../../src/graph/parse.ts';
-import { bracketMultiplier, lowestAgreeing, nextAim, settledLow, type AimPoint } from '../../src/morph/closed-loop.ts';
+import { bracketMultiplier, lowestAgreeing, nextAim, referenced, settledLow, type AimPoint } from '../../src/morph/closed-loop.ts';
 import { widthsAt, type ExpandResult } from '../../src/morph/expand.ts';
 import { costAt, seedWidths } from '../../src/morph/network-cost.ts';
 import { expandVerified, netOf, type SearchCostHooks } from '../../src/morph/search.ts';
@@ -221,5 +221,28 @@ describe('settledLow', () => {
 
   it('propagates a failed measurement', async () => {
     await assert.rejects(settledLow(async () => { throw new MorphError('MORPH_ERR_MEASUREMENT', 'the device went away'); }), /the device went away/);
+  });
+});
+
+describe('referenced', () => {
+  it('reads a network in terms of the reference, whatever phase the machine is in', async () => {
+    // The machine's speed: ×1 or ×1.54 (seen on Node tflite), switching every third measurement.
+    let calls = 0;
+    const phase = (): number => (Math.floor(calls++ / 3) % 2 === 0 ? 1 : 1.54);
+    const seedMs = 1.28;
+    const networkMs = 0.29;
+    const once = (): Promise<{ ms: number }> => referenced(async () => seedMs * phase(), async () => networkMs * phase(), seedMs);
+    const readings = [];
+    for (let i = 0; i < 6; i++) readings.push((await once()).ms);
+    // A pair that straddles a switch reads wrong; settledLow's agreeing pair does not.
+    const inPhase = readings.filter((r) => Math.abs(r / networkMs - 1) < 1e-9);
+    assert.ok(inPhase.length >= 3, JSON.stringify(readings));
+    calls = 0;
+    const settled = await settledLow(async () => (await once()).ms, 0.03);
+    assert.ok(Math.abs(settled.measured / networkMs - 1) < 1e-9, JSON.stringify(settled));
+  });
+
+  it('returns the raw median and the reference now beside the scaled one', async () => {
+    assert.deepEqual(await referenced(async () => 2, async () => 0.5, 1), { ms: 0.25, rawMs: 0.5, referenceNowMs: 2 });
   });
 });

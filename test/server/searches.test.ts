@@ -6,6 +6,7 @@
  * resumable. Tiny model, synthetic data, 1 + 1 epochs: seconds each.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -376,6 +377,10 @@ describe('cancelling searches', () => {
     // Cancelling again changes nothing.
     assert.equal((await api(server, 'DELETE', `/api/searches/${first.id}`)).json.state, 'cancelled');
     assert.equal((await api(server, 'GET', `/api/searches/${first.id}/artifacts`)).json.artifacts.length, 0);
+    // The training engine's scratch directory goes with the terminated worker.
+    const scratch = join(dir, 'searches', `${first.id}.scratch`);
+    for (let i = 0; i < 50 && existsSync(scratch); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(existsSync(scratch), false, 'no scratch directory left behind');
   });
 });
 
