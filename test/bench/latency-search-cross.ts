@@ -1,7 +1,8 @@
 /**
  * Does it pay to search per runtime? For each (seed model, target fraction, RNG seed) that the
  * latency-search bench finished on two runtimes A and B: the alive structure A's search found
- * (its shrink's alive widths) is expanded in closed loop to B's target on B, trained with the
+ * (its shrink's alive widths) is expanded in closed loop to B's target (the same fraction of the seed
+ * measured on B) on B, trained with the
  * identical schedule (the search's final training: same options, same RNG seed, same data) and
  * set beside the network B's own search found. And the other way round.
  *
@@ -84,9 +85,11 @@ async function main(): Promise<void> {
       const net = netOf(graph);
       // The search's own options for the final training (the bench's, over the defaults).
       const options = runOptionsOf(withDefaults({ finalEpochs: Number(to.config['final-epochs']), seed: to.seed }), 'flops', { fraction: to.fraction });
-      const setup = await prepareLocalLatency({ base: server.url, device: `${hostname()} (local)`, runtime: to.runtime, graph, profileGrid: 6, quick: false, targetMs: to.targetMs, json: true, timeoutS: 1800 }, io);
+      // The same fraction of the seed as B's search (the seed measured now: milliseconds drift with
+      // the machine's phase, fractions do not).
+      const setup = await prepareLocalLatency({ base: server.url, device: `${hostname()} (local)`, runtime: to.runtime, graph, profileGrid: 6, quick: false, fraction: to.fraction, json: true, timeoutS: 1800 }, io);
       const alive = from.groups.map((g) => g.alive);
-      const expanded = await expandVerified(setup.hooks, net, alive, to.targetMs, options.divisor, `${from.runtime} structure on ${to.runtime}`, () => undefined);
+      const expanded = await expandVerified(setup.hooks, net, alive, setup.targetMs, options.divisor, `${from.runtime} structure on ${to.runtime}`, () => undefined);
       const dataset = await openDataset('fashion-mnist', { seed: to.seed, limit: { train: Number(to.config['train-limit']), test: Number(to.config['test-limit']) }, model: modelDataShape(graph) });
       const grown = rebuild(net.graph, net.analysis, selectionFromWidths(net.analysis, expanded.expanded.widths), null, { seed: to.seed });
       const grownNet = netOf(parseModel({ format: 'layers-model', modelTopology: grown.modelTopology }).graph);
@@ -102,14 +105,14 @@ async function main(): Promise<void> {
         seed: from.seed,
         searchedOn: from.runtime,
         runOn: to.runtime,
-        targetMs: to.targetMs,
-        transplanted: { accuracy: trained.accuracy, measuredMs: expanded.measured, verifyStop: expanded.stop, multiplier: expanded.expanded.multiplier, widths: expanded.expanded.widths },
-        native: { accuracy: to.latencyMorphNet.accuracy, measuredMs: to.latencyMorphNet.measuredMs },
+        targetMs: setup.targetMs,
+        transplanted: { accuracy: trained.accuracy, measuredMs: expanded.measured, vsTarget: (expanded.measured as number) / setup.targetMs - 1, verifyStop: expanded.stop, multiplier: expanded.expanded.multiplier, widths: expanded.expanded.widths },
+        native: { accuracy: to.latencyMorphNet.accuracy, measuredMs: to.latencyMorphNet.measuredMs, vsTarget: to.latencyMorphNet.measuredMs / to.targetMs - 1 },
         nativeMinusTransplantedPt: 100 * (to.latencyMorphNet.accuracy - trained.accuracy),
         seconds: (Date.now() - started) / 1000,
       };
       await appendFile(String(values.out), `${JSON.stringify(record)}\n`);
-      log(`${key}: transplanted ${(trained.accuracy * 100).toFixed(2)}% @ ${expanded.measured?.toFixed(3)} ms (${expanded.stop}), native ${(to.latencyMorphNet.accuracy * 100).toFixed(2)}% @ ${to.latencyMorphNet.measuredMs.toFixed(3)} ms (target ${to.targetMs.toFixed(3)})`);
+      log(`${key}: transplanted ${(trained.accuracy * 100).toFixed(2)}% @ ${expanded.measured?.toFixed(3)} ms of ${setup.targetMs.toFixed(3)} (${expanded.stop}), native ${(to.latencyMorphNet.accuracy * 100).toFixed(2)}% @ ${to.latencyMorphNet.measuredMs.toFixed(3)} of ${to.targetMs.toFixed(3)} ms in its own search`);
     }
   } finally {
     await engine.close();
