@@ -70,7 +70,7 @@ export type VerifyStop = 'within' | 'same-network' | 'unreachable' | 'tries';
 export interface VerifyStep {
   readonly aimedAt: number;
   readonly predicted: number;
-  /** What `settledLow` kept of `runs`: the lower of the lowest two that agree (else their median). */
+  /** What `settledLow` kept of `runs`: the lower of the lowest two that agree (else the median of all). */
   readonly measured: number;
   readonly multiplier: number;
   /** Each measurement's median, in order (two or more: until two agree, at most 6). */
