@@ -122,7 +122,7 @@ export function lowestAgreeing(values: readonly number[], spread: number): numbe
  * Why: on this 2-core VM the same MobileNetV2 at ω 0.8 measured 0.86 ms or 1.30 ms on Node tflite,
  * in phases of up to 15 s with nothing else running, and every network slowed by the same factor
  * (×1.54 for the seed and for ω 0.8). One closed loop ran in a fast phase and the next in a slow
- * one, so at the same target the uniform baseline got a network half the size of latency-MorphNet's
+ * one, so at the same target the uniform baseline got two thirds of latency-MorphNet's MACs
  * and the comparison measured the machine, not the search. Back to back, the two measurements share
  * the phase; the ratio does not move with it (ω 0.4 / seed: 0.220–0.235 over a minute).
  */
