@@ -24,6 +24,7 @@ import { rebuild } from '../src/graph/rebuild.ts';
 import { selectionFromWidths } from '../src/graph/widths.ts';
 import type { Target } from '../src/morph/search.ts';
 import { referenced, settledLow } from '../src/morph/closed-loop.ts';
+import { floorWidths } from '../src/morph/expand.ts';
 import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
 import type { Fleet, JobView } from './fleet.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
@@ -131,7 +132,7 @@ export interface LatencyPrepareContext {
   /** What `resolveLatencyTarget` returned. */
   readonly latency: LatencyTargetResolution;
   /** The search's options (profiling grid and protocol). */
-  readonly options: { readonly profileGrid: number; readonly measureProtocol: 'default' | 'quick' };
+  readonly options: { readonly profileGrid: number; readonly measureProtocol: 'default' | 'quick'; readonly divisor: number };
   readonly fleet: Fleet;
   readonly tables: TableReader;
   /** Aborted when the search is cancelled or the server stops. */
@@ -187,7 +188,7 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
   };
   const seedMeasuredMs = (await settledLow((run) => measureOnce(model, `measuring the seed end to end (${run})`))).measured;
   const plan = planNetworkLatency(model.graph);
-  const smallest = smallestNetwork(plan, model.graph);
+  const smallest = smallestNetwork(plan, model.graph, ctx.options.divisor);
   // Against the seed, as every closed-loop candidate is (`referenced`).
   const minimum = (
     await settledLow(async (run) => {
@@ -213,7 +214,7 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
     ctx.note(`the default target ${requestedTargetMs.toFixed(3)} ms is below the smallest reachable ${minimum.toFixed(3)} ms (measured) on ${ctx.deviceId}/${ctx.runtime}: searching for ${targetMs.toFixed(3)} ms instead (10% of the way from the smallest reachable to the seed)`);
   }
   if (targetMs < minimum) {
-    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is below the smallest reachable ${minimum.toFixed(3)} ms, measured on ${ctx.deviceId}/${ctx.runtime} (every resizable group at 8 channels); raise the target`, { minimum });
+    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is below the smallest reachable ${minimum.toFixed(3)} ms, measured on ${ctx.deviceId}/${ctx.runtime} (every resizable group at ${ctx.options.divisor} channels); raise the target`, { minimum });
   }
   ctx.note(`target ${targetMs.toFixed(3)} ms; seed measured ${seedMeasuredMs.toFixed(3)} ms, predicted ${seedPredictedMs.toFixed(3)} ms; smallest reachable ${minimum.toFixed(3)} ms`);
   return {
@@ -231,9 +232,8 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
   };
 }
 
-/** The seed with every resizable group at 8 channels (or its own width when smaller): the smallest network expand can reach. */
-function smallestNetwork(plan: NetworkLatencyPlan, graph: Graph): ResolvedModel {
-  const widths = plan.analysis.groups.map((g) => (g.regularized ? Math.min(8, g.channels) : g.channels));
-  const topology = rebuild(graph, plan.analysis, selectionFromWidths(plan.analysis, widths), null).modelTopology;
+/** The seed at `floorWidths`: the smallest network the search's expand can reach at its divisor. */
+function smallestNetwork(plan: NetworkLatencyPlan, graph: Graph, divisor: number): ResolvedModel {
+  const topology = rebuild(graph, plan.analysis, selectionFromWidths(plan.analysis, floorWidths(plan.analysis, divisor)), null).modelTopology;
   return resolveModel(topology, 'the smallest reachable network');
 }

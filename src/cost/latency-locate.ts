@@ -15,7 +15,7 @@ import { analyzeChannels, layoutOf, type ChannelAnalysis, type ChannelLayout } f
 import type { Graph } from '../graph/graph.ts';
 import { roundWidth } from '../graph/widths.ts';
 import type { SeparableAttrs } from '../graph/ops/conv.ts';
-import { widthsAt, type ExpandOptions, type ExpandResult } from '../morph/expand.ts';
+import { floorWidths, widthsAt, type ExpandOptions, type ExpandResult } from '../morph/expand.ts';
 import { channelsAt, seedWidths } from '../morph/network-cost.ts';
 import { axisValues, graphSpecs, type GraphSpecs, type GridOptions } from '../ops/graph-specs.ts';
 import { signature, specKey, withChannels, type OpSpec } from '../ops/op-spec.ts';
@@ -345,7 +345,7 @@ export function expandToLatency(plan: NetworkLatencyPlan, base: ArrayLike<number
     const widths = widthsAt(analysis, base, w, divisor);
     return { multiplier: w, widths, cost: latency(widths) };
   };
-  const minimum = latency(analysis.groups.map((g) => (g.regularized ? divisor : g.channels)));
+  const minimum = latency(floorWidths(analysis, divisor));
   if (minimum > targetMs) {
     throw new MorphError(
       'MORPH_ERR_TARGET',

@@ -32,7 +32,12 @@ export function widthsAt(analysis: ChannelAnalysis, base: ArrayLike<number>, mul
 
 /** The cheapest network the structure can become: every regularized group at `divisor` channels. */
 export function minimumCost(ops: readonly CostOp[], analysis: ChannelAnalysis, model: CostModel, divisor = 1): number {
-  return costAt(ops, model, analysis.groups.map((g) => (g.regularized ? divisor : g.channels)));
+  return costAt(ops, model, floorWidths(analysis, divisor));
+}
+
+/** The smallest network expand can reach: every regularized group at `divisor` channels, the others at their own. */
+export function floorWidths(analysis: ChannelAnalysis, divisor: number): number[] {
+  return analysis.groups.map((g) => (g.regularized ? divisor : g.channels));
 }
 
 /**

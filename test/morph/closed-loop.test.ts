@@ -229,17 +229,22 @@ describe('referenced', () => {
     // The machine's speed: ×1 or ×1.54 (seen on Node tflite), switching every third measurement.
     let calls = 0;
     const phase = (): number => (Math.floor(calls++ / 3) % 2 === 0 ? 1 : 1.54);
-    const seedMs = 1.28;
-    const networkMs = 0.29;
-    const once = (): Promise<{ ms: number }> => referenced(async () => seedMs * phase(), async () => networkMs * phase(), seedMs);
+    const seedFastMs = 1.28;
+    const networkFastMs = 0.29;
+    // The seed was settled in a slow phase: every reading must come out in those terms (× 1.54),
+    // in fast phases as in slow ones; raw medians would read 0.29 in the fast ones.
+    const settledMs = seedFastMs * 1.54;
+    const expected = networkFastMs * 1.54;
+    const once = (): Promise<{ ms: number; referenceNowMs: number }> => referenced(async () => seedFastMs * phase(), async () => networkFastMs * phase(), settledMs);
     const readings = [];
-    for (let i = 0; i < 6; i++) readings.push((await once()).ms);
-    // A pair that straddles a switch reads wrong; settledLow's agreeing pair does not.
-    const inPhase = readings.filter((r) => Math.abs(r / networkMs - 1) < 1e-9);
+    for (let i = 0; i < 6; i++) readings.push(await once());
+    const inPhase = readings.filter((r) => Math.abs(r.ms / expected - 1) < 1e-9);
     assert.ok(inPhase.length >= 3, JSON.stringify(readings));
+    assert.ok(inPhase.some((r) => r.referenceNowMs === seedFastMs) && inPhase.some((r) => r.referenceNowMs === settledMs), 'pairs in both phases read the same');
+    // A pair that straddles a switch reads wrong; settledLow's agreeing pair does not.
     calls = 0;
     const settled = await settledLow(async () => (await once()).ms, 0.03);
-    assert.ok(Math.abs(settled.measured / networkMs - 1) < 1e-9, JSON.stringify(settled));
+    assert.ok(Math.abs(settled.measured / expected - 1) < 1e-9, JSON.stringify(settled));
   });
 
   it('returns the raw median and the reference now beside the scaled one', async () => {
