@@ -1,0 +1,145 @@
+/**
+ * Interleaved measurement: several runnables timed in alternation, sample by sample, so that a
+ * change of the machine's speed hits them all alike.
+ *
+ * Why: the development VM has a fast and a slow phase (docs/benchmarks.md, "The machine has two
+ * speeds") that switch within seconds, and inside a single measurement as well. Two networks
+ * measured one after the other, even right after each other (`referenced` in
+ * src/morph/closed-loop.ts), can land in different phases: their ratio then spreads ×2.5 on
+ * tfjs-wasm. Alternating samples (A B B A A B …, the order reversed each round so that a drift
+ * within a round cancels) puts both in the same phase at each round, and the median over rounds
+ * of the per-round ratio B/A is what a closed loop or a table needs: a network's time in the terms
+ * of a reference measured alongside it.
+ */
+import { MorphError } from '../errors.ts';
+import { summarize, type SampleStats } from './protocol.ts';
+
+export interface InterleavedOptions {
+  /** Clock in milliseconds. Default `performance.now()`. */
+  readonly now?: () => number;
+  /** Warm-up runs per runnable. Default 3. */
+  readonly warmupRuns?: number;
+  /** A sample lasts at least this long, ms: shorter runs are looped. Default 1. */
+  readonly targetSampleMs?: number;
+  /** Most runs looped in one sample. Default 100_000. */
+  readonly maxRunsPerSample?: number;
+  /** Minimum rounds (one sample of each runnable per round). Default 15. */
+  readonly minRounds?: number;
+  /** Minimum time spent in rounds, ms. Default 300. */
+  readonly minWindowMs?: number;
+  /** Most rounds. Default 500. */
+  readonly maxRounds?: number;
+  /**
+   * Wall-time budget, ms. Default 10_000. No round starts when it would end past the budget
+   * (judged by the longest round so far); the first round is always taken.
+   */
+  readonly maxMs?: number;
+}
+
+const DEFAULTS: Required<Omit<InterleavedOptions, 'now'>> = Object.freeze({
+  warmupRuns: 3,
+  targetSampleMs: 1,
+  maxRunsPerSample: 100_000,
+  minRounds: 15,
+  minWindowMs: 300,
+  maxRounds: 500,
+  maxMs: 10_000,
+});
+
+export interface InterleavedMeasurement {
+  /** Per runnable, in the order given: its per-run times over the rounds, ms. */
+  readonly each: readonly SampleStats[];
+  /**
+   * Per runnable: the per-round ratio of its per-run time to the first runnable's (the
+   * reference). `ratios[0]` is all ones.
+   */
+  readonly ratios: readonly SampleStats[];
+  readonly rounds: number;
+  /** Runs looped in one sample, per runnable. */
+  readonly runsPerSample: readonly number[];
+  /** Whether `maxMs` stopped the rounds before `minRounds` and `minWindowMs` were reached. */
+  readonly capped: boolean;
+  readonly totalMs: number;
+}
+
+type Run = () => void | Promise<void>;
+
+async function runOnce(run: Run): Promise<void> {
+  const r = run();
+  if (r !== undefined && typeof (r as Promise<void>).then === 'function') await r;
+}
+
+function resolve(options: InterleavedOptions): Required<InterleavedOptions> {
+  const o = { ...DEFAULTS, now: () => globalThis.performance.now(), ...options };
+  const problems: string[] = [];
+  for (const k of ['targetSampleMs', 'minWindowMs', 'maxMs'] as const) if (!(Number.isFinite(o[k]) && o[k] >= 0)) problems.push(`${k} must be a finite number ≥ 0, got ${o[k]}`);
+  for (const k of ['maxRunsPerSample', 'minRounds', 'maxRounds'] as const) if (!(Number.isInteger(o[k]) && o[k] >= 1)) problems.push(`${k} must be an integer ≥ 1, got ${o[k]}`);
+  if (!(Number.isInteger(o.warmupRuns) && o.warmupRuns >= 0)) problems.push(`warmupRuns must be an integer ≥ 0, got ${o.warmupRuns}`);
+  if (typeof o.now !== 'function') problems.push('now must be a function returning milliseconds');
+  if (problems.length > 0) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `bad interleaved measure options: ${problems.join('; ')}`, { problems });
+  return o;
+}
+
+/**
+ * Times `runs` in alternation and returns each one's per-run statistics and its per-round ratio
+ * to `runs[0]`. Errors thrown by a run propagate unchanged.
+ * @throws MorphError MORPH_ERR_BAD_ARGUMENT for fewer than two runnables or bad options;
+ *   MORPH_ERR_MEASUREMENT when the clock is not finite or does not advance over a whole sample.
+ */
+export async function measureInterleaved(runs: readonly Run[], options: InterleavedOptions = {}): Promise<InterleavedMeasurement> {
+  if (runs.length < 2) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `an interleaved measurement needs at least two runnables (a reference first), got ${runs.length}`);
+  const o = resolve(options);
+  const clock = (): number => {
+    const t = o.now();
+    if (!Number.isFinite(t)) throw new MorphError('MORPH_ERR_MEASUREMENT', `the clock returned ${t}; it must return finite milliseconds`);
+    return t;
+  };
+  const start = clock();
+
+  // Warm-up: the later half of each runnable's timed runs estimates one run (the first compile).
+  const k: number[] = [];
+  for (const run of runs) {
+    const times: number[] = [];
+    for (let i = 0; i < Math.max(1, o.warmupRuns); i++) {
+      const t = clock();
+      await runOnce(run);
+      times.push(clock() - t);
+    }
+    const tail = times.slice(Math.floor(times.length / 2));
+    const estimate = tail.reduce((a, b) => a + b, 0) / tail.length;
+    k.push(estimate > 0 ? Math.min(o.maxRunsPerSample, Math.max(1, Math.ceil((o.targetSampleMs * 1.2) / estimate))) : o.maxRunsPerSample);
+  }
+
+  const samples: number[][] = runs.map(() => []);
+  const roundsStart = clock();
+  let longestRound = 0;
+  let capped = false;
+  let rounds = 0;
+  while (rounds < o.maxRounds) {
+    const t0 = clock();
+    if (rounds >= o.minRounds && t0 - roundsStart >= o.minWindowMs) break;
+    if (rounds > 0 && t0 + longestRound > start + o.maxMs) {
+      capped = true;
+      break;
+    }
+    // Forward on even rounds, backward on odd ones: a drift within a round cancels over two.
+    const order = rounds % 2 === 0 ? runs.map((_, i) => i) : runs.map((_, i) => runs.length - 1 - i);
+    for (const i of order) {
+      const t = clock();
+      for (let j = 0; j < k[i]; j++) await runOnce(runs[i]);
+      const elapsed = clock() - t;
+      if (elapsed <= 0) throw new MorphError('MORPH_ERR_MEASUREMENT', `the clock did not advance over ${k[i]} runs; use a finer clock or a larger targetSampleMs`, { runs: k[i] });
+      samples[i].push(elapsed / k[i]);
+    }
+    longestRound = Math.max(longestRound, clock() - t0);
+    rounds++;
+  }
+  return {
+    each: samples.map((s) => summarize(s)),
+    ratios: samples.map((s) => summarize(s.map((v, r) => v / samples[0][r]))),
+    rounds,
+    runsPerSample: k,
+    capped,
+    totalMs: clock() - start,
+  };
+}
