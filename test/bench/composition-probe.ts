@@ -111,8 +111,11 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-/** End-to-end median and the per-node profile (median over `profileRuns` runs). */
-async function timeModel(bytes: Uint8Array, data: readonly Float32Array[] | null): Promise<{ ms: number; nodes: { type: string; name: string; ms: number }[] }> {
+/**
+ * A `.tflite`'s end-to-end median, with no per-node times: TFLite's op profiler is of no use
+ * here (XNNPACK takes the whole graph as one delegate node; the wasm build reports whole ms).
+ */
+async function timeModel(bytes: Uint8Array, data: readonly Float32Array[] | null): Promise<Timed> {
   await tf.setBackend('cpu');
   const plain = await loadTfliteModel(bytes, { numThreads: 1 });
   const inputs = (m: TfliteNodeModel): tf.Tensor[] =>
@@ -124,16 +127,14 @@ async function timeModel(bytes: Uint8Array, data: readonly Float32Array[] | null
       t.dispose();
     }
   };
-  let ms: number;
   const xs = inputs(plain);
+  let ms: number;
   try {
     ms = (await measure(() => run(plain, xs))).medianMs;
   } finally {
     xs.forEach((t) => t.dispose());
     plain.dispose();
   }
-  // TFLite's op profiler is of no use here: XNNPACK takes the whole graph as one delegate node,
-  // and the wasm build reports whole milliseconds.
   return { ms, nodes: [] };
 }
 

@@ -158,6 +158,8 @@ describe('web UI in headless Chromium', { timeout: 420_000 }, () => {
     // With no device yet, the page opens on "Add a device".
     const command = ui.locator('[data-command="agent"]');
     await command.waitFor();
+    // The command shows '…' until the agent info has loaded (slower on a busy machine).
+    await ui.waitForFunction(() => document.querySelector('[data-command="agent"]')?.textContent !== '…');
     assert.equal(await command.innerText(), `npx morphnet agent --server ${server.url} --token ${TOKEN}`);
     const link = ui.locator('[data-agent-link]');
     const agentUrl = await link.getAttribute('href');
