@@ -53,6 +53,21 @@ const log = (s: string): void => void process.stderr.write(`${new Date().toISOSt
 
 type Run = () => void;
 
+/** One inference of `predict` on `x` with the output read back, as the agents time a network. */
+function predictRun(predict: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, dispose: () => void): { run: Run; free: () => void } {
+  return {
+    run: () => {
+      const y = predict(x);
+      y.dataSync();
+      y.dispose();
+    },
+    free: () => {
+      x.dispose();
+      dispose();
+    },
+  };
+}
+
 /** A network's single inference with read-back, on `runtime`; `free` releases it. */
 async function prepare(runtime: string, multiplier: number): Promise<{ run: Run; free: () => void }> {
   const json = seedModel(seedName, { inputShape: [size, size, 1], widthMultiplier: multiplier });
@@ -64,32 +79,11 @@ async function prepare(runtime: string, multiplier: number): Promise<{ run: Run;
     live.dispose();
     const model = await loadTfliteModel(bytes, { numThreads: 1 });
     const x = tf.randomUniform([...model.inputs[0].shape], -1, 1, 'float32');
-    return {
-      run: () => {
-        const y = model.predict(x) as tf.Tensor;
-        y.dataSync();
-        y.dispose();
-      },
-      free: () => {
-        x.dispose();
-        model.dispose();
-      },
-    };
+    return predictRun((t) => model.predict(t) as tf.Tensor, x, () => model.dispose());
   }
   await tf.setBackend('wasm');
   const model = await tf.models.modelFromJSON({ modelTopology: JSON.parse(JSON.stringify(parsed.modelConfig)) } as tf.io.ModelJSON);
-  const x = tf.randomUniform([1, size, size, 1], -1, 1, 'float32');
-  return {
-    run: () => {
-      const y = model.predict(x) as tf.Tensor;
-      y.dataSync();
-      y.dispose();
-    },
-    free: () => {
-      x.dispose();
-      model.dispose();
-    },
-  };
+  return predictRun((t) => model.predict(t) as tf.Tensor, tf.randomUniform([1, size, size, 1], -1, 1, 'float32'), () => model.dispose());
 }
 
 function spread(xs: readonly number[]): { within3: number; maxOverMin: number; median: number } {
