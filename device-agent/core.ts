@@ -12,6 +12,7 @@
  * it between items: a `cancel` that arrived meanwhile skips the rest of its lease.
  */
 import { isMorphError, MorphError } from '../src/errors.ts';
+import { measurePaired } from '../src/measure/interleaved.ts';
 import { measure } from '../src/measure/protocol.ts';
 import {
   CLOSE_CODES,
@@ -29,7 +30,7 @@ import {
   type WorkItem,
   type WorkMessage,
 } from '../src/protocol/agent-protocol.ts';
-import type { RuntimeAdapter } from './runtime.ts';
+import type { Runnable, RuntimeAdapter } from './runtime.ts';
 import { reconnectDelay, type ReconnectOptions, type SocketFactory, type SocketLike } from './socket.ts';
 
 export { DEFAULT_RECONNECT, reconnectDelay, socketFromWebSocket, type ReconnectOptions, type SocketFactory, type SocketLike, type StandardWebSocket } from './socket.ts';
@@ -520,11 +521,16 @@ export class DeviceAgent {
     if (!adapter) {
       return failed('MORPH_ERR_BACKEND', `this agent does not serve runtime ${work.runtime}; it serves ${[...this.#adapters.keys()].join(', ')}`);
     }
-    let runnable: Awaited<ReturnType<RuntimeAdapter['prepareOp']>> | null = null;
+    let runnable: Runnable | null = null;
+    let reference: Runnable | null = null;
     try {
       runnable = item.kind === 'op' ? await adapter.prepareOp(item.spec) : await adapter.prepareNetwork(item);
       const prepared = runnable;
-      const m = await measure(() => prepared.run(), work.measure);
+      // A network with a reference is timed interleaved with it, so that the ratio between the two
+      // holds whatever speed the machine runs at meanwhile (src/measure/interleaved.ts).
+      if (item.kind === 'network' && item.reference) reference = await adapter.prepareNetwork(item.reference);
+      const ref = reference;
+      const m = ref ? await measurePaired(() => ref.run(), () => prepared.run(), work.measure) : await measure(() => prepared.run(), work.measure);
       const message: ResultMessage = { v: PROTOCOL_VERSION, type: 'result', leaseId: work.leaseId, itemId: item.itemId, measurement: toWireMeasurement({ ...m }) };
       const checked = resultSchema.safeParse(message);
       if (!checked.success) {
@@ -534,10 +540,12 @@ export class DeviceAgent {
     } catch (err) {
       return failed(isMorphError(err) ? err.code : 'MORPH_ERR_INTERNAL', `${adapter.name}: ${errorText(err)}`);
     } finally {
-      try {
-        runnable?.dispose();
-      } catch (err) {
-        this.#logger.warn(`disposing item ${item.itemId} failed: ${errorText(err)}`);
+      for (const r of [runnable, reference]) {
+        try {
+          r?.dispose();
+        } catch (err) {
+          this.#logger.warn(`disposing item ${item.itemId} failed: ${errorText(err)}`);
+        }
       }
     }
   }

@@ -5,7 +5,7 @@
  * This is the extension point for later runtimes (int8 TFLite, delegates): add an adapter.
  */
 import type { OpSpec } from '../src/ops/op-spec.ts';
-import type { NetworkWorkItem, RuntimeInfo, RuntimeName } from '../src/protocol/agent-protocol.ts';
+import type { NetworkPayload, RuntimeInfo, RuntimeName } from '../src/protocol/agent-protocol.ts';
 
 /** A prepared op or network: `run` executes it once, including reading the output back. */
 export interface Runnable {
@@ -20,6 +20,6 @@ export interface RuntimeAdapter {
   info(): RuntimeInfo;
   /** Builds the op with fixed random weights and inputs, ready to time. */
   prepareOp(spec: OpSpec): Promise<Runnable>;
-  /** Builds a whole network (topology for tfjs runtimes, `.tflite` bytes for tflite). */
-  prepareNetwork(item: NetworkWorkItem): Promise<Runnable>;
+  /** Builds a whole network (topology for tfjs runtimes, `.tflite` bytes for tflite): an item's, or its reference. */
+  prepareNetwork(network: NetworkPayload): Promise<Runnable>;
 }

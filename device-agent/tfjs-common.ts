@@ -7,7 +7,7 @@ import { MorphError } from '../src/errors.ts';
 import { specInputs } from '../src/ops/spec-weights.ts';
 import type { OpSpec } from '../src/ops/op-spec.ts';
 import { buildLayersOp } from '../src/ops/tfjs-layers-op.ts';
-import type { NetworkWorkItem, RuntimeInfo, RuntimeName } from '../src/protocol/agent-protocol.ts';
+import type { NetworkPayload, RuntimeInfo, RuntimeName } from '../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from './runtime.ts';
 
 export function firstLine(err: unknown): string {
@@ -94,7 +94,7 @@ export function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInf
         }),
       };
     },
-    async prepareNetwork(item: NetworkWorkItem): Promise<Runnable> {
+    async prepareNetwork(item: NetworkPayload): Promise<Runnable> {
       if (item.modelTopology === undefined) {
         throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `network "${item.name}": runtime ${name} needs modelTopology (a Keras model config), but the item carries only a .tflite`);
       }

@@ -44,7 +44,7 @@ const deviceRuntimeModel = {
 const profileBody = z
   .object({ ...deviceRuntimeModel, grid: gridSchema.optional(), measure: measureOptionsSchema.optional(), force: z.boolean().optional(), refine: z.boolean().optional(), forSearch: z.boolean().optional() })
   .strict();
-const measureBody = z.object({ ...deviceRuntimeModel, measure: measureOptionsSchema.optional() }).strict();
+const measureBody = z.object({ ...deviceRuntimeModel, reference: deviceRuntimeModel.model.optional(), measure: measureOptionsSchema.optional() }).strict();
 const predictBody = z.object(deviceRuntimeModel).strict();
 const tablesQuery = z.object({ deviceId: z.string().min(1).max(64), runtime: z.enum(VALID_RUNTIMES), signature: z.string().max(300).optional() }).strict();
 const jobsQuery = z
@@ -112,7 +112,8 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
       const body = parse(measureBody, req.body, 'measure request');
       await checkRuntime(ctx, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
-      const job = await ctx.fleet.createMeasureJob({ deviceId: body.deviceId, runtime: body.runtime, model, measure: body.measure });
+      const reference = body.reference === undefined ? undefined : resolveModel(body.reference, 'reference');
+      const job = await ctx.fleet.createMeasureJob({ deviceId: body.deviceId, runtime: body.runtime, model, measure: body.measure, reference });
       res.status(202).location(`/api/jobs/${job.id}`).json(job);
     }),
   );

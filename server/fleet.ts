@@ -27,7 +27,9 @@ import {
   type ResultMessage,
   type RuntimeName,
   type ServerMessage,
+  type NetworkPayload,
   type WireMeasureOptions,
+  type WireMeasurement,
   type WorkItem,
 } from '../src/protocol/agent-protocol.ts';
 import type { Db, Tx } from './db.ts';
@@ -143,6 +145,30 @@ export interface MeasureRequest {
   readonly runtime: RuntimeName;
   readonly model: ResolvedModel;
   readonly measure?: WireMeasureOptions;
+  /**
+   * A network to time interleaved with `model` (sample by sample); the result then carries the
+   * ratio model/reference, which the machine's speed phases move much less than either time.
+   */
+  readonly reference?: ResolvedModel;
+}
+
+/** A finished measure job's `result`. */
+export interface MeasureResult {
+  readonly medianMs: number;
+  readonly p10Ms: number;
+  readonly p90Ms: number;
+  readonly n: number;
+  readonly cv: number;
+  readonly stable: boolean;
+  /** With a reference (`MeasureRequest.reference`): its median and the ratio model/reference, timed interleaved. */
+  readonly reference?: WireMeasurement['reference'];
+}
+
+/** What a job's `options_json` holds. */
+interface JobOptions {
+  readonly measure: WireMeasureOptions;
+  /** Measure jobs: the model every network item is timed against. */
+  readonly referenceModelId?: string;
 }
 
 interface JobRow {
@@ -398,11 +424,19 @@ export class Fleet {
 
   /** A job that times the whole model end to end on the device and runtime. */
   async createMeasureJob(req: MeasureRequest): Promise<JobView> {
-    const options = { measure: { ...DEFAULT_JOB_MEASURE, maxMs: 20_000, ...req.measure } };
-    return this.#createJob('measure', req.deviceId, req.runtime, req.model, options, [{ kind: 'network' as const }]);
+    const options: JobOptions = { measure: { ...DEFAULT_JOB_MEASURE, maxMs: 20_000, ...req.measure }, ...(req.reference ? { referenceModelId: req.reference.id } : {}) };
+    return this.#createJob('measure', req.deviceId, req.runtime, req.model, options, [{ kind: 'network' as const }], req.reference);
   }
 
-  async #createJob(kind: JobKind, deviceId: string, runtime: RuntimeName, model: ResolvedModel, options: object, items: ({ kind: 'op'; spec: OpSpec } | { kind: 'network' })[]): Promise<JobView> {
+  async #createJob(
+    kind: JobKind,
+    deviceId: string,
+    runtime: RuntimeName,
+    model: ResolvedModel,
+    options: JobOptions,
+    items: ({ kind: 'op'; spec: OpSpec } | { kind: 'network' })[],
+    reference?: ResolvedModel,
+  ): Promise<JobView> {
     if (items.length > this.#maxJobItems) {
       throw new MorphError('MORPH_ERR_LIMIT', `this job would time ${items.length} op points, over the limit of ${this.#maxJobItems}; use a coarser grid (grid.maxPerAxis, grid.seedOnly) or a smaller model`, {
         limit: this.#maxJobItems,
@@ -416,7 +450,9 @@ export class Fleet {
       if (open >= this.#maxOpenJobs) {
         throw new MorphError('MORPH_ERR_QUOTA', `device ${deviceId} has ${open} queued or running jobs already (the limit); wait for some to finish or cancel some (DELETE /api/jobs/:id)`, { limit: this.#maxOpenJobs });
       }
-      await tx.run('INSERT OR IGNORE INTO models (id, name, topology_json, created_at) VALUES (?, ?, ?, ?)', [model.id, model.name, JSON.stringify(model.modelConfig), now]);
+      for (const m of reference ? [model, reference] : [model]) {
+        await tx.run('INSERT OR IGNORE INTO models (id, name, topology_json, created_at) VALUES (?, ?, ?, ?)', [m.id, m.name, JSON.stringify(m.modelConfig), now]);
+      }
       await tx.run('INSERT INTO jobs (id, kind, device_id, runtime, model_id, state, options_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
         id,
         kind,
@@ -578,7 +614,7 @@ export class Fleet {
       await this.#requeue(rows.map((r) => r.id));
       return false;
     }
-    const options = JSON.parse(job.options_json) as { measure: WireMeasureOptions };
+    const options = JSON.parse(job.options_json) as JobOptions;
     const perItemMs = (options.measure.maxMs ?? 5000) * 1.5 + 2000;
     const lease: Lease = { id: leaseId, jobId: job.id, deviceId: agent.deviceId, agent, items: new Set(rows.map((r) => r.id)), perItemMs, timer: null };
     agent.lease = lease;
@@ -607,21 +643,29 @@ export class Fleet {
 
   async #workItem(row: ItemRow, job: JobRow): Promise<WorkItem> {
     if (row.kind === 'op') return { itemId: row.id, kind: 'op', spec: JSON.parse(row.spec_json as string) as OpSpec };
-    const model = (await this.#db.get<{ name: string; topology_json: string }>('SELECT name, topology_json FROM models WHERE id = ?', [job.model_id])) as { name: string; topology_json: string };
+    const { referenceModelId } = JSON.parse(job.options_json) as JobOptions;
+    const reference = referenceModelId === undefined ? undefined : await this.#networkPayload(referenceModelId, job.runtime);
+    return { itemId: row.id, kind: 'network', ...(await this.#networkPayload(job.model_id, job.runtime)), ...(reference ? { reference } : {}) };
+  }
+
+  /** A stored model as an agent of `runtime` times it. */
+  async #networkPayload(modelId: string, runtime: RuntimeName): Promise<NetworkPayload> {
+    const model = await this.#db.get<{ name: string; topology_json: string }>('SELECT name, topology_json FROM models WHERE id = ?', [modelId]);
+    if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `model ${modelId} is no longer stored`);
     const resolved = resolveModel(JSON.parse(model.topology_json));
-    if (job.runtime !== 'tflite') {
+    if (runtime !== 'tflite') {
       // The network as it runs at inference (batch norms folded, activations fused): the ops the table holds.
       const { modelConfig } = inferenceTopology(resolved.graph, resolved.modelConfig);
-      return { itemId: row.id, kind: 'network', name: model.name, modelTopology: modelConfig as unknown as Record<string, unknown> };
+      return { name: model.name, modelTopology: modelConfig as unknown as Record<string, unknown> };
     }
-    let bytes = this.#tflite.get(job.model_id);
+    let bytes = this.#tflite.get(modelId);
     if (!bytes) {
       bytes = networkTflite(resolved).then((b) => Buffer.from(b).toString('base64'));
-      this.#tflite.set(job.model_id, bytes);
-      bytes.catch(() => this.#tflite.delete(job.model_id));
+      this.#tflite.set(modelId, bytes);
+      bytes.catch(() => this.#tflite.delete(modelId));
       if (this.#tflite.size > 16) this.#tflite.delete(this.#tflite.keys().next().value as string);
     }
-    return { itemId: row.id, kind: 'network', name: model.name, tfliteBase64: await bytes };
+    return { name: model.name, tfliteBase64: await bytes };
   }
 
   #leaseDeadline(lease: Lease): number {
@@ -818,8 +862,8 @@ export class Fleet {
     const now = nowIso();
     let result: unknown;
     if (job.kind === 'measure') {
-      const m = items[0]?.result_json ? (JSON.parse(items[0].result_json) as { medianMs: number; p10Ms: number; p90Ms: number; n: number; cv: number; stable: boolean }) : null;
-      result = m ? { medianMs: m.medianMs, p10Ms: m.p10Ms, p90Ms: m.p90Ms, n: m.n, cv: m.cv, stable: m.stable } : null;
+      const m = items[0]?.result_json ? (JSON.parse(items[0].result_json) as WireMeasurement) : null;
+      result = m ? ({ medianMs: m.medianMs, p10Ms: m.p10Ms, p90Ms: m.p90Ms, n: m.n, cv: m.cv, stable: m.stable, ...(m.reference ? { reference: m.reference } : {}) } satisfies MeasureResult) : null;
     } else {
       // Time inside timed runs (samples), time measuring (with warm-up) and the job's wall time.
       let sampledMs = 0;

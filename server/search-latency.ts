@@ -23,10 +23,10 @@ import type { Graph } from '../src/graph/graph.ts';
 import { rebuild } from '../src/graph/rebuild.ts';
 import { selectionFromWidths } from '../src/graph/widths.ts';
 import type { Target } from '../src/morph/search.ts';
-import { referenced, settledLow } from '../src/morph/closed-loop.ts';
+import { referencedMs, settledLow } from '../src/morph/closed-loop.ts';
 import { floorWidths } from '../src/morph/expand.ts';
 import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
-import type { Fleet, JobView } from './fleet.ts';
+import type { Fleet, JobView, MeasureResult } from './fleet.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
 import type { StoredTable, TableReader } from './tables.ts';
 
@@ -182,18 +182,19 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
   // calibration extrapolated the smallest MobileNetV2 on Node tflite to 0.55 ms where it runs in
   // 0.1 ms, and refused a reachable 30% target; measured, it also anchors the calibration at the
   // low end for every prediction that follows.
-  const measureOnce = async (what: ResolvedModel, label: string): Promise<number> => {
-    const job = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model: what, measure });
-    return ((await waitJob(ctx, job.id, label)).result as { medianMs: number }).medianMs;
+  const measureOnce = async (what: ResolvedModel, label: string, reference?: ResolvedModel): Promise<MeasureResult> => {
+    const job = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model: what, measure, reference });
+    return (await waitJob(ctx, job.id, label)).result as MeasureResult;
   };
-  const seedMeasuredMs = (await settledLow((run) => measureOnce(model, `measuring the seed end to end (${run})`))).measured;
+  const seedMeasuredMs = (await settledLow(async (run) => (await measureOnce(model, `measuring the seed end to end (${run})`)).medianMs)).measured;
   const plan = planNetworkLatency(model.graph);
   const smallest = smallestNetwork(plan, model.graph, ctx.options.divisor);
-  // Against the seed, as every closed-loop candidate is (`referenced`).
+  // Interleaved with the seed, as every closed-loop candidate is (`referencedMs`).
   const minimum = (
     await settledLow(async (run) => {
-      const label = `measuring the smallest reachable network end to end (${run})`;
-      return (await referenced(() => measureOnce(model, `${label}: the seed, for reference`), () => measureOnce(smallest, label), seedMeasuredMs)).ms;
+      const r = await measureOnce(smallest, `measuring the smallest reachable network end to end, interleaved with the seed (${run})`, model);
+      if (!r.reference) throw new MorphError('MORPH_ERR_JOB_FAILED', 'the measurement of the smallest reachable network came back without its reference figures');
+      return referencedMs(r.reference.ratio, seedMeasuredMs);
     })
   ).measured;
   const stored = await ctx.tables.tables(ctx.deviceId, ctx.runtime);

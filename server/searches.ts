@@ -20,9 +20,9 @@ import { mkdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MorphError } from '../src/errors.ts';
-import { referenced } from '../src/morph/closed-loop.ts';
+import { referencedMs } from '../src/morph/closed-loop.ts';
 import type { Db, Tx } from './db.ts';
-import type { Fleet } from './fleet.ts';
+import type { Fleet, MeasureResult } from './fleet.ts';
 import { listArtifacts, type ArtifactInfo } from './search-artifacts.ts';
 import { prepareLatencySearch, QUICK_PROTOCOL, type PreparedLatency } from './search-latency.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
@@ -614,8 +614,9 @@ export class SearchService {
   /**
    * Closed-loop expand: times a candidate network on the search's device and answers the worker.
    * The worker waits meanwhile, so the host (if it is the device) is let time it. Each answer is
-   * one `referenced` measurement: the seed, then the candidate, the candidate read in terms of the
-   * seed's settled latency (the machine's speed drifts between phases).
+   * one measurement interleaved with the seed (sample by sample), read in terms of the seed's
+   * settled latency: the ratio candidate/seed × the seed's settled ms (the machine's speed drifts
+   * between phases, and within one measurement too).
    */
   async #measureForWorker(a: Active, m: { id: number; modelTopology: unknown; label: string }): Promise<MeasureReply> {
     const deviceId = a.config.deviceId as string;
@@ -623,34 +624,39 @@ export class SearchService {
     const hostWasPaused = this.#hostPaused === deviceId;
     if (hostWasPaused) this.#o.fleet.resume(deviceId);
     const measure = a.config.options.measureProtocol === 'quick' ? QUICK_PROTOCOL : undefined;
-    const measureModel = async (model: ResolvedModel, what: string): Promise<number> => {
-      const job = await this.#o.fleet.createMeasureJob({ deviceId, runtime, model, measure });
-      await this.#onEvent(a, { type: 'note', message: `${m.label}: measuring ${what} on ${deviceId}/${runtime} (job ${job.id})` }).catch(() => undefined);
-      for (;;) {
-        if (a.abort.signal.aborted) {
-          await this.#o.fleet.cancelJob(job.id).catch(() => undefined);
-          throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
-        }
-        const j = await this.#o.fleet.job(job.id);
-        if (j?.state === 'done') return (j.result as { medianMs: number }).medianMs;
-        if (!j || j.state === 'failed' || j.state === 'cancelled') {
-          throw new MorphError('MORPH_ERR_JOB_FAILED', `measuring ${what} failed: ${(j?.error as { message?: string } | null)?.message ?? j?.state ?? 'job gone'}`);
-        }
-        await new Promise((r) => setTimeout(r, 300));
-      }
-    };
     try {
       const candidate = resolveModel(m.modelTopology, 'candidate network');
       const reference = a.reference;
-      if (!reference) return { type: 'measured', id: m.id, medianMs: await measureModel(candidate, 'the candidate') };
-      const r = await referenced(() => measureModel(reference.model, 'the seed (the reference)'), () => measureModel(candidate, 'the candidate'), reference.ms);
-      await this.#onEvent(a, { type: 'note', message: `${m.label}: ${r.rawMs.toFixed(3)} ms with the seed at ${r.referenceNowMs.toFixed(3)} ms now (${reference.ms.toFixed(3)} settled): ${r.ms.toFixed(3)} ms` }).catch(() => undefined);
-      return { type: 'measured', id: m.id, medianMs: r.ms };
+      const job = await this.#o.fleet.createMeasureJob({ deviceId, runtime, model: candidate, measure, reference: reference?.model });
+      await this.#onEvent(a, { type: 'note', message: `${m.label}: measuring the candidate${reference ? ' interleaved with the seed' : ''} on ${deviceId}/${runtime} (job ${job.id})` }).catch(() => undefined);
+      const r = await this.#waitMeasure(a, job.id);
+      if (!reference) return { type: 'measured', id: m.id, medianMs: r.medianMs };
+      if (!r.reference) throw new MorphError('MORPH_ERR_JOB_FAILED', `measure job ${job.id} came back without its reference figures`);
+      const ms = referencedMs(r.reference.ratio, reference.ms);
+      const note = `${m.label}: ${r.medianMs.toFixed(3)} ms with the seed at ${r.reference.medianMs.toFixed(3)} ms alongside (ratio ${r.reference.ratio.toFixed(4)}, p10–p90 ${r.reference.ratioP10.toFixed(4)}–${r.reference.ratioP90.toFixed(4)}; seed settled ${reference.ms.toFixed(3)} ms): ${ms.toFixed(3)} ms`;
+      await this.#onEvent(a, { type: 'note', message: note }).catch(() => undefined);
+      return { type: 'measured', id: m.id, medianMs: ms };
     } catch (err) {
       const e = err as { code?: string; message?: string };
       return { type: 'measure-failed', id: m.id, error: { code: typeof e?.code === 'string' ? e.code : 'MORPH_ERR_INTERNAL', message: e?.message ?? String(err) } };
     } finally {
       if (hostWasPaused && this.#hostPaused === deviceId) this.#o.fleet.pause(deviceId, 'a search is training on this host');
+    }
+  }
+
+  /** Waits for a measure job of search `a`, cancelling it when the search stops. */
+  async #waitMeasure(a: Active, jobId: string): Promise<MeasureResult> {
+    for (;;) {
+      if (a.abort.signal.aborted) {
+        await this.#o.fleet.cancelJob(jobId).catch(() => undefined);
+        throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
+      }
+      const j = await this.#o.fleet.job(jobId);
+      if (j?.state === 'done') return j.result as MeasureResult;
+      if (!j || j.state === 'failed' || j.state === 'cancelled') {
+        throw new MorphError('MORPH_ERR_JOB_FAILED', `measuring the candidate failed: ${(j?.error as { message?: string } | null)?.message ?? j?.state ?? 'job gone'}`);
+      }
+      await new Promise((r) => setTimeout(r, 300));
     }
   }
 

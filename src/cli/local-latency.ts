@@ -12,7 +12,7 @@ import type { Graph } from '../graph/graph.ts';
 import type { ModelConfigJson } from '../graph/keras-json.ts';
 import { rebuild } from '../graph/rebuild.ts';
 import { identitySelection } from '../graph/widths.ts';
-import { referenced, settledLow } from '../morph/closed-loop.ts';
+import { referencedMs, settledLow } from '../morph/closed-loop.ts';
 import { latencyHooks, predictedLatencyMs, type DeviceLatencyData } from '../morph/latency-hooks.ts';
 import type { SearchCostHooks } from '../morph/search.ts';
 import type { CommandIo } from './args.ts';
@@ -65,14 +65,14 @@ export async function prepareLocalLatency(req: LocalLatencyRequest, io: CommandI
   const measure = req.quick ? { measure: QUICK_MEASURE } : {};
   const profile = await call<Job>(req.base, 'POST', '/api/profile', { deviceId: device.id, runtime, model: seedTopology, forSearch: true, grid: { maxPerAxis: req.profileGrid }, ...measure });
   if (profile.progress.total > 0) await waitJob(req.base, profile.id, `profiling ${profile.progress.total} op timing(s) on ${device.name}/${runtime}`, io, req.json, req.timeoutS);
-  const measureOnce = async (modelTopology: unknown, label: string): Promise<number> => {
-    const job = await call<Job>(req.base, 'POST', '/api/measure', { deviceId: device.id, runtime, model: modelTopology, ...measure });
+  const measureOnce = async (modelTopology: unknown, label: string, reference?: unknown): Promise<NonNullable<Job['result']>> => {
+    const job = await call<Job>(req.base, 'POST', '/api/measure', { deviceId: device.id, runtime, model: modelTopology, ...(reference === undefined ? {} : { reference }), ...measure });
     const done = await waitJob(req.base, job.id, `measuring ${label}`, io, req.json, req.timeoutS);
     if (!done.result) throw new MorphError('MORPH_ERR_JOB_FAILED', `measure job ${job.id} (${label}) finished without a result`);
-    return done.result.medianMs;
+    return done.result;
   };
   // Until two measurements agree (settledLow), as the server's latency search does.
-  const seedMeasuredMs = (await settledLow((run) => measureOnce(seedTopology, `the seed end to end (${run})`))).measured;
+  const seedMeasuredMs = (await settledLow(async (run) => (await measureOnce(seedTopology, `the seed end to end (${run})`)).medianMs)).measured;
   const q = new URLSearchParams({ deviceId: device.id, runtime });
   const { tables, calibration } = await call<TablesReply>(req.base, 'GET', `/api/tables?${q}`);
   const data = { deviceId: device.id, runtime, tables, calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c } : null };
@@ -82,8 +82,11 @@ export async function prepareLocalLatency(req: LocalLatencyRequest, io: CommandI
     throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's ${seedPredictedMs.toFixed(3)} ms (measured ${seedMeasuredMs.toFixed(3)} ms) on ${device.name}/${runtime}; give a smaller --target-ms`);
   }
   const full: DeviceLatencyData = { ...data, seedPredictedMs };
-  // Each candidate against the seed measured right before it, as the server's searches do (`referenced`).
-  const verify = async (modelTopology: ModelConfigJson, label: string): Promise<number> =>
-    (await referenced(() => measureOnce(seedTopology, `the seed, for reference (${label})`), () => measureOnce(modelTopology, label), seedMeasuredMs)).ms;
+  // Each candidate interleaved with the seed, read in the seed's settled terms, as the server's searches do (`referencedMs`).
+  const verify = async (modelTopology: ModelConfigJson, label: string): Promise<number> => {
+    const r = await measureOnce(modelTopology, `${label}, interleaved with the seed`, seedTopology);
+    if (!r.reference) throw new MorphError('MORPH_ERR_JOB_FAILED', `the measurement of ${label} came back without its reference figures; is the server older than this CLI?`);
+    return referencedMs(r.reference.ratio, seedMeasuredMs);
+  };
   return { deviceId: device.id, deviceName: device.name, runtime, targetMs, seedMeasuredMs, seedPredictedMs, profiledPoints: profile.progress.total, calibration: data.calibration, hooks: latencyHooks(full, verify) };
 }

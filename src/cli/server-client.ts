@@ -4,6 +4,7 @@
  */
 import { ERROR_CODES, MorphError, type ErrorCode } from '../errors.ts';
 import type { CommandIo } from './args.ts';
+import type { WireMeasurement } from '../protocol/agent-protocol.ts';
 
 export function unreachable(base: string, err: unknown): MorphError {
   const e = err as Error;
@@ -54,7 +55,8 @@ export interface Job {
   state: string;
   progress: { total: number; done: number; failed: number };
   waiting: string | null;
-  result: { medianMs: number; p10Ms: number; p90Ms: number; n: number } | null;
+  /** A measure job's result; `reference` with a reference model (POST /api/measure `reference`). */
+  result: { medianMs: number; p10Ms: number; p90Ms: number; n: number; reference?: WireMeasurement['reference'] } | null;
   error: { message: string } | null;
 }
 

@@ -12,7 +12,7 @@
  * of a reference measured alongside it.
  */
 import { MorphError } from '../errors.ts';
-import { summarize, type SampleStats } from './protocol.ts';
+import { DEFAULT_MEASURE_OPTIONS, summarize, type MeasureOptions, type SampleStats } from './protocol.ts';
 
 export interface InterleavedOptions {
   /** Clock in milliseconds. Default `performance.now()`. */
@@ -141,5 +141,61 @@ export async function measureInterleaved(runs: readonly Run[], options: Interlea
     runsPerSample: k,
     capped,
     totalMs: clock() - start,
+  };
+}
+
+/** The options of a plain measurement (`measure` in ./protocol.ts) carried over to an interleaved one. */
+export function interleavedOptionsFrom(o: MeasureOptions): InterleavedOptions {
+  const d = DEFAULT_MEASURE_OPTIONS;
+  return {
+    ...(o.now ? { now: o.now } : {}),
+    warmupRuns: o.warmupRuns ?? d.warmupRuns,
+    targetSampleMs: o.targetSampleMs ?? d.targetSampleMs,
+    maxRunsPerSample: Math.min(o.maxRunsPerSample ?? d.maxRunsPerSample, DEFAULTS.maxRunsPerSample),
+    minRounds: o.minSamples ?? d.minSamples,
+    minWindowMs: o.minWindowMs ?? d.minWindowMs,
+    maxRounds: o.maxSamples ?? d.maxSamples,
+    maxMs: o.maxMs ?? d.maxMs,
+  };
+}
+
+/** A network timed against a reference: its own figures, and the reference's with the ratio between them. */
+export interface PairedMeasurement {
+  readonly medianMs: number;
+  readonly p10Ms: number;
+  readonly p90Ms: number;
+  readonly meanMs: number;
+  readonly cv: number;
+  readonly n: number;
+  readonly runsPerSample: number;
+  /** The ratio held still: its cv within `maxCv` and its p10–p90 spread within `maxSpread` of its median. */
+  readonly stable: boolean;
+  readonly attempts: 1;
+  readonly totalMs: number;
+  readonly reference: { readonly medianMs: number; readonly ratio: number; readonly ratioP10: number; readonly ratioP90: number; readonly rounds: number };
+}
+
+/**
+ * Times `network` interleaved with `reference` (reference first) under the plain protocol's options,
+ * and reports the network's per-run times with the per-round ratio to the reference.
+ */
+export async function measurePaired(reference: Run, network: Run, options: MeasureOptions = {}): Promise<PairedMeasurement> {
+  const m = await measureInterleaved([reference, network], interleavedOptionsFrom(options));
+  const [ref, net] = m.each;
+  const ratio = m.ratios[1];
+  const maxCv = options.maxCv ?? DEFAULT_MEASURE_OPTIONS.maxCv;
+  const maxSpread = options.maxSpread ?? DEFAULT_MEASURE_OPTIONS.maxSpread;
+  return {
+    medianMs: net.median,
+    p10Ms: net.p10,
+    p90Ms: net.p90,
+    meanMs: net.mean,
+    cv: net.cv,
+    n: net.n,
+    runsPerSample: m.runsPerSample[1],
+    stable: ratio.cv <= maxCv && (ratio.p90 - ratio.p10) / ratio.median <= maxSpread,
+    attempts: 1,
+    totalMs: m.totalMs,
+    reference: { medianMs: ref.median, ratio: ratio.median, ratioP10: ratio.p10, ratioP90: ratio.p90, rounds: m.rounds },
   };
 }

@@ -115,19 +115,18 @@ export function lowestAgreeing(values: readonly number[], spread: number): numbe
 }
 
 /**
- * One measurement of a network against a reference (the seed) measured right before it: the
- * network's median scaled by `referenceMs` / the reference's median now, so it reads in the
- * reference's terms whatever speed the machine runs at this moment.
+ * A network's latency in the terms of a reference (the seed): its ratio to the reference, timed
+ * interleaved with it (src/measure/interleaved.ts), times the reference's settled latency.
  *
  * Why: on this 2-core VM the same MobileNetV2 at ω 0.8 measured 0.86 ms or 1.30 ms on Node tflite,
  * in phases of up to 15 s with nothing else running, and every network slowed by the same factor
  * (×1.54 for the seed and for ω 0.8). One closed loop ran in a fast phase and the next in a slow
  * one, so at the same target the uniform baseline got two thirds of latency-MorphNet's MACs
- * and the comparison measured the machine, not the search. Back to back, the two measurements share
- * the phase; the ratio does not move with it (ω 0.4 / seed: 0.220–0.235 over a minute).
+ * and the comparison measured the machine, not the search. Measuring the seed right before each
+ * candidate was not enough: the phases switch inside a measurement too, and on tfjs-wasm the
+ * ratio of two back-to-back measurements spread ×2.5 (docs/benchmarks.md). Interleaved sample by
+ * sample, both share each phase, and the ratio's spread fell to ×1.055.
  */
-export async function referenced(measureReference: () => Promise<number>, measureNetwork: () => Promise<number>, referenceMs: number): Promise<{ ms: number; rawMs: number; referenceNowMs: number }> {
-  const referenceNowMs = await measureReference();
-  const rawMs = await measureNetwork();
-  return { ms: (rawMs * referenceMs) / referenceNowMs, rawMs, referenceNowMs };
+export function referencedMs(ratio: number, referenceMs: number): number {
+  return ratio * referenceMs;
 }

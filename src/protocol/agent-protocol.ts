@@ -20,7 +20,12 @@ import { z } from 'zod';
 import { VALID_FUSED_ACTIVATIONS, VALID_OP_DTYPES, VALID_OP_KINDS, VALID_OP_PADDINGS, validateSpec, type OpSpec } from '../ops/op-spec.ts';
 import { MorphError } from '../errors.ts';
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * v2: a network item may carry a `reference` network, timed interleaved with it, and a result may
+ * carry the `reference` figures. A v1 agent would refuse such items mid-lease; the version makes it
+ * refuse at hello instead, with a message that says to update.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Largest message an agent may send (bytes); results are small, so this is generous. */
 export const MAX_AGENT_MESSAGE_BYTES = 256 * 1024;
@@ -144,6 +149,22 @@ export const measurementSchema = z
     stable: z.boolean(),
     attempts: z.number().int().positive().max(100),
     totalMs: nonNegative,
+    /**
+     * For an item timed against a reference network (interleaved, sample by sample): the
+     * reference's median, and the median and spread of the per-round ratio item/reference, which
+     * a change of the machine's speed moves much less than either time (src/measure/interleaved.ts).
+     */
+    reference: z
+      .object({
+        medianMs: positive.max(1e7),
+        ratio: positive.max(1e6),
+        ratioP10: positive.max(1e6),
+        ratioP90: positive.max(1e6),
+        rounds: z.number().int().positive().max(1e6),
+      })
+      .strict()
+      .refine((r) => r.ratioP10 <= r.ratio && r.ratio <= r.ratioP90, { message: 'need ratioP10 ≤ ratio ≤ ratioP90' })
+      .optional(),
   })
   .strict()
   .refine((m) => m.p10Ms <= m.medianMs && m.medianMs <= m.p90Ms, { message: 'need p10Ms ≤ medianMs ≤ p90Ms' });
@@ -196,21 +217,31 @@ export type WireMeasureOptions = z.infer<typeof measureOptionsSchema>;
 /** A single op to time. */
 export const opItemSchema = z.object({ itemId: count, kind: z.literal('op'), spec: opSpecSchema }).strict();
 
+/** Exactly one of the two payloads a network item can carry. */
+const onePayload = (n: { modelTopology?: unknown; tfliteBase64?: unknown }): boolean => (n.modelTopology === undefined) !== (n.tfliteBase64 === undefined);
+const ONE_PAYLOAD = { message: 'a network carries exactly one of modelTopology and tfliteBase64' };
+
 /**
- * A whole network to time end to end. tfjs runtimes get the Keras topology (`modelTopology` of a
+ * A network as the agent gets it. tfjs runtimes get the Keras topology (`modelTopology` of a
  * model.json; weights are random, which does not change the time); `tflite` gets the float32
  * `.tflite` the server wrote, base64-encoded.
  */
+const networkFields = {
+  name: text(200),
+  modelTopology: z.record(z.unknown()).optional(),
+  tfliteBase64: z.string().max(MAX_SERVER_MESSAGE_BYTES).optional(),
+};
+export const networkPayloadSchema = z.object(networkFields).strict().refine(onePayload, ONE_PAYLOAD);
+export type NetworkPayload = z.infer<typeof networkPayloadSchema>;
+
+/**
+ * A whole network to time end to end; with `reference`, timed interleaved with that network
+ * (alternating samples) and reported with the per-round ratio to it.
+ */
 export const networkItemSchema = z
-  .object({
-    itemId: count,
-    kind: z.literal('network'),
-    name: text(200),
-    modelTopology: z.record(z.unknown()).optional(),
-    tfliteBase64: z.string().max(MAX_SERVER_MESSAGE_BYTES).optional(),
-  })
+  .object({ itemId: count, kind: z.literal('network'), ...networkFields, reference: networkPayloadSchema.optional() })
   .strict()
-  .refine((n) => (n.modelTopology === undefined) !== (n.tfliteBase64 === undefined), { message: 'a network item carries exactly one of modelTopology and tfliteBase64' });
+  .refine(onePayload, ONE_PAYLOAD);
 
 export const workItemSchema = z.union([opItemSchema, networkItemSchema]);
 export interface OpWorkItem {
@@ -344,5 +375,6 @@ export function toWireMeasurement(m: WireMeasurement & Record<string, unknown>):
     stable: m.stable,
     attempts: m.attempts,
     totalMs: m.totalMs,
+    ...(m.reference ? { reference: { ...m.reference } } : {}),
   };
 }

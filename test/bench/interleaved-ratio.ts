@@ -5,10 +5,10 @@
  *
  * - `separate`: A measured, then B (the agent's protocol each), ratio of the medians — what two
  *   measure jobs give;
- * - `referenced`: as the closed loop does today (`referenced` + `settledLow`,
- *   src/morph/closed-loop.ts): A then B per reading, readings until two agree within ±3%;
+ * - `referenced`: as the closed loop did before paired measure jobs: A then B per reading, B read
+ *   in A's settled terms, readings until two agree within ±3% (`settledLow`, src/morph/closed-loop.ts);
  * - `interleaved`: `measureInterleaved([A, B])` (src/measure/interleaved.ts), the median of the
- *   per-round ratios.
+ *   per-round ratios: what a measure job with a reference gives, and the closed loop now uses.
  *
  * Printed as JSON: every ratio, and per way the share of readings within ±3% of their own median
  * and the spread max/min.
@@ -25,7 +25,7 @@ import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { measureInterleaved } from '../../src/measure/interleaved.ts';
 import { measure } from '../../src/measure/protocol.ts';
-import { referenced, settledLow } from '../../src/morph/closed-loop.ts';
+import { settledLow } from '../../src/morph/closed-loop.ts';
 import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
 import { seedModel, isSeedName } from '../../src/seeds/index.ts';
 import { buildTfModel, readWeights } from '../../src/train/tf-model.ts';
@@ -108,14 +108,11 @@ for (const runtime of String(values.runtimes).split(',').filter(Boolean)) {
     const refMs = await settledLow(async () => (await measure(a.run)).medianMs);
     for (let r = 0; r < reps; r++) {
       separate.push((await measure(b.run)).medianMs / (await measure(a.run)).medianMs);
-      const read = async (): Promise<number> =>
-        (
-          await referenced(
-            async () => (await measure(a.run)).medianMs,
-            async () => (await measure(b.run)).medianMs,
-            refMs.measured,
-          )
-        ).ms;
+      // The reference measured right before the network, the network read in its settled terms.
+      const read = async (): Promise<number> => {
+        const referenceNowMs = (await measure(a.run)).medianMs;
+        return ((await measure(b.run)).medianMs * refMs.measured) / referenceNowMs;
+      };
       referencedRatios.push((await settledLow(read)).measured / refMs.measured);
       interleaved.push((await measureInterleaved([a.run, b.run])).ratios[1].median);
       log(`${runtime} rep ${r + 1}/${reps}: separate ${separate.at(-1)!.toFixed(3)}, referenced ${referencedRatios.at(-1)!.toFixed(3)}, interleaved ${interleaved.at(-1)!.toFixed(3)}`);

@@ -66,10 +66,10 @@ function smallest(seed: Net): Net {
 async function prepare(adapter: RuntimeAdapter, net: Net): Promise<Runnable> {
   if (adapter.name === 'tflite') {
     const bytes = writeNetworkTflite(net.graph, initialWeights(net.graph, analyzeChannels(net.graph))).bytes;
-    return adapter.prepareNetwork({ itemId: 1, kind: 'network', name: net.graph.name, tfliteBase64: Buffer.from(bytes).toString('base64') });
+    return adapter.prepareNetwork({ name: net.graph.name, tfliteBase64: Buffer.from(bytes).toString('base64') });
   }
   const { modelConfig } = inferenceTopology(net.graph, net.modelConfig);
-  return adapter.prepareNetwork({ itemId: 1, kind: 'network', name: net.graph.name, modelTopology: modelConfig as unknown as Record<string, unknown> });
+  return adapter.prepareNetwork({ name: net.graph.name, modelTopology: modelConfig as unknown as Record<string, unknown> });
 }
 
 async function time(adapter: RuntimeAdapter, net: Net): Promise<{ medianMs: number; cv: number }> {

@@ -204,6 +204,11 @@ describe('browser agent page in headless Chromium', { timeout: 300_000 }, () => 
       const mjob = await until(`the ${runtime} measure job`, jobDone(server, measured.json.id), 60_000, recentLog);
       assert.equal(mjob.state, 'done', `${runtime} measure: ${JSON.stringify(mjob.error ?? mjob.progress)}\n${recentLog()}`);
       assert.ok(mjob.result.medianMs > 0);
+      // Interleaved with a reference (the closed loop's measurement): the browser agent sends the ratio.
+      const paired = await api(server, 'POST', '/api/measure', { deviceId: device.id, runtime, model, reference: model, measure: QUICK });
+      const pairedJob = await until(`the ${runtime} paired measure job`, jobDone(server, paired.json.id), 60_000, recentLog);
+      assert.equal(pairedJob.state, 'done', `${runtime} paired measure: ${JSON.stringify(pairedJob.error ?? pairedJob.progress)}\n${recentLog()}`);
+      assert.ok(pairedJob.result.reference && pairedJob.result.reference.ratio > 0 && pairedJob.result.reference.rounds >= 1, JSON.stringify(pairedJob.result));
       timings[runtime] = { ops: points.length, opMedianMs: points.map((p) => Number(p.medianMs.toFixed(4))), networkMs: mjob.result.medianMs };
     }
 

@@ -29,7 +29,7 @@ function spin(ms: number): void {
 }
 
 /** An op spec's cIn picks the behaviour: 1 → prepare throws a MorphError, 2 → a plain Error, 3 → run throws. */
-function fakeAdapter(name: RuntimeName, runMs = 0.05): RuntimeAdapter & { prepared: number; disposed: number } {
+function fakeAdapter(name: RuntimeName, runMs = 0.05): RuntimeAdapter & { prepared: number; disposed: number; networks: string[] } {
   const adapter = {
     name,
     prepared: 0,
@@ -49,7 +49,9 @@ function fakeAdapter(name: RuntimeName, runMs = 0.05): RuntimeAdapter & { prepar
         },
       };
     },
-    async prepareNetwork() {
+    networks: [] as string[],
+    async prepareNetwork(network: { name: string }) {
+      adapter.networks.push(network.name);
       adapter.prepared++;
       return { run: () => spin(runMs), dispose: () => void adapter.disposed++ };
     },
@@ -167,6 +169,18 @@ describe('DeviceAgent', () => {
     assert.equal(agent.status.activity, 'idle');
   });
 
+  it('times a network with a reference interleaved with it and sends the reference figures', async (t) => {
+    const tflite = fakeAdapter('tflite');
+    const { conn } = await startAgent({ adapters: [tflite] }, t);
+    conn.work('LR', 'tflite', [{ itemId: 0, kind: 'network', name: 'candidate', tfliteBase64: 'AAAA', reference: { name: 'seed', tfliteBase64: 'BBBB' } }]);
+    const r = resultSchema.parse((await conn.answers('LR', 1)).get(0));
+    const ref = r.measurement.reference;
+    assert.ok(ref, JSON.stringify(r.measurement));
+    assert.ok(ref.medianMs > 0 && ref.ratioP10 <= ref.ratio && ref.ratio <= ref.ratioP90 && ref.rounds >= 1, JSON.stringify(ref));
+    assert.deepEqual(tflite.networks, ['candidate', 'seed']);
+    assert.equal(tflite.disposed, 2, 'both networks are freed');
+  });
+
   it('sends item-failed with the MorphError code (or MORPH_ERR_INTERNAL) and goes on with the next item', async (t) => {
     const { conn, agent } = await startAgent({}, t);
     conn.work('L2', 'tfjs-wasm', [op(0, 1), op(1, 2), op(2, 3), op(3)]);
@@ -225,7 +239,7 @@ describe('DeviceAgent', () => {
   it('ignores invalid frames (not JSON, bad fields, binary, bad op spec) and keeps working', async (t) => {
     const { conn, events } = await startAgent({}, t);
     conn.send('not json');
-    conn.send({ v: 2, type: 'welcome' });
+    conn.send({ v: 99, type: 'welcome' });
     conn.send({ v: PROTOCOL_VERSION, type: 'work', leaseId: 'bad' });
     conn.ws.send(Buffer.from([1, 2, 3]));
     conn.work('BADSPEC', 'tfjs-wasm', [{ itemId: 0, kind: 'op', spec: { ...makeSpec({ kind: 'add', inH: 4, inW: 4, cIn: 4 }), cOut: 5 } }]);

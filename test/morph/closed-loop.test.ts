@@ -9,7 +9,8 @@ import { describe, it } from 'node:test';
 import { flopsCostModel } from '../../src/cost/cost-model.ts';
 import { MorphError } from '../../src/errors.ts';
 import { parseModel } from '../../src/graph/parse.ts';
-import { bracketMultiplier, lowestAgreeing, nextAim, referenced, settledLow, type AimPoint } from '../../src/morph/closed-loop.ts';
+import { bracketMultiplier, lowestAgreeing, nextAim, referencedMs, settledLow, type AimPoint } from '../../src/morph/closed-loop.ts';
+import { measurePaired } from '../../src/measure/interleaved.ts';
 import { widthsAt, type ExpandResult } from '../../src/morph/expand.ts';
 import { costAt, seedWidths } from '../../src/morph/network-cost.ts';
 import { expandVerified, netOf, type SearchCostHooks } from '../../src/morph/search.ts';
@@ -224,30 +225,28 @@ describe('settledLow', () => {
   });
 });
 
-describe('referenced', () => {
-  it('reads a network in terms of the reference, whatever phase the machine is in', async () => {
-    // The machine's speed: ×1 or ×1.54 (seen on Node tflite), switching every third measurement.
-    let calls = 0;
-    const phase = (): number => (Math.floor(calls++ / 3) % 2 === 0 ? 1 : 1.54);
+describe('referencedMs', () => {
+  it('reads a network in the seed\'s settled terms from its interleaved ratio, whatever phase each measurement ran in', async () => {
+    // The machine's speed switches every 300 ms between ×1 and ×1.54 (seen on Node tflite), inside
+    // measurements too. The seed was settled in a slow phase: every reading must come out in those
+    // terms (× 1.54); raw medians would read anywhere between the two.
+    let t = 0;
+    const now = (): number => t;
+    const run = (ms: number) => (): void => {
+      t += Math.floor(t / 300) % 2 === 1 ? ms * 1.54 : ms;
+    };
     const seedFastMs = 1.28;
     const networkFastMs = 0.29;
-    // The seed was settled in a slow phase: every reading must come out in those terms (× 1.54),
-    // in fast phases as in slow ones; raw medians would read 0.29 in the fast ones.
     const settledMs = seedFastMs * 1.54;
-    const expected = networkFastMs * 1.54;
-    const once = (): Promise<{ ms: number; referenceNowMs: number }> => referenced(async () => seedFastMs * phase(), async () => networkFastMs * phase(), settledMs);
-    const readings = [];
-    for (let i = 0; i < 6; i++) readings.push(await once());
-    const inPhase = readings.filter((r) => Math.abs(r.ms / expected - 1) < 1e-9);
-    assert.ok(inPhase.length >= 3, JSON.stringify(readings));
-    assert.ok(inPhase.some((r) => r.referenceNowMs === seedFastMs) && inPhase.some((r) => r.referenceNowMs === settledMs), 'pairs in both phases read the same');
-    // A pair that straddles a switch reads wrong; settledLow's agreeing pair does not.
-    calls = 0;
-    const settled = await settledLow(async () => (await once()).ms, 0.03);
-    assert.ok(Math.abs(settled.measured / expected - 1) < 1e-9, JSON.stringify(settled));
-  });
-
-  it('returns the raw median and the reference now beside the scaled one', async () => {
-    assert.deepEqual(await referenced(async () => 2, async () => 0.5, 1), { ms: 0.25, rawMs: 0.5, referenceNowMs: 2 });
+    const readings: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const m = await measurePaired(run(seedFastMs), run(networkFastMs), { now, minSamples: 20, minWindowMs: 500 });
+      readings.push(referencedMs(m.reference.ratio, settledMs));
+    }
+    for (const ms of readings) assert.ok(Math.abs(ms / (networkFastMs * 1.54) - 1) < 0.01, JSON.stringify(readings));
+    // settledLow settles on the second of them.
+    let k = 0;
+    const settled = await settledLow(async () => readings[k++], 0.03);
+    assert.equal(settled.runs.length, 2);
   });
 });

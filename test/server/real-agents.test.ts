@@ -118,6 +118,17 @@ describe('real server and real Node agents', () => {
     const job = await until('the measure job', finished(server, created.json.id), 60_000);
     assert.equal(job.state, 'done');
     assert.ok(job.result.medianMs > 0 && job.result.p10Ms <= job.result.medianMs && job.result.medianMs <= job.result.p90Ms);
+    assert.equal(job.result.reference, undefined, 'no reference asked, none given');
+    // Against a reference: one job, the two networks timed interleaved, the ratio reported.
+    const paired = await api(server, 'POST', '/api/measure', { deviceId: device.id, runtime: 'tfjs-wasm', model: 'mobilenet', reference: 'resnet', measure: QUICK });
+    assert.equal(paired.status, 202, JSON.stringify(paired.json));
+    const pjob = await until('the paired measure job', finished(server, paired.json.id), 60_000);
+    assert.equal(pjob.state, 'done', JSON.stringify(pjob.error));
+    const ref = pjob.result.reference;
+    assert.ok(ref && ref.medianMs > 0 && ref.ratioP10 <= ref.ratio && ref.ratio <= ref.ratioP90 && ref.rounds >= 1, JSON.stringify(pjob.result));
+    const bad = await api(server, 'POST', '/api/measure', { deviceId: device.id, runtime: 'tfjs-wasm', model: 'mobilenet', reference: 'no-such-seed' });
+    assert.equal(bad.status, 400, JSON.stringify(bad.json));
+    assert.match(bad.json.error.message, /reference/);
     const p = await api(server, 'POST', '/api/predict', { deviceId: device.id, runtime: 'tfjs-wasm', model: 'mobilenet' });
     assert.equal(p.status, 200);
     assert.equal(p.json.calibration.fitted, true);
@@ -136,6 +147,11 @@ describe('real server and real Node agents', () => {
     const p = await api(server, 'POST', '/api/predict', { deviceId: device.id, runtime: 'tflite', model: 'resnet' });
     assert.equal(p.status, 200);
     assert.ok(Math.abs(p.json.predictedMs - mjob.result.medianMs) / mjob.result.medianMs < 1e-6, 'one network: the calibration fits it');
+    // Interleaved with a reference on tflite too (the .tflite of both travels in the item).
+    const paired = await api(server, 'POST', '/api/measure', { deviceId: device.id, runtime: 'tflite', model: 'mobilenet', reference: 'resnet', measure: QUICK });
+    const pjob = await until('the paired tflite measure', finished(server, paired.json.id), 60_000);
+    assert.equal(pjob.state, 'done', JSON.stringify(pjob.error));
+    assert.ok(pjob.result.reference && pjob.result.reference.ratio > 0, JSON.stringify(pjob.result));
   });
 
   it('the profile CLI prints per-layer predicted and measured latency and the network error', async () => {
