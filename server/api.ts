@@ -11,8 +11,9 @@ import { predictNetwork } from '../src/cost/predict-network.ts';
 import { measureOptionsSchema, VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
 import type { Fleet } from './fleet.ts';
 import type { Hub } from './hub.ts';
-import { resolveModel } from './models.ts';
-import type { TableReader } from './tables.ts';
+import { resolveModel, type ResolvedModel } from './models.ts';
+import { compareDevices, type ColumnInput } from '../src/cost/device-comparison.ts';
+import type { StoredTable, TableReader } from './tables.ts';
 import { viewsRouter } from './views-api.ts';
 
 /** Largest JSON body, bytes (a model.json topology is well under this). */
@@ -46,11 +47,44 @@ const profileBody = z
   .strict();
 const measureBody = z.object({ ...deviceRuntimeModel, reference: deviceRuntimeModel.model.optional(), measure: measureOptionsSchema.optional() }).strict();
 const predictBody = z.object(deviceRuntimeModel).strict();
+const compareBody = z.object({ model: deviceRuntimeModel.model, slowest: z.number().int().min(0).max(100).default(3) }).strict();
 const tablesQuery = z.object({ deviceId: z.string().min(1).max(64), runtime: z.enum(VALID_RUNTIMES), signature: z.string().max(300).optional() }).strict();
 const jobsQuery = z
   .object({ deviceId: z.string().max(64).optional(), state: z.enum(['queued', 'running', 'done', 'failed', 'cancelled']).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() })
   .strict();
 
+
+/**
+ * The model's latency on one device-runtime from its tables: per layer the calibrated prediction
+ * and, where the table holds the layer's op(s) at exactly these widths, the op-alone measurement;
+ * or the op signatures the table lacks.
+ */
+async function predictOn(ctx: ApiContext, deviceId: string, runtime: RuntimeName, model: ResolvedModel, tables?: StoredTable[]) {
+  const stored = tables ?? (await ctx.tables.tables(deviceId, runtime));
+  const bySig = new Map(stored.map((t) => [t.signature, t]));
+  const calibration = await ctx.tables.calibration(deviceId, runtime, stored);
+  const p = predictNetwork(model.specs, (s) => bySig.get(s)?.table ?? undefined, calibration ?? undefined);
+  if (!p.ok) return { ok: false as const, missing: p.missing.map((m) => ({ ...m, problem: bySig.get(m.signature)?.problem ?? 'no table' })) };
+  const measuredPoint = (sig: string, cIn: number, cOut: number): number | null => bySig.get(sig)?.points.find((pt) => pt.cIn === cIn && pt.cOut === cOut)?.medianMs ?? null;
+  return {
+    ok: true as const,
+    prediction: {
+      modelId: model.id,
+      modelName: model.name,
+      predictedMs: p.predictedMs,
+      sumOpsMs: p.sumOpsMs,
+      nOps: p.nOps,
+      calibration: calibration ? { ...p.calibration, method: calibration.method, note: calibration.note, quality: calibration.quality } : p.calibration,
+      layers: p.layers.map((l) => ({
+        name: l.name,
+        predictedMs: l.predictedMs,
+        measuredMs: l.ops.every((o) => measuredPoint(o.signature, o.cIn, o.cOut) !== null) ? l.ops.reduce((s, o) => s + (measuredPoint(o.signature, o.cIn, o.cOut) as number), 0) : null,
+        ops: l.ops,
+      })),
+      skipped: p.skipped,
+    },
+  };
+}
 
 async function checkRuntime(ctx: ApiContext, deviceId: string, runtime: RuntimeName): Promise<void> {
   const device = await ctx.fleet.requireDevice(deviceId);
@@ -153,36 +187,43 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
       const body = parse(predictBody, req.body, 'predict request');
       await checkRuntime(ctx, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
-      const stored = await ctx.tables.tables(body.deviceId, body.runtime);
-      const bySig = new Map(stored.map((t) => [t.signature, t]));
-      const calibration = await ctx.tables.calibration(body.deviceId, body.runtime, stored);
-      const p = predictNetwork(model.specs, (s) => bySig.get(s)?.table ?? undefined, calibration ?? undefined);
+      const p = await predictOn(ctx, body.deviceId, body.runtime, model);
       if (!p.ok) {
-        const problems = p.missing.map((m) => ({ ...m, problem: bySig.get(m.signature)?.problem ?? 'no table' }));
         throw new MorphError(
           'MORPH_ERR_MISSING_OPS',
           `the ${body.runtime} table of device ${body.deviceId} lacks ${p.missing.length} op signature(s) of ${model.name}; POST /api/profile with this model first`,
-          { missing: problems },
+          { missing: p.missing },
         );
       }
-      const measuredPoint = (sig: string, cIn: number, cOut: number): number | null => bySig.get(sig)?.points.find((pt) => pt.cIn === cIn && pt.cOut === cOut)?.medianMs ?? null;
-      res.json({
-        deviceId: body.deviceId,
-        runtime: body.runtime,
-        modelId: model.id,
-        modelName: model.name,
-        predictedMs: p.predictedMs,
-        sumOpsMs: p.sumOpsMs,
-        nOps: p.nOps,
-        calibration: calibration ? { ...p.calibration, method: calibration.method, note: calibration.note, quality: calibration.quality } : p.calibration,
-        layers: p.layers.map((l) => ({
-          name: l.name,
-          predictedMs: l.predictedMs,
-          measuredMs: l.ops.every((o) => measuredPoint(o.signature, o.cIn, o.cOut) !== null) ? l.ops.reduce((s, o) => s + (measuredPoint(o.signature, o.cIn, o.cOut) as number), 0) : null,
-          ops: l.ops,
-        })),
-        skipped: p.skipped,
-      });
+      res.json({ deviceId: body.deviceId, runtime: body.runtime, ...p.prediction });
+    }),
+  );
+
+  api.post(
+    '/compare',
+    noQuery,
+    route(async (req, res) => {
+      const body = parse(compareBody, req.body, 'compare request');
+      const model = resolveModel(body.model);
+      const inputs: ColumnInput[] = [];
+      for (const device of await ctx.fleet.devices()) {
+        for (const runtime of (device.runtimes as { name: RuntimeName }[]).map((r) => r.name)) {
+          const stored = await ctx.tables.tables(device.id, runtime);
+          const measured = (await ctx.tables.networks(device.id, runtime, stored)).filter((n) => n.modelId === model.id).at(-1);
+          // A device-runtime that has neither a table nor a measurement of this model has nothing to show.
+          if (stored.length === 0 && !measured) continue;
+          const p = await predictOn(ctx, device.id, runtime, model, stored);
+          inputs.push({
+            deviceId: device.id,
+            deviceName: device.name,
+            runtime,
+            online: device.online,
+            prediction: p.ok ? { predictedMs: p.prediction.predictedMs, layers: p.prediction.layers } : { missingSignatures: p.missing.length },
+            measured: measured ? { medianMs: measured.measuredMs, p10Ms: measured.p10Ms, p90Ms: measured.p90Ms, measuredAt: measured.measuredAt } : null,
+          });
+        }
+      }
+      res.json({ modelId: model.id, modelName: model.name, ...compareDevices(inputs, body.slowest) });
     }),
   );
 

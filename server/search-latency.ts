@@ -25,7 +25,8 @@ import { selectionFromWidths } from '../src/graph/widths.ts';
 import type { Target } from '../src/morph/search.ts';
 import { referencedMs, settledLow } from '../src/morph/closed-loop.ts';
 import { floorWidths } from '../src/morph/expand.ts';
-import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
+import type { RuntimeName, WireMeasureOptions } from '../src/protocol/agent-protocol.ts';
+import { PAIRED_MEASURE_OPTIONS } from '../src/measure/interleaved.ts';
 import type { Fleet, JobView, MeasureResult } from './fleet.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
 import type { StoredTable, TableReader } from './tables.ts';
@@ -60,6 +61,11 @@ export interface LatencyTargetResolution {
 
 /** The 'quick' protocol: fewer samples (a first look, tests). */
 export const QUICK_PROTOCOL = { warmupRuns: 3, warmupMs: 20, minSamples: 10, minWindowMs: 100, maxAttempts: 2, maxMs: 3000 } as const;
+
+/** The measure options of a closed-loop (paired) measurement for a search's `measureProtocol`. */
+export function pairedProtocol(measureProtocol: string | undefined): WireMeasureOptions {
+  return measureProtocol === 'quick' ? QUICK_PROTOCOL : PAIRED_MEASURE_OPTIONS;
+}
 
 /** What the worker gets: the device's tables and calibration, the target resolved in ms. */
 export interface PreparedLatency {
@@ -182,8 +188,8 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
   // calibration extrapolated the smallest MobileNetV2 on Node tflite to 0.55 ms where it runs in
   // 0.1 ms, and refused a reachable 30% target; measured, it also anchors the calibration at the
   // low end for every prediction that follows.
-  const measureOnce = async (what: ResolvedModel, label: string, reference?: ResolvedModel): Promise<MeasureResult> => {
-    const job = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model: what, measure, reference });
+  const measureOnce = async (what: ResolvedModel, label: string, reference?: ResolvedModel, protocol: WireMeasureOptions | undefined = measure): Promise<MeasureResult> => {
+    const job = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model: what, measure: protocol, reference });
     return (await waitJob(ctx, job.id, label)).result as MeasureResult;
   };
   const seedMeasuredMs = (await settledLow(async (run) => (await measureOnce(model, `measuring the seed end to end (${run})`)).medianMs)).measured;
@@ -192,7 +198,7 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
   // Interleaved with the seed, as every closed-loop candidate is (`referencedMs`).
   const minimum = (
     await settledLow(async (run) => {
-      const r = await measureOnce(smallest, `measuring the smallest reachable network end to end, interleaved with the seed (${run})`, model);
+      const r = await measureOnce(smallest, `measuring the smallest reachable network end to end, interleaved with the seed (${run})`, model, pairedProtocol(ctx.options.measureProtocol));
       if (!r.reference) throw new MorphError('MORPH_ERR_JOB_FAILED', 'the measurement of the smallest reachable network came back without its reference figures');
       return referencedMs(r.reference.ratio, seedMeasuredMs);
     })

@@ -24,7 +24,7 @@ import { referencedMs } from '../src/morph/closed-loop.ts';
 import type { Db, Tx } from './db.ts';
 import type { Fleet, MeasureResult } from './fleet.ts';
 import { listArtifacts, type ArtifactInfo } from './search-artifacts.ts';
-import { prepareLatencySearch, QUICK_PROTOCOL, type PreparedLatency } from './search-latency.ts';
+import { pairedProtocol, prepareLatencySearch, QUICK_PROTOCOL, type PreparedLatency } from './search-latency.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
 import { applyEvent, emptyProgress, progressSummary, type ProgressEvent, type ProgressPlan, type SearchProgress } from './search-progress.ts';
 import type { MeasureReply, SearchConfig, SearchResultSummary, SearchWorkerData, WorkerError, WorkerMessage } from './search-worker.ts';
@@ -623,10 +623,10 @@ export class SearchService {
     const runtime = a.config.runtime as NonNullable<SearchConfig['runtime']>;
     const hostWasPaused = this.#hostPaused === deviceId;
     if (hostWasPaused) this.#o.fleet.resume(deviceId);
-    const measure = a.config.options.measureProtocol === 'quick' ? QUICK_PROTOCOL : undefined;
     try {
       const candidate = resolveModel(m.modelTopology, 'candidate network');
       const reference = a.reference;
+      const measure = reference ? pairedProtocol(a.config.options.measureProtocol) : a.config.options.measureProtocol === 'quick' ? QUICK_PROTOCOL : undefined;
       const job = await this.#o.fleet.createMeasureJob({ deviceId, runtime, model: candidate, measure, reference: reference?.model });
       await this.#onEvent(a, { type: 'note', message: `${m.label}: measuring the candidate${reference ? ' interleaved with the seed' : ''} on ${deviceId}/${runtime} (job ${job.id})` }).catch(() => undefined);
       const r = await this.#waitMeasure(a, job.id);

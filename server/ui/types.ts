@@ -11,6 +11,11 @@ export type { ModelInfo } from '../model-store.ts';
 import type { NetworkSample } from '../tables.ts';
 export type { CoverageRow, DatasetInfo, ModelSummary } from '../views-api.ts';
 export type { InspectReport } from '../../src/cli/commands/inspect.ts';
+import type { DeviceComparison } from '../../src/cost/device-comparison.ts';
+export type { ComparisonCell, ComparisonColumn } from '../../src/cost/device-comparison.ts';
+
+/** `POST /api/compare`: one model on every device-runtime that has a table or a measurement of it. */
+export type CompareResponse = DeviceComparison & { readonly modelId: string; readonly modelName: string };
 
 /** A runtime as a device reports it in its hello. */
 export interface RuntimeInfo {
@@ -55,7 +60,17 @@ export interface CalibrationView {
   readonly method?: string;
   readonly samples: number;
   readonly note?: string;
-  readonly quality?: { readonly n: number; readonly tolerance: number; readonly withinCount: number; readonly within: number; readonly medianApe: number };
+  readonly quality?: CalibrationQualityView;
+  /** Leave-one-out: each network predicted by the fit on the others; null with one network. */
+  readonly outOfSample?: CalibrationQualityView | null;
+}
+
+export interface CalibrationQualityView {
+  readonly n: number;
+  readonly tolerance: number;
+  readonly withinCount: number;
+  readonly within: number;
+  readonly medianApe: number;
 }
 
 export interface TablesResponse {

@@ -13,6 +13,7 @@ import type { ModelConfigJson } from '../graph/keras-json.ts';
 import { rebuild } from '../graph/rebuild.ts';
 import { identitySelection } from '../graph/widths.ts';
 import { referencedMs, settledLow } from '../morph/closed-loop.ts';
+import { PAIRED_MEASURE_OPTIONS } from '../measure/interleaved.ts';
 import { latencyHooks, predictedLatencyMs, type DeviceLatencyData } from '../morph/latency-hooks.ts';
 import type { SearchCostHooks } from '../morph/search.ts';
 import type { CommandIo } from './args.ts';
@@ -65,8 +66,8 @@ export async function prepareLocalLatency(req: LocalLatencyRequest, io: CommandI
   const measure = req.quick ? { measure: QUICK_MEASURE } : {};
   const profile = await call<Job>(req.base, 'POST', '/api/profile', { deviceId: device.id, runtime, model: seedTopology, forSearch: true, grid: { maxPerAxis: req.profileGrid }, ...measure });
   if (profile.progress.total > 0) await waitJob(req.base, profile.id, `profiling ${profile.progress.total} op timing(s) on ${device.name}/${runtime}`, io, req.json, req.timeoutS);
-  const measureOnce = async (modelTopology: unknown, label: string, reference?: unknown): Promise<NonNullable<Job['result']>> => {
-    const job = await call<Job>(req.base, 'POST', '/api/measure', { deviceId: device.id, runtime, model: modelTopology, ...(reference === undefined ? {} : { reference }), ...measure });
+  const measureOnce = async (modelTopology: unknown, label: string, reference?: unknown, protocol?: object): Promise<NonNullable<Job['result']>> => {
+    const job = await call<Job>(req.base, 'POST', '/api/measure', { deviceId: device.id, runtime, model: modelTopology, ...(reference === undefined ? {} : { reference }), ...(protocol ? { measure: protocol } : measure) });
     const done = await waitJob(req.base, job.id, `measuring ${label}`, io, req.json, req.timeoutS);
     if (!done.result) throw new MorphError('MORPH_ERR_JOB_FAILED', `measure job ${job.id} (${label}) finished without a result`);
     return done.result;
@@ -84,7 +85,7 @@ export async function prepareLocalLatency(req: LocalLatencyRequest, io: CommandI
   const full: DeviceLatencyData = { ...data, seedPredictedMs };
   // Each candidate interleaved with the seed, read in the seed's settled terms, as the server's searches do (`referencedMs`).
   const verify = async (modelTopology: ModelConfigJson, label: string): Promise<number> => {
-    const r = await measureOnce(modelTopology, `${label}, interleaved with the seed`, seedTopology);
+    const r = await measureOnce(modelTopology, `${label}, interleaved with the seed`, seedTopology, req.quick ? QUICK_MEASURE : PAIRED_MEASURE_OPTIONS);
     if (!r.reference) throw new MorphError('MORPH_ERR_JOB_FAILED', `the measurement of ${label} came back without its reference figures; is the server older than this CLI?`);
     return referencedMs(r.reference.ratio, seedMeasuredMs);
   };

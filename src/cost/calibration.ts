@@ -61,6 +61,12 @@ export interface Calibration {
   readonly note: string;
   /** In-sample quality of the fit. */
   readonly quality: CalibrationQuality;
+  /**
+   * Out-of-sample quality, leave-one-out: each network predicted by the same fit on the others
+   * (so with n networks, by an (n−1)-network fit, a simpler one below 4). What a network the
+   * calibration has not seen can expect; null with a single network.
+   */
+  readonly outOfSample: CalibrationQuality | null;
 }
 
 export interface FitCalibrationOptions {
@@ -157,6 +163,23 @@ export function fitCalibration(samples: readonly CalibrationSample[], options: F
   }
   const weighting = options.weighting ?? 'relative';
   if (weighting !== 'relative' && weighting !== 'absolute') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `weighting must be relative or absolute, got ${String(weighting)}`);
+  const tolerance = options.tolerance ?? 0.1;
+  const fitted = fitTerms(samples, weighting);
+  let outOfSample: CalibrationQuality | null = null;
+  if (samples.length >= 2) {
+    const apes = samples.map((s, i) => {
+      const others = samples.filter((_, j) => j !== i);
+      // A fit on networks that all have Σ ops = 0 predicts nothing: count it as missed entirely.
+      if (others.every((o) => o.sumOpsMs === 0)) return Number.POSITIVE_INFINITY;
+      return Math.abs(applyCalibration(fitTerms(others, weighting), s) - s.measuredMs) / s.measuredMs;
+    });
+    outOfSample = qualityOf(apes, tolerance);
+  }
+  return { ...fitted, quality: calibrationQuality(fitted, samples, tolerance), outOfSample };
+}
+
+function fitTerms(samples: readonly CalibrationSample[], weighting: 'relative' | 'absolute'): Omit<Calibration, 'quality' | 'outOfSample'> {
+  const { device, runtime } = samples[0];
   const n = samples.length;
   const method: CalibrationMethod = n >= 3 ? 'full' : n === 2 ? 'scale-offset' : 'scale';
   // b may take either sign, as b⁺ − b⁻ with both ≥ 0 (see the header).
@@ -174,8 +197,7 @@ export function fitCalibration(samples: readonly CalibrationSample[], options: F
       : method === 'scale-offset'
         ? 'only 2 networks measured: fitted a·Σops + c without a per-op overhead; measure 3 or more for the full fit'
         : 'only 1 network measured: a = measured / Σops, no overhead terms; measure 3 or more for the full fit';
-  const fitted = { device, runtime, a, b, c };
-  return { ...fitted, method, samples: n, note, quality: calibrationQuality(fitted, samples, options.tolerance ?? 0.1) };
+  return { device, runtime, a, b, c, method, samples: n, note };
 }
 
 /** One calibration per (device, runtime) among `samples`, in order of first appearance. */
@@ -207,7 +229,14 @@ export function applyCalibration(calibration: Pick<Calibration, 'a' | 'b' | 'c'>
 export function calibrationQuality(calibration: Pick<Calibration, 'a' | 'b' | 'c'>, samples: readonly CalibrationSample[], tolerance = 0.1): CalibrationQuality {
   checkSamples(samples);
   if (!(Number.isFinite(tolerance) && tolerance >= 0)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `tolerance must be finite and ≥ 0, got ${tolerance}`);
-  const apes = samples.map((s) => Math.abs(applyCalibration(calibration, s) - s.measuredMs) / s.measuredMs).sort((x, y) => x - y);
+  return qualityOf(
+    samples.map((s) => Math.abs(applyCalibration(calibration, s) - s.measuredMs) / s.measuredMs),
+    tolerance,
+  );
+}
+
+function qualityOf(errors: readonly number[], tolerance: number): CalibrationQuality {
+  const apes = [...errors].sort((x, y) => x - y);
   const withinCount = apes.filter((e) => e <= tolerance + 1e-12).length;
   const mid = apes.length >> 1;
   const medianApe = apes.length % 2 === 1 ? apes[mid] : (apes[mid - 1] + apes[mid]) / 2;

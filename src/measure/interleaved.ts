@@ -144,6 +144,14 @@ export async function measureInterleaved(runs: readonly Run[], options: Interlea
   };
 }
 
+/**
+ * The protocol of a closed-loop measurement (a candidate interleaved with the seed): at least 100
+ * rounds over 2 s. Why: the per-round ratio of one run of each is wide on tfjs-wasm (p10–p90
+ * 0.23–1.16 for a candidate at ratio 0.48 in one `npm start`), so the 20 rounds of the default
+ * protocol left its median ±6% between readings of the same network, twice the closed loop's ±3%.
+ */
+export const PAIRED_MEASURE_OPTIONS = Object.freeze({ minSamples: 100, minWindowMs: 2000, maxMs: 20_000 });
+
 /** The options of a plain measurement (`measure` in ./protocol.ts) carried over to an interleaved one. */
 export function interleavedOptionsFrom(o: MeasureOptions): InterleavedOptions {
   const d = DEFAULT_MEASURE_OPTIONS;

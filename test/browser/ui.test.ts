@@ -12,6 +12,7 @@
  * install it (`.ci/run` does).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,6 +27,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const TOKEN = 'web-ui-agent-token-9876';
 const OUTPUT_DIR = fileURLToPath(new URL('../../test-output/ui/', import.meta.url));
+const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
 const DESKTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
 
@@ -358,6 +360,11 @@ describe('web UI in headless Chromium', { timeout: 420_000 }, () => {
     const scatter = ui.locator('[data-chart="pred-vs-measured"]');
     assert.equal(await scatter.getAttribute('data-points'), String(networks.length));
     assert.match(await ui.locator('#networks p[data-within]').innerText(), /predicted within ±10%/);
+    // The calibration's out-of-sample (leave-one-out) figure, as GET /api/tables gives it.
+    const calibration = (await api(server, `/api/tables?deviceId=${deviceId}&runtime=tfjs-wasm`)).json.calibration;
+    assert.ok(calibration.outOfSample, JSON.stringify(calibration));
+    assert.equal(await ui.locator('#networks p[data-out-of-sample]').getAttribute('data-out-of-sample'), String(calibration.outOfSample.withinCount));
+    assert.equal(await ui.locator('#networks p[data-out-of-sample]').getAttribute('data-out-of-sample-n'), String(calibration.outOfSample.n));
     await shot('tables');
   });
 
@@ -384,13 +391,82 @@ describe('web UI in headless Chromium', { timeout: 420_000 }, () => {
     }
   });
 
+  it('Models: the model side by side on two devices (the browser agent and a Node agent), measured and predicted marked, the slowest layers flagged', { timeout: 120_000 }, async () => {
+    // A second device: a real Node agent process on this server, tfjs-wasm only.
+    const node = spawn(process.execPath, [BIN, 'agent', '--server', server.wsUrl, '--name', 'node-side', '--device-key', 'ui-node-device-0001', '--runtime', 'tfjs-wasm'], {
+      env: { ...process.env, MORPHNET_AGENT_TOKEN: TOKEN },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let nodeLog = '';
+    node.stdout.on('data', (d) => (nodeLog += d));
+    node.stderr.on('data', (d) => (nodeLog += d));
+    try {
+      let nodeDevice = '';
+      for (let i = 0; i < 600 && !nodeDevice; i++) {
+        const devices = (await api(server, '/api/devices')).json.devices as { id: string; name: string; online: boolean }[];
+        nodeDevice = devices.find((d) => d.name === 'node-side' && d.online)?.id ?? '';
+        if (!nodeDevice) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(nodeDevice, `the Node agent did not come online:\n${nodeLog}`);
+      // The model's layers timed at its own widths on the Node device; not measured end to end there.
+      const model = JSON.parse(JSON.stringify(smallModel()));
+      const res = await fetch(`${server.url}/api/profile`, { method: 'POST', body: JSON.stringify({ deviceId: nodeDevice, runtime: 'tfjs-wasm', model, grid: { seedOnly: true }, refine: false, measure: { warmupRuns: 1, warmupMs: 0, minSamples: 3, minWindowMs: 0, maxMs: 300 } }) });
+      assert.equal(res.status, 202);
+      const job = (await res.json()) as { id: string };
+      for (let i = 0; i < 600; i++) {
+        const j = (await api(server, `/api/jobs/${job.id}`)).json;
+        if (j.state === 'done') break;
+        assert.ok(j.state !== 'failed' && j.state !== 'cancelled', JSON.stringify(j.error));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+
+      await go(`#/models/${modelId}`);
+      const table = ui.locator('#compare table.compare[data-columns="2"]');
+      await table.waitFor({ timeout: 30_000 }).catch(async (err: Error) => {
+        throw new Error(`${err.message}\n${await ui.locator('#compare').innerText().catch(() => '')}\n${recentLog()}`);
+      });
+      const browserCol = table.locator(`thead th[data-device="${deviceId}"][data-runtime="tfjs-wasm"]`);
+      const nodeCol = table.locator(`thead th[data-device="${nodeDevice}"][data-runtime="tfjs-wasm"]`);
+      assert.equal(await browserCol.count(), 1);
+      assert.equal(await nodeCol.count(), 1);
+      // The total: measured end to end on the browser (the Models test did), predicted on the Node device.
+      const columns = await table.locator('thead th[data-device]').evaluateAll((ths) => ths.map((th) => th.getAttribute('data-device')));
+      const totals = table.locator('tr.cmp-total td');
+      const sourceOf = async (device: string): Promise<string | null> => totals.nth(columns.indexOf(device)).getAttribute('data-source');
+      assert.equal(await sourceOf(deviceId), 'measured');
+      assert.equal(await sourceOf(nodeDevice), 'predicted');
+      const networks = (await api(server, `/api/networks?deviceId=${deviceId}&runtime=tfjs-wasm`)).json.networks as { modelId: string; measuredMs: number }[];
+      const own = networks.filter((n) => n.modelId === modelId).at(-1);
+      assert.ok(own);
+      assert.equal(Number(await totals.nth(columns.indexOf(deviceId)).getAttribute('data-total')).toFixed(6), own.measuredMs.toFixed(6));
+      // Every layer timed at these widths on both devices: all cells measured; three slowest per column.
+      const rows = table.locator('tbody tr[data-layer]');
+      assert.equal(await rows.count(), 5);
+      assert.equal(await table.locator('tbody td[data-source="measured"]').count(), 10);
+      for (const i of [0, 1]) {
+        const slow = await rows.evaluateAll((trs, col) => trs.filter((tr) => tr.querySelectorAll('td')[col as number]?.getAttribute('data-slow') === 'yes').length, i);
+        assert.equal(slow, 3, `column ${i}: the three slowest layers are flagged`);
+      }
+      const api2 = await fetch(`${server.url}/api/compare`, { method: 'POST', body: JSON.stringify({ model }) });
+      const cmp = (await api2.json()) as { columns: { deviceId: string; slowest: string[]; layers: ({ ms: number } | null)[] }[]; layers: string[] };
+      for (const col of cmp.columns) {
+        const byMs = cmp.layers.map((name, i) => ({ name, ms: col.layers[i]?.ms ?? -1 })).sort((a, b) => b.ms - a.ms);
+        assert.deepEqual(col.slowest, byMs.slice(0, 3).map((x) => x.name), `${col.deviceId}: slowest`);
+      }
+      await shot('model-compare');
+    } finally {
+      node.kill('SIGTERM');
+      await new Promise((r) => (node.exitCode !== null ? r(undefined) : node.once('exit', r)));
+    }
+  });
+
   it('lists the searches and fits every page on a phone screen', { timeout: 90_000 }, async () => {
     await go('#/searches');
     await ui.locator(`tr[data-search="${searchId}"][data-state="done"]`).waitFor();
     await shot('searches');
     await phoneShot('searches');
     await go('#/devices');
-    await ui.locator('[data-device-id]').waitFor();
+    await ui.locator('[data-device-id]').first().waitFor();
     await phoneShot('devices');
     await go(`#/models/${modelId}`);
     await ui.locator('#breakdown [data-chart="breakdown"]').waitFor({ timeout: 30_000 });

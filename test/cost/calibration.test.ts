@@ -103,6 +103,30 @@ describe('fitCalibration', () => {
   });
 });
 
+describe('leave-one-out quality (outOfSample)', () => {
+  it('is perfect on exact data and null with one network', () => {
+    const cal = fitCalibration(synthetic(6, 1.15, 0.04, 0.8));
+    assert.ok(cal.outOfSample);
+    assert.equal(cal.outOfSample.n, 6);
+    assert.equal(cal.outOfSample.within, 1);
+    assert.equal(fitCalibration(synthetic(1, 1.15, 0.04, 0.8)).outOfSample, null);
+  });
+
+  it('predicts each network from a fit on the others, which an outlier shows and the in-sample figure hides', () => {
+    // Four networks on a = 2 exactly and one at 3× what that predicts. In sample the outlier pulls
+    // the fit toward itself; out of sample each network is judged by a fit it did not shape.
+    const s = (sumOpsMs: number, measuredMs: number): CalibrationSample => ({ device: 'd', runtime: 'r', sumOpsMs, nOps: 10, measuredMs, model: `n${sumOpsMs}` });
+    const samples = [s(1, 2), s(2, 4), s(3, 6), s(4, 8), s(5, 30)];
+    const cal = fitCalibration(samples);
+    assert.ok(cal.outOfSample);
+    // By hand: leaving out the outlier, the others fit a = 2 exactly and predict it at 10 ms: 67% low.
+    const left = fitCalibration(samples.slice(0, 4));
+    assert.ok(Math.abs(applyCalibration(left, samples[4]) - 10) < 1e-9);
+    assert.ok(cal.outOfSample.withinCount < cal.outOfSample.n);
+    assert.ok(cal.outOfSample.medianApe >= cal.quality.medianApe, `${cal.outOfSample.medianApe} vs ${cal.quality.medianApe}`);
+  });
+});
+
 describe('calibrationQuality', () => {
   it('counts networks within ±10% and takes the median absolute percentage error', () => {
     const cal = { a: 1, b: 0, c: 0 };

@@ -170,5 +170,26 @@ describe('real server and real Node agents', () => {
     assert.ok(r.measured.medianMs > 0);
     assert.ok(r.layers.every((l: { predictedMs: number; measuredMs: number | null }) => l.predictedMs > 0 && l.measuredMs !== null && l.measuredMs > 0));
     assert.ok(Number.isFinite(r.errorPct));
+
+    // --compare: the seed on every device-runtime that has it (here the one device, on tfjs-wasm and tflite).
+    const cmp = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [BIN, 'profile', '--server', server.url, '--seed', 'mobilenet', '--compare', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+    assert.equal(cmp.code, 0, cmp.stderr);
+    const c = JSON.parse(cmp.stdout);
+    const wasm = c.columns.find((col: { deviceId: string; runtime: string }) => col.deviceId === device.id && col.runtime === 'tfjs-wasm');
+    assert.ok(wasm, JSON.stringify(c.columns.map((col: { runtime: string }) => col.runtime)));
+    assert.deepEqual(wasm.total, { ms: r.measured.medianMs, source: 'measured' }, 'the end-to-end measurement the profile command just took');
+    assert.equal(wasm.layers.length, c.layers.length);
+    assert.equal(wasm.slowest.length, 3);
+    for (const body of [{ model: 'no-such-seed' }, { model: 'mobilenet', slowest: -1 }, { model: 'mobilenet', device: device.id }]) {
+      const bad = await api(server, 'POST', '/api/compare', body);
+      assert.equal(bad.status, 400, JSON.stringify(bad.json));
+    }
   });
 });

@@ -13,7 +13,7 @@ import { ChartView, COLORS } from '../charts.ts';
 import { defaultRuntime, DevicePicker } from '../device-picker.ts';
 import { count, ms, pct, shape } from '../format.ts';
 import { href, navigate, useLoad, type Route } from '../hooks.ts';
-import type { DeviceView, InspectReport, JobView, ModelInfo, ModelSummary, NetworksResponse, PredictResponse } from '../types.ts';
+import type { CompareResponse, ComparisonCell, DeviceView, InspectReport, JobView, ModelInfo, ModelSummary, NetworksResponse, PredictResponse } from '../types.ts';
 
 type Inspected = ModelSummary & { report: InspectReport };
 
@@ -145,7 +145,7 @@ interface JobRun {
 }
 
 /** The per-layer latency of a model on one device and runtime, and the actions that measure it. */
-function LatencyBreakdown(props: { m: Inspected; devices: readonly DeviceView[]; route: Route }): VNode {
+function LatencyBreakdown(props: { m: Inspected; devices: readonly DeviceView[]; route: Route; onMeasured?: () => void }): VNode {
   const first = props.devices.find((d) => d.online) ?? props.devices[0];
   const [pick, setPick] = useState<{ deviceId: string; runtime: string }>({ deviceId: props.route.query.get('device') ?? first?.id ?? '', runtime: props.route.query.get('runtime') ?? defaultRuntime(first) });
   const deviceId = pick.deviceId || first?.id || '';
@@ -170,6 +170,7 @@ function LatencyBreakdown(props: { m: Inspected; devices: readonly DeviceView[];
       setActionError(err);
     } finally {
       setVersion((v) => v + 1);
+      props.onMeasured?.();
     }
   };
   const busy = run !== null && !['done', 'failed', 'cancelled'].includes(run.job.state);
@@ -209,8 +210,43 @@ function LatencyBreakdown(props: { m: Inspected; devices: readonly DeviceView[];
   <//>`;
 }
 
+function Cell(props: { cell: ComparisonCell | null }): VNode {
+  const c = props.cell;
+  if (!c) return html`<td class="num cmp-none">–</td>`;
+  return html`<td class=${`num cmp-${c.source}${c.slow ? ' cmp-slow' : ''}`} data-source=${c.source} data-slow=${c.slow ? 'yes' : null} title=${`${c.source === 'measured' ? 'measured (the op alone, at these widths)' : 'predicted from the table'}${c.slow ? '; among the slowest layers here' : ''}`}>${ms(c.ms)}${c.source === 'predicted' ? html`<sup>p</sup>` : null}</td>`;
+}
+
+/** The model on every device-runtime with a table or a measurement of it, side by side. */
+function SideBySide(props: { m: Inspected; version: number }): VNode {
+  const ref = props.m.ref;
+  const cmp = useLoad(async () => api<CompareResponse>('/api/compare', { body: { model: await modelField(ref) } }), [ref, props.version]);
+  const c = cmp.data;
+  return html`<${Card} title="On every device" id="compare">
+    <${ErrorNote} error=${cmp.error} what="Comparison" />
+    ${c && c.columns.length === 0 ? html`<p>No device has a table or a measurement of this model yet: measure it on one (above).</p>` : null}
+    ${c && c.columns.length > 0
+      ? html`<p class="hint">Each device and runtime that has timed this model's ops or the model itself. <span class="cmp-measured">Measured</span> figures are the device's own (the total end to end; a layer's op alone at these widths); <span class="cmp-predicted">predicted<sup>p</sup></span> ones come from its table; the <span class="cmp-slow">slowest ${c.columns[0]?.slowest.length ?? 3} layers</span> of each column are marked.</p>
+          <${Scroll}>
+            <table class="compare" data-columns=${c.columns.length}>
+              <thead>
+                <tr><th>Layer</th>${c.columns.map((col) => html`<th class="num" scope="col" data-device=${col.deviceId} data-runtime=${col.runtime}>${col.deviceName}<br /><span class="hint">${col.runtime}${col.online ? '' : ', offline'}</span></th>`)}</tr>
+                <tr class="cmp-total"><th scope="row">Total</th>${c.columns.map((col) =>
+                  col.total
+                    ? html`<td class=${`num cmp-${col.total.source}`} data-source=${col.total.source} data-total=${col.total.ms.toFixed(6)}>${ms(col.total.ms)}${col.total.source === 'predicted' ? html`<sup>p</sup>` : null}${col.total.source === 'measured' && col.predictedMs !== null ? html`<br /><span class="hint">predicted ${ms(col.predictedMs)}</span>` : null}</td>`
+                    : html`<td class="num cmp-none" data-total="">–${col.missingSignatures > 0 ? html`<br /><span class="hint">table lacks ${col.missingSignatures} op(s)</span>` : null}</td>`,
+                )}</tr>
+              </thead>
+              <tbody>${c.layers.map((name, i) => html`<tr data-layer=${name}><th scope="row">${name}</th>${c.columns.map((col) => html`<${Cell} cell=${col.layers[i]} />`)}</tr>`)}</tbody>
+            </table>
+          <//>`
+      : cmp.loading ? html`<p>Comparing…</p>` : null}
+  <//>`;
+}
+
 function ModelDetail(props: { refId: string; devices: readonly DeviceView[]; route: Route }): VNode {
   const m = useLoad(() => api<Inspected>(`/api/models/${encodeURIComponent(props.refId)}/inspect`), [props.refId]);
+  // Bumped when the breakdown's job ends, so the side-by-side view reloads what it measured.
+  const [version, setVersion] = useState(0);
   return html`<div class="page" data-page="model" data-model=${props.refId}>
     <p class="crumbs"><a href="#/models">Models</a> /</p>
     <header class="page-head">
@@ -220,7 +256,8 @@ function ModelDetail(props: { refId: string; devices: readonly DeviceView[]; rou
     <${ErrorNote} error=${m.error} />
     ${m.data
       ? html`<p class="lead">${props.refId.startsWith('seed:') ? 'Built-in seed' : 'Uploaded model'} <code>${m.data.id}</code>: ${count(m.data.macs)} MACs, ${count(m.data.params)} params.</p>
-          <${LatencyBreakdown} m=${m.data} devices=${props.devices} route=${props.route} />
+          <${LatencyBreakdown} m=${m.data} devices=${props.devices} route=${props.route} onMeasured=${() => setVersion((v) => v + 1)} />
+          <${SideBySide} m=${m.data} version=${version} />
           <${InspectView} m=${m.data} />`
       : null}
   </div>`;

@@ -48,6 +48,11 @@ function NetworksCard(props: { networks: NetworksResponse }): VNode {
             ${chart.within} of ${chart.total} network${chart.total === 1 ? '' : 's'} predicted within ±10% (in sample: the calibration is fitted on them).
             ${n.calibration ? html` Calibration (${n.calibration.method}, ${n.calibration.samples} sample${n.calibration.samples === 1 ? '' : 's'}): ${n.calibration.a.toFixed(3)}·Σops ${n.calibration.b >= 0 ? '+' : '−'} ${Math.abs(n.calibration.b).toFixed(4)} ms/op + ${n.calibration.c.toFixed(3)} ms${q ? `, median error ${pct(q.medianApe)}` : ''}.` : null}
           </p>
+          ${n.calibration?.outOfSample
+            ? html`<p data-out-of-sample=${n.calibration.outOfSample.withinCount} data-out-of-sample-n=${n.calibration.outOfSample.n}>
+                Out of sample (leave-one-out: each model predicted by the calibration fitted on the others): <strong>${n.calibration.outOfSample.withinCount} of ${n.calibration.outOfSample.n}</strong> within ±10%, median error ${pct(n.calibration.outOfSample.medianApe)}. This is what a model not measured here can expect.
+              </p>`
+            : null}
           ${n.calibration?.note ? html`<p class="hint">${n.calibration.note}</p>` : null}`}
   <//>`;
 }

@@ -10,14 +10,21 @@ import { isSeedName, VALID_SEEDS } from '../../seeds/index.ts';
 import { numberFlag, parseFlags, requireString, type Command, type CommandIo } from '../args.ts';
 import { table } from '../format.ts';
 import { call, findDevice, waitJob, type Job } from '../server-client.ts';
+import type { DeviceComparison } from '../../cost/device-comparison.ts';
 
 const USAGE = `Usage: morphnet profile --server http://HOST:PORT --device D [--runtime R] (MODEL.json | --seed NAME) [options]
+       morphnet profile --server http://HOST:PORT --compare (MODEL.json | --seed NAME) [--device D ...] [--json]
 
 Through a running server (morphnet serve): measures every op of the model on the device at the
 channel counts its latency table needs (skipping points already measured), times the whole model
 end to end, and prints each layer's predicted latency (from the table, calibrated on the device's
 end-to-end measurements) and measured latency (the table's timing of its ops), then the whole
 network's predicted and measured latency.
+
+With --compare: the model on every device and runtime that has a table or a measurement of it,
+side by side (POST /api/compare): per layer and in total, measured figures as they are and
+predicted ones marked "p", the slowest layers of each column marked "*". With --device, the
+model is profiled and measured there first.
 
 Options:
   --server URL        the server's http:// address (default http://127.0.0.1:8080)
@@ -28,7 +35,9 @@ Options:
   --quick             a short measurement protocol (fewer samples): for a first look
   --no-measure        skip the end-to-end measurement (prediction only)
   --timeout S         give up after S seconds of waiting for a job (default 3600)
-  --json              one JSON object with the prediction and the measurement
+  --compare           print the model side by side on every device-runtime (see above)
+  --json              one JSON object with the prediction and the measurement (with --compare:
+                      the comparison, as POST /api/compare returns it)
   -h, --help          this text`;
 
 const QUICK_MEASURE = { warmupRuns: 2, warmupMs: 10, minSamples: 5, minWindowMs: 20, maxMs: 1500 };
@@ -50,10 +59,12 @@ export const profileCommand: Command = {
       'no-measure': { type: 'boolean' },
       timeout: { type: 'string' },
       json: { type: 'boolean' },
+      compare: { type: 'boolean' },
     });
     const base = (typeof values.server === 'string' ? values.server : 'http://127.0.0.1:8080').replace(/\/+$/, '');
     if (!/^https?:\/\/[^/]+$/.test(base)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet profile: --server ${JSON.stringify(values.server)} must be http://HOST:PORT`);
-    const deviceArg = requireString('profile', 'device', values.device, 'd-1a2b3c4d5e6f');
+    const compare = Boolean(values.compare);
+    const deviceArg = compare && values.device === undefined ? null : requireString('profile', 'device', values.device, 'd-1a2b3c4d5e6f');
     const gridMax = numberFlag('profile', 'grid-max', values['grid-max'], (n) => Number.isInteger(n) && n >= 2 && n <= 64, 'an integer from 2 to 64');
     const timeoutS = numberFlag('profile', 'timeout', values.timeout, (n) => n > 0, 'a positive number of seconds') ?? 3600;
     if (values.runtime !== undefined && !isRuntimeName(values.runtime)) {
@@ -79,9 +90,10 @@ export const profileCommand: Command = {
       }
     }
 
+    const json = Boolean(values.json);
+    if (deviceArg === null) return printComparison(base, model, json, io);
     const { device, runtime } = await findDevice(base, 'profile', deviceArg, values.runtime as string | undefined);
     const measure = values.quick ? QUICK_MEASURE : undefined;
-    const json = Boolean(values.json);
 
     const profile = await call<Job>(base, 'POST', '/api/profile', { deviceId: device.id, runtime, model, ...(gridMax ? { grid: { maxPerAxis: gridMax } } : {}), ...(measure ? { measure } : {}) });
     await waitJob(base, profile.id, 'profile', io, json, timeoutS);
@@ -90,6 +102,7 @@ export const profileCommand: Command = {
       const job = await call<Job>(base, 'POST', '/api/measure', { deviceId: device.id, runtime, model, ...(measure ? { measure } : {}) });
       measured = (await waitJob(base, job.id, 'measure', io, json, timeoutS)).result;
     }
+    if (compare) return printComparison(base, model, json, io);
     const p = await call<{
       modelName: string;
       predictedMs: number;
@@ -112,3 +125,26 @@ export const profileCommand: Command = {
     return 0;
   },
 };
+
+/** `--compare`: the model on every device-runtime with a table or a measurement of it. */
+async function printComparison(base: string, model: unknown, json: boolean, io: CommandIo): Promise<number> {
+  const c = await call<DeviceComparison & { modelName: string }>(base, 'POST', '/api/compare', { model });
+  if (json) {
+    io.out(JSON.stringify(c));
+    return 0;
+  }
+  if (c.columns.length === 0) {
+    io.out(`${c.modelName}: no device has a table or a measurement of it yet; profile it on one first (morphnet profile --device D ...)`);
+    return 0;
+  }
+  const cell = (x: { ms: number; source: string; slow?: boolean } | null): string => (x ? `${ms(x.ms)}${x.source === 'predicted' ? 'p' : ''}${x.slow ? '*' : ''}` : '—');
+  io.out(`${c.modelName} on ${c.columns.length} device-runtime(s), fastest first`);
+  io.out(
+    table(
+      ['layer', ...c.columns.map((col) => `${col.deviceName} ${col.runtime}`)],
+      [['total', ...c.columns.map((col) => cell(col.total))], ...c.layers.map((name, i) => [name, ...c.columns.map((col) => cell(col.layers[i]))])],
+    ),
+  );
+  io.out('ms per run; p: predicted from the table (else measured: the total end to end, a layer as its op alone at these widths); *: among the slowest layers of the column');
+  return 0;
+}
