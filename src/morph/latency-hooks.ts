@@ -11,6 +11,7 @@ import { LatencyTable, tableModeOf, type LatencyPoint } from '../cost/latency-ta
 import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { SearchCostHooks } from './search.ts';
+import { MorphError } from '../errors.ts';
 
 /** What the hooks need to know about the device: its tables, its calibration, the seed's predicted latency. */
 export interface DeviceLatencyData {
@@ -20,6 +21,13 @@ export interface DeviceLatencyData {
   readonly calibration: CalibrationTerms | null;
   /** The seed's predicted (calibrated) latency, ms: the ceiling of expand. */
   readonly seedPredictedMs: number;
+  /**
+   * The smallest reachable network's measured latency, ms, where it was measured. A target at or
+   * above it is reachable on the device even where the calibration predicts the smallest network
+   * above the target; expand then gives the smallest network instead of refusing, and the closed
+   * loop goes by what the device measures.
+   */
+  readonly minimumMs?: number | null;
 }
 
 /**
@@ -46,7 +54,19 @@ export function latencyHooks(data: DeviceLatencyData, verify: SearchCostHooks['v
     unit: 'ms',
     costModel: (graph, analysis) => (regularizer === 'flops' ? flopsCostModel : latencyCostModel(graph, { device: data.deviceId, runtime: data.runtime, tables, analysis })),
     costAt: (graph, analysis, widths) => networkLatencyAt(planOf(graph, analysis), widths, tableOf, calibration).predictedMs,
-    expand: (graph, analysis, base, target, divisor) => expandToLatency(planOf(graph, analysis), base, target, tableOf, { divisor, calibration, seedMs: data.seedPredictedMs }),
+    expand: (graph, analysis, base, target, divisor) => {
+      const plan = planOf(graph, analysis);
+      const options = { divisor, calibration, seedMs: data.seedPredictedMs };
+      try {
+        return expandToLatency(plan, base, target, tableOf, options);
+      } catch (err) {
+        // Below the predicted minimum but not below the measured one: the prediction is off at the
+        // small end (a 0.231 ms prediction for a network measured under a 0.225 ms target).
+        const predictedMinimum = err instanceof MorphError && err.code === 'MORPH_ERR_TARGET' ? err.details.minimum : undefined;
+        if (typeof predictedMinimum !== 'number' || data.minimumMs == null || target < data.minimumMs) throw err;
+        return expandToLatency(plan, base, predictedMinimum, tableOf, options);
+      }
+    },
     verify,
   };
 }

@@ -3,10 +3,12 @@
  * per (seed model, runtime, target fraction) over its RNG seeds: each network's accuracy and
  * measured latency vs the target, how many closed loops ended within ±3%, and the paired gains
  * (same RNG seed, same schedule) of latency-MorphNet over the uniform multiplier and over
- * FLOP-MorphNet as mean ± sd in points. Also the regularizer's per-group weights on the device
- * beside the FLOP weights (normalised to sum 1), and the widths each search learned. Prints JSON.
+ * FLOP-MorphNet as mean ± sd in points; what the closed loops cost (candidates and measurements
+ * per loop). Also the regularizer's per-group weights on the device beside the FLOP weights
+ * (normalised to sum 1), and the widths each search learned. Prints JSON. `--seeds 1,2` keeps
+ * those RNG seeds only (to compare two files on the same cases).
  *
- *   node --import tsx test/bench/latency-search-summary.ts docs/bench/latency-search.jsonl [--groups]
+ *   node --import tsx test/bench/latency-search-summary.ts docs/bench/latency-search.jsonl [--groups] [--seeds 1]
  */
 import { readFile } from 'node:fs/promises';
 import { analyzeChannels } from '../../src/graph/channel-groups.ts';
@@ -25,6 +27,8 @@ interface Net {
   params: number;
   /** Channels per layer (structure.json). */
   structure: Record<string, number> | null;
+  /** The closed loop's candidates, each with its measurements. */
+  verify?: { runs: number[] }[];
 }
 
 interface Case {
@@ -77,14 +81,36 @@ function normalise(xs: number[]): number[] {
   return xs.map((x) => (total > 0 ? Math.max(0, x) / total : 0));
 }
 
+/** Per closed loop: how many candidates it measured, and how many measurements they took. */
+function closedLoopCost(cases: Case[]): Record<string, unknown> {
+  const loops = cases.flatMap((c) => METHODS.map((m) => c[m]?.verify).filter((v): v is { runs: number[] }[] => Array.isArray(v)));
+  if (loops.length === 0) return { loops: 0 };
+  const candidates = loops.map((v) => v.length);
+  const measurements = loops.map((v) => v.reduce((s, x) => s + x.runs.length, 0));
+  return {
+    loops: loops.length,
+    candidates: candidates.reduce((a, b) => a + b, 0),
+    candidatesPerLoop: round(mean(candidates), 2),
+    measurements: measurements.reduce((a, b) => a + b, 0),
+    measurementsPerLoop: round(mean(measurements), 2),
+    byRuntime: [...new Set(cases.map((c) => c.runtime))].map((runtime) => {
+      const own = cases.filter((c) => c.runtime === runtime).flatMap((c) => METHODS.map((m) => c[m]?.verify).filter((v): v is { runs: number[] }[] => Array.isArray(v)));
+      return { runtime, loops: own.length, candidatesPerLoop: round(mean(own.map((v) => v.length)), 2), measurementsPerLoop: round(mean(own.map((v) => v.reduce((s, x) => s + x.runs.length, 0))), 2) };
+    }),
+  };
+}
+
 async function main(): Promise<void> {
   const path = process.argv[2];
   if (!path) throw new Error('usage: latency-search-summary.ts FILE.jsonl [--groups]');
   const withGroups = process.argv.includes('--groups');
+  const seedsAt = process.argv.indexOf('--seeds');
+  const seeds = seedsAt > 0 ? new Set(String(process.argv[seedsAt + 1]).split(',').map(Number)) : null;
   const cases = (await readFile(path, 'utf8'))
     .split('\n')
     .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as Case);
+    .map((l) => JSON.parse(l) as Case)
+    .filter((c) => seeds === null || seeds.has(c.seed));
   const keys = [...new Set(cases.map((c) => `${c.model}|${c.runtime}|${c.fraction}`))];
   const conditions = keys.map((key) => {
     const all = cases.filter((c) => `${c.model}|${c.runtime}|${c.fraction}` === key);
@@ -146,6 +172,7 @@ async function main(): Promise<void> {
     cases: cases.length,
     done: everyDone.length,
     allWithin: everyDone.filter((c) => METHODS.every((m) => c[m]?.within)).length,
+    closedLoops: closedLoopCost(everyDone),
     byFraction: [...new Set(everyDone.map((c) => c.fraction))].map((f) => ({
       fraction: f,
       gainOverUniform: paired(everyDone.filter((c) => c.fraction === f), 'latencyMorphNet', 'uniform'),
