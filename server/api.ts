@@ -74,7 +74,7 @@ async function predictOn(ctx: ApiContext, deviceId: string, runtime: RuntimeName
       predictedMs: p.predictedMs,
       sumOpsMs: p.sumOpsMs,
       nOps: p.nOps,
-      calibration: calibration ? { ...p.calibration, method: calibration.method, note: calibration.note, quality: calibration.quality } : p.calibration,
+      calibration: calibration ? { ...p.calibration, method: calibration.method, note: calibration.note, quality: calibration.quality, outOfSample: calibration.outOfSample } : p.calibration,
       layers: p.layers.map((l) => ({
         name: l.name,
         predictedMs: l.predictedMs,

@@ -147,6 +147,7 @@ describe('real server and real Node agents', () => {
     const p = await api(server, 'POST', '/api/predict', { deviceId: device.id, runtime: 'tflite', model: 'resnet' });
     assert.equal(p.status, 200);
     assert.ok(Math.abs(p.json.predictedMs - mjob.result.medianMs) / mjob.result.medianMs < 1e-6, 'one network: the calibration fits it');
+    assert.equal(p.json.calibration.outOfSample, null, 'one network: nothing to leave out');
     // Interleaved with a reference on tflite too (the .tflite of both travels in the item).
     const paired = await api(server, 'POST', '/api/measure', { deviceId: device.id, runtime: 'tflite', model: 'mobilenet', reference: 'resnet', measure: QUICK });
     const pjob = await until('the paired tflite measure', finished(server, paired.json.id), 60_000);
