@@ -138,7 +138,7 @@ interface Active {
   lastStepAt: number;
   lastProgressWrite: number;
   finished: Promise<void>;
-  /** Latency searches, once prepared: the seed and its settled latency, which every closed-loop measurement is taken against (`referenced`). */
+  /** Latency searches, once prepared: the seed and its settled latency, which every closed-loop measurement is taken against (a measure job's `reference`, read by `referencedMs`). */
   reference: { readonly model: ResolvedModel; readonly ms: number } | null;
 }
 

@@ -4,8 +4,8 @@
  *
  * Why: the development VM has a fast and a slow phase (docs/benchmarks.md, "The machine has two
  * speeds") that switch within seconds, and inside a single measurement as well. Two networks
- * measured one after the other, even right after each other (`referenced` in
- * src/morph/closed-loop.ts), can land in different phases: their ratio then spreads ×2.5 on
+ * measured one after the other, even right after each other (what the closed loop did before
+ * measure jobs took a `reference`), can land in different phases: their ratio then spreads ×2.5 on
  * tfjs-wasm. Alternating samples (A B B A A B …, the order reversed each round so that a drift
  * within a round cancels) puts both in the same phase at each round, and the median over rounds
  * of the per-round ratio B/A is what a closed loop or a table needs: a network's time in the terms
