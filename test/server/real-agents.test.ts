@@ -188,6 +188,21 @@ describe('real server and real Node agents', () => {
     assert.deepEqual(wasm.total, { ms: r.measured.medianMs, source: 'measured' }, 'the end-to-end measurement the profile command just took');
     assert.equal(wasm.layers.length, c.layers.length);
     assert.equal(wasm.slowest.length, 3);
+    // The same as a table: a column per device-runtime, the total first, predicted figures marked p, the slowest *.
+    const text = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = spawn(process.execPath, [BIN, 'profile', '--server', server.url, '--seed', 'mobilenet', '--compare'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let stdout = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.on('exit', (code) => resolve({ code, stdout }));
+    });
+    assert.equal(text.code, 0);
+    const lines = text.stdout.split('\n');
+    assert.match(lines[0], new RegExp(`^mobilenet_seed on ${c.columns.length} device-runtime\\(s\\), fastest first$`));
+    assert.match(lines[1], /^layer\s.*tfjs-wasm/);
+    assert.match(lines[3], /^total\s/);
+    assert.equal(lines.filter((l) => c.layers.some((name: string) => l.startsWith(`${name} `))).length, c.layers.length);
+    assert.ok((text.stdout.match(/\*/g) ?? []).length >= 3, text.stdout);
+
     for (const body of [{ model: 'no-such-seed' }, { model: 'mobilenet', slowest: -1 }, { model: 'mobilenet', device: device.id }]) {
       const bad = await api(server, 'POST', '/api/compare', body);
       assert.equal(bad.status, 400, JSON.stringify(bad.json));
