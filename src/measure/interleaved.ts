@@ -12,7 +12,7 @@
  * of a reference measured alongside it.
  */
 import { MorphError } from '../errors.ts';
-import { DEFAULT_MEASURE_OPTIONS, summarize, type MeasureOptions, type SampleStats } from './protocol.ts';
+import { DEFAULT_MEASURE_OPTIONS, summarize, type Measurement, type MeasureOptions, type SampleStats } from './protocol.ts';
 
 export interface InterleavedOptions {
   /** Clock in milliseconds. Default `performance.now()`. */
@@ -167,21 +167,15 @@ export function interleavedOptionsFrom(o: MeasureOptions): InterleavedOptions {
   };
 }
 
-/** A network timed against a reference: its own figures, and the reference's with the ratio between them. */
-export interface PairedMeasurement {
-  readonly medianMs: number;
-  readonly p10Ms: number;
-  readonly p90Ms: number;
-  readonly meanMs: number;
-  readonly cv: number;
-  readonly n: number;
-  readonly runsPerSample: number;
-  /** The ratio held still: its cv within `maxCv` and its p10–p90 spread within `maxSpread` of its median. */
-  readonly stable: boolean;
+/**
+ * A network timed against a reference: its own figures, as a plain measurement gives them (one
+ * attempt; `stable` says the ratio held still: its cv within `maxCv` and its p10–p90 spread within
+ * `maxSpread` of its median), and the reference's with the ratio between them.
+ */
+export type PairedMeasurement = Pick<Measurement, 'medianMs' | 'p10Ms' | 'p90Ms' | 'meanMs' | 'cv' | 'n' | 'runsPerSample' | 'stable' | 'totalMs'> & {
   readonly attempts: 1;
-  readonly totalMs: number;
   readonly reference: { readonly medianMs: number; readonly ratio: number; readonly ratioP10: number; readonly ratioP90: number; readonly rounds: number };
-}
+};
 
 /**
  * Times `network` interleaved with `reference` (reference first) under the plain protocol's options,

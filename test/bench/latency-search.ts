@@ -24,6 +24,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startServer, type RunningServer } from '../../server/app.ts';
+import { api } from './server-api.ts';
 
 const { values } = parseArgs({
   options: {
@@ -51,13 +52,6 @@ if (values.help) {
 const log = (s: string): void => {
   process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 };
-
-async function api(server: RunningServer, method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${server.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
 
 /** One network of a case, as the summary reads it. */
 function network(net: any, targetMs: number): Record<string, unknown> | null {

@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startServer, type RunningServer } from '../../server/app.ts';
 import { randomCnn } from './random-cnns.ts';
+import { api } from './server-api.ts';
 
 const { values } = parseArgs({
   options: {
@@ -49,13 +50,6 @@ if (values.help) {
 const log = (s: string): void => {
   process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 };
-
-async function api(server: RunningServer, method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${server.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
 
 interface MeasureResult {
   medianMs: number;

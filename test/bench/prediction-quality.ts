@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import { startServer, type RunningServer } from '../../server/app.ts';
 import { fitCalibration, applyCalibration, type CalibrationSample } from '../../src/cost/calibration.ts';
 import { generateRandomCnn } from './random-cnns.ts';
+import { api } from './server-api.ts';
 
 const TOKEN = 'prediction-bench-token';
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
@@ -51,13 +52,6 @@ const MEASURE = values.protocol === 'quick' ? QUICK : undefined;
 const log = (s: string): void => {
   process.stderr.write(`${s}\n`);
 };
-
-async function api(server: RunningServer, method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${server.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
 
 async function waitJobs(server: RunningServer, ids: string[], label: string): Promise<any[]> {
   const done = new Map<string, any>();
