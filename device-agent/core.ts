@@ -526,9 +526,10 @@ export class DeviceAgent {
     try {
       runnable = item.kind === 'op' ? await adapter.prepareOp(item.spec) : await adapter.prepareNetwork(item);
       const prepared = runnable;
-      // A network with a reference is timed interleaved with it, so that the ratio between the two
+      // An item with a reference is timed interleaved with it, so that the ratio between the two
       // holds whatever speed the machine runs at meanwhile (src/measure/interleaved.ts).
       if (item.kind === 'network' && item.reference) reference = await adapter.prepareNetwork(item.reference);
+      if (item.kind === 'op' && item.reference) reference = await adapter.prepareOp(item.reference);
       const ref = reference;
       const m = ref ? await measurePaired(() => ref.run(), () => prepared.run(), work.measure) : await measure(() => prepared.run(), work.measure);
       const message: ResultMessage = { v: PROTOCOL_VERSION, type: 'result', leaseId: work.leaseId, itemId: item.itemId, measurement: toWireMeasurement({ ...m }) };

@@ -44,7 +44,7 @@ const deviceRuntimeModel = {
 };
 
 const profileBody = z
-  .object({ ...deviceRuntimeModel, grid: gridSchema.optional(), measure: measureOptionsSchema.optional(), force: z.boolean().optional(), refine: z.boolean().optional(), forSearch: z.boolean().optional() })
+  .object({ ...deviceRuntimeModel, grid: gridSchema.optional(), measure: measureOptionsSchema.optional(), force: z.boolean().optional(), refine: z.boolean().optional(), forSearch: z.boolean().optional(), paired: z.boolean().optional() })
   .strict();
 const measureBody = z.object({ ...deviceRuntimeModel, reference: deviceRuntimeModel.model.optional(), measure: measureOptionsSchema.optional() }).strict();
 const predictBody = z.object(deviceRuntimeModel).strict();
@@ -137,7 +137,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
       const body = parse(profileBody, req.body, 'profile request');
       await checkRuntime(ctx, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
-      const job = await ctx.fleet.createProfileJob({ deviceId: body.deviceId, runtime: body.runtime, model, grid: body.grid, measure: body.measure, force: body.force, refine: body.refine, forSearch: body.forSearch });
+      const job = await ctx.fleet.createProfileJob({ deviceId: body.deviceId, runtime: body.runtime, model, grid: body.grid, measure: body.measure, force: body.force, refine: body.refine, forSearch: body.forSearch, paired: body.paired });
       res.status(202).location(`/api/jobs/${job.id}`).json(job);
     }),
   );

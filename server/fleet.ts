@@ -18,6 +18,7 @@ import { MorphError } from '../src/errors.ts';
 import { requiredPoints } from '../src/cost/latency-locate.ts';
 import { tableGrid, type GridOptions } from '../src/ops/graph-specs.ts';
 import { signature, withChannels, type OpSpec } from '../src/ops/op-spec.ts';
+import { REFERENCE_OP } from '../src/ops/reference-op.ts';
 import {
   PROTOCOL_VERSION,
   type AckMessage,
@@ -138,6 +139,11 @@ export interface ProfileRequest {
   readonly forSearch?: boolean;
   /** Why the job exists (e.g. `search s-…`), shown in its options. */
   readonly purpose?: string;
+  /**
+   * Time every op against the reference op (`REFERENCE_OP`), interleaved, so that the table holds
+   * ratios the machine's speed does not move (server/tables.ts reads them back in ms). Default true.
+   */
+  readonly paired?: boolean;
 }
 
 export interface MeasureRequest {
@@ -169,6 +175,8 @@ interface JobOptions {
   readonly measure: WireMeasureOptions;
   /** Measure jobs: the model every network item is timed against. */
   readonly referenceModelId?: string;
+  /** Profile jobs: the op every op item is timed against. */
+  readonly referenceOp?: OpSpec;
 }
 
 interface JobRow {
@@ -400,7 +408,15 @@ export class Fleet {
     }
     // A search's grid already holds every point it prices; refinement would add ones it never reads.
     const refine = req.refine ?? !(req.grid?.seedOnly || req.forSearch);
-    const options = { grid: req.grid ?? {}, forSearch: req.forSearch ?? false, ...(req.purpose ? { purpose: req.purpose } : {}), measure: { ...DEFAULT_JOB_MEASURE, ...req.measure }, force: req.force ?? false, refine };
+    const options = {
+      grid: req.grid ?? {},
+      forSearch: req.forSearch ?? false,
+      ...(req.purpose ? { purpose: req.purpose } : {}),
+      measure: { ...DEFAULT_JOB_MEASURE, ...req.measure },
+      force: req.force ?? false,
+      refine,
+      ...((req.paired ?? true) ? { referenceOp: REFERENCE_OP } : {}),
+    };
     return this.#createJob('profile', req.deviceId, req.runtime, req.model, options, [...wanted.values()].map((spec) => ({ kind: 'op' as const, spec })));
   }
 
@@ -411,7 +427,8 @@ export class Fleet {
   async createRefinementJob(parent: JobView, specs: readonly OpSpec[]): Promise<JobView> {
     const model = await this.#db.get<{ id: string; name: string; topology_json: string }>('SELECT * FROM models WHERE id = ?', [parent.modelId]);
     if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `the model of job ${parent.id} is gone`);
-    const options = { measure: (parent.options as { measure?: WireMeasureOptions }).measure ?? DEFAULT_JOB_MEASURE, refinementOf: parent.id };
+    const { measure, referenceOp } = parent.options as Partial<JobOptions>;
+    const options = { measure: measure ?? DEFAULT_JOB_MEASURE, refinementOf: parent.id, ...(referenceOp ? { referenceOp } : {}) };
     const resolved = { id: model.id, name: model.name, modelConfig: JSON.parse(model.topology_json) } as ResolvedModel;
     return this.#createJob('profile', parent.deviceId, parent.runtime as RuntimeName, resolved, options, specs.map((spec) => ({ kind: 'op' as const, spec })));
   }
@@ -642,8 +659,8 @@ export class Fleet {
   }
 
   async #workItem(row: ItemRow, job: JobRow): Promise<WorkItem> {
-    if (row.kind === 'op') return { itemId: row.id, kind: 'op', spec: JSON.parse(row.spec_json as string) as OpSpec };
-    const { referenceModelId } = JSON.parse(job.options_json) as JobOptions;
+    const { referenceModelId, referenceOp } = JSON.parse(job.options_json) as JobOptions;
+    if (row.kind === 'op') return { itemId: row.id, kind: 'op', spec: JSON.parse(row.spec_json as string) as OpSpec, ...(referenceOp ? { reference: referenceOp } : {}) };
     const reference = referenceModelId === undefined ? undefined : await this.#networkPayload(referenceModelId, job.runtime);
     return { itemId: row.id, kind: 'network', ...(await this.#networkPayload(job.model_id, job.runtime)), ...(reference ? { reference } : {}) };
   }
@@ -740,12 +757,13 @@ export class Fleet {
       if (item.kind === 'op') {
         const env = await this.#pointEnv(tx, job.device_id, job.runtime);
         await tx.run(
-          `INSERT INTO points (device_id, runtime, signature, c_in, c_out, median_ms, p10_ms, p90_ms, n, cv, stable, spec_json, env_json, job_id, item_id, measured_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          `INSERT INTO points (device_id, runtime, signature, c_in, c_out, median_ms, p10_ms, p90_ms, n, cv, stable, spec_json, env_json, job_id, item_id, measured_at, ref_ratio, ref_ms)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (device_id, runtime, signature, c_in, c_out) DO UPDATE SET median_ms = excluded.median_ms, p10_ms = excluded.p10_ms,
              p90_ms = excluded.p90_ms, n = excluded.n, cv = excluded.cv, stable = excluded.stable, spec_json = excluded.spec_json,
-             env_json = excluded.env_json, job_id = excluded.job_id, item_id = excluded.item_id, measured_at = excluded.measured_at`,
-          [job.device_id, job.runtime, item.signature, item.c_in, item.c_out, m.medianMs, m.p10Ms, m.p90Ms, m.n, m.cv, m.stable ? 1 : 0, item.spec_json, env, job.id, item.id, now],
+             env_json = excluded.env_json, job_id = excluded.job_id, item_id = excluded.item_id, measured_at = excluded.measured_at,
+             ref_ratio = excluded.ref_ratio, ref_ms = excluded.ref_ms`,
+          [job.device_id, job.runtime, item.signature, item.c_in, item.c_out, m.medianMs, m.p10Ms, m.p90Ms, m.n, m.cv, m.stable ? 1 : 0, item.spec_json, env, job.id, item.id, now, m.reference?.ratio ?? null, m.reference?.medianMs ?? null],
         );
       } else {
         await tx.run('INSERT INTO networks (device_id, runtime, model_id, job_id, median_ms, p10_ms, p90_ms, n, measured_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [

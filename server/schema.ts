@@ -11,6 +11,9 @@
  * - (2) model_uploads: models stored by POST /api/models (their topology is in `models`).
  * - (2) searches / search_events: server-side searches, their state, config, progress and result,
  *   and their stored events (numbered per search) for replays.
+ * - (3) points.ref_ratio / points.ref_ms: a point timed against the reference op (`REFERENCE_OP`),
+ *   interleaved: the median per-round ratio op/reference and the reference's own median. The
+ *   tables read such a point as ratio × the reference's settled latency (server/tables.ts).
  */
 import type { Migration } from './db.ts';
 
@@ -138,5 +141,10 @@ export const MIGRATIONS: readonly Migration[] = [
     at TEXT NOT NULL,
     PRIMARY KEY (search_id, seq)
   );
+  `,
+  // 3: points timed against the reference op.
+  `
+  ALTER TABLE points ADD COLUMN ref_ratio REAL CHECK (ref_ratio IS NULL OR ref_ratio > 0);
+  ALTER TABLE points ADD COLUMN ref_ms REAL CHECK (ref_ms IS NULL OR ref_ms > 0);
   `,
 ];

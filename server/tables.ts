@@ -21,12 +21,33 @@ interface PointRow {
   cv: number;
   stable: number;
   measured_at: string;
+  ref_ratio: number | null;
+  ref_ms: number | null;
 }
 
 export interface StoredPoint extends LatencyPoint {
   readonly cv: number;
   readonly stable: boolean;
   readonly measuredAt: string;
+  /**
+   * For a point timed against the reference op: the ratio op/reference it was measured at, and
+   * the op's own median as timed (beside the reference). `medianMs` (and p10/p90 with it) is then
+   * ratio × the reference's settled latency on this device and runtime (`referenceOpMs`).
+   */
+  readonly ratio: number | null;
+  readonly timedMs: number;
+}
+
+/**
+ * The reference op's settled latency on a device and runtime: the median of its medians beside
+ * every point timed against it. A single slow or fast phase moves it little, and every point is
+ * read at this one scale, so two points timed in different phases compare as their ratios do.
+ */
+export function settledReferenceMs(refMs: readonly number[]): number | null {
+  if (refMs.length === 0) return null;
+  const s = [...refMs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 export interface StoredTable {
@@ -63,10 +84,25 @@ export class TableReader {
 
   async tables(deviceId: string, runtime: string): Promise<StoredTable[]> {
     const rows = await this.#db.all<PointRow>('SELECT * FROM points WHERE device_id = ? AND runtime = ? ORDER BY signature, c_in, c_out', [deviceId, runtime]);
+    const settled = settledReferenceMs(rows.flatMap((r) => (r.ref_ratio !== null && r.ref_ms !== null ? [r.ref_ms] : [])));
     const bySig = new Map<string, StoredPoint[]>();
     for (const r of rows) {
       const list = bySig.get(r.signature) ?? [];
-      list.push({ cIn: r.c_in, cOut: r.c_out, medianMs: r.median_ms, p10Ms: r.p10_ms, p90Ms: r.p90_ms, n: r.n, cv: r.cv, stable: r.stable === 1, measuredAt: r.measured_at });
+      // A point timed against the reference op is read at the settled scale; p10/p90 keep their spread.
+      const scale = r.ref_ratio !== null && settled !== null ? (r.ref_ratio * settled) / r.median_ms : 1;
+      list.push({
+        cIn: r.c_in,
+        cOut: r.c_out,
+        medianMs: r.median_ms * scale,
+        p10Ms: r.p10_ms * scale,
+        p90Ms: r.p90_ms * scale,
+        n: r.n,
+        cv: r.cv,
+        stable: r.stable === 1,
+        measuredAt: r.measured_at,
+        ratio: r.ref_ratio,
+        timedMs: r.median_ms,
+      });
       bySig.set(r.signature, list);
     }
     return [...bySig.entries()].map(([signature, points]) => {

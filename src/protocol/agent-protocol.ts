@@ -24,8 +24,9 @@ import { MorphError } from '../errors.ts';
  * v2: a network item may carry a `reference` network, timed interleaved with it, and a result may
  * carry the `reference` figures. A v1 agent would refuse such items mid-lease; the version makes it
  * refuse at hello instead, with a message that says to update.
+ * v3: an op item may carry a `reference` op, likewise (profile jobs time every op against one).
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Largest message an agent may send (bytes); results are small, so this is generous. */
 export const MAX_AGENT_MESSAGE_BYTES = 256 * 1024;
@@ -150,7 +151,7 @@ export const measurementSchema = z
     attempts: z.number().int().positive().max(100),
     totalMs: nonNegative,
     /**
-     * For an item timed against a reference network (interleaved, sample by sample): the
+     * For an item timed against a reference (a network, or an op; interleaved, sample by sample): the
      * reference's median, and the median and spread of the per-round ratio item/reference, which
      * a change of the machine's speed moves much less than either time (src/measure/interleaved.ts).
      */
@@ -215,7 +216,8 @@ export const measureOptionsSchema = z
 export type WireMeasureOptions = z.infer<typeof measureOptionsSchema>;
 
 /** A single op to time. */
-export const opItemSchema = z.object({ itemId: count, kind: z.literal('op'), spec: opSpecSchema }).strict();
+/** One op to time; with `reference`, timed interleaved with that op and reported with the ratio to it. */
+export const opItemSchema = z.object({ itemId: count, kind: z.literal('op'), spec: opSpecSchema, reference: opSpecSchema.optional() }).strict();
 
 /** Exactly one of the two payloads a network item can carry. */
 const onePayload = (n: { modelTopology?: unknown; tfliteBase64?: unknown }): boolean => (n.modelTopology === undefined) !== (n.tfliteBase64 === undefined);
@@ -248,6 +250,7 @@ export interface OpWorkItem {
   itemId: number;
   kind: 'op';
   spec: OpSpec;
+  reference?: OpSpec;
 }
 export type NetworkWorkItem = z.infer<typeof networkItemSchema>;
 export type WorkItem = OpWorkItem | NetworkWorkItem;

@@ -181,6 +181,18 @@ describe('DeviceAgent', () => {
     assert.equal(tflite.disposed, 2, 'both networks are freed');
   });
 
+  it('times an op with a reference op interleaved with it and sends the reference figures', async (t) => {
+    const tflite = fakeAdapter('tflite');
+    const { conn } = await startAgent({ adapters: [tflite] }, t);
+    conn.work('LO', 'tflite', [{ ...op(0), reference: makeSpec({ kind: 'conv2d', inH: 4, inW: 4, cIn: 16, cOut: 4, kernel: 1 }) }, op(1)]);
+    const answers = await conn.answers('LO', 2);
+    const paired = resultSchema.parse(answers.get(0)).measurement.reference;
+    assert.ok(paired && paired.medianMs > 0 && paired.ratioP10 <= paired.ratio && paired.ratio <= paired.ratioP90, JSON.stringify(paired));
+    assert.equal(resultSchema.parse(answers.get(1)).measurement.reference, undefined, 'an op without a reference is timed alone');
+    assert.equal(tflite.prepared, 3, 'the op, its reference, the second op');
+    assert.equal(tflite.disposed, 3);
+  });
+
   it('sends item-failed with the MorphError code (or MORPH_ERR_INTERNAL) and goes on with the next item', async (t) => {
     const { conn, agent } = await startAgent({}, t);
     conn.work('L2', 'tfjs-wasm', [op(0, 1), op(1, 2), op(2, 3), op(3)]);

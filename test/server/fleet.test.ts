@@ -65,7 +65,7 @@ describe('server with simulated agents', () => {
   });
 
   it('closes with 4400 when the first message is not a valid hello', async () => {
-    for (const first of ['not json', JSON.stringify({ v: 2, type: 'result' }), JSON.stringify({ v: 99, type: 'hello' })]) {
+    for (const first of ['not json', JSON.stringify({ v: 3, type: 'result' }), JSON.stringify({ v: 99, type: 'hello' })]) {
       const a = new FakeAgent({ url: server.wsUrl, token: TOKEN });
       await new Promise((r) => a.ws.once('open', r));
       a.send(first);
@@ -206,17 +206,17 @@ describe('server with simulated agents', () => {
     const bad: unknown[] = [
       'not json at all',
       JSON.stringify([1, 2, 3]),
-      { v: 2, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: { ...m, medianMs: -1 } },
-      { v: 2, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: { ...m, medianMs: 'fast' } },
-      `{"v":2,"type":"result","leaseId":"${lease.leaseId}","itemId":${first},"measurement":${JSON.stringify(m).replace('"medianMs":1', '"medianMs":1e999')}}`,
-      { v: 2, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: { ...m, p10Ms: 5 } },
-      { v: 2, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: m, extra: true },
+      { v: 3, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: { ...m, medianMs: -1 } },
+      { v: 3, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: { ...m, medianMs: 'fast' } },
+      `{"v":3,"type":"result","leaseId":"${lease.leaseId}","itemId":${first},"measurement":${JSON.stringify(m).replace('"medianMs":1', '"medianMs":1e999')}}`,
+      { v: 3, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: { ...m, p10Ms: 5 } },
+      { v: 3, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: m, extra: true },
       { v: 9, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: m },
-      { v: 2, type: 'teleport' },
-      { v: 2, type: 'hello', token: TOKEN },
-      { v: 2, type: 'result', leaseId: 'l-000000000000', itemId: first, measurement: m },
-      { v: 2, type: 'result', leaseId: lease.leaseId, itemId: 999_999, measurement: m },
-      { v: 2, type: 'item-failed', leaseId: 'l-forged', itemId: first, error: { code: 'X', message: 'y' } },
+      { v: 3, type: 'teleport' },
+      { v: 3, type: 'hello', token: TOKEN },
+      { v: 3, type: 'result', leaseId: 'l-000000000000', itemId: first, measurement: m },
+      { v: 3, type: 'result', leaseId: lease.leaseId, itemId: 999_999, measurement: m },
+      { v: 3, type: 'item-failed', leaseId: 'l-forged', itemId: first, error: { code: 'X', message: 'y' } },
     ];
     for (const b of bad) agent.send(b);
     await agent.until(() => agent.errors.length >= bad.length);
@@ -245,7 +245,7 @@ describe('server with simulated agents', () => {
     assert.equal(await pointCount(server, deviceId), 1);
 
     // An oversized frame closes the connection (ws 1009) and stores nothing.
-    other.send({ v: 2, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: m, pad: 'x'.repeat(300 * 1024) });
+    other.send({ v: 3, type: 'result', leaseId: lease.leaseId, itemId: first, measurement: m, pad: 'x'.repeat(300 * 1024) });
     await other.until(() => other.closeCode !== null);
     assert.equal(other.closeCode, 1009);
     await api(server, 'DELETE', `/api/jobs/${created.json.id}`);

@@ -344,7 +344,7 @@ function badAgentMessage(d: Draw, lease: WorkMessage, stored: string): Frame {
     case 0:
       return d.text(300) || '!';
     case 1:
-      return d.pick(['{"v":2', '[]', '5', 'null', '"x"', '{}', '{"v":2,"type":"result"}', '\ufeff{}', '{"v":2,"type":"result","leaseId":"l-1","itemId":1,"measurement":{}}']);
+      return d.pick(['{"v":3', '[]', '5', 'null', '"x"', '{}', '{"v":3,"type":"result"}', '\ufeff{}', '{"v":3,"type":"result","leaseId":"l-1","itemId":1,"measurement":{}}']);
     case 2:
       return toText(result({ v: d.pick([0, 1, '2', null, [2], 2.0000001]) }));
     case 3:
@@ -374,9 +374,9 @@ function badAgentMessage(d: Draw, lease: WorkMessage, stored: string): Frame {
       // Replayed: the exact result the owning device stored.
       return stored;
     case 11:
-      return toText({ v: 2, type: 'item-failed', leaseId: lease.leaseId, itemId: item, error: d.pick([{ code: 'X', message: 'forged' }, { code: 'x'.repeat(65), message: 'y' }, { code: 'X', message: 'y'.repeat(2001) }, null, 'oops']) });
+      return toText({ v: 3, type: 'item-failed', leaseId: lease.leaseId, itemId: item, error: d.pick([{ code: 'X', message: 'forged' }, { code: 'x'.repeat(65), message: 'y' }, { code: 'X', message: 'y'.repeat(2001) }, null, 'oops']) });
     case 12:
-      return `{"v":2,"type":"result","leaseId":"${lease.leaseId}","itemId":${item},"measurement":${nested(d.int(100, 60_000))}}`;
+      return `{"v":3,"type":"result","leaseId":"${lease.leaseId}","itemId":${item},"measurement":${nested(d.int(100, 60_000))}}`;
     default:
       return Buffer.from(d.text(50) || 'binary');
   }
@@ -384,7 +384,7 @@ function badAgentMessage(d: Draw, lease: WorkMessage, stored: string): Frame {
 
 /** A first message that is not a valid hello (or a hello that must be refused). */
 function badFirstMessage(d: Draw, deviceKey: string): Frame {
-  const hello = { v: 2, type: 'hello', token: AGENT_TOKEN, deviceKey, name: 'fuzz', agentVersion: 'fuzz', env: { platform: 'node', os: 'linux', arch: 'x64', cpuModel: 'fuzz', cores: 2 }, runtimes: [{ name: 'tfjs-wasm', version: '1' }] };
+  const hello = { v: 3, type: 'hello', token: AGENT_TOKEN, deviceKey, name: 'fuzz', agentVersion: 'fuzz', env: { platform: 'node', os: 'linux', arch: 'x64', cpuModel: 'fuzz', cores: 2 }, runtimes: [{ name: 'tfjs-wasm', version: '1' }] };
   switch (d.int(0, 7)) {
     case 0:
       return d.text(200) || '?';
@@ -409,11 +409,11 @@ function badFirstMessage(d: Draw, deviceKey: string): Frame {
     case 4:
       return toText({ ...hello, env: { ...hello.env, cores: d.pick([0, -1, 1e9, 1.5, 'two', { raw: 'NaN' }]) } });
     case 5:
-      return toText({ v: 2, type: 'result', leaseId: 'l-000000000000', itemId: 1, measurement: { medianMs: 1, p10Ms: 1, p90Ms: 1, meanMs: 1, cv: 0, n: 1, runsPerSample: 1, stable: true, attempts: 1, totalMs: 1 } });
+      return toText({ v: 3, type: 'result', leaseId: 'l-000000000000', itemId: 1, measurement: { medianMs: 1, p10Ms: 1, p90Ms: 1, meanMs: 1, cv: 0, n: 1, runsPerSample: 1, stable: true, attempts: 1, totalMs: 1 } });
     case 6:
       return toText({ ...hello, extra: true });
     default:
-      return `{"v":2,"type":"hello","env":${nested(d.int(100, 80_000))}}`;
+      return `{"v":3,"type":"hello","env":${nested(d.int(100, 80_000))}}`;
   }
 }
 
@@ -466,7 +466,7 @@ describe('fuzzing the daemon with malformed input', { timeout: 300_000 }, () => 
     await owner.until(() => owner.acks.length === 1);
     assert.equal(owner.acks[0].status, 'stored');
     const storedResult = JSON.stringify({
-      v: 2,
+      v: 3,
       type: 'result',
       leaseId: lease.leaseId,
       itemId: lease.items[0].itemId,
@@ -545,7 +545,7 @@ describe('fuzzing the daemon with malformed input', { timeout: 300_000 }, () => 
     for (let i = 0; i < 20; i++) {
       const a = i % 2 === 0 ? await FakeAgent.connect({ url: daemon.wsUrl, token: AGENT_TOKEN, deviceKey: 'fuzz-other-device-01', silent: true }) : new FakeAgent({ url: daemon.wsUrl, token: AGENT_TOKEN });
       if (i % 2 === 1) await opened(a);
-      a.send(d.chance(0.5) ? `{"v":2,"pad":"${'z'.repeat(300 * 1024)}"}` : storedResult.replace('"v":2', `"pad":"${'z'.repeat(257 * 1024)}","v":2`));
+      a.send(d.chance(0.5) ? `{"v":3,"pad":"${'z'.repeat(300 * 1024)}"}` : storedResult.replace('"v":3', `"pad":"${'z'.repeat(257 * 1024)}","v":3`));
       await a.until(() => a.closeCode !== null, 15_000).catch(() => undefined);
       if (a.closeCode !== 1009) bad.push({ what: 'oversized frame', status: String(a.closeCode) });
       counted(a.closeCode);

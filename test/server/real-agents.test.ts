@@ -103,6 +103,11 @@ describe('real server and real Node agents', () => {
     const points = tables.flatMap((t: { points: { medianMs: number; n: number }[] }) => t.points);
     assert.equal(points.length, total, 'one table point per item');
     assert.ok(points.every((p: { medianMs: number; n: number }) => p.medianMs > 0 && p.n >= 1));
+    // Every op was timed against the reference op (the default) and is read at one scale: the
+    // reference's settled latency, the same for all points of the device and runtime.
+    assert.ok(points.every((p: { ratio: number | null; timedMs: number }) => p.ratio !== null && p.ratio > 0 && p.timedMs > 0), JSON.stringify(points[0]));
+    const scales = points.map((p: { medianMs: number; ratio: number }) => p.medianMs / p.ratio);
+    assert.ok(scales.every((s: number) => Math.abs(s / scales[0] - 1) < 1e-9), `one settled reference latency: ${scales.slice(0, 5).join(', ')}`);
     assert.ok(tables.every((t: { problem: string | null }) => t.problem === null), 'every table forms a full grid');
     const after = (await api(server, 'GET', `/api/devices/${device.id}`)).json;
     assert.deepEqual(

@@ -465,7 +465,7 @@ describe('WebSocket upgrades', () => {
     // A socket stops counting as pending once its hello is accepted...
     assert.equal((await upgrade(server.wsUrl)).status, 429, 'still 3 pending');
     const sayHello = async (ws: WebSocket, deviceKey: string): Promise<void> => {
-      const hello = { v: 2, type: 'hello', token: AGENT_TOKEN, deviceKey, name: 'pending', agentVersion: 'test', env: { platform: 'node', os: 'linux', arch: 'x64', cpuModel: 'fake', cores: 2 }, runtimes: [{ name: 'tfjs-wasm', version: '1' }] };
+      const hello = { v: 3, type: 'hello', token: AGENT_TOKEN, deviceKey, name: 'pending', agentVersion: 'test', env: { platform: 'node', os: 'linux', arch: 'x64', cpuModel: 'fake', cores: 2 }, runtimes: [{ name: 'tfjs-wasm', version: '1' }] };
       ws.send(JSON.stringify(hello));
       const welcome = await new Promise<string>((r) => ws.once('message', (d) => r(d.toString())));
       assert.equal(JSON.parse(welcome).type, 'welcome');
