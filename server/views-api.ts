@@ -8,7 +8,7 @@
 import { stat } from 'node:fs/promises';
 import express, { type Router } from 'express';
 import { z } from 'zod';
-import { inspectReport, type InspectReport } from '../src/cli/commands/inspect.ts';
+import { inspectReport, type InspectReport } from '../cli/commands/inspect.ts';
 import { MorphError } from '../src/errors.ts';
 import { analyzeChannels } from '../src/graph/channel-groups.ts';
 import { networkCost } from '../src/cost/counts.ts';

@@ -1,6 +1,6 @@
 /** `morphnet inspect`: layers, shapes, channel groups and costs of a model. */
-import { layoutOf } from '../../graph/channel-groups.ts';
-import { networkCost } from '../../cost/counts.ts';
+import { layoutOf } from '../../src/graph/channel-groups.ts';
+import { networkCost } from '../../src/cost/counts.ts';
 import { parseFlags, type Command } from '../args.ts';
 import { human, shapeText, table } from '../format.ts';
 import { loadModelInput, type ModelInput } from '../model-source.ts';

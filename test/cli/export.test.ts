@@ -13,7 +13,7 @@ import { seedModel } from '../../src/seeds/index.ts';
 import { buildTfModel } from '../../src/train/tf-model.ts';
 import { saveLayersModel, writeJson } from '../helpers/tfjs-io.ts';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 
 function morphnet(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -433,7 +433,7 @@ describe('a server restart during a search', () => {
     await server?.close();
     server = null;
     const killedDir = await mkdtemp(join(tmpdir(), 'morphnet-searches-killed-'));
-    const bin = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
+    const bin = fileURLToPath(new URL('../../cli/bin.js', import.meta.url));
     const child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--data-dir', killedDir, '--no-local-agent', '--json'], {
       env: { ...process.env, MORPHNET_AGENT_TOKEN: TOKEN },
       stdio: ['ignore', 'pipe', 'ignore'],
