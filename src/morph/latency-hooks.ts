@@ -6,10 +6,11 @@
  * price a network the same way.
  */
 import { flopsCostModel } from '../cost/cost-model.ts';
-import { expandToLatency, latencyCostModel, networkLatencyAt, planNetworkLatency, type CalibrationTerms, type NetworkLatencyPlan } from '../cost/latency-locate.ts';
+import { latencyCostModel, networkLatencyAt, planNetworkLatency, type CalibrationTerms, type NetworkLatencyPlan } from '../cost/latency-locate.ts';
 import { LatencyTable, tableModeOf, type LatencyPoint } from '../cost/latency-table.ts';
 import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
+import { expandToLatency } from './expand-latency.ts';
 import type { SearchCostHooks } from './search.ts';
 import { MorphError } from '../errors.ts';
 

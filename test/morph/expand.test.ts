@@ -5,7 +5,8 @@ import { networkCost } from '../../src/cost/counts.ts';
 import { analyzeChannels } from '../../src/graph/channel-groups.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { isMorphError } from '../../src/errors.ts';
-import { costAt, seedWidths } from '../../src/morph/network-cost.ts';
+import { seedWidths } from '../../src/graph/widths.ts';
+import { costAt } from '../../src/morph/network-cost.ts';
 import { expandToTarget, minimumCost } from '../../src/morph/expand.ts';
 import { seedModel, VALID_SEEDS } from '../../src/seeds/index.ts';
 
