@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { parseModel } from '../../src/graph/parse.ts';
 import { randomArray, seededRandom } from '../../src/ops/spec-weights.ts';
-import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { seedModel } from '../../src/seeds/index.ts';
 import { buildTfModel } from '../../src/train/tf-model.ts';
 import { saveLayersModel, writeJson } from '../helpers/tfjs-io.ts';

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '../../server/app.ts';
-import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { FunctionalBuilder } from '../../src/seeds/builder.ts';
 
 const TOKEN = 'latency-search-token-1';

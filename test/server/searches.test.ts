@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startServer, type RunningServer } from '../../server/app.ts';
-import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { tinyTopology } from '../train/tiny-model.ts';
 
