@@ -76,7 +76,7 @@ export async function prepareLocalLatency(req: LocalLatencyRequest, io: CommandI
   const seedMeasuredMs = (await settledLow(async (run) => (await measureOnce(seedTopology, `the seed end to end (${run})`)).medianMs)).measured;
   const q = new URLSearchParams({ deviceId: device.id, runtime });
   const { tables, calibration } = await call<TablesReply>(req.base, 'GET', `/api/tables?${q}`);
-  const data = { deviceId: device.id, runtime, tables, calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c } : null };
+  const data = { deviceId: device.id, runtime, tables, calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c, d: calibration.d, e: calibration.e } : null };
   const seedPredictedMs = predictedLatencyMs(data, req.graph);
   const targetMs = req.targetMs ?? (req.fraction as number) * seedMeasuredMs;
   if (!(targetMs < seedPredictedMs)) {

@@ -7,6 +7,7 @@ import express, { type Router } from 'express';
 import { z } from 'zod';
 import { MorphError } from '../src/errors.ts';
 import { apiErrorHandler, jsonBody, noQuery, notFound, parse, route } from './http.ts';
+import { applyCalibration } from '../src/cost/calibration.ts';
 import { predictNetwork } from '../src/cost/predict-network.ts';
 import { measureOptionsSchema, VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
 import type { Fleet } from './fleet.ts';
@@ -74,6 +75,8 @@ async function predictOn(ctx: ApiContext, deviceId: string, runtime: RuntimeName
       predictedMs: p.predictedMs,
       sumOpsMs: p.sumOpsMs,
       nOps: p.nOps,
+      ioMB: p.ioMB,
+      weightMB: p.weightMB,
       calibration: calibration ? { ...p.calibration, method: calibration.method, note: calibration.note, quality: calibration.quality, outOfSample: calibration.outOfSample } : p.calibration,
       layers: p.layers.map((l) => ({
         name: l.name,
@@ -258,7 +261,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
         calibration,
         networks: networks.map((n) => ({
           ...n,
-          predictedMs: calibration && n.sumOpsMs !== null && n.nOps !== null ? calibration.a * n.sumOpsMs + calibration.b * n.nOps + calibration.c : null,
+          predictedMs: calibration && n.sumOpsMs !== null && n.nOps !== null ? applyCalibration(calibration, { sumOpsMs: n.sumOpsMs, nOps: n.nOps, ioMB: n.ioMB ?? 0, weightMB: n.weightMB ?? 0 }) : null,
         })),
       });
     }),

@@ -17,6 +17,7 @@
  *    search runs with.
  */
 import { networkLatencyAt, planNetworkLatency, type NetworkLatencyPlan } from '../src/cost/latency-locate.ts';
+import type { CalibrationTerms } from '../src/cost/calibration.ts';
 import type { LatencyPoint, LatencyTable } from '../src/cost/latency-table.ts';
 import { isMorphError, MorphError } from '../src/errors.ts';
 import type { Graph } from '../src/graph/graph.ts';
@@ -80,7 +81,7 @@ export interface PreparedLatency {
   readonly seedPredictedMs: number;
   readonly minimumMs: number;
   readonly tables: readonly { readonly signature: string; readonly points: readonly LatencyPoint[] }[];
-  readonly calibration: { readonly a: number; readonly b: number; readonly c: number } | null;
+  readonly calibration: CalibrationTerms | null;
   readonly profiledPoints: number;
   readonly measureProtocol: 'default' | 'quick';
 }
@@ -233,7 +234,7 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
     seedPredictedMs,
     minimumMs: minimum,
     tables: stored.map((t) => ({ signature: t.signature, points: t.points.map((p) => ({ cIn: p.cIn, cOut: p.cOut, medianMs: p.medianMs, p10Ms: p.p10Ms, p90Ms: p.p90Ms, n: p.n })) })),
-    calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c } : null,
+    calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c, d: calibration.d, e: calibration.e } : null,
     profiledPoints,
     measureProtocol: ctx.options.measureProtocol,
   };

@@ -48,6 +48,9 @@ export interface NetworkSample {
   /** Σ of the table latencies of its ops and their number; null when a table is missing. */
   readonly sumOpsMs: number | null;
   readonly nOps: number | null;
+  /** Σ over its ops of the MB of activations read and written, and of weights; null likewise. */
+  readonly ioMB: number | null;
+  readonly weightMB: number | null;
 }
 
 export class TableReader {
@@ -109,6 +112,8 @@ export class TableReader {
         measuredAt: r.measured_at,
         sumOpsMs: p?.ok ? p.sumOpsMs : null,
         nOps: p?.ok ? p.nOps : null,
+        ioMB: p?.ok ? p.ioMB : null,
+        weightMB: p?.ok ? p.weightMB : null,
       });
     }
     return out;
@@ -123,7 +128,7 @@ export class TableReader {
     for (const n of await this.networks(deviceId, runtime, tables)) if (n.sumOpsMs !== null && n.sumOpsMs > 0 && n.modelId !== exclude) latest.set(n.modelId, n);
     if (latest.size === 0) return null;
     return fitCalibration(
-      [...latest.values()].map((n) => ({ device: deviceId, runtime, sumOpsMs: n.sumOpsMs as number, nOps: n.nOps as number, measuredMs: n.measuredMs, model: n.modelName })),
+      [...latest.values()].map((n) => ({ device: deviceId, runtime, sumOpsMs: n.sumOpsMs as number, nOps: n.nOps as number, ioMB: n.ioMB ?? undefined, weightMB: n.weightMB ?? undefined, measuredMs: n.measuredMs, model: n.modelName })),
     );
   }
 }

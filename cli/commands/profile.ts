@@ -108,7 +108,7 @@ export const profileCommand: Command = {
       predictedMs: number;
       sumOpsMs: number;
       nOps: number;
-      calibration: { fitted: boolean; samples: number; a: number; b: number; c: number };
+      calibration: { fitted: boolean; samples: number; a: number; b: number; c: number; d?: number; e?: number; method?: string };
       layers: { name: string; predictedMs: number; measuredMs: number | null }[];
     }>(base, 'POST', '/api/predict', { deviceId: device.id, runtime, model });
     const errorPct = measured ? (100 * (p.predictedMs - measured.medianMs)) / measured.medianMs : null;
@@ -118,7 +118,8 @@ export const profileCommand: Command = {
     }
     io.out(`${p.modelName} on ${device.name} (${device.id}), ${runtime}`);
     io.out(table(['layer', 'predicted ms', 'measured ms'], p.layers.map((l) => [l.name, ms(l.predictedMs), ms(l.measuredMs)])));
-    const cal = p.calibration.fitted ? `calibrated on ${p.calibration.samples} network(s): ${p.calibration.a.toFixed(3)}·Σops + ${ms(p.calibration.b)} ms/op + ${ms(p.calibration.c)} ms` : 'not calibrated yet (no end-to-end measurement on this device)';
+    const memory = p.calibration.method === 'bytes' ? ` + ${ms(p.calibration.d ?? 0)} ms/MB of activations + ${ms(p.calibration.e ?? 0)} ms/MB of weights` : '';
+    const cal = p.calibration.fitted ? `calibrated on ${p.calibration.samples} network(s): ${p.calibration.a.toFixed(3)}·Σops + ${ms(p.calibration.b)} ms/op${memory} + ${ms(p.calibration.c)} ms` : 'not calibrated yet (no end-to-end measurement on this device)';
     io.out(`Σ ops ${ms(p.sumOpsMs)} ms over ${p.nOps} ops; ${cal}`);
     io.out(`network: predicted ${ms(p.predictedMs)} ms${measured ? `, measured ${ms(measured.medianMs)} ms (p10 ${ms(measured.p10Ms)}, p90 ${ms(measured.p90Ms)}, n ${measured.n}), error ${errorPct! >= 0 ? '+' : ''}${errorPct!.toFixed(1)}%` : ''}`);
     if (measured && p.calibration.samples <= 1) io.out('note: with one measured network the calibration fits it exactly; measure more networks for an honest error figure');

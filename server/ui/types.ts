@@ -57,6 +57,9 @@ export interface CalibrationView {
   readonly a: number;
   readonly b: number;
   readonly c: number;
+  /** The memory terms, ms per MB (0 unless `method` is 'bytes'). */
+  readonly d?: number;
+  readonly e?: number;
   readonly method?: string;
   readonly samples: number;
   readonly note?: string;
@@ -93,6 +96,8 @@ export interface PredictResponse {
   readonly predictedMs: number;
   readonly sumOpsMs: number;
   readonly nOps: number;
+  readonly ioMB: number;
+  readonly weightMB: number;
   readonly calibration: CalibrationView & { readonly fitted: boolean };
   readonly layers: readonly { readonly name: string; readonly predictedMs: number; readonly measuredMs: number | null; readonly ops: readonly { readonly key: string; readonly tableMs: number; readonly extrapolated: boolean }[] }[];
   readonly skipped: readonly { readonly layer: string; readonly reason: string }[];

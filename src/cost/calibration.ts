@@ -1,7 +1,7 @@
 /**
  * Per-device, per-runtime calibration of whole-network latency (DESIGN "Measuring latency"):
  *
- *   predicted = a·Σ ops + b·(number of ops) + c
+ *   predicted = a·Σ ops + b·(number of ops) + d·Σ activation MB + e·Σ weight MB + c
  *
  * where Σ ops is the sum of the table-predicted latencies of the network's ops, b the per-op
  * difference between an op timed alone and inside a network, and c the constant per-inference
@@ -9,6 +9,13 @@
  * pays a whole inference call and an output read-back per op (tfjs `predict`, a TFLite invoke)
  * that ops inside a network do not, while a network may pay for memory traffic between ops that
  * single ops do not. Fitted by constrained least squares on end-to-end measurements.
+ *
+ * d and e (either sign) are the memory terms, fitted only with enough networks and kept only
+ * where they predict better out of sample (`method` 'bytes'): an op timed alone copies its input
+ * in and its output out on every run (d < 0 takes that back in proportion to the bytes: Σ over
+ * ops of the MB each reads and writes), while inside a network its weights and its input may no
+ * longer be in cache (e > 0, d > 0). Every term is per op, so the layers of a prediction still add
+ * up to the total less c.
  *
  * The fit minimises *relative* squared error by default (rows weighted by 1/measured): the
  * quality figure is a relative one (share of networks within ±10%), and networks span orders of
@@ -23,14 +30,21 @@ export interface CalibrationSample {
   readonly sumOpsMs: number;
   /** Number of ops summed. */
   readonly nOps: number;
+  /** Σ over the ops of the MB of activations each reads and writes (0 or absent: unknown). */
+  readonly ioMB?: number;
+  /** Σ over the ops of the MB of their weights. */
+  readonly weightMB?: number;
   /** Measured end-to-end latency (median), ms. */
   readonly measuredMs: number;
   /** The network's name, for reports. */
   readonly model?: string;
 }
 
-/** What was fitted: all three terms, or the simpler fits used with fewer than 3 networks. */
-export const VALID_CALIBRATION_METHODS = ['full', 'scale-offset', 'scale'] as const;
+/**
+ * What was fitted: the memory terms as well ('bytes'), all three classic terms ('full'), or the
+ * simpler fits used with fewer than 3 networks.
+ */
+export const VALID_CALIBRATION_METHODS = ['bytes', 'full', 'scale-offset', 'scale'] as const;
 export type CalibrationMethod = (typeof VALID_CALIBRATION_METHODS)[number];
 
 export interface CalibrationQuality {
@@ -54,6 +68,10 @@ export interface Calibration {
   readonly b: number;
   /** Constant, ms. */
   readonly c: number;
+  /** ms per MB of activations an op reads and writes (0 unless `method` is 'bytes'). */
+  readonly d: number;
+  /** ms per MB of an op's weights (0 unless `method` is 'bytes'). */
+  readonly e: number;
   readonly method: CalibrationMethod;
   /** Networks the fit used. */
   readonly samples: number;
@@ -79,7 +97,21 @@ export interface FitCalibrationOptions {
 export interface NetworkOps {
   readonly sumOpsMs: number;
   readonly nOps: number;
+  readonly ioMB?: number;
+  readonly weightMB?: number;
 }
+
+/** The terms a prediction applies (see the header); absent memory terms are 0. */
+export type CalibrationTerms = Pick<Calibration, 'a' | 'b' | 'c'> & Partial<Pick<Calibration, 'd' | 'e'>>;
+
+/** No calibration: Σ ops as it is. */
+export const IDENTITY_CALIBRATION: Required<CalibrationTerms> = { a: 1, b: 0, c: 0, d: 0, e: 0 };
+
+/**
+ * Fewest networks with which the memory terms are tried: the bytes fit has five unknowns, and its
+ * leave-one-out check needs a few networks to spare.
+ */
+export const MIN_BYTES_NETWORKS = 6;
 
 function calibrationError(message: string, details: Record<string, unknown> = {}): MorphError {
   return new MorphError('MORPH_ERR_CALIBRATION', message, details);
@@ -88,6 +120,10 @@ function calibrationError(message: string, details: Record<string, unknown> = {}
 function checkNetwork(x: NetworkOps, where: string): void {
   if (!(Number.isFinite(x.sumOpsMs) && x.sumOpsMs >= 0)) throw calibrationError(`${where}: sumOpsMs must be finite and ≥ 0, got ${x.sumOpsMs}`);
   if (!(Number.isInteger(x.nOps) && x.nOps >= 0)) throw calibrationError(`${where}: nOps must be an integer ≥ 0, got ${x.nOps}`);
+  for (const k of ['ioMB', 'weightMB'] as const) {
+    const v = x[k];
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw calibrationError(`${where}: ${k} must be finite and ≥ 0, got ${v}`);
+  }
 }
 
 function checkSamples(samples: readonly CalibrationSample[]): void {
@@ -164,40 +200,79 @@ export function fitCalibration(samples: readonly CalibrationSample[], options: F
   const weighting = options.weighting ?? 'relative';
   if (weighting !== 'relative' && weighting !== 'absolute') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `weighting must be relative or absolute, got ${String(weighting)}`);
   const tolerance = options.tolerance ?? 0.1;
-  const fitted = fitTerms(samples, weighting);
-  let outOfSample: CalibrationQuality | null = null;
-  if (samples.length >= 2) {
-    const apes = samples.map((s, i) => {
-      const others = samples.filter((_, j) => j !== i);
-      // A fit on networks that all have Σ ops = 0 predicts nothing: count it as missed entirely.
-      if (others.every((o) => o.sumOpsMs === 0)) return Number.POSITIVE_INFINITY;
-      return Math.abs(applyCalibration(fitTerms(others, weighting), s) - s.measuredMs) / s.measuredMs;
-    });
-    outOfSample = qualityOf(apes, tolerance);
+  const base: CalibrationMethod = samples.length >= 3 ? 'full' : samples.length === 2 ? 'scale-offset' : 'scale';
+  let method: CalibrationMethod = base;
+  let outOfSample = samples.length >= 2 ? leaveOneOut(samples, base, weighting, tolerance) : null;
+  let why = '';
+  // The memory terms only where they predict networks the fit has not seen better than the classic fit.
+  if (samples.length >= MIN_BYTES_NETWORKS && samples.every((s) => (s.ioMB ?? 0) > 0)) {
+    const rich = leaveOneOut(samples, 'bytes', weighting, tolerance);
+    const better = outOfSample !== null && (rich.withinCount > outOfSample.withinCount || (rich.withinCount === outOfSample.withinCount && rich.medianApe < outOfSample.medianApe));
+    if (better) {
+      why = `; the memory terms kept: out of sample ${rich.withinCount}/${rich.n} within ±${Math.round(tolerance * 100)}% against ${outOfSample?.withinCount}/${outOfSample?.n} without`;
+      method = 'bytes';
+      outOfSample = rich;
+    } else {
+      why = `; the memory terms left out: out of sample ${rich.withinCount}/${rich.n} within ±${Math.round(tolerance * 100)}% with them, ${outOfSample?.withinCount}/${outOfSample?.n} without`;
+    }
   }
-  return { ...fitted, quality: calibrationQuality(fitted, samples, tolerance), outOfSample };
+  const fitted = fitTerms(samples, method, weighting);
+  return { ...fitted, note: fitted.note + why, quality: calibrationQuality(fitted, samples, tolerance), outOfSample };
 }
 
-function fitTerms(samples: readonly CalibrationSample[], weighting: 'relative' | 'absolute'): Omit<Calibration, 'quality' | 'outOfSample'> {
+/** Each network predicted by the same kind of fit on the others (a simpler one when too few are left). */
+function leaveOneOut(samples: readonly CalibrationSample[], method: CalibrationMethod, weighting: 'relative' | 'absolute', tolerance: number): CalibrationQuality {
+  const apes = samples.map((s, i) => {
+    const others = samples.filter((_, j) => j !== i);
+    // A fit on networks that all have Σ ops = 0 predicts nothing: count it as missed entirely.
+    if (others.every((o) => o.sumOpsMs === 0)) return Number.POSITIVE_INFINITY;
+    const m: CalibrationMethod = method === 'bytes' ? 'bytes' : others.length >= 3 ? 'full' : others.length === 2 ? 'scale-offset' : 'scale';
+    return Math.abs(applyCalibration(fitTerms(others, m, weighting), s) - s.measuredMs) / s.measuredMs;
+  });
+  return qualityOf(apes, tolerance);
+}
+
+/** The columns of each method; a term of either sign is two columns, x⁺ − x⁻, both ≥ 0. */
+function features(method: CalibrationMethod, s: NetworkOps): number[] {
+  const io = s.ioMB ?? 0;
+  const w = s.weightMB ?? 0;
+  switch (method) {
+    case 'bytes':
+      return [s.sumOpsMs, s.nOps, -s.nOps, 1, io, -io, w, -w];
+    case 'full':
+      return [s.sumOpsMs, s.nOps, -s.nOps, 1];
+    case 'scale-offset':
+      return [s.sumOpsMs, 1];
+    case 'scale':
+      return [s.sumOpsMs];
+  }
+}
+
+function fitTerms(samples: readonly CalibrationSample[], method: CalibrationMethod, weighting: 'relative' | 'absolute'): Omit<Calibration, 'quality' | 'outOfSample'> {
   const { device, runtime } = samples[0];
   const n = samples.length;
-  const method: CalibrationMethod = n >= 3 ? 'full' : n === 2 ? 'scale-offset' : 'scale';
-  // b may take either sign, as b⁺ − b⁻ with both ≥ 0 (see the header).
-  const features = (s: CalibrationSample): number[] =>
-    method === 'full' ? [s.sumOpsMs, s.nOps, -s.nOps, 1] : method === 'scale-offset' ? [s.sumOpsMs, 1] : [s.sumOpsMs];
   const weight = (s: CalibrationSample): number => (weighting === 'relative' ? 1 / s.measuredMs : 1);
   const x = nnls(
-    samples.map((s) => features(s).map((v) => v * weight(s))),
+    samples.map((s) => features(method, s).map((v) => v * weight(s))),
     samples.map((s) => s.measuredMs * weight(s)),
   );
-  const [a, b, c] = method === 'full' ? [x[0], x[1] - x[2], x[3]] : method === 'scale-offset' ? [x[0], 0, x[1]] : [x[0], 0, 0];
+  const terms: Required<CalibrationTerms> =
+    method === 'bytes'
+      ? { a: x[0], b: x[1] - x[2], c: x[3], d: x[4] - x[5], e: x[6] - x[7] }
+      : method === 'full'
+        ? { a: x[0], b: x[1] - x[2], c: x[3], d: 0, e: 0 }
+        : method === 'scale-offset'
+          ? { a: x[0], b: 0, c: x[1], d: 0, e: 0 }
+          : { a: x[0], b: 0, c: 0, d: 0, e: 0 };
   const note =
-    method === 'full'
-      ? `fitted a·Σops + b·nOps + c on ${n} networks (${weighting} least squares, a ≥ 0, c ≥ 0)`
-      : method === 'scale-offset'
-        ? 'only 2 networks measured: fitted a·Σops + c without a per-op overhead; measure 3 or more for the full fit'
-        : 'only 1 network measured: a = measured / Σops, no overhead terms; measure 3 or more for the full fit';
-  return { device, runtime, a, b, c, method, samples: n, note };
+    method === 'bytes'
+      ? `fitted a·Σops + b·nOps + d·Σ activation MB + e·Σ weight MB + c on ${n} networks (${weighting} least squares, a ≥ 0, c ≥ 0)`
+      : method === 'full'
+        ? `fitted a·Σops + b·nOps + c on ${n} networks (${weighting} least squares, a ≥ 0, c ≥ 0)`
+        : method === 'scale-offset'
+          ? 'only 2 networks measured: fitted a·Σops + c without a per-op overhead; measure 3 or more for the full fit'
+          : 'only 1 network measured: a = measured / Σops, no overhead terms; measure 3 or more for the full fit';
+  return { device, runtime, ...terms, method, samples: n, note };
 }
 
 /** One calibration per (device, runtime) among `samples`, in order of first appearance. */
@@ -217,16 +292,21 @@ export function fitCalibrations(samples: readonly CalibrationSample[], options: 
  * Calibrated whole-network latency, ms.
  * @throws MorphError MORPH_ERR_CALIBRATION for a non-finite or negative Σ ops or op count.
  */
-export function applyCalibration(calibration: Pick<Calibration, 'a' | 'b' | 'c'>, network: NetworkOps): number {
+export function applyCalibration(calibration: CalibrationTerms, network: NetworkOps): number {
   checkNetwork(network, 'network');
-  return calibration.a * network.sumOpsMs + calibration.b * network.nOps + calibration.c;
+  return calibration.a * network.sumOpsMs + calibration.b * network.nOps + (calibration.d ?? 0) * (network.ioMB ?? 0) + (calibration.e ?? 0) * (network.weightMB ?? 0) + calibration.c;
+}
+
+/** One op's calibrated share of a prediction (the layers' shares add up to the total less c). */
+export function calibratedOpMs(calibration: CalibrationTerms, tableMs: number, bytes: { readonly ioMB: number; readonly weightMB: number }): number {
+  return calibration.a * tableMs + calibration.b + (calibration.d ?? 0) * bytes.ioMB + (calibration.e ?? 0) * bytes.weightMB;
 }
 
 /**
  * The quality figure: share of networks predicted within ±`tolerance` of their measured
  * latency, and the median absolute percentage error (as a fraction).
  */
-export function calibrationQuality(calibration: Pick<Calibration, 'a' | 'b' | 'c'>, samples: readonly CalibrationSample[], tolerance = 0.1): CalibrationQuality {
+export function calibrationQuality(calibration: CalibrationTerms, samples: readonly CalibrationSample[], tolerance = 0.1): CalibrationQuality {
   checkSamples(samples);
   if (!(Number.isFinite(tolerance) && tolerance >= 0)) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `tolerance must be finite and ≥ 0, got ${tolerance}`);
   return qualityOf(

@@ -16,8 +16,8 @@ import type { Graph } from '../graph/graph.ts';
 import { channelsAt, roundWidth, seedWidths } from '../graph/widths.ts';
 import type { SeparableAttrs } from '../graph/ops/conv.ts';
 import { axisValues, graphSpecs, type GraphSpecs, type GridOptions } from '../ops/graph-specs.ts';
-import { signature, specKey, withChannels, type OpSpec } from '../ops/op-spec.ts';
-import type { Calibration } from './calibration.ts';
+import { signature, specBytes, specKey, withChannels, type OpSpec } from '../ops/op-spec.ts';
+import { applyCalibration, IDENTITY_CALIBRATION, type CalibrationTerms } from './calibration.ts';
 import { costOps, type CostOp } from './cost-model.ts';
 import { LatencyCostModel, type LatencyCostModelOptions, type LocateTables, type TableRef } from './latency-model.ts';
 import type { LatencyTable } from './latency-table.ts';
@@ -26,8 +26,7 @@ import type { MissingTable, PredictedOp } from './predict-network.ts';
 /** The device's table for a signature (one device and runtime), or undefined when it has none. */
 export type TableOf = (signature: string) => LatencyTable | undefined;
 
-/** The calibration terms: predicted = a·Σ ops + b·(number of ops) + c. */
-export type CalibrationTerms = Pick<Calibration, 'a' | 'b' | 'c'>;
+export type { CalibrationTerms } from './calibration.ts';
 
 /** One op the network runs, with its channel counts as functions of the group widths. */
 export interface PlannedOp {
@@ -239,7 +238,7 @@ export interface PlannedOpLatency extends PredictedOp {
 }
 
 export interface NetworkLatency {
-  /** a·sumOpsMs + b·nOps + c (sumOpsMs without a calibration), ms. */
+  /** The calibrated prediction (`applyCalibration`; sumOpsMs without a calibration), ms. */
   readonly predictedMs: number;
   /** Σ of the ops' table latencies, ms. */
   readonly sumOpsMs: number;
@@ -276,6 +275,8 @@ export function networkLatencyAt(plan: NetworkLatencyPlan, widths: ArrayLike<num
   const missing = new Map<string, { points: Map<string, { cIn: number; cOut: number }>; layers: Set<string> }>();
   const ops: PlannedOpLatency[] = [];
   let sumOpsMs = 0;
+  let ioMB = 0;
+  let weightMB = 0;
   for (const op of plan.ops) {
     const cIn = countAt(op.cIn, widths);
     const cOut = countAt(op.cOut, widths);
@@ -290,7 +291,10 @@ export function networkLatencyAt(plan: NetworkLatencyPlan, widths: ArrayLike<num
     const e = table.estimate(cIn, cOut);
     const tableMs = table.measured(cIn, cOut) ?? e.ms;
     sumOpsMs += tableMs;
-    ops.push({ name: op.name, key: `${op.signature}@${cIn}x${cOut}`, signature: op.signature, cIn, cOut, tableMs, extrapolated: e.extrapolated });
+    const bytes = specBytes(withChannels(op.spec, cIn, cOut));
+    ioMB += bytes.ioMB;
+    weightMB += bytes.weightMB;
+    ops.push({ name: op.name, key: `${op.signature}@${cIn}x${cOut}`, signature: op.signature, cIn, cOut, tableMs, extrapolated: e.extrapolated, ...bytes });
   }
   if (missing.size > 0) {
     const list: MissingTable[] = [...missing.entries()].map(([sig, m]) => ({ signature: sig, points: [...m.points.values()], layers: [...m.layers] }));
@@ -301,9 +305,8 @@ export function networkLatencyAt(plan: NetworkLatencyPlan, widths: ArrayLike<num
       { missing: list },
     );
   }
-  const cal = calibration ?? { a: 1, b: 0, c: 0 };
   const nOps = ops.length;
-  return { predictedMs: cal.a * sumOpsMs + cal.b * nOps + cal.c, sumOpsMs, nOps, ops };
+  return { predictedMs: applyCalibration(calibration ?? IDENTITY_CALIBRATION, { sumOpsMs, nOps, ioMB, weightMB }), sumOpsMs, nOps, ops };
 }
 
 /** One table point to measure: the op at (cIn, cOut), ready for a profile job. */

@@ -1,11 +1,12 @@
 /**
  * A whole network's latency from its ops' latency tables (DESIGN "Measuring latency"):
  * Σ over the ops it runs of the table's interpolated latency, then the device's calibration
- * a·Σ + b·n + c. Per layer, each op counts a·ms + b, so the layers add up to the total less c.
+ * (`applyCalibration`). Per layer, each op counts its calibrated share (`calibratedOpMs`), so the
+ * layers add up to the total less c.
  */
 import type { GraphSpecs } from '../ops/graph-specs.ts';
-import { signature, type OpSpec } from '../ops/op-spec.ts';
-import type { Calibration } from './calibration.ts';
+import { signature, specBytes, type OpSpec } from '../ops/op-spec.ts';
+import { applyCalibration, calibratedOpMs, type Calibration, type CalibrationTerms } from './calibration.ts';
 import type { LatencyTable } from './latency-table.ts';
 
 export interface PredictedOp {
@@ -17,6 +18,9 @@ export interface PredictedOp {
   readonly tableMs: number;
   /** Whether (cIn, cOut) lies outside the table's measured range. */
   readonly extrapolated: boolean;
+  /** MB of activations the op reads and writes, and of its weights (`specBytes`). */
+  readonly ioMB: number;
+  readonly weightMB: number;
 }
 
 export interface PredictedLayer {
@@ -40,8 +44,11 @@ export type NetworkPrediction =
       /** Σ of the ops' table latencies, ms. */
       readonly sumOpsMs: number;
       readonly nOps: number;
-      /** The calibration applied (identity a = 1, b = c = 0 when there is none yet). */
-      readonly calibration: Pick<Calibration, 'a' | 'b' | 'c'> & { readonly fitted: boolean; readonly samples: number };
+      /** Σ over the ops of `ioMB` and of `weightMB`. */
+      readonly ioMB: number;
+      readonly weightMB: number;
+      /** The calibration applied (identity a = 1, the other terms 0, when there is none yet). */
+      readonly calibration: CalibrationTerms & { readonly fitted: boolean; readonly samples: number };
       readonly layers: readonly PredictedLayer[];
       /** Layers the prediction leaves out, with why (see `graphSpecs`). */
       readonly skipped: GraphSpecs['skipped'];
@@ -52,7 +59,7 @@ export type NetworkPrediction =
  * Predicts from `specs` (see `graphSpecs`). `tableOf` returns the device's table for a signature.
  * Fails, listing every missing signature with the points needed, when any op has no table.
  */
-export function predictNetwork(specs: GraphSpecs, tableOf: (signature: string) => LatencyTable | undefined, calibration?: Pick<Calibration, 'a' | 'b' | 'c' | 'samples'>): NetworkPrediction {
+export function predictNetwork(specs: GraphSpecs, tableOf: (signature: string) => LatencyTable | undefined, calibration?: CalibrationTerms & Pick<Calibration, 'samples'>): NetworkPrediction {
   const byKey = new Map<string, OpSpec>(specs.specs.map((s) => [s.key, s.spec]));
   const missing = new Map<string, { points: Map<string, { cIn: number; cOut: number }>; layers: Set<string> }>();
   const ops: { layer: string; op: PredictedOp }[] = [];
@@ -70,7 +77,7 @@ export function predictNetwork(specs: GraphSpecs, tableOf: (signature: string) =
     // A measured point is predicted by its measurement (the monotone fit may move it); others are interpolated.
     const e = table.estimate(spec.cIn, spec.cOut);
     const ms = table.measured(spec.cIn, spec.cOut) ?? e.ms;
-    ops.push({ layer, op: { key, signature: sig, cIn: spec.cIn, cOut: spec.cOut, tableMs: ms, extrapolated: e.extrapolated } });
+    ops.push({ layer, op: { key, signature: sig, cIn: spec.cIn, cOut: spec.cOut, tableMs: ms, extrapolated: e.extrapolated, ...specBytes(spec) } });
   }
   if (missing.size > 0) {
     return {
@@ -78,22 +85,29 @@ export function predictNetwork(specs: GraphSpecs, tableOf: (signature: string) =
       missing: [...missing.entries()].map(([sig, m]) => ({ signature: sig, points: [...m.points.values()], layers: [...m.layers] })),
     };
   }
-  const cal = calibration ? { a: calibration.a, b: calibration.b, c: calibration.c, fitted: true, samples: calibration.samples } : { a: 1, b: 0, c: 0, fitted: false, samples: 0 };
+  const terms: Required<CalibrationTerms> = calibration ? { a: calibration.a, b: calibration.b, c: calibration.c, d: calibration.d ?? 0, e: calibration.e ?? 0 } : { a: 1, b: 0, c: 0, d: 0, e: 0 };
+  const cal = { ...terms, fitted: calibration !== undefined, samples: calibration?.samples ?? 0 };
   const layers = new Map<string, { predictedMs: number; ops: PredictedOp[] }>();
   let sumOpsMs = 0;
+  let ioMB = 0;
+  let weightMB = 0;
   for (const { layer, op } of ops) {
     sumOpsMs += op.tableMs;
+    ioMB += op.ioMB;
+    weightMB += op.weightMB;
     const entry = layers.get(layer) ?? { predictedMs: 0, ops: [] };
-    entry.predictedMs += cal.a * op.tableMs + cal.b;
+    entry.predictedMs += calibratedOpMs(terms, op.tableMs, op);
     entry.ops.push(op);
     layers.set(layer, entry);
   }
   const nOps = ops.length;
   return {
     ok: true,
-    predictedMs: cal.a * sumOpsMs + cal.b * nOps + cal.c,
+    predictedMs: applyCalibration(terms, { sumOpsMs, nOps, ioMB, weightMB }),
     sumOpsMs,
     nOps,
+    ioMB,
+    weightMB,
     calibration: cal,
     layers: [...layers.entries()].map(([name, e]) => ({ name, predictedMs: e.predictedMs, ops: e.ops })),
     skipped: specs.skipped,

@@ -329,3 +329,33 @@ export function specMacs(spec: OpSpec): number {
       return 0;
   }
 }
+
+/** Bytes per element of a spec's dtype (float32 only for now). */
+const DTYPE_BYTES: Record<OpDtype, number> = { float32: 4 };
+
+/** Weights of one op, elements (bias included; 0 for weightless kinds). */
+function specWeightElements(spec: OpSpec): number {
+  const [kh, kw] = spec.kernel;
+  switch (spec.kind) {
+    case 'conv2d':
+    case 'transposeconv':
+      return kh * kw * spec.cIn * spec.cOut + spec.cOut;
+    case 'depthwise':
+      return kh * kw * spec.cOut + spec.cOut;
+    case 'dense':
+      return spec.cIn * spec.cOut + spec.cOut;
+    default:
+      return 0;
+  }
+}
+
+/**
+ * The memory one run of the op touches, in MB (10⁶ bytes): the activations it reads and writes
+ * (every input and the output) and its weights. The calibration's memory terms use them.
+ */
+export function specBytes(spec: OpSpec): { readonly ioMB: number; readonly weightMB: number } {
+  const size = (shape: readonly number[]): number => shape.reduce((a, d) => a * d, 1);
+  const bytes = DTYPE_BYTES[spec.dtype];
+  const io = inputShapes(spec).reduce((a, s) => a + size(s), 0) + size(outputShape(spec));
+  return { ioMB: (io * bytes) / 1e6, weightMB: (specWeightElements(spec) * bytes) / 1e6 };
+}

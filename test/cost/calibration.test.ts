@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyCalibration, calibrationQuality, fitCalibration, fitCalibrations, type CalibrationSample } from '../../src/cost/calibration.ts';
+import { applyCalibration, calibratedOpMs, calibrationQuality, fitCalibration, fitCalibrations, MIN_BYTES_NETWORKS, type CalibrationSample } from '../../src/cost/calibration.ts';
 import { MorphError } from '../../src/errors.ts';
 
 /** Deterministic pseudo-random numbers in [0, 1). */
@@ -124,6 +124,74 @@ describe('leave-one-out quality (outOfSample)', () => {
     assert.ok(Math.abs(applyCalibration(left, samples[4]) - 10) < 1e-9);
     assert.ok(cal.outOfSample.withinCount < cal.outOfSample.n);
     assert.ok(cal.outOfSample.medianApe >= cal.quality.medianApe, `${cal.outOfSample.medianApe} vs ${cal.quality.medianApe}`);
+  });
+});
+
+/** Networks whose latency depends on the memory they move as well (truth: a, b, c, d, e). */
+function withBytes(n: number, t: { a: number; b: number; c: number; d: number; e: number }, noise = 0, seed = 3): CalibrationSample[] {
+  const r = rng(seed);
+  return Array.from({ length: n }, (_, i) => {
+    const sumOpsMs = 0.5 + 20 * r();
+    const nOps = 8 + Math.floor(40 * r());
+    // Activations move independently of the op time: a large-image network of cheap ops moves many.
+    const ioMB = 0.5 + 10 * r();
+    const weightMB = 0.05 + 3 * r();
+    const exact = t.a * sumOpsMs + t.b * nOps + t.d * ioMB + t.e * weightMB + t.c;
+    return { device: 'd', runtime: 'r', sumOpsMs, nOps, ioMB, weightMB, measuredMs: exact * (1 + noise * (2 * r() - 1)), model: `net${i}` };
+  });
+}
+
+describe('the memory terms (method bytes)', () => {
+  const truth = { a: 1.05, b: -0.003, c: 0.1, d: -0.18, e: 0.06 };
+
+  it('recovers d and e from exact data and keeps them, because they predict unseen networks better', () => {
+    const samples = withBytes(20, truth);
+    assert.ok(samples.every((x) => x.measuredMs > 0));
+    const cal = fitCalibration(samples);
+    assert.equal(cal.method, 'bytes');
+    for (const k of ['a', 'b', 'c', 'd', 'e'] as const) assert.ok(Math.abs(cal[k] - truth[k]) < 1e-6, `${k}: ${cal[k]} vs ${truth[k]}`);
+    assert.equal(cal.outOfSample?.within, 1);
+    assert.match(cal.note, /memory terms kept/);
+    // The classic fit cannot bend to the bytes: out of sample it misses some of these networks.
+    const classic = fitCalibration(samples.map(({ ioMB: _i, weightMB: _w, ...rest }) => rest));
+    assert.equal(classic.method, 'full');
+    assert.ok((classic.outOfSample?.withinCount ?? 0) < 20, `classic ${classic.outOfSample?.withinCount}/20`);
+  });
+
+  it('leaves them out when the bytes do not explain the latency, and says why', () => {
+    // The truth has no memory terms and the data ±3% noise: five unknowns only fit the noise.
+    const samples = withBytes(12, { ...truth, d: 0, e: 0 }, 0.03, 11);
+    const cal = fitCalibration(samples);
+    assert.equal(cal.method, 'full');
+    assert.equal(cal.d, 0);
+    assert.equal(cal.e, 0);
+    assert.match(cal.note, /memory terms left out: out of sample \d+\/12/);
+  });
+
+  it('is not tried with fewer networks than MIN_BYTES_NETWORKS, nor when a network has no byte counts', () => {
+    assert.equal(fitCalibration(withBytes(MIN_BYTES_NETWORKS - 1, truth)).method, 'full');
+    assert.doesNotMatch(fitCalibration(withBytes(MIN_BYTES_NETWORKS - 1, truth)).note, /memory terms/);
+    const samples = withBytes(20, truth);
+    assert.equal(fitCalibration([...samples.slice(1), { ...samples[0], ioMB: undefined }]).method, 'full');
+  });
+
+  it('applies per op, so the ops add up to the network less c', () => {
+    const ops = [
+      { tableMs: 0.4, ioMB: 1.2, weightMB: 0.3 },
+      { tableMs: 1.1, ioMB: 0.4, weightMB: 0.9 },
+      { tableMs: 0.2, ioMB: 2.5, weightMB: 0 },
+    ];
+    const total = applyCalibration(truth, {
+      sumOpsMs: 1.7,
+      nOps: 3,
+      ioMB: 4.1,
+      weightMB: 1.2,
+    });
+    const byOps = ops.reduce((s, o) => s + calibratedOpMs(truth, o.tableMs, o), 0);
+    assert.ok(Math.abs(byOps + truth.c - total) < 1e-12, `${byOps} + ${truth.c} vs ${total}`);
+    // By hand: 1.05·1.7 − 0.003·3 − 0.18·4.1 + 0.06·1.2 + 0.1.
+    assert.ok(Math.abs(total - (1.785 - 0.009 - 0.738 + 0.072 + 0.1)) < 1e-12);
+    assert.throws(() => applyCalibration(truth, { sumOpsMs: 1, nOps: 1, ioMB: -1 }), calibrationErr);
   });
 });
 

@@ -4,7 +4,7 @@ import { MorphError } from '../../src/errors.ts';
 import { analyzeChannels } from '../../src/graph/channel-groups.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { axisValues, graphSpecs, tableGrid } from '../../src/ops/graph-specs.ts';
-import { concatParts, makeSpec, outputShape, signature, specKey, validateSpec, withChannels, type OpSpec, type OpSpecInput } from '../../src/ops/op-spec.ts';
+import { concatParts, makeSpec, outputShape, signature, specBytes, specKey, validateSpec, withChannels, type OpSpec, type OpSpecInput } from '../../src/ops/op-spec.ts';
 import { seedModel } from '../../src/seeds/index.ts';
 import { planNetworkLatency } from '../../src/cost/latency-locate.ts';
 import { squeezeExcitationNet } from '../fixtures/byom-models.ts';
@@ -168,5 +168,27 @@ describe('graph specs', () => {
     assert.deepEqual(tableGrid({ spec: dw, cInFixed: false, cOutFixed: false }), [{ cIn: 8, cOut: 16 }, { cIn: 16, cOut: 32 }]);
     const cat = makeSpec({ kind: 'concat', inH: 8, inW: 8, cIn: 16, cOut: 20 });
     assert.deepEqual(tableGrid({ spec: cat, cInFixed: false, cOutFixed: false }), [{ cIn: 8, cOut: 12 }, { cIn: 16, cOut: 20 }]);
+  });
+});
+
+describe('specBytes', () => {
+  const mb = (bytes: number): number => bytes / 1e6;
+  const near = (x: number, y: number): boolean => Math.abs(x - y) < 1e-15;
+
+  it('counts every input, the output and the weights with bias, in float32 bytes (by hand)', () => {
+    // 8×8×3 in, 8×8×16 out; 3·3·3·16 weights + 16 biases.
+    const conv = specBytes(makeSpec({ kind: 'conv2d', inH: 8, inW: 8, cIn: 3, cOut: 16, kernel: 3 }));
+    assert.ok(near(conv.ioMB, mb((8 * 8 * 3 + 8 * 8 * 16) * 4)) && near(conv.weightMB, mb((3 * 3 * 3 * 16 + 16) * 4)), JSON.stringify(conv));
+    // Stride 2 'same': 16×16×8 in, 8×8×8 out; a 3×3 kernel per channel + bias.
+    const dw = specBytes(makeSpec({ kind: 'depthwise', inH: 16, inW: 16, cIn: 8, kernel: 3, stride: 2 }));
+    assert.ok(near(dw.ioMB, mb((16 * 16 * 8 + 8 * 8 * 8) * 4)) && near(dw.weightMB, mb((9 * 8 + 8) * 4)), JSON.stringify(dw));
+    // Two 4×4×5 inputs and one output, no weights.
+    const add = specBytes(makeSpec({ kind: 'add', inH: 4, inW: 4, cIn: 5 }));
+    assert.ok(near(add.ioMB, mb(3 * 4 * 4 * 5 * 4)) && add.weightMB === 0, JSON.stringify(add));
+    // The SE gate: the tensor, its [1, 1, c] gate, and the output.
+    const mul = specBytes(makeSpec({ kind: 'mul', inH: 4, inW: 4, cIn: 6 }));
+    assert.ok(near(mul.ioMB, mb((2 * 4 * 4 * 6 + 6) * 4)), JSON.stringify(mul));
+    const dense = specBytes(makeSpec({ kind: 'dense', cIn: 32, cOut: 10 }));
+    assert.ok(near(dense.ioMB, mb(42 * 4)) && near(dense.weightMB, mb((320 + 10) * 4)), JSON.stringify(dense));
   });
 });

@@ -13,7 +13,7 @@ import { defaultRuntime, DevicePicker } from '../device-picker.ts';
 import { ms, pct } from '../format.ts';
 import { navigate, useLoad, type Route } from '../hooks.ts';
 import { predictedVsMeasured, tableChart } from '../heatmap.ts';
-import type { DeviceView, NetworksResponse, TablesResponse } from '../types.ts';
+import type { CalibrationView, DeviceView, NetworksResponse, TablesResponse } from '../types.ts';
 
 type StoredTableView = TablesResponse['tables'][number];
 
@@ -36,6 +36,13 @@ function TableCard(props: { table: StoredTableView }): VNode {
   </article>`;
 }
 
+/** The fitted terms in words, e.g. "1.050·Σops − 0.0030 ms/op − 0.180 ms/MB moved + 0.060 ms/MB of weights + 0.100 ms". */
+function calibrationFormula(c: CalibrationView): string {
+  const signed = (v: number, digits: number, unit: string): string => ` ${v >= 0 ? '+' : '−'} ${Math.abs(v).toFixed(digits)} ${unit}`;
+  const memory = c.method === 'bytes' ? `${signed(c.d ?? 0, 3, 'ms/MB of activations')}${signed(c.e ?? 0, 3, 'ms/MB of weights')}` : '';
+  return `${c.a.toFixed(3)}·Σops${signed(c.b, 4, 'ms/op')}${memory} + ${c.c.toFixed(3)} ms`;
+}
+
 function NetworksCard(props: { networks: NetworksResponse }): VNode {
   const n = props.networks;
   const chart = useMemo(() => predictedVsMeasured(n.networks), [n]);
@@ -46,7 +53,7 @@ function NetworksCard(props: { networks: NetworksResponse }): VNode {
       : html`<${ChartView} name="pred-vs-measured" config=${chart.config} height=${300} label="predicted against measured latency of the measured networks, with a ±10% band" facts=${{ points: chart.total, within: chart.within }} />
           <p data-within=${chart.within} data-total=${chart.total}>
             ${chart.within} of ${chart.total} network${chart.total === 1 ? '' : 's'} predicted within ±10% (in sample: the calibration is fitted on them).
-            ${n.calibration ? html` Calibration (${n.calibration.method}, ${n.calibration.samples} sample${n.calibration.samples === 1 ? '' : 's'}): ${n.calibration.a.toFixed(3)}·Σops ${n.calibration.b >= 0 ? '+' : '−'} ${Math.abs(n.calibration.b).toFixed(4)} ms/op + ${n.calibration.c.toFixed(3)} ms${q ? `, median error ${pct(q.medianApe)}` : ''}.` : null}
+            ${n.calibration ? html` Calibration (${n.calibration.method}, ${n.calibration.samples} sample${n.calibration.samples === 1 ? '' : 's'}): <span data-calibration-terms>${calibrationFormula(n.calibration)}</span>${q ? `, median error ${pct(q.medianApe)}` : ''}.` : null}
           </p>
           ${n.calibration?.outOfSample
             ? html`<p data-out-of-sample=${n.calibration.outOfSample.withinCount} data-out-of-sample-n=${n.calibration.outOfSample.n}>
