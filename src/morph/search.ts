@@ -21,7 +21,7 @@ import type { EpochEvent, StepEvent, TrainOptions } from '../train/loop.ts';
 import type { TrainingEngine } from '../train/engine.ts';
 import { activeOrAutoBackend } from '../train/backend.ts';
 import { createTfjsEngine } from '../train/tfjs-engine.ts';
-import { expandToTarget, minimumCost, widthsAt, type ExpandResult } from './expand.ts';
+import { costModelCost, expandToTarget, minimumCost, widthsAt, type ExpandResult } from './expand.ts';
 import { bracketMultiplier, nextAim, settledLow } from './closed-loop.ts';
 import { costAt } from './network-cost.ts';
 import { selectByGamma } from './selection.ts';
@@ -465,7 +465,7 @@ export async function runSearch(
   let net = seedNet;
   let weights: RebuiltModel = rebuild(net.graph, net.analysis, identitySelection(net.analysis), input.weights, { seed: options.seed });
   const expandTo = (n: Net, alive: ArrayLike<number>): ExpandResult =>
-    custom ? custom.expand(n.graph, n.analysis, alive, target.value, options.divisor) : expandToTarget(n.ops, n.analysis, namedModel, alive, target.value, { divisor: options.divisor });
+    custom ? custom.expand(n.graph, n.analysis, alive, target.value, options.divisor) : expandToTarget(n.analysis, costModelCost(n.ops, namedModel), alive, target.value, { divisor: options.divisor });
   const strength = await chooseStrength(engine, seedNet, weights, dataset, options, target.seedCost, regularizerFor(seedNet), (alive) => expandTo(seedNet, alive), onEvent);
   const lambda = strength.strength / target.seedCost;
   let multiplier = 1;
@@ -527,7 +527,7 @@ export async function runSearch(
   let baselineModel: RebuiltModel | null = null;
   if (options.baseline) {
     const verifiedUniform = custom ? await expandVerified(custom, seedNet, seedWidths(seedNet.analysis), target.value, options.divisor, 'uniform baseline expand', onEvent) : null;
-    const uniform = verifiedUniform ? verifiedUniform.expanded : expandToTarget(seedNet.ops, seedNet.analysis, namedModel, seedWidths(seedNet.analysis), target.value, { divisor: options.divisor });
+    const uniform = verifiedUniform ? verifiedUniform.expanded : expandToTarget(seedNet.analysis, costModelCost(seedNet.ops, namedModel), seedWidths(seedNet.analysis), target.value, { divisor: options.divisor });
     onEvent({ type: 'phase', phase: 'baseline', message: `training the uniform baseline (ω = ${uniform.multiplier.toFixed(3)}) with the same schedule` });
     const sel = selectionFromWidths(seedNet.analysis, uniform.widths);
     const fresh = rebuild(seedNet.graph, seedNet.analysis, sel, null, { seed: options.seed });
