@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
-const BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../cli/bin.js', import.meta.url));
 
 export interface LocalAgentOptions {
   readonly serverUrl: string;

@@ -1,7 +1,7 @@
 /**
  * One server-side search, in a `worker_threads` Worker so that training never blocks the HTTP
  * event loop. The SearchService (server/searches.ts) starts it through a small bootstrap that
- * registers tsx first (as src/cli/bin.js does), since a worker does not inherit the main thread's
+ * registers tsx first (as cli/bin.js does), since a worker does not inherit the main thread's
  * loader hooks. The worker opens the dataset, runs `runSearch`, writes the artifacts under server-
  * chosen names into its directory, and posts back:
  *

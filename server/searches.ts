@@ -174,7 +174,7 @@ export async function localDeviceId(fleet: Fleet): Promise<string | null> {
 
 /**
  * Code run as the worker's entry: registers tsx (a worker does not inherit the loader hooks that
- * `src/cli/bin.js` registered in the main thread), then loads the TypeScript worker module.
+ * `cli/bin.js` registered in the main thread), then loads the TypeScript worker module.
  */
 function bootstrapCode(): string {
   const tsx = import.meta.resolve('tsx/esm/api');

@@ -8,10 +8,10 @@
 import { stat } from 'node:fs/promises';
 import express, { type Router } from 'express';
 import { z } from 'zod';
-import { inspectReport, type InspectReport } from '../src/cli/commands/inspect.ts';
 import { MorphError } from '../src/errors.ts';
 import { analyzeChannels } from '../src/graph/channel-groups.ts';
 import { networkCost } from '../src/cost/counts.ts';
+import { inspectReport, type InspectReport } from '../src/cost/inspect-report.ts';
 import { isSeedName, VALID_SEEDS } from '../src/seeds/index.ts';
 import { FASHION_MNIST_DIR } from '../src/train/data/idx-dataset.ts';
 import type { Fleet } from './fleet.ts';
@@ -157,9 +157,7 @@ export function viewsRouter(ctx: ViewsContext): Router {
       const report: InspectReport = inspectReport({
         graph: model.graph,
         analysis: analyzeChannels(model.graph),
-        modelConfig: model.modelConfig,
         format: 'keras-config',
-        weightsManifest: null,
         weights: null,
         path: ref.startsWith('m-') ? model.name : `seed:${ref.replace(/^seed:/, '')}`,
       });

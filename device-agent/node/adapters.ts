@@ -13,9 +13,11 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { MorphError } from '../../src/errors.ts';
-import { loadTfliteModel, loadTfliteRuntime, specInputs, writeSpecTflite, type TfliteNodeModel } from '../../src/ops/index.ts';
+import { writeSpecTflite } from '../../src/export/tflite/single-op.ts';
+import { specInputs } from '../../src/ops/index.ts';
 import type { RuntimeInfo, RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from '../runtime.ts';
+import { loadTfliteModel, loadTfliteRuntime, type TfliteNodeModel } from './tflite-runtime.ts';
 import { boolFlag, concreteShape, firstLine, predictRunnable, tfjsAdapter, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
 
 /** The runtimes a Node agent can serve, in the order they are probed and reported. */

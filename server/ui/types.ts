@@ -10,7 +10,7 @@ export type { NetworkSummary, VerifyStep } from '../../src/morph/search.ts';
 export type { ModelInfo } from '../model-store.ts';
 import type { NetworkSample } from '../tables.ts';
 export type { CoverageRow, DatasetInfo, ModelSummary } from '../views-api.ts';
-export type { InspectReport } from '../../src/cli/commands/inspect.ts';
+export type { InspectReport } from '../../src/cost/inspect-report.ts';
 import type { DeviceComparison } from '../../src/cost/device-comparison.ts';
 export type { ComparisonCell, ComparisonColumn } from '../../src/cost/device-comparison.ts';
 

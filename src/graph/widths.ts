@@ -5,7 +5,7 @@
  * which old channels to keep, in order, and how many fresh ones to append.
  */
 import { MorphError } from '../errors.ts';
-import type { ChannelAnalysis } from './channel-groups.ts';
+import type { ChannelAnalysis, ChannelLayout } from './channel-groups.ts';
 import { layoutOf } from './channel-groups.ts';
 import { groupMaxAbs, planGammas } from './gamma-plan.ts';
 import type { Graph } from './graph.ts';
@@ -50,6 +50,18 @@ export function uniformSelection(analysis: ChannelAnalysis, multiplier: number, 
 
 export function roundWidth(width: number, divisor = 1): number {
   return Math.max(divisor, Math.round(width / divisor) * divisor);
+}
+
+/** Channels of one position of a layout, at the given group widths. */
+export function channelsAt(layout: ChannelLayout, widths: ArrayLike<number>): number {
+  let c = 0;
+  for (const s of layout.segments) c += widths[s.group] * s.repeat;
+  return c;
+}
+
+/** Every group at its own (the seed's) channel count. */
+export function seedWidths(analysis: ChannelAnalysis): number[] {
+  return analysis.groups.map((g) => g.channels);
 }
 
 /**

@@ -6,11 +6,12 @@
  * price a network the same way.
  */
 import { flopsCostModel } from '../cost/cost-model.ts';
-import { expandToLatency, latencyCostModel, networkLatencyAt, planNetworkLatency, type CalibrationTerms, type NetworkLatencyPlan } from '../cost/latency-locate.ts';
+import { latencyCostModel, networkLatencyAt, planNetworkLatency, type CalibrationTerms, type NetworkLatencyPlan } from '../cost/latency-locate.ts';
 import { LatencyTable, tableModeOf, type LatencyPoint } from '../cost/latency-table.ts';
 import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
-import type { SearchCostHooks } from './search.ts';
+import { expandToLatency } from './expand-latency.ts';
+import type { SearchCostHooks } from './search-cost.ts';
 import { MorphError } from '../errors.ts';
 
 /** What the hooks need to know about the device: its tables, its calibration, the seed's predicted latency. */
@@ -52,6 +53,7 @@ export function latencyHooks(data: DeviceLatencyData, verify: SearchCostHooks['v
   return {
     name: regularizer === 'latency' ? 'latency' : 'latency (FLOP regularizer)',
     unit: 'ms',
+    digits: 3,
     costModel: (graph, analysis) => (regularizer === 'flops' ? flopsCostModel : latencyCostModel(graph, { device: data.deviceId, runtime: data.runtime, tables, analysis })),
     costAt: (graph, analysis, widths) => networkLatencyAt(planOf(graph, analysis), widths, tableOf, calibration).predictedMs,
     expand: (graph, analysis, base, target, divisor) => {

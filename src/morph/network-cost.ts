@@ -4,14 +4,7 @@
  * bisects on and what the regularizer differentiates.
  */
 import type { CostModel, CostOp } from '../cost/cost-model.ts';
-import type { ChannelAnalysis, ChannelLayout } from '../graph/channel-groups.ts';
-
-/** Channels of one position of a layout, at the given group widths. */
-export function channelsAt(layout: ChannelLayout, widths: ArrayLike<number>): number {
-  let c = 0;
-  for (const s of layout.segments) c += widths[s.group] * s.repeat;
-  return c;
-}
+import { channelsAt } from '../graph/widths.ts';
 
 export function opChannels(op: CostOp, widths: ArrayLike<number>): { cIn: number; cOut: number } {
   return { cIn: channelsAt(op.inLayout, widths), cOut: channelsAt(op.outLayout, widths) };
@@ -24,8 +17,4 @@ export function costAt(ops: readonly CostOp[], model: CostModel, widths: ArrayLi
     total += model.cost(op, cIn, cOut);
   }
   return total;
-}
-
-export function seedWidths(analysis: ChannelAnalysis): number[] {
-  return analysis.groups.map((g) => g.channels);
 }

@@ -13,7 +13,7 @@ import type { ModelConfigJson } from '../graph/keras-json.ts';
 import { parseModel } from '../graph/parse.ts';
 import { rebuild, type RebuiltModel } from '../graph/rebuild.ts';
 import type { WeightMap } from '../graph/weights.ts';
-import { identitySelection, selectionFromWidths, type Selection } from '../graph/widths.ts';
+import { identitySelection, seedWidths, selectionFromWidths, type Selection } from '../graph/widths.ts';
 import { structureOf, type Structure } from '../export/structure.ts';
 import type { Dataset } from '../train/data/index.ts';
 import { checkDatasetFitsModel } from '../train/data/index.ts';
@@ -21,9 +21,9 @@ import type { EpochEvent, StepEvent, TrainOptions } from '../train/loop.ts';
 import type { TrainingEngine } from '../train/engine.ts';
 import { activeOrAutoBackend } from '../train/backend.ts';
 import { createTfjsEngine } from '../train/tfjs-engine.ts';
-import { expandToTarget, minimumCost, widthsAt, type ExpandResult } from './expand.ts';
+import { floorWidths, widthsAt, type ExpandResult } from './expand.ts';
 import { bracketMultiplier, nextAim, settledLow } from './closed-loop.ts';
-import { costAt, seedWidths } from './network-cost.ts';
+import { costModelHooks, type SearchCostHooks } from './search-cost.ts';
 import { selectByGamma } from './selection.ts';
 import { shrink, type ShrinkEpoch } from './shrink.ts';
 import { pickStrength, shortSteps, STRENGTH_CANDIDATES, trialStrength, type StrengthChoice, type StrengthTrial } from './strength.ts';
@@ -38,25 +38,7 @@ export function costModelFor(name: CostName): CostModel {
 /** `{fraction: 0.5}` is half the seed's cost; `{value}` is absolute, in the cost model's unit. */
 export type Target = { readonly fraction: number } | { readonly value: number };
 
-/**
- * A cost other than FLOPs/params, e.g. a device's measured latency: how to price a network for the
- * regularizer, what the whole network costs, how to expand to the target and, optionally, how to
- * measure a candidate on the device (closed-loop expand). The target is in this cost's unit.
- */
-export interface SearchCostHooks {
-  readonly name: string;
-  readonly unit: string;
-  /** The regularizer's cost model for `graph` (each round shrinks the previous round's network). */
-  costModel(graph: Graph, analysis: ChannelAnalysis): CostModel;
-  /** The whole network's cost at `widths` (per group of `analysis`). */
-  costAt(graph: Graph, analysis: ChannelAnalysis, widths: ArrayLike<number>): number;
-  /** Widths of `graph` scaled from `base` to `target` (throws MORPH_ERR_TARGET when unreachable). */
-  expand(graph: Graph, analysis: ChannelAnalysis, base: ArrayLike<number>, target: number, divisor: number): ExpandResult;
-  /** Measures a candidate network on the device, in the cost's unit (the median). */
-  verify?(modelTopology: ModelConfigJson, label: string): Promise<number>;
-  /** Relative tolerance of closed-loop expand. Default 0.03. */
-  readonly verifyTolerance?: number;
-}
+export type { SearchCostHooks } from './search-cost.ts';
 
 /**
  * Why closed-loop expand stopped: the measurement is within the tolerance; the next candidate
@@ -75,6 +57,13 @@ export interface VerifyStep {
   readonly multiplier: number;
   /** Each measurement's median, in order (two or more: until two agree, at most 6). */
   readonly runs?: readonly number[];
+}
+
+/** What closed-loop expand measured of one network: nothing (null, no steps, no stop) without `verify`. */
+interface Verified {
+  readonly measured: number | null;
+  readonly steps: VerifyStep[];
+  readonly stop: VerifyStop | null;
 }
 
 export interface SearchOptions {
@@ -198,39 +187,24 @@ function mean(a: ArrayLike<number>): number {
   return a.length > 0 ? s / a.length : 0;
 }
 
-/** Resolves the target and checks it against the seed's cost and the structure's minimum. */
-export function resolveTarget(net: Net, costModel: CostModel, target: Target, divisor: number): { value: number; seedCost: number; minimum: number } {
-  const seedCost = costAt(net.ops, costModel, seedWidths(net.analysis));
+/**
+ * Resolves the target in the cost's unit and checks it: a positive number, below the seed's cost,
+ * and reachable (expanding the seed to it throws MORPH_ERR_TARGET, with the minimum, where it is
+ * not). `minimum` is the smallest network's cost (every regularized group at `divisor`), or the
+ * target where the cost's expand reaches below that (latency hooks trust a measured minimum).
+ * @throws MorphError `MORPH_ERR_TARGET`.
+ */
+export function resolveTarget(net: Net, cost: SearchCostHooks, target: Target, divisor: number): { value: number; seedCost: number; minimum: number } {
+  const show = (x: number): string => `${x.toFixed(cost.digits ?? 3)} ${cost.unit}`;
+  const seedCost = cost.costAt(net.graph, net.analysis, seedWidths(net.analysis));
   const value = 'fraction' in target ? target.fraction * seedCost : target.value;
-  if (!Number.isFinite(value) || value <= 0) throw new MorphError('MORPH_ERR_TARGET', `target ${value} must be a positive number of ${costModel.unit}`);
+  if (!Number.isFinite(value) || value <= 0) throw new MorphError('MORPH_ERR_TARGET', `target ${value} must be a positive number of ${cost.unit}`);
   if (value >= seedCost) {
-    throw new MorphError('MORPH_ERR_TARGET', `target ${value.toFixed(0)} ${costModel.unit} is not below the seed's ${seedCost.toFixed(0)} ${costModel.unit}; give a smaller target (e.g. 0.5x)`, {
-      target: value,
-      seed: seedCost,
-    });
+    throw new MorphError('MORPH_ERR_TARGET', `target ${show(value)} is not below the seed's ${show(seedCost)}; give a smaller target (e.g. 0.5x)`, { target: value, seed: seedCost });
   }
-  const minimum = minimumCost(net.ops, net.analysis, costModel, divisor);
-  if (minimum > value) {
-    throw new MorphError(
-      'MORPH_ERR_TARGET',
-      `target ${value.toFixed(0)} ${costModel.unit} is below the minimum reachable ${minimum.toFixed(0)} ${costModel.unit} (every resizable group at ${divisor} channel(s); the fixed layers cost the rest); raise the target or lower --divisor`,
-      { target: value, minimum },
-    );
-  }
-  return { value, seedCost, minimum };
-}
-
-/** The target of a custom cost: checked against the seed's cost here, against the minimum by `expand`. */
-function resolveCustomTarget(net: Net, hooks: SearchCostHooks, target: Target, divisor: number): { value: number; seedCost: number; minimum: number } {
-  const seedCost = hooks.costAt(net.graph, net.analysis, seedWidths(net.analysis));
-  const value = 'fraction' in target ? target.fraction * seedCost : target.value;
-  if (!Number.isFinite(value) || value <= 0) throw new MorphError('MORPH_ERR_TARGET', `target ${value} must be a positive number of ${hooks.unit}`);
-  if (value >= seedCost) {
-    throw new MorphError('MORPH_ERR_TARGET', `target ${value.toFixed(3)} ${hooks.unit} is not below the seed's ${seedCost.toFixed(3)} ${hooks.unit}; give a smaller target`, { target: value, seed: seedCost });
-  }
-  // Expanding from the seed throws MORPH_ERR_TARGET with the minimum when the target is below it.
-  const min = hooks.expand(net.graph, net.analysis, seedWidths(net.analysis), value, divisor);
-  return { value, seedCost, minimum: Math.min(min.cost, value) };
+  cost.expand(net.graph, net.analysis, seedWidths(net.analysis), value, divisor);
+  const minimum = cost.costAt(net.graph, net.analysis, floorWidths(net.analysis, divisor));
+  return { value, seedCost, minimum: Math.min(minimum, value) };
 }
 
 /** The final training of a found (or baseline) network: `finalEpochs` from `start`, BN recalibrated, evaluated on the test split. */
@@ -271,7 +245,7 @@ function summarize(
   cost: (net: Net) => number,
   multiplier: number,
   trained: { accuracy: number; testLoss: number; seconds: number; engine: string },
-  verified: { measured: number | null; steps: VerifyStep[]; stop: VerifyStop | null } = { measured: null, steps: [], stop: null },
+  verified: Verified = { measured: null, steps: [], stop: null },
 ): NetworkSummary {
   const c = networkCost(net.graph);
   return {
@@ -302,7 +276,8 @@ const VERIFY_TRIES = 5;
  * until two measurements agree within the tolerance (`settledLow`). Once two measurements bracket the
  * target, the next candidate is chosen between them by width multiplier (`bracketMultiplier`),
  * so a table that mispredicts that range cannot keep sending back a network already measured;
- * when no untried network lies between them, the stop is `same-network`.
+ * when no untried network lies between them, the stop is `same-network`. Hooks without `verify`
+ * (FLOPs, params) give their expand as it is, with nothing measured.
  */
 export async function expandVerified(
   hooks: SearchCostHooks,
@@ -312,7 +287,7 @@ export async function expandVerified(
   divisor: number,
   label: string,
   onEvent: (e: SearchEvent) => void,
-): Promise<{ expanded: ExpandResult; measured: number | null; steps: VerifyStep[]; stop: VerifyStop | null }> {
+): Promise<Verified & { expanded: ExpandResult }> {
   let aim = target;
   let expanded = hooks.expand(net.graph, net.analysis, base, aim, divisor);
   const verify = hooks.verify;
@@ -439,7 +414,9 @@ async function chooseStrength(
 }
 
 /**
- * Runs the whole search. Checks the dataset and the target before any training.
+ * Runs the whole search. Checks the dataset and the target before any training. `hooks.cost`
+ * prices the networks (e.g. `latencyHooks`, latency-hooks.ts), else the cost model that
+ * `options.cost` names (`costModelHooks`).
  * @throws MorphError `MORPH_ERR_DATASET_MISMATCH`, `MORPH_ERR_TARGET`, `MORPH_ERR_NAN`.
  */
 export async function runSearch(
@@ -452,25 +429,22 @@ export async function runSearch(
   // Without an engine: tfjs on the active backend (what every search trained on before engines).
   const engine = hooks.engine ?? createTfjsEngine(await activeOrAutoBackend());
   const seedNet = netOf(input.graph);
-  const custom = hooks.cost;
-  const namedModel = costModelFor(options.cost);
-  const costModel: { name: string; unit: string } = custom ?? namedModel;
-  const regularizerFor = (n: Net): CostModel => (custom ? custom.costModel(n.graph, n.analysis) : namedModel);
-  const costOfNet = (n: Net): number => (custom ? custom.costAt(n.graph, n.analysis, seedWidths(n.analysis)) : costAt(n.ops, namedModel, seedWidths(n.analysis)));
+  // One path for every cost: FLOPs and params as the hooks of their cost model.
+  const cost = hooks.cost ?? costModelHooks(costModelFor(options.cost));
+  const regularizerFor = (n: Net): CostModel => cost.costModel(n.graph, n.analysis);
+  const costOfNet = (n: Net): number => cost.costAt(n.graph, n.analysis, seedWidths(n.analysis));
   const inputShape = input.graph.layers.find((l) => l.name === input.graph.inputs[0].layer)!.calls[0].outputShape;
   const outputShape = input.graph.layers.find((l) => l.name === input.graph.outputs[0].layer)!.calls[0].outputShape;
   checkDatasetFitsModel(dataset, inputShape.slice(1) as [number, number, number], outputShape[outputShape.length - 1] as number);
-  const target = custom ? resolveCustomTarget(seedNet, custom, options.target, options.divisor) : resolveTarget(seedNet, namedModel, options.target, options.divisor);
+  const target = resolveTarget(seedNet, cost, options.target, options.divisor);
 
   let net = seedNet;
   let weights: RebuiltModel = rebuild(net.graph, net.analysis, identitySelection(net.analysis), input.weights, { seed: options.seed });
-  const expandTo = (n: Net, alive: ArrayLike<number>): ExpandResult =>
-    custom ? custom.expand(n.graph, n.analysis, alive, target.value, options.divisor) : expandToTarget(n.ops, n.analysis, namedModel, alive, target.value, { divisor: options.divisor });
-  const strength = await chooseStrength(engine, seedNet, weights, dataset, options, target.seedCost, regularizerFor(seedNet), (alive) => expandTo(seedNet, alive), onEvent);
+  const strength = await chooseStrength(engine, seedNet, weights, dataset, options, target.seedCost, regularizerFor(seedNet), (alive) => cost.expand(seedNet.graph, seedNet.analysis, alive, target.value, options.divisor), onEvent);
   const lambda = strength.strength / target.seedCost;
   let multiplier = 1;
   let shrunkModel: RebuiltModel | null = null;
-  let learnedVerified: { measured: number | null; steps: VerifyStep[]; stop: VerifyStop | null } | undefined;
+  let learnedVerified: Verified | undefined;
   const rounds: RoundReport[] = [];
   for (let round = 1; round <= options.rounds; round++) {
     onEvent({ type: 'phase', phase: 'shrink', round, message: `round ${round}: shrinking with λ = ${lambda.toExponential(3)} for ${options.shrinkEpochs} epoch(s)` });
@@ -486,13 +460,13 @@ export async function runSearch(
     });
     const trainedWeights: WeightMap = shrunk.weights;
     const lastRound = round === options.rounds;
-    const verifiedRound = custom ? await expandVerified(custom, net, shrunk.alive, target.value, options.divisor, `round ${round} expand`, onEvent) : null;
-    const expanded = verifiedRound ? verifiedRound.expanded : expandTo(net, shrunk.alive);
-    if (lastRound && verifiedRound) learnedVerified = verifiedRound;
+    const verifiedRound = await expandVerified(cost, net, shrunk.alive, target.value, options.divisor, `round ${round} expand`, onEvent);
+    const { expanded } = verifiedRound;
+    if (lastRound) learnedVerified = verifiedRound;
     multiplier = expanded.multiplier;
-    const aliveCost = custom ? custom.costAt(net.graph, net.analysis, shrunk.alive) : costAt(net.ops, namedModel, shrunk.alive);
-    const digits = custom ? 3 : 0;
-    onEvent({ type: 'phase', phase: 'expand', round, message: `round ${round}: alive structure costs ${aliveCost.toFixed(digits)} ${costModel.unit}; ω = ${expanded.multiplier.toFixed(3)} reaches ${expanded.cost.toFixed(digits)} of ${target.value.toFixed(digits)}` });
+    const aliveCost = cost.costAt(net.graph, net.analysis, shrunk.alive);
+    const digits = cost.digits ?? 3;
+    onEvent({ type: 'phase', phase: 'expand', round, message: `round ${round}: alive structure costs ${aliveCost.toFixed(digits)} ${cost.unit}; ω = ${expanded.multiplier.toFixed(3)} reaches ${expanded.cost.toFixed(digits)} of ${target.value.toFixed(digits)}` });
     const selection: Selection = selectByGamma(net.analysis, expanded.widths, shrunk.gammas, options.threshold);
     rounds.push({
       round,
@@ -526,20 +500,20 @@ export async function runSearch(
   let baseline: NetworkSummary | null = null;
   let baselineModel: RebuiltModel | null = null;
   if (options.baseline) {
-    const verifiedUniform = custom ? await expandVerified(custom, seedNet, seedWidths(seedNet.analysis), target.value, options.divisor, 'uniform baseline expand', onEvent) : null;
-    const uniform = verifiedUniform ? verifiedUniform.expanded : expandToTarget(seedNet.ops, seedNet.analysis, namedModel, seedWidths(seedNet.analysis), target.value, { divisor: options.divisor });
+    const verifiedUniform = await expandVerified(cost, seedNet, seedWidths(seedNet.analysis), target.value, options.divisor, 'uniform baseline expand', onEvent);
+    const uniform = verifiedUniform.expanded;
     onEvent({ type: 'phase', phase: 'baseline', message: `training the uniform baseline (ω = ${uniform.multiplier.toFixed(3)}) with the same schedule` });
     const sel = selectionFromWidths(seedNet.analysis, uniform.widths);
     const fresh = rebuild(seedNet.graph, seedNet.analysis, sel, null, { seed: options.seed });
     const baseNet = netOf(reparse(fresh.modelTopology));
     const trained = await trainAndEvaluate(engine, baseNet, fresh, dataset, options, 'baseline', onEvent);
-    baseline = summarize(baseNet, costOfNet, uniform.multiplier, trained, verifiedUniform ?? undefined);
+    baseline = summarize(baseNet, costOfNet, uniform.multiplier, trained, verifiedUniform);
     baselineModel = trained.model;
   }
 
   const seedCost = networkCost(seedNet.graph);
   const report: SearchReport = {
-    costModel: { name: costModel.name, unit: costModel.unit },
+    costModel: { name: cost.name, unit: cost.unit },
     seed: {
       macs: seedCost.macs,
       flops: seedCost.flops,

@@ -23,7 +23,7 @@ import { measure } from '../../src/measure/protocol.ts';
 import { graphSpecs } from '../../src/ops/graph-specs.ts';
 import { outputShape, type OpSpec } from '../../src/ops/op-spec.ts';
 import { specInputs } from '../../src/ops/spec-weights.ts';
-import { loadTfliteModel, type TfliteNodeModel } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel, type TfliteNodeModel } from '../../device-agent/node/tflite-runtime.ts';
 import { writeSpecTflite } from '../../src/export/tflite/single-op.ts';
 import { buildTfModel, readWeights } from '../../src/train/tf-model.ts';
 import { buildLayersOp } from '../../src/ops/tfjs-layers-op.ts';

@@ -16,7 +16,7 @@ import { parseModel } from '../../src/graph/parse.ts';
 import { rebuild } from '../../src/graph/rebuild.ts';
 import { identitySelection } from '../../src/graph/widths.ts';
 import { randomArray, seededRandom } from '../../src/ops/spec-weights.ts';
-import { loadTfliteModel, loadTfliteRuntime } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel, loadTfliteRuntime } from '../../device-agent/node/tflite-runtime.ts';
 import { selectBackend } from '../../src/train/backend.ts';
 import { assignWeights, readWeights } from '../../src/train/tf-model.ts';
 import { perturbWeights } from '../helpers/random-weights.ts';

@@ -113,7 +113,7 @@ interface ServerChild {
 }
 
 function startServerChild(dataDir: string, token: string): Promise<ServerChild> {
-  const child = spawn(process.execPath, ['src/cli/bin.js', 'serve', '--port', '0', '--json', '--no-local-agent', '--data-dir', dataDir], {
+  const child = spawn(process.execPath, ['cli/bin.js', 'serve', '--port', '0', '--json', '--no-local-agent', '--data-dir', dataDir], {
     cwd: ROOT,
     env: { ...process.env, MORPHNET_AGENT_TOKEN: token },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -516,7 +516,7 @@ async function main(): Promise<number> {
         agentDelayMsPerItem: DELAY_MS,
         replayFraction: REPLAY,
         replayAgents: devices.filter((d) => d.replays).length,
-        server: 'child process: node src/cli/bin.js serve --port 0 --json --no-local-agent',
+        server: 'child process: node cli/bin.js serve --port 0 --json --no-local-agent',
       },
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGb: round(totalmem() / 2 ** 30), node: process.version, os: `${process.platform} ${release()}`,
         // Other work on the machine competes for the same cores: the 1/5/15-minute load averages.

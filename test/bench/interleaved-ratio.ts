@@ -26,7 +26,7 @@ import { parseModel } from '../../src/graph/parse.ts';
 import { measureInterleaved } from '../../src/measure/interleaved.ts';
 import { measure } from '../../src/measure/protocol.ts';
 import { settledLow } from '../../src/morph/closed-loop.ts';
-import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { seedModel, isSeedName } from '../../src/seeds/index.ts';
 import { buildTfModel, readWeights } from '../../src/train/tf-model.ts';
 

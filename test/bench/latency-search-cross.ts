@@ -18,7 +18,7 @@ import { cpus, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startServer } from '../../server/app.ts';
-import { prepareLocalLatency } from '../../src/cli/local-latency.ts';
+import { prepareLocalLatency } from '../../cli/local-latency.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { rebuild } from '../../src/graph/rebuild.ts';
 import { identitySelection, selectionFromWidths } from '../../src/graph/widths.ts';

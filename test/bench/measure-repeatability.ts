@@ -25,7 +25,7 @@ import { rebuild } from '../../src/graph/rebuild.ts';
 import { uniformSelection } from '../../src/graph/widths.ts';
 import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
 import { measure, summarize } from '../../src/measure/protocol.ts';
-import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { seedModel, type SeedName } from '../../src/seeds/index.ts';
 import { buildTfModel, readWeights } from '../../src/train/tf-model.ts';
 

@@ -38,7 +38,7 @@ import { generateRandomCnn, type RandomCnn } from './random-cnns.ts';
 import { api } from './server-api.ts';
 
 const TOKEN = 'prediction-paired-bench-token';
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 
 const { values } = parseArgs({
   options: {

@@ -9,7 +9,7 @@ import type { WeightMap } from '../../src/graph/weights.ts';
 import { planFusion } from '../../src/ops/fusion.ts';
 import { graphSpecs } from '../../src/ops/graph-specs.ts';
 import { randomArray, seededRandom } from '../../src/ops/spec-weights.ts';
-import { loadTfliteModel, loadTfliteRuntime } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel, loadTfliteRuntime } from '../../device-agent/node/tflite-runtime.ts';
 import { assignWeights, buildTfModel, readWeights } from '../../src/train/tf-model.ts';
 import { cnnMacs, generateRandomCnn, randomCnn, randomCnns, type RandomCnn } from './random-cnns.ts';
 

@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { mobilenetV1, residualNet } from '../fixtures/reference-models.ts';
 import { loadLayersModelDir, saveLayersModel, writeJson } from '../helpers/tfjs-io.ts';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 
 interface Run {
   code: number;

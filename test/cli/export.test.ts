@@ -8,12 +8,12 @@ import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { parseModel } from '../../src/graph/parse.ts';
 import { randomArray, seededRandom } from '../../src/ops/spec-weights.ts';
-import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { seedModel } from '../../src/seeds/index.ts';
 import { buildTfModel } from '../../src/train/tf-model.ts';
 import { saveLayersModel, writeJson } from '../helpers/tfjs-io.ts';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 
 function morphnet(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

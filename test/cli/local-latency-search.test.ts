@@ -14,7 +14,7 @@ import { startServer, type RunningServer } from '../../server/app.ts';
 import { FunctionalBuilder } from '../../src/seeds/builder.ts';
 
 const TOKEN = 'local-latency-token-1';
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 const DEVICE = 'local-latency-dev';
 /** The closed loop aims at ±3%; the quick protocol on 2 shared cores is noisier. */
 const TOLERANCE = 0.15;

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '../../server/app.ts';
 import { tinyTopology } from '../train/tiny-model.ts';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 const TOKEN = 'remote-search-test-token';
 /** 1 + 1 epochs of 3 steps: a search takes seconds. */
 const QUICK = ['--data', 'synthetic:h=12,w=12,c=1,classes=3,noise=0.2', '--train-limit', '96', '--test-limit', '32', '--shrink-epochs', '1', '--final-epochs', '1', '--strength', '20', '--target', '0.5x', '--batch-size', '32', '--divisor', '2', '--backend', 'wasm', '--seed-value', '1'];

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 const DATA = 'synthetic:h=28,w=28,c=1,classes=10,train=160,test=40';
 
 function morphnet(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { costOps, VALID_COST_OP_KINDS, type CostOp } from '../../src/cost/cost-model.ts';
 import {
-  expandToLatency,
   latencyCostModel,
   locateTables,
   networkLatencyAt,
@@ -21,9 +20,10 @@ import type { Graph } from '../../src/graph/graph.ts';
 import type { ModelConfigJson, TfjsModelJson } from '../../src/graph/keras-json.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { rebuild } from '../../src/graph/rebuild.ts';
-import { selectionFromWidths } from '../../src/graph/widths.ts';
+import { seedWidths, selectionFromWidths } from '../../src/graph/widths.ts';
 import { widthsAt } from '../../src/morph/expand.ts';
-import { costAt, opChannels, seedWidths } from '../../src/morph/network-cost.ts';
+import { expandToLatency } from '../../src/morph/expand-latency.ts';
+import { costAt, opChannels } from '../../src/morph/network-cost.ts';
 import { graphSpecs } from '../../src/ops/graph-specs.ts';
 import { specKey } from '../../src/ops/op-spec.ts';
 import { seedModel, VALID_SEEDS } from '../../src/seeds/index.ts';

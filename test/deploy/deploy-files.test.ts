@@ -22,8 +22,8 @@ import { MAX_BODY_BYTES } from '../../server/api.ts';
 import { startServer } from '../../server/app.ts';
 import { LOCK_FILE } from '../../server/data-lock.ts';
 import { AGENTS_PATH } from '../../server/hub.ts';
-import { agentServerUrl, AGENT_TOKEN_ENV } from '../../src/cli/commands/agent.ts';
-import { COMMANDS } from '../../src/cli/main.ts';
+import { agentServerUrl, AGENT_TOKEN_ENV } from '../../cli/commands/agent.ts';
+import { COMMANDS } from '../../cli/main.ts';
 import { ERROR_CODES, MorphError } from '../../src/errors.ts';
 import { parseDocument } from 'yaml';
 import { freePort, killIfRunning, runCli, spawnCli, stopChild, until, type Child } from '../helpers/server-child.ts';
@@ -89,7 +89,7 @@ function flagValue(args: readonly string[], flag: string): string | undefined {
 /** A node process run like the image runs it (WORKDIR = the repository root). */
 function runImageCommand(argv: readonly string[], env: Record<string, string>): Child {
   assert.equal(argv[0], 'node');
-  assert.equal(argv[1], 'src/cli/bin.js');
+  assert.equal(argv[1], 'cli/bin.js');
   return spawnCli(argv.slice(2), env);
 }
 
@@ -190,7 +190,7 @@ describe('deploy/Dockerfile', () => {
     assert.ok(!['root', '0', '0:0'].includes(user[0]), 'runs as a non-root user');
     // The sources the image needs exist here, and the ignore file keeps them in the context.
     const copied = stage(build).filter((i) => i.op === 'COPY' && !i.args.startsWith('--')).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
-    for (const p of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'server', 'device-agent']) {
+    for (const p of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'server', 'device-agent', 'cli']) {
       assert.ok(copied.includes(p), `the build copies ${p}`);
       assert.ok(existsSync(join(ROOT, p)), `${p} exists`);
     }
@@ -201,7 +201,7 @@ describe('deploy/Dockerfile', () => {
     const volume = execForm(rt.find((i) => i.op === 'VOLUME')!.args, 'VOLUME');
     const entry = execForm(rt.find((i) => i.op === 'ENTRYPOINT')!.args, 'ENTRYPOINT');
     const cmd = execForm(rt.find((i) => i.op === 'CMD')!.args, 'CMD');
-    assert.deepEqual(entry, ['node', 'src/cli/bin.js']);
+    assert.deepEqual(entry, ['node', 'cli/bin.js']);
     assertFlagsKnown(cmd, 'CMD');
     assert.equal(cmd[0], 'serve');
     assert.deepEqual(volume, [flagValue(cmd, '--data-dir')], 'the data directory is the volume');

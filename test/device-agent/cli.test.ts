@@ -7,10 +7,10 @@ import { execFile, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { MorphError } from '../../src/errors.ts';
 import { CLOSE_CODES } from '../../src/protocol/agent-protocol.ts';
-import { agentServerUrl, parseRuntimes } from '../../src/cli/commands/agent.ts';
+import { agentServerUrl, parseRuntimes } from '../../cli/commands/agent.ts';
 import { FakeServer } from './fake-server.ts';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 
 /** The environment without an agent token, so only the flags count. */
 function env(): NodeJS.ProcessEnv {

@@ -10,7 +10,7 @@ import { initialWeights, rebuild } from '../../src/graph/rebuild.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import type { WeightMap } from '../../src/graph/weights.ts';
 import { randomArray, seededRandom } from '../../src/ops/spec-weights.ts';
-import { loadTfliteModel, loadTfliteRuntime } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel, loadTfliteRuntime } from '../../device-agent/node/tflite-runtime.ts';
 import { seedModel, VALID_SEEDS } from '../../src/seeds/index.ts';
 import { perturbWeights } from '../helpers/random-weights.ts';
 import { assignWeights, buildTfModel, readWeights } from '../../src/train/tf-model.ts';

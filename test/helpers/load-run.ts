@@ -421,7 +421,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     return {
       bench: 'load',
       date: new Date().toISOString(),
-      config: { ...o, runtime: RUNTIME, server: 'child process: node src/cli/bin.js serve --port 0 --json --no-local-agent' },
+      config: { ...o, runtime: RUNTIME, server: 'child process: node cli/bin.js serve --port 0 --json --no-local-agent' },
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGb: round(totalmem() / 2 ** 30), node: process.version, os: `${process.platform} ${release()}`, loadAverage: { atStart: loadAtStart, atEnd: loadavg().map((x) => round(x, 2)) } },
       figures: {
         connectMs: Math.round(connectMs),

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import sqlite3 from 'sqlite3';
 
-export const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+export const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 export const ROOT = new URL('../../', import.meta.url).pathname;
 
 export interface Child {
@@ -41,7 +41,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Spawns `node src/cli/bin.js ...args`, collecting its output lines. */
+/** Spawns `node cli/bin.js ...args`, collecting its output lines. */
 export function spawnCli(args: readonly string[], env: Record<string, string> = {}): Child {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];

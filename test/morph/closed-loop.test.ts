@@ -12,7 +12,8 @@ import { parseModel } from '../../src/graph/parse.ts';
 import { bracketMultiplier, lowestAgreeing, nextAim, referencedMs, settledLow, type AimPoint } from '../../src/morph/closed-loop.ts';
 import { measurePaired } from '../../src/measure/interleaved.ts';
 import { widthsAt, type ExpandResult } from '../../src/morph/expand.ts';
-import { costAt, seedWidths } from '../../src/morph/network-cost.ts';
+import { seedWidths } from '../../src/graph/widths.ts';
+import { costAt } from '../../src/morph/network-cost.ts';
 import { expandVerified, netOf, type SearchCostHooks } from '../../src/morph/search.ts';
 import { seedModel } from '../../src/seeds/index.ts';
 

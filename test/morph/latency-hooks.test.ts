@@ -6,6 +6,8 @@ import { MorphError } from '../../src/errors.ts';
 import { analyzeChannels } from '../../src/graph/channel-groups.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { latencyHooks, type DeviceLatencyData } from '../../src/morph/latency-hooks.ts';
+import { seedWidths } from '../../src/graph/widths.ts';
+import { netOf, resolveTarget } from '../../src/morph/search.ts';
 import { seedModel } from '../../src/seeds/index.ts';
 
 /** Tables of the mobilenetv2 seed with a made-up cost per point: 0.01 ms + 1 µs per cIn·cOut/64. */
@@ -53,5 +55,30 @@ describe('latencyHooks expand', () => {
   it('still refuses a target below the measured minimum', () => {
     const hooks = latencyHooks(device(predictedMinimum * 0.9).data, undefined);
     assert.throws(() => hooks.expand(graph, analysis, base, predictedMinimum * 0.85, 4), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_TARGET');
+  });
+});
+
+describe('resolveTarget on latency hooks', () => {
+  const { data, graph } = device();
+  const net = netOf(graph);
+  const hooks = latencyHooks(data, undefined);
+  const predictedMinimum = hooks.costAt(graph, net.analysis, floorWidths(net.analysis, 4));
+  const seedMs = hooks.costAt(graph, net.analysis, seedWidths(net.analysis));
+
+  it('reports the predicted smallest network as the minimum', () => {
+    const value = (predictedMinimum + seedMs) / 2;
+    assert.deepEqual(resolveTarget(net, hooks, { value }, 4), { value, seedCost: seedMs, minimum: predictedMinimum });
+  });
+
+  it('takes a target between the measured and the predicted minimum, and reports the target as the minimum', () => {
+    const value = predictedMinimum * 0.95;
+    assert.deepEqual(resolveTarget(net, latencyHooks(device(predictedMinimum * 0.8).data, undefined), { value }, 4), { value, seedCost: seedMs, minimum: value });
+  });
+
+  it('refuses a target below the predicted minimum when nothing measured says it is reachable', () => {
+    assert.throws(
+      () => resolveTarget(net, hooks, { value: predictedMinimum * 0.95 }, 4),
+      (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_TARGET' && e.details.minimum === predictedMinimum && e.message.includes(`${predictedMinimum.toFixed(3)} ms`),
+    );
   });
 });

@@ -8,7 +8,11 @@ import { analyzeChannels } from '../../src/graph/channel-groups.ts';
 import { planGammas } from '../../src/graph/gamma-plan.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { isMorphError } from '../../src/errors.ts';
-import { runSearch, type SearchOptions } from '../../src/morph/search.ts';
+import { flopsCostModel } from '../../src/cost/cost-model.ts';
+import { seedWidths } from '../../src/graph/widths.ts';
+import { minimumCost } from '../../src/morph/expand.ts';
+import { netOf, resolveTarget, runSearch, type SearchOptions } from '../../src/morph/search.ts';
+import { costModelHooks } from '../../src/morph/search-cost.ts';
 import { FunctionalBuilder } from '../../src/seeds/builder.ts';
 import { selectBackend } from '../../src/train/backend.ts';
 import { openDataset, type Dataset } from '../../src/train/data/index.ts';
@@ -150,5 +154,23 @@ describe('runSearch (flops, synthetic data, tiny model)', () => {
   it('refuses a dataset that does not fit the model', async () => {
     const wrong = await openDataset('synthetic:h=10,w=10,c=1,classes=3,train=20,test=10');
     await assert.rejects(runSearch({ graph: tinyGraph(), weights: null }, wrong, base), (e: unknown) => isMorphError(e) && e.code === 'MORPH_ERR_DATASET_MISMATCH');
+  });
+});
+
+describe('resolveTarget (every cost, through its hooks)', () => {
+  const net = netOf(tinyGraph());
+  const flops = costModelHooks(flopsCostModel);
+  const seedFlops = flops.costAt(net.graph, net.analysis, seedWidths(net.analysis));
+
+  it('takes a fraction of the seed\'s cost and reports the smallest network\'s cost as the minimum', () => {
+    const r = resolveTarget(net, flops, { fraction: 0.5 }, 4);
+    assert.deepEqual(r, { value: 0.5 * seedFlops, seedCost: seedFlops, minimum: minimumCost(net.ops, net.analysis, flopsCostModel, 4) });
+  });
+
+  it('refuses a target that is not positive, not below the seed, or below the minimum, with the figures in details', () => {
+    const floor = minimumCost(net.ops, net.analysis, flopsCostModel, 4);
+    assert.throws(() => resolveTarget(net, flops, { value: -1 }, 4), { code: 'MORPH_ERR_TARGET', message: /positive number of FLOPs/ });
+    assert.throws(() => resolveTarget(net, flops, { fraction: 1 }, 4), (e: unknown) => isMorphError(e) && e.code === 'MORPH_ERR_TARGET' && e.details.seed === seedFlops && /not below the seed's/.test(e.message));
+    assert.throws(() => resolveTarget(net, flops, { value: floor * 0.9 }, 4), (e: unknown) => isMorphError(e) && e.code === 'MORPH_ERR_TARGET' && e.details.minimum === floor && /below the minimum reachable/.test(e.message));
   });
 });

@@ -6,7 +6,7 @@ import { makeSpec, outputShape, specKey } from '../../src/ops/op-spec.ts';
 import { CASES } from './op-cases.ts';
 import { specInputs } from '../../src/ops/spec-weights.ts';
 import { buildTfjsOp } from '../../src/ops/tfjs-op.ts';
-import { loadTfliteModel, loadTfliteRuntime } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel, loadTfliteRuntime } from '../../device-agent/node/tflite-runtime.ts';
 
 before(async () => {
   await tf.setBackend('cpu');

@@ -26,7 +26,7 @@ import { BodyFuzzer, Draw, gzipBomb, nested, prng, toText, weird } from '../help
 import { FakeAgent } from '../helpers/fake-agent.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20251107);
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 const ADMIN_TOKEN = 'fuzz-admin-token-abcdefghijklmnop';
 const AGENT_TOKEN = 'fuzz-agent-token-0123456789';
 const TABLES = ['devices', 'models', 'jobs', 'job_items', 'points', 'networks', 'model_uploads', 'searches', 'search_events'] as const;

@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '../../server/app.ts';
-import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { FunctionalBuilder } from '../../src/seeds/builder.ts';
 
 const TOKEN = 'latency-search-token-1';
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 /** Within this of the target; the closed loop aims at ±3%, the quick protocol on shared cores is noisier. */
 const TOLERANCE = 0.15;
 

@@ -14,7 +14,7 @@ import { startServer, type RunningServer } from '../../server/app.ts';
 
 const TOKEN = 'real-agents-token-5678';
 const QUICK = { warmupRuns: 1, warmupMs: 0, minSamples: 5, minWindowMs: 10, maxMs: 800 };
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 
 interface Agent {
   readonly child: ChildProcess;

@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startServer, type RunningServer } from '../../server/app.ts';
-import { loadTfliteModel } from '../../src/ops/tflite-node.ts';
+import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { tinyTopology } from '../train/tiny-model.ts';
 
@@ -433,7 +433,7 @@ describe('a server restart during a search', () => {
     await server?.close();
     server = null;
     const killedDir = await mkdtemp(join(tmpdir(), 'morphnet-searches-killed-'));
-    const bin = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
+    const bin = fileURLToPath(new URL('../../cli/bin.js', import.meta.url));
     const child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--data-dir', killedDir, '--no-local-agent', '--json'], {
       env: { ...process.env, MORPHNET_AGENT_TOKEN: TOKEN },
       stdio: ['ignore', 'pipe', 'ignore'],

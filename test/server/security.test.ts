@@ -27,7 +27,7 @@ import { CLOSE_CODES } from '../../src/protocol/agent-protocol.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { tinyTopology } from '../train/tiny-model.ts';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 const AGENT_TOKEN = 'security-agent-token-0001';
 const ADMIN_TOKEN = 'security-admin-token-0123456789';
 

@@ -257,7 +257,7 @@ describe('torch engine: a worker that dies', () => {
 });
 
 describe('torch engine: no orphan workers', () => {
-  const cli = (args: string[]) => spawn(process.execPath, [join(ROOT, 'src/cli/bin.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const cli = (args: string[]) => spawn(process.execPath, [join(ROOT, 'cli/bin.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const searchArgs = (out: string) => ['search', '--seed', 'mobilenet', '--data', 'synthetic:h=28,w=28,c=1,classes=10,train=20000,test=100', '--shrink-epochs', '5', '--final-epochs', '5', '--engine', 'torch', '--out', out];
 
   for (const signal of ['SIGINT', 'SIGKILL'] as const) {

@@ -2,8 +2,8 @@
  * `morphnet agent`: runs this machine as a device agent of a MorphNet Edge server (the Node agent
  * of `device-agent/node/run.ts`, loaded only when this command runs).
  */
-import { MorphError } from '../../errors.ts';
-import { isRuntimeName, VALID_RUNTIMES, type RuntimeName } from '../../protocol/agent-protocol.ts';
+import { MorphError } from '../../src/errors.ts';
+import { isRuntimeName, VALID_RUNTIMES, type RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import { parseFlags, requireString, type Command } from '../args.ts';
 
 /** The environment variable `--token` defaults to. */
@@ -129,7 +129,7 @@ export const agentCommand: Command = {
     }
 
     // Loaded here, not at the top: the other commands need none of the agent's runtimes.
-    const { runNodeAgent } = await import('../../../device-agent/node/run.ts');
+    const { runNodeAgent } = await import('../../device-agent/node/run.ts');
     const orphaned = new AbortController();
     const parentPid = Number(process.env[PARENT_PID_ENV]);
     const unwatch = Number.isInteger(parentPid) && parentPid > 0

@@ -1,5 +1,6 @@
 /**
- * The TFLite runtime (`@tensorflow/tfjs-tflite`, TFLite compiled to WebAssembly) inside Node.
+ * The TFLite runtime (`@tensorflow/tfjs-tflite`, TFLite compiled to WebAssembly) inside Node: the
+ * Node agent's `tflite` runtime (adapters.ts), and what tests run exported `.tflite` files on.
  *
  * The package is built for browsers and web workers: its loader takes the worker path when
  * `window` is undefined, fetches `tflite_web_api_cc*.js` with `importScripts`, resolves it
@@ -27,9 +28,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import vm from 'node:vm';
 import * as tf from '@tensorflow/tfjs';
-import { writeSpecTflite } from '../export/tflite/single-op.ts';
-import { MorphError } from '../errors.ts';
-import { makeSpec } from './op-spec.ts';
+import { writeSpecTflite } from '../../src/export/tflite/single-op.ts';
+import { MorphError } from '../../src/errors.ts';
+import { makeSpec } from '../../src/ops/op-spec.ts';
 
 type TfliteModule = typeof import('@tensorflow/tfjs-tflite');
 

@@ -4,7 +4,7 @@
  * else is a bug: exit 1 with the stack, so it can be reported.
  */
 import * as tf from '@tensorflow/tfjs';
-import { isMorphError } from '../errors.ts';
+import { isMorphError } from '../src/errors.ts';
 import type { Command, CommandIo } from './args.ts';
 import { agentCommand } from './commands/agent.ts';
 import { backupCommand, restoreCommand } from './commands/backup.ts';

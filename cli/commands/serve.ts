@@ -3,17 +3,17 @@
  * released, agents told, database checkpointed).
  */
 import { torchOptions } from '../torch-env.ts';
-import { startTorchEngine } from '../../train/torch/torch-engine.ts';
+import { startTorchEngine } from '../../src/train/torch/torch-engine.ts';
 import { readFile } from 'node:fs/promises';
-import type { RunningServer } from '../../../server/app.ts';
-import { MorphError } from '../../errors.ts';
+import type { RunningServer } from '../../server/app.ts';
+import { MorphError } from '../../src/errors.ts';
 import { human } from '../format.ts';
-import { isSeedName, VALID_SEEDS } from '../../seeds/index.ts';
+import { isSeedName, VALID_SEEDS } from '../../src/seeds/index.ts';
 import { parseFlags, numberFlag, type Command } from '../args.ts';
 
 /** Waits for the local agent, then profiles and measures `seed` on it, logging progress. */
 async function profileLocal(server: RunningServer, seed: string, log: (line: string) => void): Promise<void> {
-  const { resolveModel } = await import('../../../server/models.ts');
+  const { resolveModel } = await import('../../server/models.ts');
   try {
     let device;
     for (let i = 0; i < 600 && !device; i++) {
@@ -216,7 +216,7 @@ export const serveCommand: Command = {
       }
       if (adminToken === '') throw new MorphError('MORPH_ERR_CONFIG', `morphnet serve: --admin-token-file ${adminTokenFile} is empty; write a secret of 16+ characters into it`);
     }
-    const { startServer } = await import('../../../server/app.ts');
+    const { startServer } = await import('../../server/app.ts');
     const log = values.json ? (line: string) => io.err(line) : (line: string) => io.out(line);
     const server = await startServer({
       host: typeof values.host === 'string' ? values.host : undefined,

@@ -2,7 +2,7 @@
  * `morphnet backup` and `morphnet restore`: an online copy of the server's SQLite database, and
  * putting one back (server/backup.ts does the work; loaded only when these commands run).
  */
-import { MorphError } from '../../errors.ts';
+import { MorphError } from '../../src/errors.ts';
 import { parseFlags, requireString, type Command } from '../args.ts';
 
 const BACKUP_USAGE = `Usage: morphnet backup --data-dir DIR --out FILE [--force] [--json]
@@ -65,7 +65,7 @@ export const backupCommand: Command = {
     if (positionals.length > 0) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet backup: unexpected argument ${JSON.stringify(positionals[0])}; give the file with --out`);
     const out = requireString('backup', 'out', values.out, 'morphnet-backup.db');
     const dataDir = typeof values['data-dir'] === 'string' ? values['data-dir'] : 'data';
-    const { backupDatabase } = await import('../../../server/backup.ts');
+    const { backupDatabase } = await import('../../server/backup.ts');
     const r = await backupDatabase(dataDir, out, { force: values.force === true });
     if (values.json) io.out(JSON.stringify(r));
     else {
@@ -92,7 +92,7 @@ export const restoreCommand: Command = {
     const dataDir = typeof values['data-dir'] === 'string' ? values['data-dir'] : 'data';
     const { mkdir } = await import('node:fs/promises');
     await mkdir(dataDir, { recursive: true });
-    const { restoreDatabase } = await import('../../../server/backup.ts');
+    const { restoreDatabase } = await import('../../server/backup.ts');
     const r = await restoreDatabase(dataDir, positionals[0], { force: values.force === true });
     if (values.json) io.out(JSON.stringify(r));
     else {

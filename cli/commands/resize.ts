@@ -1,12 +1,12 @@
 /** `morphnet resize`: rebuild a model with a uniform width multiplier or an explicit structure. */
 import { readFile } from 'node:fs/promises';
-import { MorphError } from '../../errors.ts';
-import { networkCost } from '../../cost/counts.ts';
-import { parseModel } from '../../graph/parse.ts';
-import { rebuild, toModelJson } from '../../graph/rebuild.ts';
-import { structureSelection, uniformSelection, widthOf, type Selection } from '../../graph/widths.ts';
-import { structureOf } from '../../export/structure.ts';
-import { checkOutputDir, writeTfjsModel } from '../../export/tfjs-model.ts';
+import { MorphError } from '../../src/errors.ts';
+import { networkCost } from '../../src/cost/counts.ts';
+import { parseModel } from '../../src/graph/parse.ts';
+import { rebuild, toModelJson } from '../../src/graph/rebuild.ts';
+import { structureSelection, uniformSelection, widthOf, type Selection } from '../../src/graph/widths.ts';
+import { structureOf } from '../../src/export/structure.ts';
+import { checkOutputDir, writeTfjsModel } from '../../src/export/tfjs-model.ts';
 import { numberFlag, parseFlags, requireString, type Command } from '../args.ts';
 import { human } from '../format.ts';
 import { loadModelInput, type ModelInput } from '../model-source.ts';

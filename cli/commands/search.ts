@@ -1,20 +1,20 @@
 /**
  * `morphnet search`: the offline MorphNet shrink/expand search with a FLOP or parameter target, or
- * with --server the same search run by a server (src/cli/remote-search.ts), latency targets included.
+ * with --server the same search run by a server (cli/remote-search.ts), latency targets included.
  */
-import { MorphError } from '../../errors.ts';
-import { isRuntimeName, VALID_RUNTIMES } from '../../protocol/agent-protocol.ts';
-import { checkOutputDir, writeTfjsModel } from '../../export/tfjs-model.ts';
-import { runSearch, VALID_COSTS, type CostName, type SearchEvent, type SearchReport, type Target } from '../../morph/search.ts';
-import { VALID_BACKENDS, type BackendChoice } from '../../train/backend.ts';
-import { VALID_ENGINES, type EngineChoice } from '../../train/engine.ts';
-import { selectEngine } from '../../train/select-engine.ts';
-import { runOptionsOf, withDefaults } from '../../morph/search-options.ts';
+import { MorphError } from '../../src/errors.ts';
+import { isRuntimeName, VALID_RUNTIMES } from '../../src/protocol/agent-protocol.ts';
+import { checkOutputDir, writeTfjsModel } from '../../src/export/tfjs-model.ts';
+import { runSearch, VALID_COSTS, type CostName, type SearchEvent, type SearchReport, type Target } from '../../src/morph/search.ts';
+import { VALID_BACKENDS, type BackendChoice } from '../../src/train/backend.ts';
+import { VALID_ENGINES, type EngineChoice } from '../../src/train/engine.ts';
+import { selectEngine } from '../../src/train/select-engine.ts';
+import { runOptionsOf, withDefaults } from '../../src/morph/search-options.ts';
 import { torchOptions } from '../torch-env.ts';
-import { DATASET_SPECS, modelDataShape, openDataset } from '../../train/data/index.ts';
-import { VALID_OPTIMIZERS, type OptimizerKind } from '../../train/optimizer.ts';
-import { createProgressReporter, type ProgressReporter } from '../../train/progress.ts';
-import { VALID_SCHEDULES, type ScheduleKind } from '../../train/schedule.ts';
+import { DATASET_SPECS, modelDataShape, openDataset } from '../../src/train/data/index.ts';
+import { VALID_OPTIMIZERS, type OptimizerKind } from '../../src/train/optimizer.ts';
+import { createProgressReporter, type ProgressReporter } from '../../src/train/progress.ts';
+import { VALID_SCHEDULES, type ScheduleKind } from '../../src/train/schedule.ts';
 import { numberFlag, parseFlags, type Command, type CommandIo } from '../args.ts';
 import { human, table } from '../format.ts';
 import { prepareLocalLatency, type LocalLatencyRequest } from '../local-latency.ts';

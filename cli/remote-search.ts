@@ -8,9 +8,9 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ERROR_CODES, MorphError } from '../errors.ts';
-import { checkOutputDir } from '../export/tfjs-model.ts';
-import { createProgressReporter, formatDuration, type ProgressReporter } from '../train/progress.ts';
+import { ERROR_CODES, MorphError } from '../src/errors.ts';
+import { checkOutputDir } from '../src/export/tfjs-model.ts';
+import { createProgressReporter, formatDuration, type ProgressReporter } from '../src/train/progress.ts';
 import type { CommandIo } from './args.ts';
 import { human, table } from './format.ts';
 import { adminHeaders, call, knownCode, unreachable } from './server-client.ts';

@@ -2,9 +2,9 @@
  * The CLI's client of the REST API (`profile`, `search --server`): one JSON call, with the
  * server's error body turned back into a MorphError carrying the server's code and message.
  */
-import { ERROR_CODES, MorphError, type ErrorCode } from '../errors.ts';
+import { ERROR_CODES, MorphError, type ErrorCode } from '../src/errors.ts';
 import type { CommandIo } from './args.ts';
-import type { WireMeasurement } from '../protocol/agent-protocol.ts';
+import type { WireMeasurement } from '../src/protocol/agent-protocol.ts';
 
 export function unreachable(base: string, err: unknown): MorphError {
   const e = err as Error;

@@ -1,7 +1,7 @@
 /** `morphnet prune`: remove dead channels (max |γ| of their group ≤ T), keeping the rest exactly. */
-import { MorphError } from '../../errors.ts';
-import { checkOutputDir } from '../../export/tfjs-model.ts';
-import { aliveSelection } from '../../graph/widths.ts';
+import { MorphError } from '../../src/errors.ts';
+import { checkOutputDir } from '../../src/export/tfjs-model.ts';
+import { aliveSelection } from '../../src/graph/widths.ts';
 import { numberFlag, parseFlags, requireString, type Command } from '../args.ts';
 import { human, table } from '../format.ts';
 import { loadModelInput } from '../model-source.ts';

@@ -1,9 +1,9 @@
 /** Where a command's model comes from: a file on disk or a built-in seed. */
-import { MorphError } from '../errors.ts';
-import { analyzeChannels, type ChannelAnalysis } from '../graph/channel-groups.ts';
-import { loadModelFile, type LoadedModel } from '../graph/load.ts';
-import { parseModel } from '../graph/parse.ts';
-import { isSeedName, seedModel, VALID_SEEDS } from '../seeds/index.ts';
+import { MorphError } from '../src/errors.ts';
+import { analyzeChannels, type ChannelAnalysis } from '../src/graph/channel-groups.ts';
+import { loadModelFile, type LoadedModel } from '../src/graph/load.ts';
+import { parseModel } from '../src/graph/parse.ts';
+import { isSeedName, seedModel, VALID_SEEDS } from '../src/seeds/index.ts';
 
 export interface ModelInput extends LoadedModel {
   readonly analysis: ChannelAnalysis;

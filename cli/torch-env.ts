@@ -3,7 +3,7 @@
  * process.env): MORPHNET_PYTHON names the interpreter (then only it is tried), MORPHNET_TORCH_THREADS
  * the thread count, MORPHNET_TORCH_DEVICE the device (auto, cpu, cuda).
  */
-import type { TorchEngineOptions } from '../train/torch/torch-engine.ts';
+import type { TorchEngineOptions } from '../src/train/torch/torch-engine.ts';
 
 export function torchOptions(env: NodeJS.ProcessEnv = process.env): TorchEngineOptions {
   const threads = Number(env.MORPHNET_TORCH_THREADS);

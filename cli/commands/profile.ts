@@ -4,13 +4,13 @@
  * whole network's. A client of the REST API (docs/api.md), nothing more.
  */
 import { readFile } from 'node:fs/promises';
-import { MorphError } from '../../errors.ts';
-import { isRuntimeName, VALID_RUNTIMES } from '../../protocol/agent-protocol.ts';
-import { isSeedName, VALID_SEEDS } from '../../seeds/index.ts';
+import { MorphError } from '../../src/errors.ts';
+import { isRuntimeName, VALID_RUNTIMES } from '../../src/protocol/agent-protocol.ts';
+import { isSeedName, VALID_SEEDS } from '../../src/seeds/index.ts';
 import { numberFlag, parseFlags, requireString, type Command, type CommandIo } from '../args.ts';
 import { table } from '../format.ts';
 import { call, findDevice, waitJob, type Job } from '../server-client.ts';
-import type { DeviceComparison } from '../../cost/device-comparison.ts';
+import type { DeviceComparison } from '../../src/cost/device-comparison.ts';
 
 const USAGE = `Usage: morphnet profile --server http://HOST:PORT --device D [--runtime R] (MODEL.json | --seed NAME) [options]
        morphnet profile --server http://HOST:PORT --compare (MODEL.json | --seed NAME) [--device D ...] [--json]

@@ -3,7 +3,7 @@
  * MorphErrors that name the flag and point at `--help`.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { MorphError } from '../errors.ts';
+import { MorphError } from '../src/errors.ts';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 

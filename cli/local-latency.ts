@@ -4,18 +4,18 @@
  * has: the device's latency tables (profiled first where they lack a point the search may price),
  * the seed's end-to-end latency, the calibration, and the closed-loop measurements of candidates.
  */
-import { MorphError } from '../errors.ts';
-import type { CalibrationTerms } from '../cost/latency-locate.ts';
-import type { LatencyPoint } from '../cost/latency-table.ts';
-import { analyzeChannels } from '../graph/channel-groups.ts';
-import type { Graph } from '../graph/graph.ts';
-import type { ModelConfigJson } from '../graph/keras-json.ts';
-import { rebuild } from '../graph/rebuild.ts';
-import { identitySelection } from '../graph/widths.ts';
-import { referencedMs, settledLow } from '../morph/closed-loop.ts';
-import { PAIRED_MEASURE_OPTIONS } from '../measure/interleaved.ts';
-import { latencyHooks, predictedLatencyMs, type DeviceLatencyData } from '../morph/latency-hooks.ts';
-import type { SearchCostHooks } from '../morph/search.ts';
+import { MorphError } from '../src/errors.ts';
+import type { CalibrationTerms } from '../src/cost/latency-locate.ts';
+import type { LatencyPoint } from '../src/cost/latency-table.ts';
+import { analyzeChannels } from '../src/graph/channel-groups.ts';
+import type { Graph } from '../src/graph/graph.ts';
+import type { ModelConfigJson } from '../src/graph/keras-json.ts';
+import { rebuild } from '../src/graph/rebuild.ts';
+import { identitySelection } from '../src/graph/widths.ts';
+import { referencedMs, settledLow } from '../src/morph/closed-loop.ts';
+import { PAIRED_MEASURE_OPTIONS } from '../src/measure/interleaved.ts';
+import { latencyHooks, predictedLatencyMs, type DeviceLatencyData } from '../src/morph/latency-hooks.ts';
+import type { SearchCostHooks } from '../src/morph/search.ts';
 import type { CommandIo } from './args.ts';
 import { call, findDevice, waitJob, type Job } from './server-client.ts';
 
