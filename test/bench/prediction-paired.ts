@@ -139,7 +139,14 @@ async function evaluate(server: RunningServer, deviceId: string, runtime: string
   for (const n of nets) profiles.push((await api(server, 'POST', '/api/profile', { deviceId, runtime, model: n.model, grid: { seedOnly: true } })).id);
   let failedProfiles = 0;
   for (const [i, id] of profiles.entries()) {
-    if ((await job(server, id)).state !== 'done') failedProfiles++;
+    let j = await job(server, id);
+    // A failed job (an agent lost, items out of attempts) is profiled once more: a new job times only what is missing.
+    if (j.state !== 'done') {
+      failedProfiles++;
+      log(`${runtime}: profile of ${nets[i].name} ${j.state}: ${JSON.stringify(j.error ?? j.progress).slice(0, 300)}; profiling it again`);
+      j = await job(server, (await api(server, 'POST', '/api/profile', { deviceId, runtime, model: nets[i].model, grid: { seedOnly: true } })).id);
+      if (j.state !== 'done') throw new Error(`${nets[i].name}: profile job ${j.state} twice: ${JSON.stringify(j.error ?? j.progress).slice(0, 300)}`);
+    }
     log(`${runtime}: profiled ${i + 1}/${nets.length}`);
   }
   const profileS = (Date.now() - started) / 1000;
