@@ -81,8 +81,9 @@ export interface Calibration {
   readonly quality: CalibrationQuality;
   /**
    * Out-of-sample quality, leave-one-out: each network predicted by the same fit on the others
-   * (so with n networks, by an (n−1)-network fit, a simpler one below 4). What a network the
-   * calibration has not seen can expect; null with a single network.
+   * (so with n networks, by an (n−1)-network fit, a simpler one below 4; 10-fold beyond
+   * `MAX_LEAVE_ONE_OUT` networks). What a network the calibration has not seen can expect; null
+   * with a single network.
    */
   readonly outOfSample: CalibrationQuality | null;
 }
@@ -137,12 +138,14 @@ function checkSamples(samples: readonly CalibrationSample[]): void {
 }
 
 /**
- * Solves min ‖A·x − y‖² subject to x ≥ 0 exactly for a few columns, by trying every set of
- * free columns and keeping the feasible one with the least residual (ties: fewer columns).
- * Columns are scaled to unit norm first, so the ill-conditioning of ms against counts does not
- * matter.
+ * Solves min ‖A·x − y‖² subject to x_j ≥ 0 for the columns marked `nonNegative` (the others
+ * free) exactly for a few columns, by trying every set of columns and keeping the feasible
+ * unconstrained solution with the least residual (ties: fewer columns). A column is left out
+ * where it is zero or collinear with the others (its set is singular), so a term that the data
+ * cannot tell apart from the others is 0, not a large ± pair. Columns are scaled to unit norm
+ * first, so the ill-conditioning of ms against counts does not matter.
  */
-function nnls(rows: readonly number[][], y: readonly number[]): number[] {
+function constrainedLeastSquares(rows: readonly number[][], y: readonly number[], nonNegative: readonly boolean[]): number[] {
   const m = rows[0].length;
   const norms = Array.from({ length: m }, (_, j) => Math.sqrt(rows.reduce((s, r) => s + r[j] * r[j], 0)));
   const yNorm = Math.sqrt(y.reduce((s, v) => s + v * v, 0));
@@ -151,9 +154,9 @@ function nnls(rows: readonly number[][], y: readonly number[]): number[] {
     const cols = [...Array(m).keys()].filter((j) => mask & (1 << j));
     if (cols.some((j) => norms[j] === 0)) continue;
     const z = solveLeastSquares(rows.map((r) => cols.map((j) => r[j] / norms[j])), y);
-    if (z === undefined || z.some((v) => v < -1e-12 * Math.max(1, yNorm))) continue;
+    if (z === undefined || cols.some((j, k) => nonNegative[j] && z[k] < -1e-12 * Math.max(1, yNorm))) continue;
     const x = new Array<number>(m).fill(0);
-    cols.forEach((j, k) => (x[j] = Math.max(0, z[k]) / norms[j]));
+    cols.forEach((j, k) => (x[j] = (nonNegative[j] ? Math.max(0, z[k]) : z[k]) / norms[j]));
     const residual = rows.reduce((s, r, i) => s + (r.reduce((t, v, j) => t + v * x[j], 0) - y[i]) ** 2, 0);
     const tie = best !== undefined && Math.abs(residual - best.residual) <= 1e-12 * Math.max(yNorm * yNorm, 1e-300);
     if (best === undefined || (tie ? cols.length < best.size : residual < best.residual)) best = { x, residual, size: cols.length };
@@ -220,27 +223,43 @@ export function fitCalibration(samples: readonly CalibrationSample[], options: F
   return { ...fitted, note: fitted.note + why, quality: calibrationQuality(fitted, samples, tolerance), outOfSample };
 }
 
-/** Each network predicted by the same kind of fit on the others (a simpler one when too few are left). */
+/**
+ * Beyond this many networks, out-of-sample quality is 10-fold cross-validation instead of
+ * leave-one-out: the same idea (every network predicted by a fit it did not shape) at 10 fits
+ * instead of n, so a device with hundreds of measured networks still answers in milliseconds.
+ */
+export const MAX_LEAVE_ONE_OUT = 50;
+const FOLDS = 10;
+
+/**
+ * Each network predicted by the same kind of fit on the others (leave-one-out; k-fold above
+ * `MAX_LEAVE_ONE_OUT`, network i in fold i mod 10), a simpler kind when too few are left.
+ */
 function leaveOneOut(samples: readonly CalibrationSample[], method: CalibrationMethod, weighting: 'relative' | 'absolute', tolerance: number): CalibrationQuality {
-  const apes = samples.map((s, i) => {
-    const others = samples.filter((_, j) => j !== i);
+  const folds = samples.length > MAX_LEAVE_ONE_OUT ? FOLDS : samples.length;
+  const apes = new Array<number>(samples.length);
+  for (let f = 0; f < folds; f++) {
+    const others = samples.filter((_, j) => j % folds !== f);
+    const held = samples.map((s, i) => ({ s, i })).filter(({ i }) => i % folds === f);
     // A fit on networks that all have Σ ops = 0 predicts nothing: count it as missed entirely.
-    if (others.every((o) => o.sumOpsMs === 0)) return Number.POSITIVE_INFINITY;
+    if (others.every((o) => o.sumOpsMs === 0)) {
+      for (const { i } of held) apes[i] = Number.POSITIVE_INFINITY;
+      continue;
+    }
     const m: CalibrationMethod = method === 'bytes' ? 'bytes' : others.length >= 3 ? 'full' : others.length === 2 ? 'scale-offset' : 'scale';
-    return Math.abs(applyCalibration(fitTerms(others, m, weighting), s) - s.measuredMs) / s.measuredMs;
-  });
+    const fit = fitTerms(others, m, weighting);
+    for (const { s, i } of held) apes[i] = Math.abs(applyCalibration(fit, s) - s.measuredMs) / s.measuredMs;
+  }
   return qualityOf(apes, tolerance);
 }
 
-/** The columns of each method; a term of either sign is two columns, x⁺ − x⁻, both ≥ 0. */
+/** The columns of each method: Σ ops, then the op count, 1, activation MB, weight MB as the method has them. */
 function features(method: CalibrationMethod, s: NetworkOps): number[] {
-  const io = s.ioMB ?? 0;
-  const w = s.weightMB ?? 0;
   switch (method) {
     case 'bytes':
-      return [s.sumOpsMs, s.nOps, -s.nOps, 1, io, -io, w, -w];
+      return [s.sumOpsMs, s.nOps, 1, s.ioMB ?? 0, s.weightMB ?? 0];
     case 'full':
-      return [s.sumOpsMs, s.nOps, -s.nOps, 1];
+      return [s.sumOpsMs, s.nOps, 1];
     case 'scale-offset':
       return [s.sumOpsMs, 1];
     case 'scale':
@@ -248,19 +267,28 @@ function features(method: CalibrationMethod, s: NetworkOps): number[] {
   }
 }
 
+/** Which columns of `features` must be ≥ 0: a (Σ ops) and c (the constant); b, d, e take either sign. */
+const NON_NEGATIVE: Record<CalibrationMethod, readonly boolean[]> = {
+  bytes: [true, false, true, false, false],
+  full: [true, false, true],
+  'scale-offset': [true, true],
+  scale: [true],
+};
+
 function fitTerms(samples: readonly CalibrationSample[], method: CalibrationMethod, weighting: 'relative' | 'absolute'): Omit<Calibration, 'quality' | 'outOfSample'> {
   const { device, runtime } = samples[0];
   const n = samples.length;
   const weight = (s: CalibrationSample): number => (weighting === 'relative' ? 1 / s.measuredMs : 1);
-  const x = nnls(
+  const x = constrainedLeastSquares(
     samples.map((s) => features(method, s).map((v) => v * weight(s))),
     samples.map((s) => s.measuredMs * weight(s)),
+    NON_NEGATIVE[method],
   );
   const terms: Required<CalibrationTerms> =
     method === 'bytes'
-      ? { a: x[0], b: x[1] - x[2], c: x[3], d: x[4] - x[5], e: x[6] - x[7] }
+      ? { a: x[0], b: x[1], c: x[2], d: x[3], e: x[4] }
       : method === 'full'
-        ? { a: x[0], b: x[1] - x[2], c: x[3], d: 0, e: 0 }
+        ? { a: x[0], b: x[1], c: x[2], d: 0, e: 0 }
         : method === 'scale-offset'
           ? { a: x[0], b: 0, c: x[1], d: 0, e: 0 }
           : { a: x[0], b: 0, c: 0, d: 0, e: 0 };

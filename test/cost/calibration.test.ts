@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyCalibration, calibratedOpMs, calibrationQuality, fitCalibration, fitCalibrations, MIN_BYTES_NETWORKS, type CalibrationSample } from '../../src/cost/calibration.ts';
+import { applyCalibration, calibratedOpMs, calibrationQuality, fitCalibration, fitCalibrations, MAX_LEAVE_ONE_OUT, MIN_BYTES_NETWORKS, type CalibrationSample } from '../../src/cost/calibration.ts';
 import { MorphError } from '../../src/errors.ts';
 
 /** Deterministic pseudo-random numbers in [0, 1). */
@@ -173,6 +173,18 @@ describe('the memory terms (method bytes)', () => {
     assert.doesNotMatch(fitCalibration(withBytes(MIN_BYTES_NETWORKS - 1, truth)).note, /memory terms/);
     const samples = withBytes(20, truth);
     assert.equal(fitCalibration([...samples.slice(1), { ...samples[0], ioMB: undefined }]).method, 'full');
+  });
+
+  it('judges many networks by 10-fold cross-validation, every network predicted out of sample once', () => {
+    const samples = withBytes(MAX_LEAVE_ONE_OUT + 10, truth);
+    const exact = fitCalibration(samples);
+    assert.equal(exact.method, 'bytes');
+    assert.equal(exact.outOfSample?.n, samples.length);
+    assert.equal(exact.outOfSample?.within, 1);
+    // One network far off: held out, no fit it shaped predicts it, so it is the one miss.
+    const off = samples.map((x, i) => (i === 7 ? { ...x, measuredMs: x.measuredMs * 3 } : x));
+    const cal = fitCalibration(off);
+    assert.ok(cal.outOfSample && cal.outOfSample.withinCount < samples.length && cal.outOfSample.withinCount >= samples.length - 8, JSON.stringify(cal.outOfSample));
   });
 
   it('applies per op, so the ops add up to the network less c', () => {
