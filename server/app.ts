@@ -17,6 +17,7 @@ import { Db } from './db.ts';
 import { Fleet } from './fleet.ts';
 import { AGENTS_PATH, Hub } from './hub.ts';
 import { acquireDataLock, describeLock } from './data-lock.ts';
+import { Lifecycle, type LifecycleState } from './lifecycle.ts';
 import { LocalAgent } from './local-agent.ts';
 import { pairingRouter, Pairings } from './pairings.ts';
 import { publicOrigin, refusePlaceholderSecret } from './start-config.ts';
@@ -106,6 +107,9 @@ export interface RunningServer {
   readonly searches: SearchService;
   /** Searches that were running when the server last stopped, now `interrupted`. */
   readonly interruptedSearches: readonly string[];
+  /** `running`; `closing` from the first `close()` call until the shutdown ends; then `closed`. */
+  readonly state: LifecycleState;
+  /** Shuts down gracefully (see `startServer`). A second call returns the first's promise: nothing runs twice. */
   close(): Promise<void>;
 }
 
@@ -226,9 +230,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   app.use(auth.guard());
   app.use(auth.router());
   // Graceful shutdown: once `close()` has begun, reads still answer but no new work is taken.
-  let stopping = false;
+  const life = new Lifecycle();
   app.use((req, res, next) => {
-    if (!stopping || req.method === 'GET' || req.method === 'HEAD') return next();
+    if (life.running || req.method === 'GET' || req.method === 'HEAD') return next();
     res.set('connection', 'close').status(503).json({ error: { code: 'MORPH_ERR_UNAVAILABLE', message: 'the server is shutting down and takes no new work; retry once it is back' } });
   });
   // Requests arrive only after listen, when `url` is set.
@@ -274,9 +278,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     localAgent.start();
   }
 
-  let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
-    (closing ??= (async () => {
+    life.close(async () => {
       // Every step runs even when one before it failed: the database and the lock are always
       // released (else the next start finds the directory locked). The first failure is thrown.
       const failures: unknown[] = [];
@@ -287,8 +290,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
           failures.push(err);
         }
       };
-      // Stop taking work: no new connections, 503 for writes on open ones.
-      stopping = true;
+      // Stop taking work (the state is `closing` now): no new connections, 503 for writes on open ones.
       const stoppedListening = new Promise<void>((r) => server.close(() => r()));
       // Running searches become `interrupted` (resumable); their pending writes finish.
       await step(() => searches.close());
@@ -303,7 +305,30 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       await step(() => db.close());
       await step(() => lock.release());
       if (failures.length > 0) throw failures[0];
-    })());
+    });
 
-  return { url, wsUrl, port: actualPort, host, dataDir, agentToken: token, adminToken: admin.token, adminTokenSource: admin.source, publicUrl, pairings, tokenSource: source, fleet, hub, app, localAgent, recoveredItems, searches, interruptedSearches, close };
+  return {
+    url,
+    wsUrl,
+    port: actualPort,
+    host,
+    dataDir,
+    agentToken: token,
+    adminToken: admin.token,
+    adminTokenSource: admin.source,
+    publicUrl,
+    pairings,
+    tokenSource: source,
+    fleet,
+    hub,
+    app,
+    localAgent,
+    recoveredItems,
+    searches,
+    interruptedSearches,
+    get state() {
+      return life.state;
+    },
+    close,
+  };
 }

@@ -21,13 +21,30 @@ import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MorphError } from '../src/errors.ts';
 import { referencedMs } from '../src/morph/closed-loop.ts';
-import type { Db, Tx } from './db.ts';
+import type { Db } from './db.ts';
+import { Lifecycle, type LifecycleState } from './lifecycle.ts';
 import type { Fleet, MeasureResult } from './fleet.ts';
 import { listArtifacts, type ArtifactInfo } from './search-artifacts.ts';
 import { pairedProtocol, prepareLatencySearch, QUICK_PROTOCOL, type PreparedLatency } from './search-latency.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
 import { applyEvent, emptyProgress, progressSummary, type ProgressEvent, type ProgressPlan, type SearchProgress } from './search-progress.ts';
 import type { MeasureReply, SearchConfig, SearchResultSummary, SearchWorkerData, WorkerError, WorkerMessage } from './search-worker.ts';
+import { insertModel, findModel } from './store/models.ts';
+import {
+  countQueuedAhead,
+  findSearch,
+  insertSearch,
+  insertSearchEvent,
+  lastEventSeq,
+  listSearches,
+  listSearchEvents,
+  nextQueuedSearch,
+  saveSearchProgress,
+  searchIdsIn,
+  transitionSearch,
+  type SearchRecord,
+  type SearchTransition,
+} from './store/searches.ts';
 import type { TableReader } from './tables.ts';
 
 export const VALID_SEARCH_STATES = ['queued', 'preparing', 'running', 'done', 'failed', 'cancelled', 'interrupted'] as const;
@@ -104,25 +121,6 @@ export interface NewSearch {
   readonly modelTopology: unknown;
 }
 
-interface SearchRow {
-  id: string;
-  state: SearchState;
-  model_id: string;
-  cost: string;
-  device_id: string | null;
-  runtime: string | null;
-  config_json: string;
-  progress_json: string;
-  result_json: string | null;
-  error_json: string | null;
-  artifacts_dir: string;
-  attempt: number;
-  created_at: string;
-  updated_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-}
-
 interface Active {
   readonly id: string;
   readonly attempt: number;
@@ -161,8 +159,21 @@ class StaleStateError extends Error {
 const nowIso = (): string => new Date().toISOString();
 const isTerminal = (s: SearchState): boolean => TERMINAL_SEARCH_STATES.includes(s);
 
-function json<T>(text: string | null): T | null {
-  return text === null ? null : (JSON.parse(text) as T);
+/** The row change of a state event: `data` is the event, `extra` what the caller stores with it. */
+function transitionOf(state: SearchState, data: { [k: string]: unknown }, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: unknown }, at: string): SearchTransition {
+  const progress = extra.progress ?? null;
+  switch (state) {
+    case 'queued':
+      return { state, attempt: data.attempt as number, progress: emptyProgress() };
+    case 'preparing':
+      return { state, progress: progress ?? emptyProgress() };
+    case 'running':
+      return { state, progress };
+    default: {
+      const error = state === 'interrupted' || state === 'cancelled' ? { reason: data.reason, at } : ((extra.error ?? null) as Record<string, unknown> | null);
+      return { state, progress, result: extra.result ?? null, error };
+    }
+  }
 }
 
 /** The device of the built-in local agent: an agent (or device) named `… (local)`. */
@@ -196,8 +207,7 @@ export class SearchService {
   #hostPaused: string | null = null;
   #pumping = false;
   #pumpAgain = false;
-  #closing = false;
-  #closed: Promise<void> | null = null;
+  readonly #life = new Lifecycle();
 
   constructor(db: Db, options: SearchServiceOptions) {
     this.#db = db;
@@ -225,18 +235,18 @@ export class SearchService {
    * the queue. Returns the ids it marked.
    */
   async start(): Promise<string[]> {
-    const stale = await this.#db.all<{ id: string }>("SELECT id FROM searches WHERE state IN ('preparing', 'running') ORDER BY created_at");
-    for (const { id } of stale) {
+    const stale = await searchIdsIn(this.#db, ['preparing', 'running']);
+    for (const id of stale) {
       await this.#record(id, { state: 'interrupted', reason: 'the server stopped while the search was running' });
     }
     this.#pump();
-    return stale.map((s) => s.id);
+    return stale;
   }
 
   // ── queries ────────────────────────────────────────────────────────────────────────────
 
   async get(id: string): Promise<SearchView | undefined> {
-    const row = await this.#db.get<SearchRow>('SELECT * FROM searches WHERE id = ?', [id]);
+    const row = await findSearch(this.#db, id);
     return row ? this.#view(row) : undefined;
   }
 
@@ -247,16 +257,14 @@ export class SearchService {
   }
 
   async list(filter: { state?: SearchState; limit?: number } = {}): Promise<SearchSummaryView[]> {
-    const rows = filter.state
-      ? await this.#db.all<SearchRow>('SELECT * FROM searches WHERE state = ? ORDER BY created_at DESC, id LIMIT ?', [filter.state, filter.limit ?? 100])
-      : await this.#db.all<SearchRow>('SELECT * FROM searches ORDER BY created_at DESC, id LIMIT ?', [filter.limit ?? 100]);
+    const rows = await listSearches(this.#db, { state: filter.state, limit: filter.limit ?? 100 });
     return Promise.all(rows.map(async (r) => this.#summary(r, await this.#waiting(r))));
   }
 
   /** Stored events with `seq > after`, plus those of the running attempt not stored yet. */
   async events(id: string, after = 0): Promise<SearchEventRecord[]> {
-    const rows = await this.#db.all<{ seq: number; type: string; data_json: string; at: string }>('SELECT seq, type, data_json, at FROM search_events WHERE search_id = ? AND seq > ? ORDER BY seq', [id, after]);
-    const out = new Map<number, SearchEventRecord>(rows.map((r) => [r.seq, { seq: r.seq, type: r.type, data: JSON.parse(r.data_json), at: r.at }]));
+    const stored = await listSearchEvents(this.#db, id, after);
+    const out = new Map<number, SearchEventRecord>(stored.map((e) => [e.seq, e]));
     for (const e of this.#active.get(id)?.log ?? []) if (e.seq !== null && e.seq > after && !out.has(e.seq)) out.set(e.seq, e);
     return [...out.values()].sort((a, b) => (a.seq as number) - (b.seq as number));
   }
@@ -284,18 +292,14 @@ export class SearchService {
 
   /** Queues a validated search (all or nothing: model, search row and first event in one transaction). */
   async create(input: NewSearch): Promise<SearchView> {
-    if (this.#closing) throw new MorphError('MORPH_ERR_INTERNAL', 'the server is stopping');
+    if (!this.#life.running) throw new MorphError('MORPH_ERR_INTERNAL', 'the server is stopping');
     const id = `s-${randomBytes(6).toString('hex')}`;
     const now = nowIso();
     const c = input.config;
     await this.#db.write(async (tx) => {
-      await tx.run('INSERT OR IGNORE INTO models (id, name, topology_json, created_at) VALUES (?, ?, ?, ?)', [c.model.id, c.model.name, JSON.stringify(input.modelTopology), now]);
-      await tx.run(
-        `INSERT INTO searches (id, state, model_id, cost, device_id, runtime, config_json, progress_json, artifacts_dir, attempt, created_at, updated_at)
-         VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
-        [id, c.model.id, c.cost, c.deviceId, c.runtime, JSON.stringify(c), JSON.stringify(emptyProgress()), `searches/${id}`, now, now],
-      );
-      await tx.run('INSERT INTO search_events (search_id, seq, type, data_json, at) VALUES (?, 1, ?, ?, ?)', [id, 'state', JSON.stringify({ state: 'queued', attempt: 1 }), now]);
+      await insertModel(tx, { id: c.model.id, name: c.model.name, topology: input.modelTopology, createdAt: now });
+      await insertSearch(tx, { id, config: c, progress: emptyProgress(), artifactsDir: `searches/${id}`, createdAt: now });
+      await insertSearchEvent(tx, id, { seq: 1, type: 'state', data: { state: 'queued', attempt: 1 }, at: now });
     });
     this.#pump();
     return this.require(id);
@@ -344,10 +348,14 @@ export class SearchService {
     return this.require(id);
   }
 
-  /** Stops every running search (they become `interrupted`); queued ones stay queued. Safe to call twice. */
+  /** `running` until `close()`, then `closing`, then `closed`. */
+  get state(): LifecycleState {
+    return this.#life.state;
+  }
+
+  /** Stops every running search (they become `interrupted`); queued ones stay queued. A second call returns the first's promise. */
   close(): Promise<void> {
-    return (this.#closed ??= (async () => {
-      this.#closing = true;
+    return this.#life.close(async () => {
       // A search the queue is starting right now must be in #active before it is stopped.
       while (this.#pumping) await new Promise((r) => setTimeout(r, 10));
       const running = [...this.#active.values()];
@@ -357,7 +365,7 @@ export class SearchService {
         void a.worker?.terminate();
       }
       await Promise.all(running.map((a) => a.finished));
-    })());
+    });
   }
 
   // ── internals ──────────────────────────────────────────────────────────────────────────
@@ -375,12 +383,13 @@ export class SearchService {
     const record = (): SearchEventRecord => ({ seq, type, data, at });
     if (active) active.log.push(record());
     const stored = this.#db.write(async (tx) => {
-      if (!active) seq = ((await tx.get<{ n: number }>('SELECT COALESCE(MAX(seq), 0) AS n FROM search_events WHERE search_id = ?', [id]))?.n ?? 0) + 1;
-      if (seq <= MAX_STORED_EVENTS || state !== null) {
-        await tx.run('INSERT INTO search_events (search_id, seq, type, data_json, at) VALUES (?, ?, ?, ?, ?)', [id, seq, type, JSON.stringify(data), at]);
-      }
-      if (state !== null) await this.#applyState(tx, id, state, data as { [k: string]: unknown }, extra, at);
-      else if (extra.progress) await tx.run('UPDATE searches SET progress_json = ?, updated_at = ? WHERE id = ?', [JSON.stringify(extra.progress), at, id]);
+      if (!active) seq = (await lastEventSeq(tx, id)) + 1;
+      if (seq <= MAX_STORED_EVENTS || state !== null) await insertSearchEvent(tx, id, { seq, type, data, at });
+      if (state !== null) {
+        if (!(await transitionSearch(tx, id, transitionOf(state, data as { [k: string]: unknown }, extra, at), ENTERED_FROM[state], at))) {
+          throw new StaleStateError(`search ${id} cannot become ${state} from its current state`);
+        }
+      } else if (extra.progress) await saveSearchProgress(tx, id, extra.progress, at);
     });
     try {
       await stored;
@@ -391,32 +400,6 @@ export class SearchService {
     }
     if (active) active.lastProgressWrite = Date.now();
     this.#emit(id, record(), state);
-  }
-
-  /** @throws StaleStateError when the search is not in a state `state` may be entered from (the transaction rolls back). */
-  async #applyState(tx: Tx, id: string, state: SearchState, data: { [k: string]: unknown }, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: unknown }, at: string): Promise<void> {
-    const progress = extra.progress ? JSON.stringify(extra.progress) : null;
-    const from = ENTERED_FROM[state];
-    const guard = `AND state IN (${from.map(() => '?').join(', ')})`;
-    let r;
-    if (state === 'queued') {
-      // A resume: a fresh attempt.
-      r = await tx.run(
-        `UPDATE searches SET state = 'queued', attempt = ?, progress_json = ?, result_json = NULL, error_json = NULL, started_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ? ${guard}`,
-        [data.attempt as number, JSON.stringify(emptyProgress()), at, id, ...from],
-      );
-    } else if (state === 'preparing') {
-      r = await tx.run(`UPDATE searches SET state = 'preparing', progress_json = ?, started_at = ?, updated_at = ? WHERE id = ? ${guard}`, [progress ?? JSON.stringify(emptyProgress()), at, at, id, ...from]);
-    } else if (state === 'running') {
-      r = await tx.run(`UPDATE searches SET state = 'running', progress_json = COALESCE(?, progress_json), updated_at = ? WHERE id = ? ${guard}`, [progress, at, id, ...from]);
-    } else {
-      const error = state === 'interrupted' || state === 'cancelled' ? { reason: data.reason, at } : (extra.error ?? null);
-      r = await tx.run(
-        `UPDATE searches SET state = ?, progress_json = COALESCE(?, progress_json), result_json = ?, error_json = ?, finished_at = ?, updated_at = ? WHERE id = ? ${guard}`,
-        [state, progress, extra.result ? JSON.stringify(extra.result) : null, error === null ? null : JSON.stringify(error), at, at, id, ...from],
-      );
-    }
-    if (r.changes === 0) throw new StaleStateError(`search ${id} cannot become ${state} from its current state`);
   }
 
   #emit(id: string, e: SearchEventRecord, state: SearchState | null): void {
@@ -430,7 +413,7 @@ export class SearchService {
   }
 
   #pump(): void {
-    if (this.#closing) return;
+    if (!this.#life.running) return;
     if (this.#pumping) {
       this.#pumpAgain = true;
       return;
@@ -440,23 +423,23 @@ export class SearchService {
       try {
         do {
           this.#pumpAgain = false;
-          while (this.#active.size < this.#concurrency && !this.#closing) {
-            const row = await this.#db.get<SearchRow>("SELECT * FROM searches WHERE state = 'queued' ORDER BY created_at, id LIMIT 1");
+          while (this.#active.size < this.#concurrency && this.#life.running) {
+            const row = await nextQueuedSearch(this.#db);
             if (!row) break;
             await this.#begin(row);
           }
-        } while (this.#pumpAgain && !this.#closing);
+        } while (this.#pumpAgain && this.#life.running);
       } catch (err) {
-        if (!this.#closing) this.#log(`searches: starting a queued search failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        if (this.#life.running) this.#log(`searches: starting a queued search failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       } finally {
         this.#pumping = false;
       }
     })();
   }
 
-  async #begin(row: SearchRow): Promise<void> {
-    const config = JSON.parse(row.config_json) as SearchConfig;
-    const last = await this.#db.get<{ n: number }>('SELECT COALESCE(MAX(seq), 0) AS n FROM search_events WHERE search_id = ?', [row.id]);
+  async #begin(row: SearchRecord): Promise<void> {
+    const config = row.config;
+    const last = await lastEventSeq(this.#db, row.id);
     let settle!: () => void;
     const active: Active = {
       id: row.id,
@@ -467,7 +450,7 @@ export class SearchService {
       worker: null,
       stop: null,
       progress: emptyProgress(),
-      nextSeq: (last?.n ?? 0) + 1,
+      nextSeq: last + 1,
       log: [],
       lastStepAt: 0,
       lastProgressWrite: 0,
@@ -516,7 +499,7 @@ export class SearchService {
         if (seedModel) a.reference = { model: seedModel, ms: (prepared as PreparedLatency).seedMeasuredMs };
       }
       if (a.stop) throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
-      const model = await this.#db.get<{ topology_json: string }>('SELECT topology_json FROM models WHERE id = ?', [a.config.model.id]);
+      const model = await findModel(this.#db, a.config.model.id);
       if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `the search's model ${a.config.model.id} is no longer stored`);
       const dir = this.artifactsDir(a.id);
       await rm(dir, { recursive: true, force: true });
@@ -528,7 +511,7 @@ export class SearchService {
       const scratch = resolve(this.#o.dataDir, 'searches', `${a.id}.scratch`);
       await mkdir(scratch, { recursive: true });
       try {
-        outcome = await this.#runWorker(a, { searchId: a.id, attempt: a.attempt, config: a.config, modelTopology: JSON.parse(model.topology_json), artifactsDir: dir, prepared, torch: { ...this.#o.torch, tmpDir: scratch } });
+        outcome = await this.#runWorker(a, { searchId: a.id, attempt: a.attempt, config: a.config, modelTopology: model.topology as SearchWorkerData['modelTopology'], artifactsDir: dir, prepared, torch: { ...this.#o.torch, tmpDir: scratch } });
       } finally {
         await rm(scratch, { recursive: true, force: true });
       }
@@ -599,7 +582,7 @@ export class SearchService {
       }
       if (now - a.lastProgressWrite >= 1000) {
         a.lastProgressWrite = now;
-        await this.#db.write((tx) => tx.run('UPDATE searches SET progress_json = ?, updated_at = ? WHERE id = ?', [JSON.stringify(a.progress), nowIso(), a.id]));
+        await this.#db.write((tx) => saveSearchProgress(tx, a.id, a.progress, nowIso()));
       }
       return;
     }
@@ -675,50 +658,49 @@ export class SearchService {
     this.#o.fleet.resume(id);
   }
 
-  async #waiting(row: SearchRow): Promise<string | null> {
+  async #waiting(row: SearchRecord): Promise<string | null> {
     if (row.state !== 'queued' || this.#active.has(row.id)) return null;
-    const ahead = await this.#db.get<{ n: number }>("SELECT COUNT(*) AS n FROM searches WHERE state = 'queued' AND (created_at < ? OR (created_at = ? AND id < ?))", [row.created_at, row.created_at, row.id]);
+    const ahead = await countQueuedAhead(this.#db, row);
     const running = this.#active.size;
-    return `queued behind ${running} running and ${ahead?.n ?? 0} queued search(es); ${this.#concurrency} run at a time`;
+    return `queued behind ${running} running and ${ahead} queued search(es); ${this.#concurrency} run at a time`;
   }
 
-  #summary(row: SearchRow, waiting: string | null): SearchSummaryView {
-    const config = JSON.parse(row.config_json) as SearchConfig;
+  #summary(row: SearchRecord, waiting: string | null): SearchSummaryView {
+    const config = row.config;
     const active = this.#active.get(row.id);
-    const progress = active ? active.progress : (JSON.parse(row.progress_json) as SearchProgress);
+    const progress = active ? active.progress : row.progress;
     return {
       id: row.id,
       state: row.state,
       attempt: row.attempt,
       model: config.model,
       cost: config.cost,
-      deviceId: row.device_id,
+      deviceId: row.deviceId,
       runtime: row.runtime,
       target: config.resolvedTarget,
       progress: progressSummary(progress),
       waiting,
-      createdAt: row.created_at,
-      startedAt: row.started_at,
-      finishedAt: row.finished_at,
+      createdAt: row.createdAt,
+      startedAt: row.startedAt,
+      finishedAt: row.finishedAt,
     };
   }
 
-  async #view(row: SearchRow): Promise<SearchView> {
-    const config = JSON.parse(row.config_json) as SearchConfig;
+  async #view(row: SearchRecord): Promise<SearchView> {
     const active = this.#active.get(row.id);
     const resumable = RESUMABLE_SEARCH_STATES.includes(row.state);
-    const stored = json<Record<string, unknown>>(row.error_json);
+    const stored = row.error;
     const interrupted = row.state === 'interrupted' || row.state === 'cancelled';
     return {
       ...this.#summary(row, await this.#waiting(row)),
-      config,
-      progress: active ? active.progress : (JSON.parse(row.progress_json) as SearchProgress),
-      result: json<SearchResultSummary>(row.result_json),
+      config: row.config,
+      progress: active ? active.progress : row.progress,
+      result: row.result,
       error: interrupted ? null : (stored as WorkerError | null),
       interruption: interrupted && stored ? { reason: String(stored.reason), at: String(stored.at) } : null,
       resume: { available: resumable, mode: RESUME_MODE, action: resumable ? `POST /api/searches/${row.id}/resume` : null, note: RESUME_NOTE },
       artifacts: isTerminal(row.state) || row.state === 'running' ? (await this.artifacts(row.id)).map((x) => x.name) : [],
-      updatedAt: row.updated_at,
+      updatedAt: row.updatedAt,
     };
   }
 }
