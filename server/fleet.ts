@@ -30,9 +30,9 @@ import {
   type ServerMessage,
   type NetworkPayload,
   type WireMeasureOptions,
-  type WireMeasurement,
   type WorkItem,
 } from '../src/protocol/agent-protocol.ts';
+import type { DeviceView, JobError, JobKind, JobOptions, JobState, JobView, MeasureJobView, MeasureResult, ProfileJobResult, ProfileJobView } from './contract/devices.ts';
 import type { Db, Tx } from './db.ts';
 import { Lifecycle, type LifecycleState } from './lifecycle.ts';
 import { networkTflite, resolveModel, type ResolvedModel } from './models.ts';
@@ -60,10 +60,7 @@ import {
   signatureSpecs,
   touchJob,
   type ItemRecord,
-  type JobKind,
-  type JobOptions,
   type JobRecord,
-  type JobState,
   type NewJobItem,
 } from './store/jobs.ts';
 import { findModel, insertModel, modelName } from './store/models.ts';
@@ -94,39 +91,6 @@ interface Lease {
   readonly items: Set<number>;
   readonly perItemMs: number;
   timer: NodeJS.Timeout | null;
-}
-
-export interface JobView {
-  readonly id: string;
-  readonly kind: JobKind;
-  readonly state: JobState;
-  readonly deviceId: string;
-  readonly runtime: string;
-  readonly modelId: string;
-  readonly modelName: string;
-  readonly progress: { readonly total: number; readonly done: number; readonly failed: number; readonly leased: number; readonly pending: number };
-  /** Why a queued job is not moving, when it is not. */
-  readonly waiting: string | null;
-  readonly result: unknown;
-  readonly error: unknown;
-  readonly options: unknown;
-  readonly createdAt: string;
-  readonly updatedAt: string;
-  readonly finishedAt: string | null;
-}
-
-export interface DeviceView {
-  readonly id: string;
-  readonly name: string;
-  readonly platform: string;
-  readonly online: boolean;
-  readonly runtimes: unknown;
-  readonly env: unknown;
-  readonly agentVersion: string;
-  readonly firstSeen: string;
-  readonly lastSeen: string;
-  readonly agents: readonly { readonly id: string; readonly name: string; readonly connectedAt: string; readonly busy: boolean; readonly itemsDone: number }[];
-  readonly busy: boolean;
 }
 
 export interface FleetOptions {
@@ -186,18 +150,6 @@ export interface MeasureRequest {
    * ratio model/reference, which the machine's speed phases move much less than either time.
    */
   readonly reference?: ResolvedModel;
-}
-
-/** A finished measure job's `result`. */
-export interface MeasureResult {
-  readonly medianMs: number;
-  readonly p10Ms: number;
-  readonly p90Ms: number;
-  readonly n: number;
-  readonly cv: number;
-  readonly stable: boolean;
-  /** With a reference (`MeasureRequest.reference`): its median and the ratio model/reference, timed interleaved. */
-  readonly reference?: WireMeasurement['reference'];
 }
 
 /** Default protocol for profiling, DESIGN "Measuring latency". */
@@ -376,7 +328,7 @@ export class Fleet {
    * `tableGrid` for each of its ops) that the table does not have yet. A job with nothing left to
    * measure is done at once.
    */
-  async createProfileJob(req: ProfileRequest): Promise<JobView> {
+  async createProfileJob(req: ProfileRequest): Promise<ProfileJobView> {
     const have = new Set((await pointKeys(this.#db, req.deviceId, req.runtime)).map((p) => `${p.signature}@${p.cIn}x${p.cOut}`));
     const candidates = req.forSearch
       ? requiredPoints(req.model.graph, undefined, { ...req.grid, maxPerAxis: req.grid?.maxPerAxis ?? SEARCH_PROFILE_GRID }).map((p) => p.spec)
@@ -397,20 +349,20 @@ export class Fleet {
       refine,
       ...((req.paired ?? true) ? { referenceOp: REFERENCE_OP } : {}),
     };
-    return this.#createJob('profile', req.deviceId, req.runtime, req.model, options, [...wanted.values()].map((spec) => ({ kind: 'op' as const, spec })));
+    return (await this.#createJob('profile', req.deviceId, req.runtime, req.model, options, [...wanted.values()].map((spec) => ({ kind: 'op' as const, spec })))) as ProfileJobView;
   }
 
   /**
    * A profile job for explicit ops (the refinement points of a finished profile job), on the
    * same device, runtime and model as `parent`.
    */
-  async createRefinementJob(parent: JobView, specs: readonly OpSpec[]): Promise<JobView> {
+  async createRefinementJob(parent: JobView, specs: readonly OpSpec[]): Promise<ProfileJobView> {
     const model = await findModel(this.#db, parent.modelId);
     if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `the model of job ${parent.id} is gone`);
-    const { measure, referenceOp } = parent.options as Partial<JobOptions>;
+    const { measure, referenceOp } = parent.options;
     const options: JobOptions = { measure: measure ?? DEFAULT_JOB_MEASURE, refinementOf: parent.id, ...(referenceOp ? { referenceOp } : {}) };
     const resolved = { id: model.id, name: model.name, modelConfig: model.topology } as ResolvedModel;
-    return this.#createJob('profile', parent.deviceId, parent.runtime as RuntimeName, resolved, options, specs.map((spec) => ({ kind: 'op' as const, spec })));
+    return (await this.#createJob('profile', parent.deviceId, parent.runtime, resolved, options, specs.map((spec) => ({ kind: 'op' as const, spec })))) as ProfileJobView;
   }
 
   /** The op specs a job measured, one per signature (a template to vary the channels of). */
@@ -419,9 +371,9 @@ export class Fleet {
   }
 
   /** A job that times the whole model end to end on the device and runtime. */
-  async createMeasureJob(req: MeasureRequest): Promise<JobView> {
+  async createMeasureJob(req: MeasureRequest): Promise<MeasureJobView> {
     const options: JobOptions = { measure: { ...DEFAULT_JOB_MEASURE, maxMs: 20_000, ...req.measure }, ...(req.reference ? { referenceModelId: req.reference.id } : {}) };
-    return this.#createJob('measure', req.deviceId, req.runtime, req.model, options, [{ kind: 'network' as const }], req.reference);
+    return (await this.#createJob('measure', req.deviceId, req.runtime, req.model, options, [{ kind: 'network' as const }], req.reference)) as MeasureJobView;
   }
 
   async #createJob(
@@ -476,6 +428,7 @@ export class Fleet {
       else if (!runtimes.has(row.runtime)) waiting = `no connected agent of the device serves runtime ${row.runtime}`;
       else if (this.#paused.has(row.deviceId)) waiting = `the device is paused: ${this.#paused.get(row.deviceId)}`;
     }
+    // The record's kind goes with its result (the store keeps both as one job wrote them).
     return {
       id: row.id,
       kind: row.kind,
@@ -492,7 +445,7 @@ export class Fleet {
       createdAt: row.createdAt,
       updatedAt: row.updatedAt,
       finishedAt: row.finishedAt,
-    };
+    } as JobView;
   }
 
   /** Cancels a queued or running job; its leases are withdrawn. */
@@ -803,7 +756,7 @@ export class Fleet {
     const items = await listItems(tx, jobId);
     const failed = items.filter((i) => i.state === 'failed');
     const now = nowIso();
-    let result: unknown;
+    let result: MeasureResult | ProfileJobResult | null;
     if (job.kind === 'measure') {
       const m = items[0]?.result ?? null;
       result = m ? ({ medianMs: m.medianMs, p10Ms: m.p10Ms, p90Ms: m.p90Ms, n: m.n, cv: m.cv, stable: m.stable, ...(m.reference ? { reference: m.reference } : {}) } satisfies MeasureResult) : null;
@@ -818,9 +771,9 @@ export class Fleet {
         measuringMs += m.totalMs;
       }
       const wallMs = Date.parse(now) - Date.parse(job.createdAt);
-      result = { measured: items.length - failed.length, failed: failed.length, signatures: new Set(items.map((i) => i.signature)).size, sampledMs, measuringMs, wallMs };
+      result = { measured: items.length - failed.length, failed: failed.length, signatures: new Set(items.map((i) => i.signature)).size, sampledMs, measuringMs, wallMs } satisfies ProfileJobResult;
     }
-    const error =
+    const error: JobError | null =
       failed.length > 0
         ? {
             code: 'MORPH_ERR_JOB_FAILED',

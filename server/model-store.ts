@@ -8,13 +8,11 @@ import { networkCost } from '../src/cost/counts.ts';
 import type { Graph } from '../src/graph/graph.ts';
 import type { Db } from './db.ts';
 import type { ResolvedModel } from './models.ts';
-import { countUploads, findUpload, insertModel, insertUpload, listUploads, type UploadRecord } from './store/models.ts';
+import type { ModelInfo } from './contract/models.ts';
+import { countUploads, findUpload, insertModel, insertUpload, listUploads } from './store/models.ts';
 
 /** Most models `POST /api/models` keeps. */
 export const MAX_MODEL_UPLOADS = 1000;
-
-/** An uploaded model's facts (GET /api/models). */
-export type ModelInfo = UploadRecord;
 
 /** The shape of the graph's first input and the width of its first output (batch dimension dropped). */
 export function modelShapes(graph: Graph): { inputShape: (number | null)[]; outputs: number | null } {

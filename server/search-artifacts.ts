@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Response } from 'express';
 import yazl from 'yazl';
 import { MorphError } from '../src/errors.ts';
+import type { ArtifactInfo } from './contract/searches.ts';
 
 export interface ArtifactSpec {
   /** File (or, for a zip, tfjs model directory) relative to the search's directory. */
@@ -36,14 +37,6 @@ export const SEARCH_ARTIFACTS: Readonly<Record<string, ArtifactSpec>> = Object.f
 });
 
 const MODEL_FILES = ['model.json', 'weights.bin'] as const;
-
-export interface ArtifactInfo {
-  readonly name: string;
-  /** Size in bytes; null for zips (built on request). */
-  readonly bytes: number | null;
-  readonly type: string;
-  readonly what: string;
-}
 
 async function isFile(path: string): Promise<number | null> {
   const s = await stat(path).catch(() => null);

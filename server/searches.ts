@@ -23,12 +23,26 @@ import { MorphError } from '../src/errors.ts';
 import { referencedMs } from '../src/morph/closed-loop.ts';
 import type { Db } from './db.ts';
 import { Lifecycle, type LifecycleState } from './lifecycle.ts';
-import type { Fleet, MeasureResult } from './fleet.ts';
-import { listArtifacts, type ArtifactInfo } from './search-artifacts.ts';
+import type { MeasureJobView, MeasureResult } from './contract/devices.ts';
+import type { ProgressEvent, SearchEventRecord, SearchProgress, SearchStateChange } from './contract/search-events.ts';
+import {
+  RESUMABLE_SEARCH_STATES,
+  RESUME_MODE,
+  TERMINAL_SEARCH_STATES,
+  type ArtifactInfo,
+  type SearchConfig,
+  type SearchError,
+  type SearchResultSummary,
+  type SearchState,
+  type SearchSummaryView,
+  type SearchView,
+} from './contract/searches.ts';
+import type { Fleet } from './fleet.ts';
+import { listArtifacts } from './search-artifacts.ts';
 import { pairedProtocol, prepareLatencySearch, QUICK_PROTOCOL, type PreparedLatency } from './search-latency.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
-import { applyEvent, emptyProgress, progressSummary, type ProgressEvent, type ProgressPlan, type SearchProgress } from './search-progress.ts';
-import type { MeasureReply, SearchConfig, SearchResultSummary, SearchWorkerData, WorkerError, WorkerMessage } from './search-worker.ts';
+import { applyEvent, emptyProgress, progressSummary, type ProgressPlan } from './search-progress.ts';
+import type { MeasureReply, SearchWorkerData, WorkerMessage } from './search-worker.ts';
 import { insertModel, findModel } from './store/models.ts';
 import {
   countQueuedAhead,
@@ -47,54 +61,11 @@ import {
 } from './store/searches.ts';
 import type { TableReader } from './tables.ts';
 
-export const VALID_SEARCH_STATES = ['queued', 'preparing', 'running', 'done', 'failed', 'cancelled', 'interrupted'] as const;
-export type SearchState = (typeof VALID_SEARCH_STATES)[number];
-export const TERMINAL_SEARCH_STATES: readonly SearchState[] = ['done', 'failed', 'cancelled', 'interrupted'];
-export const RESUMABLE_SEARCH_STATES: readonly SearchState[] = ['interrupted', 'failed', 'cancelled'];
-
-/** How a resumed search restarts (see the file comment). */
-export const RESUME_MODE = 'from-start';
+/** Why a resumed search restarts from the seed (`RESUME_MODE`), as a view's `resume.note` says. */
 const RESUME_NOTE = 'a resumed search runs again from the seed with the same config (runSearch keeps no state between its phases, so there is no checkpoint to continue from)';
 
 /** Events kept per search (a search emits a few per epoch; this bounds a pathological one). */
 export const MAX_STORED_EVENTS = 20_000;
-
-/** One stored (or live) event of a search. `seq` is null for step events, which are not stored. */
-export interface SearchEventRecord {
-  readonly seq: number | null;
-  readonly type: string;
-  readonly data: unknown;
-  readonly at: string;
-}
-
-export interface SearchSummaryView {
-  readonly id: string;
-  readonly state: SearchState;
-  readonly attempt: number;
-  readonly model: SearchConfig['model'];
-  readonly cost: SearchConfig['cost'];
-  readonly deviceId: string | null;
-  readonly runtime: string | null;
-  readonly target: SearchConfig['resolvedTarget'];
-  readonly progress: ReturnType<typeof progressSummary>;
-  /** Why a queued search is not running yet. */
-  readonly waiting: string | null;
-  readonly createdAt: string;
-  readonly startedAt: string | null;
-  readonly finishedAt: string | null;
-}
-
-export interface SearchView extends Omit<SearchSummaryView, 'progress'> {
-  readonly config: SearchConfig;
-  readonly progress: SearchProgress;
-  readonly result: SearchResultSummary | null;
-  readonly error: WorkerError | null;
-  /** Why and when an interrupted search stopped. */
-  readonly interruption: { readonly reason: string; readonly at: string } | null;
-  readonly resume: { readonly available: boolean; readonly mode: typeof RESUME_MODE; readonly action: string | null; readonly note: string };
-  readonly artifacts: readonly string[];
-  readonly updatedAt: string;
-}
 
 export interface SearchServiceOptions {
   /** The server's data directory; artifacts go to `DIR/searches/<id>/`. */
@@ -160,11 +131,12 @@ const nowIso = (): string => new Date().toISOString();
 const isTerminal = (s: SearchState): boolean => TERMINAL_SEARCH_STATES.includes(s);
 
 /** The row change of a state event: `data` is the event, `extra` what the caller stores with it. */
-function transitionOf(state: SearchState, data: { [k: string]: unknown }, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: unknown }, at: string): SearchTransition {
+function transitionOf(data: SearchStateChange, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: SearchError }, at: string): SearchTransition {
+  const state = data.state;
   const progress = extra.progress ?? null;
   switch (state) {
     case 'queued':
-      return { state, attempt: data.attempt as number, progress: emptyProgress() };
+      return { state, attempt: data.attempt ?? 1, progress: emptyProgress() };
     case 'preparing':
       return { state, progress: progress ?? emptyProgress() };
     case 'running':
@@ -264,7 +236,7 @@ export class SearchService {
   /** Stored events with `seq > after`, plus those of the running attempt not stored yet. */
   async events(id: string, after = 0): Promise<SearchEventRecord[]> {
     const stored = await listSearchEvents(this.#db, id, after);
-    const out = new Map<number, SearchEventRecord>(stored.map((e) => [e.seq, e]));
+    const out = new Map<number, SearchEventRecord>(stored.map((e) => [e.seq, e as SearchEventRecord]));
     for (const e of this.#active.get(id)?.log ?? []) if (e.seq !== null && e.seq > after && !out.has(e.seq)) out.set(e.seq, e);
     return [...out.values()].sort((a, b) => (a.seq as number) - (b.seq as number));
   }
@@ -374,19 +346,19 @@ export class SearchService {
    * Stores one event (and, for a state event, the state change) and tells the listeners.
    * State changes: `{state, ...}` data; other events are progress (data = the event).
    */
-  async #record(id: string, data: { state: SearchState; [k: string]: unknown } | ProgressEvent, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: unknown } = {}): Promise<void> {
+  async #record(id: string, data: SearchStateChange | ProgressEvent, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: SearchError } = {}): Promise<void> {
     const active = this.#active.get(id);
     const at = nowIso();
     const type = 'state' in data ? 'state' : data.type;
     const state = 'state' in data ? data.state : null;
     let seq = active ? active.nextSeq++ : 0;
-    const record = (): SearchEventRecord => ({ seq, type, data, at });
+    const record = (): SearchEventRecord => ({ seq, type, data, at }) as SearchEventRecord;
     if (active) active.log.push(record());
     const stored = this.#db.write(async (tx) => {
       if (!active) seq = (await lastEventSeq(tx, id)) + 1;
       if (seq <= MAX_STORED_EVENTS || state !== null) await insertSearchEvent(tx, id, { seq, type, data, at });
       if (state !== null) {
-        if (!(await transitionSearch(tx, id, transitionOf(state, data as { [k: string]: unknown }, extra, at), ENTERED_FROM[state], at))) {
+        if (!(await transitionSearch(tx, id, transitionOf(data as SearchStateChange, extra, at), ENTERED_FROM[state], at))) {
           throw new StaleStateError(`search ${id} cannot become ${state} from its current state`);
         }
       } else if (extra.progress) await saveSearchProgress(tx, id, extra.progress, at);
@@ -477,7 +449,7 @@ export class SearchService {
 
   /** Runs one attempt to its end state. Never throws. */
   async #drive(a: Active): Promise<void> {
-    let outcome: { type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: WorkerError };
+    let outcome: { type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: SearchError };
     try {
       // The host is paused once the worker trains (its `ready` event): preparing may profile on it.
       let prepared: unknown = null;
@@ -537,9 +509,9 @@ export class SearchService {
     }
   }
 
-  #runWorker(a: Active, data: SearchWorkerData): Promise<{ type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: WorkerError }> {
+  #runWorker(a: Active, data: SearchWorkerData): Promise<{ type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: SearchError }> {
     return new Promise((resolveOutcome) => {
-      let outcome: { type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: WorkerError } | null = null;
+      let outcome: { type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: SearchError } | null = null;
       const worker = new Worker(bootstrapCode(), { eval: true, workerData: data, stdout: true, stderr: true });
       a.worker = worker;
       const forward = (chunk: Buffer): void => {
@@ -634,10 +606,10 @@ export class SearchService {
         await this.#o.fleet.cancelJob(jobId).catch(() => undefined);
         throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
       }
-      const j = await this.#o.fleet.job(jobId);
-      if (j?.state === 'done') return j.result as MeasureResult;
-      if (!j || j.state === 'failed' || j.state === 'cancelled') {
-        throw new MorphError('MORPH_ERR_JOB_FAILED', `measuring the candidate failed: ${(j?.error as { message?: string } | null)?.message ?? j?.state ?? 'job gone'}`);
+      const j = (await this.#o.fleet.job(jobId)) as MeasureJobView | undefined;
+      if (j?.state === 'done' && j.result) return j.result;
+      if (!j || j.state === 'failed' || j.state === 'cancelled' || j.state === 'done') {
+        throw new MorphError('MORPH_ERR_JOB_FAILED', `measuring the candidate failed: ${j?.error?.message ?? (j?.state === 'done' ? 'done without a result' : j?.state) ?? 'job gone'}`);
       }
       await new Promise((r) => setTimeout(r, 300));
     }
@@ -696,7 +668,7 @@ export class SearchService {
       config: row.config,
       progress: active ? active.progress : row.progress,
       result: row.result,
-      error: interrupted ? null : (stored as WorkerError | null),
+      error: interrupted ? null : (stored as SearchError | null),
       interruption: interrupted && stored ? { reason: String(stored.reason), at: String(stored.at) } : null,
       resume: { available: resumable, mode: RESUME_MODE, action: resumable ? `POST /api/searches/${row.id}/resume` : null, note: RESUME_NOTE },
       artifacts: isTerminal(row.state) || row.state === 'running' ? (await this.artifacts(row.id)).map((x) => x.name) : [],

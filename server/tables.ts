@@ -4,27 +4,15 @@
  * measured end to end whose ops the tables cover.
  */
 import { fitCalibration, type Calibration } from '../src/cost/calibration.ts';
-import { LatencyTable, tableModeOf, type LatencyPoint } from '../src/cost/latency-table.ts';
+import { LatencyTable, tableModeOf } from '../src/cost/latency-table.ts';
 import { predictNetwork } from '../src/cost/predict-network.ts';
 import { isMorphError } from '../src/errors.ts';
+import type { NetworkSample, TablePoint } from './contract/tables.ts';
 import type { Db } from './db.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
 import { findModel } from './store/models.ts';
 import { listNetworks } from './store/networks.ts';
 import { tablePoints } from './store/points.ts';
-
-export interface StoredPoint extends LatencyPoint {
-  readonly cv: number;
-  readonly stable: boolean;
-  readonly measuredAt: string;
-  /**
-   * For a point timed against the reference op: the ratio op/reference it was measured at, and
-   * the op's own median as timed (beside the reference). `medianMs` (and p10/p90 with it) is then
-   * ratio × the reference's settled latency on this device and runtime (`referenceOpMs`).
-   */
-  readonly ratio: number | null;
-  readonly timedMs: number;
-}
 
 /**
  * The reference op's settled latency on a device and runtime: the median of its medians beside
@@ -40,26 +28,10 @@ export function settledReferenceMs(refMs: readonly number[]): number | null {
 
 export interface StoredTable {
   readonly signature: string;
-  readonly points: readonly StoredPoint[];
+  readonly points: readonly TablePoint[];
   /** The interpolant, or null with the reason when the points do not form a usable table yet. */
   readonly table: LatencyTable | null;
   readonly problem: string | null;
-}
-
-export interface NetworkSample {
-  readonly modelId: string;
-  readonly modelName: string;
-  readonly jobId: string;
-  readonly measuredMs: number;
-  readonly p10Ms: number;
-  readonly p90Ms: number;
-  readonly measuredAt: string;
-  /** Σ of the table latencies of its ops and their number; null when a table is missing. */
-  readonly sumOpsMs: number | null;
-  readonly nOps: number | null;
-  /** Σ over its ops of the MB of activations read and written, and of weights; null likewise. */
-  readonly ioMB: number | null;
-  readonly weightMB: number | null;
 }
 
 export class TableReader {
@@ -73,7 +45,7 @@ export class TableReader {
   async tables(deviceId: string, runtime: string): Promise<StoredTable[]> {
     const rows = await tablePoints(this.#db, deviceId, runtime);
     const settled = settledReferenceMs(rows.flatMap((r) => (r.refRatio !== null && r.refMs !== null ? [r.refMs] : [])));
-    const bySig = new Map<string, StoredPoint[]>();
+    const bySig = new Map<string, TablePoint[]>();
     for (const r of rows) {
       const list = bySig.get(r.signature) ?? [];
       // A point timed against the reference op is read at the settled scale; p10/p90 keep their spread.

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type Request, type Response, type Router } from 'express';
 import { isLoopbackHost } from './auth.ts';
 import { asset, bundleHandler, sendAsset, type Asset } from './browser-bundle.ts';
+import type { AgentInfo } from './contract/access.ts';
 import { AGENTS_PATH } from './hub.ts';
 
 export const UI_BUNDLE_PATH = '/ui/app.js';
@@ -110,7 +111,7 @@ export function uiRouter(options: UiOptions): Router {
       listenHost: options.listenHost,
       loopbackOnly: isLoopbackHost(options.listenHost),
       version: options.version,
-    });
+    } satisfies AgentInfo);
   });
 
   return router;

@@ -5,33 +5,12 @@
  * with the agent holding it. Functions over a `Tx` (see devices.ts); a lease, a result and a job's
  * completion each join several of them in one transaction.
  */
-import type { GridOptions } from '../../src/ops/graph-specs.ts';
 import { signature, type OpSpec } from '../../src/ops/op-spec.ts';
-import type { RuntimeName, WireMeasureOptions, WireMeasurement } from '../../src/protocol/agent-protocol.ts';
+import type { RuntimeName, WireMeasurement } from '../../src/protocol/agent-protocol.ts';
+import type { ItemError, JobError, JobKind, JobOptions, JobState, MeasureResult, ProfileJobResult } from '../contract/devices.ts';
 import type { SqlValue, Tx } from '../db.ts';
 
-export type JobKind = 'profile' | 'measure';
-export const VALID_JOB_STATES = ['queued', 'running', 'done', 'failed', 'cancelled'] as const;
-export type JobState = (typeof VALID_JOB_STATES)[number];
 export type ItemState = 'pending' | 'leased' | 'done' | 'failed';
-
-/** What a job's `options_json` holds. */
-export interface JobOptions {
-  /** The protocol every item is timed with. */
-  readonly measure: WireMeasureOptions;
-  /** Measure jobs: the model every network item is timed against. */
-  readonly referenceModelId?: string;
-  /** Profile jobs: the op every op item is timed against. */
-  readonly referenceOp?: OpSpec;
-  /** Profile jobs: the grid asked for, whether it was a search's, why the job exists, and whether it re-measures and refines. */
-  readonly grid?: GridOptions;
-  readonly forSearch?: boolean;
-  readonly purpose?: string;
-  readonly force?: boolean;
-  readonly refine?: boolean;
-  /** A refinement job: the profile job it refines. */
-  readonly refinementOf?: string;
-}
 
 export interface JobRecord {
   readonly id: string;
@@ -42,19 +21,11 @@ export interface JobRecord {
   readonly state: JobState;
   readonly options: JobOptions;
   /** Set when the job finished (done or failed). */
-  readonly result: unknown;
-  readonly error: unknown;
+  readonly result: ProfileJobResult | MeasureResult | null;
+  readonly error: JobError | null;
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly finishedAt: string | null;
-}
-
-/** Why an item failed: the agent's report (with who and which attempt), or why its payload could not be built. */
-export interface ItemError {
-  readonly code: string;
-  readonly message: string;
-  readonly agentId?: string;
-  readonly attempts?: number;
 }
 
 export interface ItemRecord {
@@ -123,8 +94,8 @@ function jobFromRow(r: JobRow): JobRecord {
     modelId: r.model_id,
     state: r.state,
     options: JSON.parse(r.options_json) as JobOptions,
-    result: parsed(r.result_json),
-    error: parsed(r.error_json),
+    result: parsed<ProfileJobResult | MeasureResult>(r.result_json),
+    error: parsed<JobError>(r.error_json),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     finishedAt: r.finished_at,
@@ -202,11 +173,11 @@ export async function touchJob(tx: Tx, id: string, at: string): Promise<void> {
 }
 
 /** Stores a job's end: its state (done or failed), result and error. */
-export async function finishJobRow(tx: Tx, id: string, end: { state: 'done' | 'failed'; result: unknown; error: unknown; at: string }): Promise<void> {
+export async function finishJobRow(tx: Tx, id: string, end: { state: 'done' | 'failed'; result: ProfileJobResult | MeasureResult | null; error: JobError | null; at: string }): Promise<void> {
   await tx.run('UPDATE jobs SET state = ?, result_json = ?, error_json = ?, updated_at = ?, finished_at = ? WHERE id = ?', [
     end.state,
     JSON.stringify(end.result),
-    end.error === null || end.error === undefined ? null : JSON.stringify(end.error),
+    end.error === null ? null : JSON.stringify(end.error),
     end.at,
     end.at,
     id,

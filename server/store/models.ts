@@ -3,6 +3,7 @@
  * per id, never changed) and `model_uploads` (the facts of the models `POST /api/models` stored).
  * Functions over a `Tx`, as every module of `server/store/` (see devices.ts).
  */
+import type { ModelInfo } from '../contract/models.ts';
 import type { Tx } from '../db.ts';
 
 export interface ModelRecord {
@@ -12,20 +13,6 @@ export interface ModelRecord {
   /** The model config (Keras JSON) as it was resolved. */
   readonly topology: unknown;
   readonly createdAt: string;
-}
-
-/** An uploaded model's facts (what GET /api/models lists). */
-export interface UploadRecord {
-  readonly id: string;
-  readonly name: string;
-  readonly layers: number;
-  readonly params: number;
-  readonly macs: number;
-  /** Input shape without the batch dimension, e.g. [28, 28, 1]. */
-  readonly inputShape: readonly (number | null)[];
-  /** Units of the (first) output, e.g. the number of classes. */
-  readonly outputs: number | null;
-  readonly uploadedAt: string;
 }
 
 interface UploadRow {
@@ -39,7 +26,7 @@ interface UploadRow {
   uploaded_at: string;
 }
 
-function uploadFromRow(r: UploadRow): UploadRecord {
+function uploadFromRow(r: UploadRow): ModelInfo {
   return { id: r.id, name: r.name, layers: r.layers, params: r.params, macs: r.macs, inputShape: JSON.parse(r.input_shape_json) as (number | null)[], outputs: r.outputs, uploadedAt: r.uploaded_at };
 }
 
@@ -59,8 +46,8 @@ export async function modelName(q: Tx, id: string): Promise<string | undefined> 
   return (await q.get<{ name: string }>('SELECT name FROM models WHERE id = ?', [id]))?.name;
 }
 
-/** Records an upload; its topology must be in `models` already (`insertModel`). */
-export async function insertUpload(tx: Tx, u: UploadRecord): Promise<void> {
+/** Records an upload's facts (GET /api/models shows them as stored); its topology must be in `models` already (`insertModel`). */
+export async function insertUpload(tx: Tx, u: ModelInfo): Promise<void> {
   await tx.run('INSERT INTO model_uploads (id, name, layers, params, macs, input_shape_json, outputs, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
     u.id,
     u.name,
@@ -73,13 +60,13 @@ export async function insertUpload(tx: Tx, u: UploadRecord): Promise<void> {
   ]);
 }
 
-export async function findUpload(q: Tx, id: string): Promise<UploadRecord | undefined> {
+export async function findUpload(q: Tx, id: string): Promise<ModelInfo | undefined> {
   const row = await q.get<UploadRow>('SELECT * FROM model_uploads WHERE id = ?', [id]);
   return row ? uploadFromRow(row) : undefined;
 }
 
 /** The newest uploads first. */
-export async function listUploads(q: Tx, limit: number): Promise<UploadRecord[]> {
+export async function listUploads(q: Tx, limit: number): Promise<ModelInfo[]> {
   return (await q.all<UploadRow>('SELECT * FROM model_uploads ORDER BY uploaded_at DESC, id LIMIT ?', [limit])).map(uploadFromRow);
 }
 

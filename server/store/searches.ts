@@ -4,10 +4,9 @@
  * may follow which is the SearchService's rule (server/searches.ts); a state change here is
  * guarded by the states the caller says it may come from. Functions over a `Tx` (see devices.ts).
  */
+import type { SearchProgress } from '../contract/search-events.ts';
+import type { SearchConfig, SearchResultSummary, SearchState } from '../contract/searches.ts';
 import type { Tx } from '../db.ts';
-import type { SearchProgress } from '../search-progress.ts';
-import type { SearchConfig, SearchResultSummary } from '../search-worker.ts';
-import type { SearchState } from '../searches.ts';
 
 export interface SearchRecord {
   readonly id: string;

@@ -27,9 +27,8 @@ import {
   requeueItems,
   signatureSpecs,
   touchJob,
-  type JobKind,
-  type JobOptions,
 } from '../../../server/store/jobs.ts';
+import type { JobKind, JobOptions } from '../../../server/contract/devices.ts';
 import { CONSTRAINT, openTempDb, type TempDb } from '../../helpers/temp-db.ts';
 import { conv, seedRefs } from './fixtures.ts';
 
@@ -130,9 +129,9 @@ describe('store: jobs and job items', () => {
       await touchJob(tx, 'j-2', '2026-01-02T00:00:01.000Z');
     });
     assert.equal((await findJob(t.db, 'j-2'))?.updatedAt, '2026-01-02T00:00:01.000Z');
-    await t.db.write((tx) => finishJobRow(tx, 'j-2', { state: 'failed', result: null, error: { code: 'MORPH_ERR_JOB_FAILED', message: 'no' }, at: '2026-01-02T00:01:00.000Z' }));
+    await t.db.write((tx) => finishJobRow(tx, 'j-2', { state: 'failed', result: null, error: { code: 'MORPH_ERR_JOB_FAILED', message: 'no', items: [] }, at: '2026-01-02T00:01:00.000Z' }));
     const j = await findJob(t.db, 'j-2');
-    assert.deepEqual([j?.state, j?.result, j?.error, j?.finishedAt], ['failed', null, { code: 'MORPH_ERR_JOB_FAILED', message: 'no' }, '2026-01-02T00:01:00.000Z']);
+    assert.deepEqual([j?.state, j?.result, j?.error, j?.finishedAt], ['failed', null, { code: 'MORPH_ERR_JOB_FAILED', message: 'no', items: [] }, '2026-01-02T00:01:00.000Z']);
   });
 
   it('cancels only a queued or running job, putting its leased items back', async () => {

@@ -1,11 +1,12 @@
 /** server/store/models.ts on a real SQLite database: models by content id, uploads, the constraints. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { countUploads, findModel, findUpload, insertModel, insertUpload, listUploads, modelName, type UploadRecord } from '../../../server/store/models.ts';
+import { countUploads, findModel, findUpload, insertModel, insertUpload, listUploads, modelName } from '../../../server/store/models.ts';
+import type { ModelInfo } from '../../../server/contract/models.ts';
 import { CONSTRAINT, openTempDb, type TempDb } from '../../helpers/temp-db.ts';
 import { modelRecord } from './fixtures.ts';
 
-const upload = (id: string, uploadedAt: string): UploadRecord => ({ id, name: `model ${id}`, layers: 7, params: 1234, macs: 56789, inputShape: [28, 28, 1], outputs: 10, uploadedAt });
+const upload = (id: string, uploadedAt: string): ModelInfo => ({ id, name: `model ${id}`, layers: 7, params: 1234, macs: 56789, inputShape: [28, 28, 1], outputs: 10, uploadedAt });
 
 describe('store: models', () => {
   let t: TempDb;
