@@ -16,7 +16,7 @@ import type { CommandIo } from './args.ts';
 import { human, table } from './format.ts';
 import { adminHeaders, call, knownCode, unreachable } from './server-client.ts';
 
-/** Datasets a server search may name (server/search-api.ts `API_DATASETS`): no paths. */
+/** Datasets a server search may name (server/routes/searches.ts `API_DATASETS`): no paths. */
 export const SERVER_DATASETS = ['fashion-mnist', 'mnist', 'synthetic', 'synthetic:h=…,w=…,c=…,classes=…'] as const;
 
 /** Exit status after Ctrl-C (128 + SIGINT), as shells report it. */

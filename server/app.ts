@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import express, { type Express } from 'express';
 import { MorphError } from '../src/errors.ts';
 import { agentPageRouter } from './agent-page.ts';
-import { apiRouter } from './api.ts';
+import { fleetRouter } from './routes/fleet.ts';
 import { AdminAuth, isLoopbackHost, MIN_ADMIN_TOKEN_LENGTH, sameSecret } from './auth.ts';
 import { Db } from './db.ts';
 import { Fleet } from './fleet.ts';
@@ -26,10 +26,10 @@ import { FailureLimiter, type FailureLimitOptions } from './rate-limit.ts';
 import { refineAfter } from './refine.ts';
 import { MIGRATIONS } from './schema.ts';
 import { ModelStore } from './model-store.ts';
-import { searchRouter } from './search-api.ts';
-import { SearchService, type SearchServiceOptions } from './searches.ts';
+import { searchRouter } from './routes/searches.ts';
+import { SearchService, type SearchServiceOptions } from './search/service.ts';
 import { TableReader } from './tables.ts';
-import { uiRouter } from './ui.ts';
+import { uiRouter } from './ui/serve.ts';
 
 export const SERVER_VERSION = '0.1.0';
 export const TOKEN_FILE = 'agent-token';
@@ -238,7 +238,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   // Requests arrive only after listen, when `url` is set.
   app.use('/api', pairingRouter({ pairings, publicOrigin: publicUrl, fallbackOrigin: () => url }, log));
   app.use('/api', searchRouter({ searches, models: new ModelStore(db), fleet, tables, heartbeatMs: options.searches?.heartbeatMs }, log));
-  app.use('/api', apiRouter({ fleet, tables, hub, version: SERVER_VERSION }, log));
+  app.use('/api', fleetRouter({ fleet, tables, hub, version: SERVER_VERSION }, log));
   app.use(agentPageRouter({ log }));
   app.use(uiRouter({ agentToken: token, listenHost: host, version: SERVER_VERSION, log }));
   // Last: a 404 for any other path, and one error handler for whatever no router answered (a

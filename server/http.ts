@@ -80,6 +80,9 @@ export function declaredLengthLimit(limitBytes: number): RequestHandler {
   };
 }
 
+/** Largest JSON body of a REST request, bytes (a model.json topology is well under this). */
+export const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
 /**
  * The JSON body parser every REST route uses: any Content-Type is read as JSON, at most
  * `limitBytes` (a larger declared length is refused before reading, `declaredLengthLimit`),

@@ -2,7 +2,7 @@
  * The REST contract of a search's progress and events (docs/api.md, "Searches and models"): the
  * `progress` of a search view, and the events of `GET /api/searches/:id/events` (SSE: each
  * message's `data` is a `SearchEventRecord`; the stream ends with `event: end`, data
- * `{state}`). See index.ts; server/search-progress.ts folds the events into the progress.
+ * `{state}`). See index.ts; server/search/progress.ts folds the events into the progress.
  */
 import type { SearchEvent } from '../../src/morph/search.ts';
 import type { RESUME_MODE, SearchError, SearchResultSummary, SearchState } from './searches.ts';
@@ -50,7 +50,7 @@ export interface FlopRunProgress {
   readonly accuracy: number | null;
 }
 
-/** A search's progress: the events so far, folded (server/search-progress.ts `applyEvent`). */
+/** A search's progress: the events so far, folded (server/search/progress.ts `applyEvent`). */
 export interface SearchProgress {
   /** The phase running now (`prepare` before training starts). */
   readonly phase: 'prepare' | 'shrink' | 'expand' | 'final' | 'baseline' | 'export' | null;

@@ -1,7 +1,7 @@
 /**
  * The `searches` and `search_events` tables: server-side searches (their state, config, progress,
  * result or error) and their stored events, numbered per search from 1, for replays. Which state
- * may follow which is the SearchService's rule (server/searches.ts); a state change here is
+ * may follow which is the SearchService's rule (server/search/service.ts); a state change here is
  * guarded by the states the caller says it may come from. Functions over a `Tx` (see devices.ts).
  */
 import type { SearchProgress } from '../contract/search-events.ts';

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { Fleet } from '../../server/fleet.ts';
 import { Lifecycle } from '../../server/lifecycle.ts';
 import { resolveModel } from '../../server/models.ts';
-import { SearchService } from '../../server/searches.ts';
+import { SearchService } from '../../server/search/service.ts';
 import { TableReader } from '../../server/tables.ts';
 import { PROTOCOL_VERSION, type HelloMessage, type ServerMessage } from '../../src/protocol/agent-protocol.ts';
 import { openTempDb, type TempDb } from '../helpers/temp-db.ts';

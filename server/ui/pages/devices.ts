@@ -13,7 +13,7 @@ import { ago, count } from '../format.ts';
 import { href, useLoad, type Loaded } from '../hooks.ts';
 import type { AgentEnv, AgentInfo, CoverageResponse, CoverageRow, DeviceView, PairingCreated, PairingsResponse, RuntimeInfo } from '../../contract/index.ts';
 
-/** What the agent command needs (served by server/ui.ts). */
+/** What the agent command needs (served by server/ui/serve.ts). */
 const UI_AGENT_INFO = '/ui/agent-info.json';
 
 export const DEVICE_POLL_MS = 3000;

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { emptyProgress } from '../../../server/search-progress.ts';
+import { emptyProgress } from '../../../server/search/progress.ts';
 import type { SearchConfig, SearchResultSummary } from '../../../server/contract/searches.ts';
 import {
   countQueuedAhead,

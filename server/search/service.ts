@@ -1,6 +1,6 @@
 /**
  * Searches as a service: a queue of MorphNet searches kept in SQLite and run `concurrency` at a
- * time (default 1), each in a worker thread (server/search-worker.ts) so that training never
+ * time (default 1), each in a worker thread (server/search/worker.ts) so that training never
  * blocks the HTTP event loop.
  *
  * States: `queued` → `preparing` (latency hook, worker loading backend and data) → `running` →
@@ -14,17 +14,17 @@
  * a sequence number per search, so a client can replay them and then follow live (`subscribe`).
  * While any search trains, the host's own device (the built-in local agent) takes no timing jobs.
  */
-import type { TorchEngineOptions } from '../src/train/torch/torch-engine.ts';
+import type { TorchEngineOptions } from '../../src/train/torch/torch-engine.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { MorphError } from '../src/errors.ts';
-import { referencedMs } from '../src/morph/closed-loop.ts';
-import type { Db } from './db.ts';
-import { Lifecycle, type LifecycleState } from './lifecycle.ts';
-import type { MeasureJobView, MeasureResult } from './contract/devices.ts';
-import type { ProgressEvent, SearchEventRecord, SearchProgress, SearchStateChange } from './contract/search-events.ts';
+import { MorphError } from '../../src/errors.ts';
+import { referencedMs } from '../../src/morph/closed-loop.ts';
+import type { Db } from '../db.ts';
+import { Lifecycle, type LifecycleState } from '../lifecycle.ts';
+import type { MeasureJobView, MeasureResult } from '../contract/devices.ts';
+import type { ProgressEvent, SearchEventRecord, SearchProgress, SearchStateChange } from '../contract/search-events.ts';
 import {
   RESUMABLE_SEARCH_STATES,
   RESUME_MODE,
@@ -36,14 +36,14 @@ import {
   type SearchState,
   type SearchSummaryView,
   type SearchView,
-} from './contract/searches.ts';
-import type { Fleet } from './fleet.ts';
-import { listArtifacts } from './search-artifacts.ts';
-import { pairedProtocol, prepareLatencySearch, QUICK_PROTOCOL, type PreparedLatency } from './search-latency.ts';
-import { resolveModel, type ResolvedModel } from './models.ts';
-import { applyEvent, emptyProgress, progressSummary, type ProgressPlan } from './search-progress.ts';
-import type { MeasureReply, SearchWorkerData, WorkerMessage } from './search-worker.ts';
-import { insertModel, findModel } from './store/models.ts';
+} from '../contract/searches.ts';
+import type { Fleet } from '../fleet.ts';
+import { listArtifacts } from './artifacts.ts';
+import { pairedProtocol, prepareLatencySearch, QUICK_PROTOCOL, type PreparedLatency } from './latency.ts';
+import { resolveModel, type ResolvedModel } from '../models.ts';
+import { applyEvent, emptyProgress, progressSummary, type ProgressPlan } from './progress.ts';
+import type { MeasureReply, SearchWorkerData, WorkerMessage } from './worker.ts';
+import { insertModel, findModel } from '../store/models.ts';
 import {
   countQueuedAhead,
   findSearch,
@@ -58,8 +58,8 @@ import {
   transitionSearch,
   type SearchRecord,
   type SearchTransition,
-} from './store/searches.ts';
-import type { TableReader } from './tables.ts';
+} from '../store/searches.ts';
+import type { TableReader } from '../tables.ts';
 
 /** Why a resumed search restarts from the seed (`RESUME_MODE`), as a view's `resume.note` says. */
 const RESUME_NOTE = 'a resumed search runs again from the seed with the same config (runSearch keeps no state between its phases, so there is no checkpoint to continue from)';
@@ -161,7 +161,7 @@ export async function localDeviceId(fleet: Fleet): Promise<string | null> {
  */
 function bootstrapCode(): string {
   const tsx = import.meta.resolve('tsx/esm/api');
-  const worker = new URL('./search-worker.ts', import.meta.url).href;
+  const worker = new URL('./worker.ts', import.meta.url).href;
   return `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(worker)}); }).catch((err) => {
   require('node:worker_threads').parentPort.postMessage({ type: 'failed', error: { code: 'MORPH_ERR_INTERNAL', message: 'the search worker could not start: ' + (err && err.message || String(err)) } });
 });`;

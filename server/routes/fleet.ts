@@ -1,15 +1,18 @@
 /**
- * The REST API under `/api` (documented in docs/api.md). JSON in and out; every body and query
- * is validated, and every failure is `{ "error": { "code", "message", "details"? } }` with the
- * status of its code (src/errors.ts): never a stack trace.
+ * The fleet's REST endpoints under `/api` (docs/api.md): health, devices, profile and measure jobs,
+ * the latency tables, networks, prediction and comparison; it mounts the UI's views
+ * (routes/views.ts) and ends `/api` with its JSON 404 and error envelope, so server/app.ts mounts
+ * it after the other `/api` routers. JSON in and out; every body and query is checked against the
+ * REST contract (server/contract/), and every failure is `{ "error": { "code", "message",
+ * "details"? } }` with the status of its code (src/errors.ts): never a stack trace.
  */
 import express, { type Router } from 'express';
-import { MorphError } from '../src/errors.ts';
-import { apiErrorHandler, jsonBody, noQuery, notFound, parse, route } from './http.ts';
-import { applyCalibration } from '../src/cost/calibration.ts';
-import { predictNetwork, type MissingTable } from '../src/cost/predict-network.ts';
-import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
-import { jobsQuerySchema, measureBodySchema, profileBodySchema, type DevicesResponse, type HealthResponse, type JobsResponse } from './contract/devices.ts';
+import { MorphError } from '../../src/errors.ts';
+import { apiErrorHandler, jsonBody, MAX_BODY_BYTES, noQuery, notFound, parse, route } from '../http.ts';
+import { applyCalibration } from '../../src/cost/calibration.ts';
+import { predictNetwork, type MissingTable } from '../../src/cost/predict-network.ts';
+import type { RuntimeName } from '../../src/protocol/agent-protocol.ts';
+import { jobsQuerySchema, measureBodySchema, profileBodySchema, type DevicesResponse, type HealthResponse, type JobsResponse } from '../contract/devices.ts';
 import {
   compareBodySchema,
   networksQuerySchema,
@@ -19,18 +22,15 @@ import {
   type NetworksResponse,
   type PredictResponse,
   type TablesResponse,
-} from './contract/tables.ts';
-import type { Fleet } from './fleet.ts';
-import type { Hub } from './hub.ts';
-import { resolveModel, type ResolvedModel } from './models.ts';
-import { compareDevices, type ColumnInput } from '../src/cost/device-comparison.ts';
-import type { StoredTable, TableReader } from './tables.ts';
-import { viewsRouter } from './views-api.ts';
+} from '../contract/tables.ts';
+import type { Fleet } from '../fleet.ts';
+import type { Hub } from '../hub.ts';
+import { resolveModel, type ResolvedModel } from '../models.ts';
+import { compareDevices, type ColumnInput } from '../../src/cost/device-comparison.ts';
+import type { StoredTable, TableReader } from '../tables.ts';
+import { viewsRouter } from './views.ts';
 
-/** Largest JSON body, bytes (a model.json topology is well under this). */
-export const MAX_BODY_BYTES = 8 * 1024 * 1024;
-
-export interface ApiContext {
+export interface FleetApiContext {
   readonly fleet: Fleet;
   readonly tables: TableReader;
   readonly hub: Hub;
@@ -43,7 +43,7 @@ export interface ApiContext {
  * or the op signatures the table lacks.
  */
 async function predictOn(
-  ctx: ApiContext,
+  ctx: FleetApiContext,
   deviceId: string,
   runtime: RuntimeName,
   model: ResolvedModel,
@@ -77,7 +77,7 @@ async function predictOn(
   };
 }
 
-async function checkRuntime(ctx: ApiContext, deviceId: string, runtime: RuntimeName): Promise<void> {
+async function checkRuntime(ctx: FleetApiContext, deviceId: string, runtime: RuntimeName): Promise<void> {
   const device = await ctx.fleet.requireDevice(deviceId);
   const reported = device.runtimes.map((r) => r.name);
   if (!reported.includes(runtime)) {
@@ -85,7 +85,7 @@ async function checkRuntime(ctx: ApiContext, deviceId: string, runtime: RuntimeN
   }
 }
 
-export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router {
+export function fleetRouter(ctx: FleetApiContext, log: (line: string) => void): Router {
   const api = express.Router();
   api.use(jsonBody(MAX_BODY_BYTES));
 
@@ -255,7 +255,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     }),
   );
 
-  // Seeds, datasets, model inspection, table coverage (server/views-api.ts): read by the web UI.
+  // Seeds, datasets, model inspection, table coverage (routes/views.ts): read by the web UI.
   api.use(viewsRouter(ctx));
 
   // Anything else under /api: a JSON 404 (a wrong method on a known path too).

@@ -2,17 +2,17 @@
  * Read-only REST views the web UI needs and the other routers do not give (docs/api.md, "Views for
  * the web UI"): the built-in seeds and the datasets a search may name, a stored model's layers and
  * channel groups (what `morphnet inspect --json` prints), its topology back as a model.json, and how
- * much of each device's latency tables is filled. Mounted by server/api.ts inside `/api`, before
+ * much of each device's latency tables is filled. Mounted by routes/fleet.ts inside `/api`, before
  * its catch-all 404; the error envelope is that router's.
  */
 import { stat } from 'node:fs/promises';
 import express, { type Router } from 'express';
-import { MorphError } from '../src/errors.ts';
-import { analyzeChannels } from '../src/graph/channel-groups.ts';
-import { networkCost } from '../src/cost/counts.ts';
-import { inspectReport } from '../src/cost/inspect-report.ts';
-import { isSeedName, VALID_SEEDS } from '../src/seeds/index.ts';
-import { FASHION_MNIST_DIR } from '../src/train/data/idx-dataset.ts';
+import { MorphError } from '../../src/errors.ts';
+import { analyzeChannels } from '../../src/graph/channel-groups.ts';
+import { networkCost } from '../../src/cost/counts.ts';
+import { inspectReport } from '../../src/cost/inspect-report.ts';
+import { isSeedName, VALID_SEEDS } from '../../src/seeds/index.ts';
+import { FASHION_MNIST_DIR } from '../../src/train/data/idx-dataset.ts';
 import {
   coverageQuerySchema,
   type CoverageResponse,
@@ -23,12 +23,12 @@ import {
   type ModelJsonResponse,
   type ModelSummary,
   type SeedsResponse,
-} from './contract/models.ts';
-import type { Fleet } from './fleet.ts';
-import { noQuery, parse, route } from './http.ts';
-import { modelShapes } from './model-store.ts';
-import { resolveModel, type ResolvedModel } from './models.ts';
-import type { TableReader } from './tables.ts';
+} from '../contract/models.ts';
+import type { Fleet } from '../fleet.ts';
+import { noQuery, parse, route } from '../http.ts';
+import { modelShapes } from '../model-store.ts';
+import { resolveModel, type ResolvedModel } from '../models.ts';
+import type { TableReader } from '../tables.ts';
 
 export interface ViewsContext {
   readonly fleet: Fleet;

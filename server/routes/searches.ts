@@ -1,6 +1,6 @@
 /**
  * The REST endpoints of models and searches (docs/api.md, "Searches and models"), a Router that
- * server/app.ts mounts under `/api` before the fleet's router. Same conventions as server/api.ts:
+ * server/app.ts mounts under `/api` before the fleet's router. Same conventions as routes/fleet.ts:
  * JSON bodies validated by zod, errors as `{error: {code, message, details?}}` with the status of
  * their code. A search request is checked whole (model, device and runtime, dataset against the
  * model, target against the seed and the minimum reachable cost) before anything is stored.
@@ -8,26 +8,25 @@
 import { stat } from 'node:fs/promises';
 import express, { type Request, type Response, type Router } from 'express';
 import type { z } from 'zod';
-import { flopsCostModel, paramsCostModel, costOps, type CostModel } from '../src/cost/cost-model.ts';
-import { apiErrorHandler, jsonBody, noQuery, parse, route } from './http.ts';
-import { MorphError } from '../src/errors.ts';
-import { analyzeChannels } from '../src/graph/channel-groups.ts';
-import { minimumCost } from '../src/morph/expand.ts';
-import type { Target } from '../src/morph/search.ts';
-import { seedWidths } from '../src/graph/widths.ts';
-import { costAt } from '../src/morph/network-cost.ts';
-import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
-import { checkDatasetFitsModel, modelDataShape, openDataset, type Dataset, type ModelDataShape } from '../src/train/data/index.ts';
-import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../src/train/data/idx-dataset.ts';
-import { MAX_BODY_BYTES } from './api.ts';
-import type { Fleet } from './fleet.ts';
-import { ModelStore, modelShapes } from './model-store.ts';
-import { resolveModel, type ResolvedModel } from './models.ts';
-import { sendArtifact } from './search-artifacts.ts';
-import { resolveLatencyTarget } from './search-latency.ts';
-import { SEARCH_OPTION_DEFAULTS, withDefaults } from '../src/morph/search-options.ts';
-import { modelsQuerySchema, type ModelsResponse } from './contract/models.ts';
-import type { SearchEventRecord, SearchEventsEnd } from './contract/search-events.ts';
+import { flopsCostModel, paramsCostModel, costOps, type CostModel } from '../../src/cost/cost-model.ts';
+import { apiErrorHandler, jsonBody, MAX_BODY_BYTES, noQuery, parse, route } from '../http.ts';
+import { MorphError } from '../../src/errors.ts';
+import { analyzeChannels } from '../../src/graph/channel-groups.ts';
+import { minimumCost } from '../../src/morph/expand.ts';
+import type { Target } from '../../src/morph/search.ts';
+import { seedWidths } from '../../src/graph/widths.ts';
+import { costAt } from '../../src/morph/network-cost.ts';
+import type { RuntimeName } from '../../src/protocol/agent-protocol.ts';
+import { checkDatasetFitsModel, modelDataShape, openDataset, type Dataset, type ModelDataShape } from '../../src/train/data/index.ts';
+import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../../src/train/data/idx-dataset.ts';
+import type { Fleet } from '../fleet.ts';
+import { ModelStore, modelShapes } from '../model-store.ts';
+import { resolveModel, type ResolvedModel } from '../models.ts';
+import { sendArtifact } from '../search/artifacts.ts';
+import { resolveLatencyTarget } from '../search/latency.ts';
+import { SEARCH_OPTION_DEFAULTS, withDefaults } from '../../src/morph/search-options.ts';
+import { modelsQuerySchema, type ModelsResponse } from '../contract/models.ts';
+import type { SearchEventRecord, SearchEventsEnd } from '../contract/search-events.ts';
 import {
   searchBodySchema,
   searchDataSchema,
@@ -38,9 +37,9 @@ import {
   type SearchConfig,
   type SearchesResponse,
   type SearchState,
-} from './contract/searches.ts';
-import type { SearchService } from './searches.ts';
-import type { TableReader } from './tables.ts';
+} from '../contract/searches.ts';
+import type { SearchService } from '../search/service.ts';
+import type { TableReader } from '../tables.ts';
 
 /** Most searches waiting in the queue at once. */
 export const MAX_QUEUED_SEARCHES = 100;

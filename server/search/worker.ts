@@ -1,12 +1,12 @@
 /**
  * One server-side search, in a `worker_threads` Worker so that training never blocks the HTTP
- * event loop. The SearchService (server/searches.ts) starts it through a small bootstrap that
+ * event loop. The SearchService (server/search/service.ts) starts it through a small bootstrap that
  * registers tsx first (as cli/bin.js does), since a worker does not inherit the main thread's
  * loader hooks. The worker opens the dataset, runs `runSearch`, writes the artifacts under server-
  * chosen names into its directory, and posts back:
  *
  * - `{type: 'event', event}` for every search event (src/morph/search.ts) and its own `ready`,
- *   `groups` and `export` events (server/search-progress.ts);
+ *   `groups` and `export` events (server/contract/search-events.ts);
  * - `{type: 'done', result}` once every artifact is written, or `{type: 'failed', error}`.
  *
  * The service terminates the worker after either message, or at once on cancel.
@@ -15,24 +15,24 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { isMorphError, MorphError } from '../src/errors.ts';
-import { writeTfjsModel } from '../src/export/tfjs-model.ts';
-import { writeNetworkTflite } from '../src/export/tflite/network.ts';
-import { analyzeChannels } from '../src/graph/channel-groups.ts';
-import type { ModelConfigJson } from '../src/graph/keras-json.ts';
-import { parseModel } from '../src/graph/parse.ts';
-import type { RebuiltModel } from '../src/graph/rebuild.ts';
-import type { WeightMap } from '../src/graph/weights.ts';
-import { runSearch, type CostName, type NetworkSummary, type SearchCostHooks, type SearchOptions } from '../src/morph/search.ts';
-import { runOptionsOf, withDefaults } from '../src/morph/search-options.ts';
-import type { EngineReport, TrainingEngine } from '../src/train/engine.ts';
-import { selectEngine } from '../src/train/select-engine.ts';
-import type { TorchEngineOptions } from '../src/train/torch/torch-engine.ts';
-import { modelDataShape, openDataset } from '../src/train/data/index.ts';
-import type { PreparedLatency } from './search-latency.ts';
-import { latencyHooks } from '../src/morph/latency-hooks.ts';
-import type { ExportOutcome, SearchConfig, SearchError, SearchResultSummary } from './contract/searches.ts';
-import type { ProgressEvent } from './contract/search-events.ts';
+import { isMorphError, MorphError } from '../../src/errors.ts';
+import { writeTfjsModel } from '../../src/export/tfjs-model.ts';
+import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
+import { analyzeChannels } from '../../src/graph/channel-groups.ts';
+import type { ModelConfigJson } from '../../src/graph/keras-json.ts';
+import { parseModel } from '../../src/graph/parse.ts';
+import type { RebuiltModel } from '../../src/graph/rebuild.ts';
+import type { WeightMap } from '../../src/graph/weights.ts';
+import { runSearch, type CostName, type NetworkSummary, type SearchCostHooks, type SearchOptions } from '../../src/morph/search.ts';
+import { runOptionsOf, withDefaults } from '../../src/morph/search-options.ts';
+import type { EngineReport, TrainingEngine } from '../../src/train/engine.ts';
+import { selectEngine } from '../../src/train/select-engine.ts';
+import type { TorchEngineOptions } from '../../src/train/torch/torch-engine.ts';
+import { modelDataShape, openDataset } from '../../src/train/data/index.ts';
+import type { PreparedLatency } from './latency.ts';
+import { latencyHooks } from '../../src/morph/latency-hooks.ts';
+import type { ExportOutcome, SearchConfig, SearchError, SearchResultSummary } from '../contract/searches.ts';
+import type { ProgressEvent } from '../contract/search-events.ts';
 
 export interface SearchWorkerData {
   readonly searchId: string;

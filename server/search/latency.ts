@@ -1,7 +1,7 @@
 /**
  * Where `cost: 'latency'` joins a device's measured tables: the target check at POST time, the
  * preparation (profile what the table lacks, measure the seed), and (in the worker,
- * `search-worker.ts`) the cost hooks built from what preparation returns.
+ * `worker.ts`) the cost hooks built from what preparation returns.
  *
  * Call order for one latency search:
  * 1. POST /api/searches → `resolveLatencyTarget` (on the HTTP thread, before anything is stored):
@@ -13,26 +13,26 @@
  *    reachable network, check the target against them; return the JSON the worker needs
  *    (the table points, the calibration). It must honour `signal` (the search was cancelled or
  *    the server is stopping) and may report progress through `note`.
- * 3. In the worker, `latencyHooks` (server/search-worker.ts) turns that JSON into the cost the
+ * 3. In the worker, `latencyHooks` (server/search/worker.ts) turns that JSON into the cost the
  *    search runs with.
  */
-import { networkLatencyAt, planNetworkLatency, type NetworkLatencyPlan } from '../src/cost/latency-locate.ts';
-import type { CalibrationTerms } from '../src/cost/calibration.ts';
-import type { LatencyPoint, LatencyTable } from '../src/cost/latency-table.ts';
-import { isMorphError, MorphError } from '../src/errors.ts';
-import type { Graph } from '../src/graph/graph.ts';
-import { rebuild } from '../src/graph/rebuild.ts';
-import { selectionFromWidths } from '../src/graph/widths.ts';
-import type { Target } from '../src/morph/search.ts';
-import { referencedMs, settledLow } from '../src/morph/closed-loop.ts';
-import { floorWidths } from '../src/morph/expand.ts';
-import type { RuntimeName, WireMeasureOptions } from '../src/protocol/agent-protocol.ts';
-import { PAIRED_MEASURE_OPTIONS } from '../src/measure/interleaved.ts';
-import type { JobView, MeasureJobView, MeasureResult } from './contract/devices.ts';
-import type { LatencyTargetResolution } from './contract/searches.ts';
-import type { Fleet } from './fleet.ts';
-import { resolveModel, type ResolvedModel } from './models.ts';
-import type { StoredTable, TableReader } from './tables.ts';
+import { networkLatencyAt, planNetworkLatency, type NetworkLatencyPlan } from '../../src/cost/latency-locate.ts';
+import type { CalibrationTerms } from '../../src/cost/calibration.ts';
+import type { LatencyPoint, LatencyTable } from '../../src/cost/latency-table.ts';
+import { isMorphError, MorphError } from '../../src/errors.ts';
+import type { Graph } from '../../src/graph/graph.ts';
+import { rebuild } from '../../src/graph/rebuild.ts';
+import { selectionFromWidths } from '../../src/graph/widths.ts';
+import type { Target } from '../../src/morph/search.ts';
+import { referencedMs, settledLow } from '../../src/morph/closed-loop.ts';
+import { floorWidths } from '../../src/morph/expand.ts';
+import type { RuntimeName, WireMeasureOptions } from '../../src/protocol/agent-protocol.ts';
+import { PAIRED_MEASURE_OPTIONS } from '../../src/measure/interleaved.ts';
+import type { JobView, MeasureJobView, MeasureResult } from '../contract/devices.ts';
+import type { LatencyTargetResolution } from '../contract/searches.ts';
+import type { Fleet } from '../fleet.ts';
+import { resolveModel, type ResolvedModel } from '../models.ts';
+import type { StoredTable, TableReader } from '../tables.ts';
 
 export interface LatencyTargetRequest {
   readonly model: ResolvedModel;

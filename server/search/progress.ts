@@ -6,8 +6,8 @@
  * `searches.progress_json` and streams the events themselves over SSE. The shapes of both are the
  * REST contract's (server/contract/search-events.ts).
  */
-import type { SearchEvent } from '../src/morph/search.ts';
-import type { CurvePoint, FlopRunProgress, ProgressEvent, SearchProgress, SearchProgressSummary } from './contract/search-events.ts';
+import type { SearchEvent } from '../../src/morph/search.ts';
+import type { CurvePoint, FlopRunProgress, ProgressEvent, SearchProgress, SearchProgressSummary } from '../contract/search-events.ts';
 
 /** The epochs the search will train, from its options (for `fraction`). */
 export interface ProgressPlan {
