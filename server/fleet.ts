@@ -11,14 +11,14 @@
  *   lease issued to it; it is stored once (the first copy wins, later copies are acknowledged as
  *   duplicates and change nothing). Storing an item, its table point and the job's completion is
  *   one transaction.
+ *
+ * The fleet keeps the agents' sessions, leasing, dispatch and storing results; what a job holds and
+ * comes to is server/jobs.ts, the leases' bookkeeping server/leases.ts, what an agent is sent
+ * server/work-payloads.ts, and every statement server/store/.
  */
-import { SEARCH_PROFILE_GRID } from '../src/morph/search-options.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { MorphError } from '../src/errors.ts';
-import { requiredPoints } from '../src/cost/latency-locate.ts';
-import { tableGrid, type GridOptions } from '../src/ops/graph-specs.ts';
-import { signature, withChannels, type OpSpec } from '../src/ops/op-spec.ts';
-import { REFERENCE_OP } from '../src/ops/reference-op.ts';
+import type { OpSpec } from '../src/ops/op-spec.ts';
 import {
   PROTOCOL_VERSION,
   type AckMessage,
@@ -28,15 +28,13 @@ import {
   type ResultMessage,
   type RuntimeName,
   type ServerMessage,
-  type NetworkPayload,
-  type WireMeasureOptions,
-  type WorkItem,
 } from '../src/protocol/agent-protocol.ts';
-import type { DeviceView, JobError, JobKind, JobOptions, JobState, JobView, MeasureJobView, MeasureResult, ProfileJobResult, ProfileJobView } from './contract/devices.ts';
+import type { DeviceView, JobKind, JobState, JobView, MeasureJobView, ProfileJobView } from './contract/devices.ts';
 import type { Db, Tx } from './db.ts';
+import { jobOutcome, jobView, measureJobPlan, pointKey, profileJobPlan, refinementJobPlan, type JobPlan, type MeasureRequest, type ProfileRequest } from './jobs.ts';
+import { Leases, type Lease } from './leases.ts';
 import { Lifecycle, type LifecycleState } from './lifecycle.ts';
-import { networkTflite, resolveModel, type ResolvedModel } from './models.ts';
-import { inferenceTopology } from '../src/export/inference-topology.ts';
+import type { ResolvedModel } from './models.ts';
 import { findDevice, listDevices, touchDevice, upsertDevice, type DeviceRecord } from './store/devices.ts';
 import {
   cancelJobRow,
@@ -61,11 +59,11 @@ import {
   touchJob,
   type ItemRecord,
   type JobRecord,
-  type NewJobItem,
 } from './store/jobs.ts';
 import { findModel, insertModel, modelName } from './store/models.ts';
 import { insertNetwork } from './store/networks.ts';
 import { pointKeys, upsertPoint, type PointEnv } from './store/points.ts';
+import { WorkPayloads } from './work-payloads.ts';
 
 /** One connected agent, as the hub hands it to the fleet. */
 export interface AgentLink {
@@ -81,16 +79,6 @@ export interface AgentSession {
   readonly link: AgentLink;
   lease: Lease | null;
   itemsDone: number;
-}
-
-interface Lease {
-  readonly id: string;
-  readonly jobId: string;
-  readonly deviceId: string;
-  readonly agent: AgentSession;
-  readonly items: Set<number>;
-  readonly perItemMs: number;
-  timer: NodeJS.Timeout | null;
 }
 
 export interface FleetOptions {
@@ -116,45 +104,6 @@ export const MAX_OPEN_JOBS_PER_DEVICE = 100;
 export const MAX_JOB_ITEMS = 50_000;
 
 
-export interface ProfileRequest {
-  readonly deviceId: string;
-  readonly runtime: RuntimeName;
-  readonly model: ResolvedModel;
-  readonly grid?: GridOptions;
-  readonly measure?: WireMeasureOptions;
-  /** Re-measure points the table already has. Default false. */
-  readonly force?: boolean;
-  /** When done, measure extra points where the table's interpolation is poor. Default true (false with seedOnly). */
-  readonly refine?: boolean;
-  /**
-   * Profile the points a search of the model may price (`requiredPoints`, up to `grid.maxPerAxis`
-   * values per axis, default 6) instead of the table grid around each op. Default false.
-   */
-  readonly forSearch?: boolean;
-  /** Why the job exists (e.g. `search s-…`), shown in its options. */
-  readonly purpose?: string;
-  /**
-   * Time every op against the reference op (`REFERENCE_OP`), interleaved, so that the table holds
-   * ratios the machine's speed does not move (server/tables.ts reads them back in ms). Default true.
-   */
-  readonly paired?: boolean;
-}
-
-export interface MeasureRequest {
-  readonly deviceId: string;
-  readonly runtime: RuntimeName;
-  readonly model: ResolvedModel;
-  readonly measure?: WireMeasureOptions;
-  /**
-   * A network to time interleaved with `model` (sample by sample); the result then carries the
-   * ratio model/reference, which the machine's speed phases move much less than either time.
-   */
-  readonly reference?: ResolvedModel;
-}
-
-/** Default protocol for profiling, DESIGN "Measuring latency". */
-export const DEFAULT_JOB_MEASURE: Readonly<WireMeasureOptions> = Object.freeze({ maxMs: 5000 });
-
 const nowIso = (): string => new Date().toISOString();
 const newId = (prefix: string): string => `${prefix}-${randomBytes(6).toString('hex')}`;
 
@@ -170,7 +119,6 @@ export class Fleet {
   readonly #db: Db;
   readonly #leaseItems: number;
   readonly #maxAttempts: number;
-  readonly #slackMs: number;
   readonly #onChange: FleetOptions['onChange'];
   readonly #onJobFinished: FleetOptions['onJobFinished'];
   readonly #maxOpenJobs: number;
@@ -178,12 +126,10 @@ export class Fleet {
   /** Jobs finished inside the current write, announced once it commits. */
   #justFinished: string[] = [];
   readonly #agents = new Map<string, AgentSession>();
-  readonly #leases = new Map<string, Lease>();
-  /** Every lease issued since start, for accepting late results: leaseId → device and items. */
-  readonly #issued = new Map<string, { deviceId: string; jobId: string; items: ReadonlySet<number> }>();
+  readonly #leases: Leases;
   /** Devices whose agents must not take work (e.g. the local host while it trains). */
   readonly #paused = new Map<string, string>();
-  readonly #tflite = new Map<string, Promise<string>>();
+  readonly #payloads: WorkPayloads;
   #dispatching = false;
   /** The dispatch loop under way, awaited by `close()`. */
   #dispatchRun: Promise<void> | null = null;
@@ -196,7 +142,8 @@ export class Fleet {
     this.#db = db;
     this.#leaseItems = options.leaseItems ?? 8;
     this.#maxAttempts = options.maxItemAttempts ?? 3;
-    this.#slackMs = options.leaseSlackMs ?? 30_000;
+    this.#leases = new Leases({ slackMs: options.leaseSlackMs ?? 30_000, onExpired: (lease) => this.#expired(lease) });
+    this.#payloads = new WorkPayloads(db);
     this.#onChange = options.onChange;
     this.#onJobFinished = options.onJobFinished;
     this.#maxOpenJobs = options.maxOpenJobsPerDevice ?? MAX_OPEN_JOBS_PER_DEVICE;
@@ -329,27 +276,8 @@ export class Fleet {
    * measure is done at once.
    */
   async createProfileJob(req: ProfileRequest): Promise<ProfileJobView> {
-    const have = new Set((await pointKeys(this.#db, req.deviceId, req.runtime)).map((p) => `${p.signature}@${p.cIn}x${p.cOut}`));
-    const candidates = req.forSearch
-      ? requiredPoints(req.model.graph, undefined, { ...req.grid, maxPerAxis: req.grid?.maxPerAxis ?? SEARCH_PROFILE_GRID }).map((p) => p.spec)
-      : req.model.specs.specs.flatMap((entry) => tableGrid(entry, req.grid).map(({ cIn, cOut }) => withChannels(entry.spec, cIn, cOut)));
-    const wanted = new Map<string, OpSpec>();
-    for (const spec of candidates) {
-      const key = `${signature(spec)}@${spec.cIn}x${spec.cOut}`;
-      if (req.force || !have.has(key)) wanted.set(key, spec);
-    }
-    // A search's grid already holds every point it prices; refinement would add ones it never reads.
-    const refine = req.refine ?? !(req.grid?.seedOnly || req.forSearch);
-    const options: JobOptions = {
-      grid: req.grid ?? {},
-      forSearch: req.forSearch ?? false,
-      ...(req.purpose ? { purpose: req.purpose } : {}),
-      measure: { ...DEFAULT_JOB_MEASURE, ...req.measure },
-      force: req.force ?? false,
-      refine,
-      ...((req.paired ?? true) ? { referenceOp: REFERENCE_OP } : {}),
-    };
-    return (await this.#createJob('profile', req.deviceId, req.runtime, req.model, options, [...wanted.values()].map((spec) => ({ kind: 'op' as const, spec })))) as ProfileJobView;
+    const have = new Set((await pointKeys(this.#db, req.deviceId, req.runtime)).map((p) => pointKey(p.signature, p.cIn, p.cOut)));
+    return (await this.#createJob('profile', req.deviceId, req.runtime, req.model, profileJobPlan(req, have))) as ProfileJobView;
   }
 
   /**
@@ -359,10 +287,8 @@ export class Fleet {
   async createRefinementJob(parent: JobView, specs: readonly OpSpec[]): Promise<ProfileJobView> {
     const model = await findModel(this.#db, parent.modelId);
     if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `the model of job ${parent.id} is gone`);
-    const { measure, referenceOp } = parent.options;
-    const options: JobOptions = { measure: measure ?? DEFAULT_JOB_MEASURE, refinementOf: parent.id, ...(referenceOp ? { referenceOp } : {}) };
     const resolved = { id: model.id, name: model.name, modelConfig: model.topology } as ResolvedModel;
-    return (await this.#createJob('profile', parent.deviceId, parent.runtime, resolved, options, specs.map((spec) => ({ kind: 'op' as const, spec })))) as ProfileJobView;
+    return (await this.#createJob('profile', parent.deviceId, parent.runtime, resolved, refinementJobPlan(parent, specs))) as ProfileJobView;
   }
 
   /** The op specs a job measured, one per signature (a template to vary the channels of). */
@@ -372,19 +298,10 @@ export class Fleet {
 
   /** A job that times the whole model end to end on the device and runtime. */
   async createMeasureJob(req: MeasureRequest): Promise<MeasureJobView> {
-    const options: JobOptions = { measure: { ...DEFAULT_JOB_MEASURE, maxMs: 20_000, ...req.measure }, ...(req.reference ? { referenceModelId: req.reference.id } : {}) };
-    return (await this.#createJob('measure', req.deviceId, req.runtime, req.model, options, [{ kind: 'network' as const }], req.reference)) as MeasureJobView;
+    return (await this.#createJob('measure', req.deviceId, req.runtime, req.model, measureJobPlan(req), req.reference)) as MeasureJobView;
   }
 
-  async #createJob(
-    kind: JobKind,
-    deviceId: string,
-    runtime: RuntimeName,
-    model: ResolvedModel,
-    options: JobOptions,
-    items: readonly NewJobItem[],
-    reference?: ResolvedModel,
-  ): Promise<JobView> {
+  async #createJob(kind: JobKind, deviceId: string, runtime: RuntimeName, model: ResolvedModel, { options, items }: JobPlan, reference?: ResolvedModel): Promise<JobView> {
     if (items.length > this.#maxJobItems) {
       throw new MorphError('MORPH_ERR_LIMIT', `this job would time ${items.length} op points, over the limit of ${this.#maxJobItems}; use a coarser grid (grid.maxPerAxis, grid.seedOnly) or a smaller model`, {
         limit: this.#maxJobItems,
@@ -419,7 +336,6 @@ export class Fleet {
   }
 
   async #jobView(row: JobRecord): Promise<JobView> {
-    const counts = await itemCounts(this.#db, row.id);
     const name = await modelName(this.#db, row.modelId);
     let waiting: string | null = null;
     if (row.state === 'queued' || row.state === 'running') {
@@ -428,33 +344,15 @@ export class Fleet {
       else if (!runtimes.has(row.runtime)) waiting = `no connected agent of the device serves runtime ${row.runtime}`;
       else if (this.#paused.has(row.deviceId)) waiting = `the device is paused: ${this.#paused.get(row.deviceId)}`;
     }
-    // The record's kind goes with its result (the store keeps both as one job wrote them).
-    return {
-      id: row.id,
-      kind: row.kind,
-      state: row.state,
-      deviceId: row.deviceId,
-      runtime: row.runtime,
-      modelId: row.modelId,
-      modelName: name ?? row.modelId,
-      progress: { total: counts.total, done: counts.done, failed: counts.failed, leased: counts.leased, pending: counts.pending },
-      waiting,
-      result: row.result,
-      error: row.error,
-      options: row.options,
-      createdAt: row.createdAt,
-      updatedAt: row.updatedAt,
-      finishedAt: row.finishedAt,
-    } as JobView;
+    return jobView(row, await itemCounts(this.#db, row.id), name ?? row.modelId, waiting);
   }
 
   /** Cancels a queued or running job; its leases are withdrawn. */
   async cancelJob(id: string): Promise<JobView | undefined> {
     const changed = await this.#db.write((tx) => cancelJobRow(tx, id, nowIso()));
     if (changed) {
-      for (const lease of [...this.#leases.values()]) {
-        if (lease.jobId !== id) continue;
-        this.#dropLease(lease);
+      for (const lease of this.#leases.ofJob(id)) {
+        this.#leases.drop(lease);
         lease.agent.link.send({ v: PROTOCOL_VERSION, type: 'cancel', leaseId: lease.id, reason: 'the job was cancelled' });
       }
       this.#onChange?.({ kind: 'job', id });
@@ -493,18 +391,13 @@ export class Fleet {
     })();
   }
 
-  #deviceBusy(deviceId: string): boolean {
-    for (const l of this.#leases.values()) if (l.deviceId === deviceId) return true;
-    return false;
-  }
-
   async #dispatchDevice(deviceId: string): Promise<void> {
-    if (this.#paused.has(deviceId) || this.#deviceBusy(deviceId)) return;
+    if (this.#paused.has(deviceId) || this.#leases.busy(deviceId)) return;
     const agents = [...this.#agents.values()].filter((a) => a.deviceId === deviceId);
     if (agents.length === 0) return;
     const jobs = await openJobs(this.#db, deviceId);
     for (const job of jobs) {
-      if (this.#deviceBusy(deviceId)) return;
+      if (this.#leases.busy(deviceId)) return;
       const agent = agents.find((a) => a.runtimes.has(job.runtime) && this.#agents.has(a.agentId) && a.lease === null);
       if (!agent) continue;
       if (await this.#lease(job, agent)) return;
@@ -521,22 +414,18 @@ export class Fleet {
       await this.#requeue(rows.map((r) => r.id));
       return false;
     }
-    const options = job.options;
-    const perItemMs = (options.measure.maxMs ?? 5000) * 1.5 + 2000;
-    const lease: Lease = { id: leaseId, jobId: job.id, deviceId: agent.deviceId, agent, items: new Set(rows.map((r) => r.id)), perItemMs, timer: null };
-    agent.lease = lease;
-    this.#leases.set(leaseId, lease);
-    this.#issued.set(leaseId, { deviceId: agent.deviceId, jobId: job.id, items: new Set(lease.items) });
+    const { measure } = job.options;
+    const lease = this.#leases.issue(leaseId, job.id, agent, rows.map((r) => r.id), (measure.maxMs ?? 5000) * 1.5 + 2000);
     try {
-      const items = await Promise.all(rows.map((r) => this.#workItem(r, job)));
+      const items = await Promise.all(rows.map((r) => this.#payloads.workItem(r, job)));
       if (agent.lease !== lease) return true; // dropped while the payload was built
-      this.#armLease(lease);
-      agent.link.send({ v: PROTOCOL_VERSION, type: 'work', leaseId, jobId: job.id, runtime: job.runtime, leaseMs: this.#leaseDeadline(lease), measure: options.measure, items });
+      this.#leases.arm(lease);
+      agent.link.send({ v: PROTOCOL_VERSION, type: 'work', leaseId, jobId: job.id, runtime: job.runtime, leaseMs: this.#leases.deadlineMs(lease), measure, items });
     } catch (err) {
       // The payload could not be built (e.g. the model cannot be written as .tflite): fail the items.
       const message = err instanceof Error ? err.message : String(err);
       const code = err instanceof MorphError ? err.code : 'MORPH_ERR_INTERNAL';
-      this.#dropLease(lease);
+      this.#leases.drop(lease);
       await this.#db.write(async (tx) => {
         await failItems(tx, rows.map((r) => r.id), { code, message });
         await this.#finishIfComplete(tx, job.id);
@@ -548,58 +437,15 @@ export class Fleet {
     return true;
   }
 
-  async #workItem(row: ItemRecord, job: JobRecord): Promise<WorkItem> {
-    const { referenceModelId, referenceOp } = job.options;
-    if (row.kind === 'op') return { itemId: row.id, kind: 'op', spec: row.spec as OpSpec, ...(referenceOp ? { reference: referenceOp } : {}) };
-    const reference = referenceModelId === undefined ? undefined : await this.#networkPayload(referenceModelId, job.runtime);
-    return { itemId: row.id, kind: 'network', ...(await this.#networkPayload(job.modelId, job.runtime)), ...(reference ? { reference } : {}) };
-  }
-
-  /** A stored model as an agent of `runtime` times it. */
-  async #networkPayload(modelId: string, runtime: RuntimeName): Promise<NetworkPayload> {
-    const model = await findModel(this.#db, modelId);
-    if (!model) throw new MorphError('MORPH_ERR_NOT_FOUND', `model ${modelId} is no longer stored`);
-    const resolved = resolveModel(model.topology);
-    if (runtime !== 'tflite') {
-      // The network as it runs at inference (batch norms folded, activations fused): the ops the table holds.
-      const { modelConfig } = inferenceTopology(resolved.graph, resolved.modelConfig);
-      return { name: model.name, modelTopology: modelConfig as unknown as Record<string, unknown> };
-    }
-    let bytes = this.#tflite.get(modelId);
-    if (!bytes) {
-      bytes = networkTflite(resolved).then((b) => Buffer.from(b).toString('base64'));
-      this.#tflite.set(modelId, bytes);
-      bytes.catch(() => this.#tflite.delete(modelId));
-      if (this.#tflite.size > 16) this.#tflite.delete(this.#tflite.keys().next().value as string);
-    }
-    return { name: model.name, tfliteBase64: await bytes };
-  }
-
-  #leaseDeadline(lease: Lease): number {
-    return lease.items.size * lease.perItemMs + this.#slackMs;
-  }
-
-  /** (Re)starts the lease's expiry timer from now, for the items it still has. */
-  #armLease(lease: Lease): void {
-    if (lease.timer) clearTimeout(lease.timer);
-    lease.timer = setTimeout(() => {
-      if (this.#leases.get(lease.id) !== lease) return;
-      lease.agent.link.send({ v: PROTOCOL_VERSION, type: 'cancel', leaseId: lease.id, reason: 'the lease expired without results; its items were put back in the queue' });
-      void this.#release(lease, 'lease expired').then(() => this.dispatch(lease.deviceId));
-    }, this.#leaseDeadline(lease));
-    lease.timer.unref?.();
-  }
-
-  #dropLease(lease: Lease): void {
-    if (lease.timer) clearTimeout(lease.timer);
-    lease.timer = null;
-    this.#leases.delete(lease.id);
-    if (lease.agent.lease === lease) lease.agent.lease = null;
+  /** A lease past its deadline: the agent is told, its items go back to the queue. */
+  #expired(lease: Lease): void {
+    lease.agent.link.send({ v: PROTOCOL_VERSION, type: 'cancel', leaseId: lease.id, reason: 'the lease expired without results; its items were put back in the queue' });
+    void this.#release(lease, 'lease expired').then(() => this.dispatch(lease.deviceId));
   }
 
   /** Puts the lease's unfinished items back in the queue. */
   async #release(lease: Lease, _why: string): Promise<void> {
-    this.#dropLease(lease);
+    this.#leases.drop(lease);
     const ids = [...lease.items];
     if (ids.length === 0 || !this.#life.running) return;
     await this.#requeue(ids);
@@ -614,8 +460,7 @@ export class Fleet {
   // ── results ─────────────────────────────────────────────────────────────────────────────
 
   #checkIssued(session: AgentSession, leaseId: string, itemId: number): ErrorMessage | undefined {
-    const issued = this.#issued.get(leaseId);
-    if (!issued || issued.deviceId !== session.deviceId || !issued.items.has(itemId)) {
+    if (!this.#leases.wasIssued(session.deviceId, leaseId, itemId)) {
       return {
         v: PROTOCOL_VERSION,
         type: 'error',
@@ -712,11 +557,11 @@ export class Fleet {
     const lease = this.#leases.get(leaseId);
     if (!lease || !lease.items.delete(itemId)) return;
     if (lease.items.size === 0) {
-      this.#dropLease(lease);
+      this.#leases.drop(lease);
       this.#onChange?.({ kind: 'device', id: lease.deviceId });
       this.dispatch(lease.deviceId);
     } else {
-      this.#armLease(lease);
+      this.#leases.arm(lease);
     }
   }
 
@@ -740,10 +585,7 @@ export class Fleet {
 
   /** A late result of a re-leased item: the item's newer lease no longer waits for it. */
   #settleElsewhere(leaseId: string, itemId: number): void {
-    for (const lease of [...this.#leases.values()]) {
-      if (lease.id === leaseId || !lease.items.has(itemId)) continue;
-      this.#settleItem(lease.agent, lease.id, itemId, false);
-    }
+    for (const lease of this.#leases.holding(itemId, leaseId)) this.#settleItem(lease.agent, lease.id, itemId, false);
   }
 
   async #finishIfComplete(tx: Tx, jobId: string): Promise<void> {
@@ -753,38 +595,12 @@ export class Fleet {
   async #finishJob(tx: Tx, jobId: string): Promise<void> {
     const job = (await findJob(tx, jobId)) as JobRecord;
     if (job.state === 'done' || job.state === 'failed' || job.state === 'cancelled') return;
-    const items = await listItems(tx, jobId);
-    const failed = items.filter((i) => i.state === 'failed');
     const now = nowIso();
-    let result: MeasureResult | ProfileJobResult | null;
-    if (job.kind === 'measure') {
-      const m = items[0]?.result ?? null;
-      result = m ? ({ medianMs: m.medianMs, p10Ms: m.p10Ms, p90Ms: m.p90Ms, n: m.n, cv: m.cv, stable: m.stable, ...(m.reference ? { reference: m.reference } : {}) } satisfies MeasureResult) : null;
-    } else {
-      // Time inside timed runs (samples), time measuring (with warm-up) and the job's wall time.
-      let sampledMs = 0;
-      let measuringMs = 0;
-      for (const i of items) {
-        const m = i.result;
-        if (!m) continue;
-        sampledMs += m.n * m.runsPerSample * m.meanMs;
-        measuringMs += m.totalMs;
-      }
-      const wallMs = Date.parse(now) - Date.parse(job.createdAt);
-      result = { measured: items.length - failed.length, failed: failed.length, signatures: new Set(items.map((i) => i.signature)).size, sampledMs, measuringMs, wallMs } satisfies ProfileJobResult;
-    }
-    const error: JobError | null =
-      failed.length > 0
-        ? {
-            code: 'MORPH_ERR_JOB_FAILED',
-            message: `${failed.length} of ${items.length} item(s) could not be run on the device`,
-            items: failed.slice(0, 20).map((i) => ({ idx: i.idx, signature: i.signature, cIn: i.cIn, cOut: i.cOut, error: i.error })),
-          }
-        : null;
+    const outcome = jobOutcome(job, await listItems(tx, jobId), now);
     this.#justFinished.push(jobId);
     // Leases of a finished job can no longer deliver anything: forget them.
-    for (const [leaseId, issued] of this.#issued) if (issued.jobId === jobId && !this.#leases.has(leaseId)) this.#issued.delete(leaseId);
-    await finishJobRow(tx, jobId, { state: failed.length > 0 ? 'failed' : 'done', result, error, at: now });
+    this.#leases.forgetJob(jobId);
+    await finishJobRow(tx, jobId, { ...outcome, at: now });
   }
 
   /** `running` until `close()`, then `closing`, then `closed`. */
@@ -798,8 +614,8 @@ export class Fleet {
     // lease while the leases were collected would leave its items leased in the database.
     return this.#life.close(async () => {
       await this.#dispatchRun;
-      const leases = [...this.#leases.values()];
-      for (const l of leases) this.#dropLease(l);
+      const leases = this.#leases.all();
+      for (const l of leases) this.#leases.drop(l);
       await this.#db.write((tx) => requeueItems(tx, leases.flatMap((l) => [...l.items])));
       this.#agents.clear();
     });

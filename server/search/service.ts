@@ -13,17 +13,19 @@
  * Every state change and every search event except per-step ones is stored (`search_events`) with
  * a sequence number per search, so a client can replay them and then follow live (`subscribe`).
  * While any search trains, the host's own device (the built-in local agent) takes no timing jobs.
+ *
+ * Beside it in server/search/: the state machine (states.ts), the views (views.ts), the worker
+ * thread (worker-thread.ts starts worker.ts), closed-loop measurements (candidates.ts), a latency
+ * search's preparation (latency.ts), progress (progress.ts) and artifacts (artifacts.ts).
  */
 import type { TorchEngineOptions } from '../../src/train/torch/torch-engine.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { MorphError } from '../../src/errors.ts';
-import { referencedMs } from '../../src/morph/closed-loop.ts';
 import type { Db } from '../db.ts';
 import { Lifecycle, type LifecycleState } from '../lifecycle.ts';
-import type { MeasureJobView, MeasureResult } from '../contract/devices.ts';
 import type { ProgressEvent, SearchEventRecord, SearchProgress, SearchStateChange } from '../contract/search-events.ts';
 import {
   RESUMABLE_SEARCH_STATES,
@@ -31,18 +33,12 @@ import {
   TERMINAL_SEARCH_STATES,
   type ArtifactInfo,
   type SearchConfig,
-  type SearchError,
-  type SearchResultSummary,
   type SearchState,
   type SearchSummaryView,
   type SearchView,
 } from '../contract/searches.ts';
 import type { Fleet } from '../fleet.ts';
-import { listArtifacts } from './artifacts.ts';
-import { pairedProtocol, prepareLatencySearch, QUICK_PROTOCOL, type PreparedLatency } from './latency.ts';
-import { resolveModel, type ResolvedModel } from '../models.ts';
-import { applyEvent, emptyProgress, progressSummary, type ProgressPlan } from './progress.ts';
-import type { MeasureReply, SearchWorkerData, WorkerMessage } from './worker.ts';
+import type { ResolvedModel } from '../models.ts';
 import { insertModel, findModel } from '../store/models.ts';
 import {
   countQueuedAhead,
@@ -57,12 +53,16 @@ import {
   searchIdsIn,
   transitionSearch,
   type SearchRecord,
-  type SearchTransition,
 } from '../store/searches.ts';
 import type { TableReader } from '../tables.ts';
-
-/** Why a resumed search restarts from the seed (`RESUME_MODE`), as a view's `resume.note` says. */
-const RESUME_NOTE = 'a resumed search runs again from the seed with the same config (runSearch keeps no state between its phases, so there is no checkpoint to continue from)';
+import { listArtifacts } from './artifacts.ts';
+import { measureCandidate } from './candidates.ts';
+import { prepareLatencySearch, type PreparedLatency } from './latency.ts';
+import { applyEvent, emptyProgress, type ProgressPlan } from './progress.ts';
+import { ENTERED_FROM, StaleStateError, transitionOf, type StateExtras } from './states.ts';
+import { searchSummary, searchView } from './views.ts';
+import type { MeasureReply, SearchWorkerData, WorkerMessage } from './worker.ts';
+import { startWorker, type WorkerOutcome } from './worker-thread.ts';
 
 /** Events kept per search (a search emits a few per epoch; this bounds a pathological one). */
 export const MAX_STORED_EVENTS = 20_000;
@@ -111,60 +111,14 @@ interface Active {
   reference: { readonly model: ResolvedModel; readonly ms: number } | null;
 }
 
-/** The states each state may be entered from; any other transition is a race that lost. */
-const ENTERED_FROM: Readonly<Record<SearchState, readonly SearchState[]>> = {
-  queued: ['interrupted', 'failed', 'cancelled'],
-  preparing: ['queued'],
-  running: ['preparing'],
-  done: ['preparing', 'running'],
-  failed: ['preparing', 'running'],
-  cancelled: ['queued', 'interrupted', 'preparing', 'running'],
-  interrupted: ['preparing', 'running'],
-};
-
-/** A state change whose search was no longer in a state it may come from (another change won). */
-class StaleStateError extends Error {
-  override name = 'StaleStateError';
-}
-
 const nowIso = (): string => new Date().toISOString();
 const isTerminal = (s: SearchState): boolean => TERMINAL_SEARCH_STATES.includes(s);
-
-/** The row change of a state event: `data` is the event, `extra` what the caller stores with it. */
-function transitionOf(data: SearchStateChange, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: SearchError }, at: string): SearchTransition {
-  const state = data.state;
-  const progress = extra.progress ?? null;
-  switch (state) {
-    case 'queued':
-      return { state, attempt: data.attempt ?? 1, progress: emptyProgress() };
-    case 'preparing':
-      return { state, progress: progress ?? emptyProgress() };
-    case 'running':
-      return { state, progress };
-    default: {
-      const error = state === 'interrupted' || state === 'cancelled' ? { reason: data.reason, at } : ((extra.error ?? null) as Record<string, unknown> | null);
-      return { state, progress, result: extra.result ?? null, error };
-    }
-  }
-}
 
 /** The device of the built-in local agent: an agent (or device) named `… (local)`. */
 export async function localDeviceId(fleet: Fleet): Promise<string | null> {
   const devices = await fleet.devices();
   const local = devices.find((d) => d.agents.some((a) => a.name.endsWith('(local)'))) ?? devices.find((d) => d.name.endsWith('(local)'));
   return local?.id ?? null;
-}
-
-/**
- * Code run as the worker's entry: registers tsx (a worker does not inherit the loader hooks that
- * `cli/bin.js` registered in the main thread), then loads the TypeScript worker module.
- */
-function bootstrapCode(): string {
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const worker = new URL('./worker.ts', import.meta.url).href;
-  return `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(worker)}); }).catch((err) => {
-  require('node:worker_threads').parentPort.postMessage({ type: 'failed', error: { code: 'MORPH_ERR_INTERNAL', message: 'the search worker could not start: ' + (err && err.message || String(err)) } });
-});`;
 }
 
 export class SearchService {
@@ -230,7 +184,7 @@ export class SearchService {
 
   async list(filter: { state?: SearchState; limit?: number } = {}): Promise<SearchSummaryView[]> {
     const rows = await listSearches(this.#db, { state: filter.state, limit: filter.limit ?? 100 });
-    return Promise.all(rows.map(async (r) => this.#summary(r, await this.#waiting(r))));
+    return Promise.all(rows.map(async (r) => searchSummary(r, this.#progress(r), await this.#waiting(r))));
   }
 
   /** Stored events with `seq > after`, plus those of the running attempt not stored yet. */
@@ -346,7 +300,7 @@ export class SearchService {
    * Stores one event (and, for a state event, the state change) and tells the listeners.
    * State changes: `{state, ...}` data; other events are progress (data = the event).
    */
-  async #record(id: string, data: SearchStateChange | ProgressEvent, extra: { progress?: SearchProgress; result?: SearchResultSummary; error?: SearchError } = {}): Promise<void> {
+  async #record(id: string, data: SearchStateChange | ProgressEvent, extra: StateExtras = {}): Promise<void> {
     const active = this.#active.get(id);
     const at = nowIso();
     const type = 'state' in data ? 'state' : data.type;
@@ -449,7 +403,7 @@ export class SearchService {
 
   /** Runs one attempt to its end state. Never throws. */
   async #drive(a: Active): Promise<void> {
-    let outcome: { type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: SearchError };
+    let outcome: WorkerOutcome;
     try {
       // The host is paused once the worker trains (its `ready` event): preparing may profile on it.
       let prepared: unknown = null;
@@ -509,39 +463,17 @@ export class SearchService {
     }
   }
 
-  #runWorker(a: Active, data: SearchWorkerData): Promise<{ type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: SearchError }> {
-    return new Promise((resolveOutcome) => {
-      let outcome: { type: 'done'; result: SearchResultSummary } | { type: 'failed'; error: SearchError } | null = null;
-      const worker = new Worker(bootstrapCode(), { eval: true, workerData: data, stdout: true, stderr: true });
-      a.worker = worker;
-      const forward = (chunk: Buffer): void => {
-        for (const line of chunk.toString().split('\n')) if (line.trim()) this.#log(`[search ${a.id}] ${line}`);
-      };
-      worker.stdout.on('data', forward);
-      worker.stderr.on('data', forward);
-      let chain = Promise.resolve();
-      worker.on('message', (m: WorkerMessage) => {
-        if (m.type === 'event') {
-          chain = chain.then(() => this.#onEvent(a, m.event)).catch((err) => this.#log(`search ${a.id}: storing an event failed: ${(err as Error).message}`));
-        } else if (m.type === 'measure') {
-          void this.#measureForWorker(a, m).then((reply) => worker.postMessage(reply));
-        } else if (!outcome) {
-          outcome = m;
-          void worker.terminate();
-        }
-      });
-      worker.on('error', (err) => {
-        outcome ??= { type: 'failed', error: { code: 'MORPH_ERR_INTERNAL', message: `the search worker crashed: ${err.message}` } };
-      });
-      worker.on('exit', (code) => {
-        a.worker = null;
-        void chain.then(() =>
-          resolveOutcome(outcome ?? { type: 'failed', error: { code: 'MORPH_ERR_INTERNAL', message: `the search worker exited (code ${code}) before it finished` } }),
-        );
-      });
-      // A cancel that raced with the start.
-      if (a.stop) void worker.terminate();
+  #runWorker(a: Active, data: SearchWorkerData): Promise<WorkerOutcome> {
+    const { worker, outcome } = startWorker(data, {
+      onEvent: (event) => this.#onEvent(a, event).catch((err) => this.#log(`search ${a.id}: storing an event failed: ${(err as Error).message}`)),
+      onMeasure: (m) => this.#measureForWorker(a, m),
+      onOutput: (line) => this.#log(`[search ${a.id}] ${line}`),
     });
+    a.worker = worker;
+    worker.once('exit', () => (a.worker = null));
+    // A cancel that raced with the start.
+    if (a.stop) void worker.terminate();
+    return outcome;
   }
 
   async #onEvent(a: Active, event: ProgressEvent): Promise<void> {
@@ -567,51 +499,28 @@ export class SearchService {
   }
 
   /**
-   * Closed-loop expand: times a candidate network on the search's device and answers the worker.
-   * The worker waits meanwhile, so the host (if it is the device) is let time it. Each answer is
-   * one measurement interleaved with the seed (sample by sample), read in terms of the seed's
-   * settled latency: the ratio candidate/seed × the seed's settled ms (the machine's speed drifts
-   * between phases, and within one measurement too).
+   * Closed-loop expand: times a candidate network on the search's device (candidates.ts) and
+   * answers the worker. The worker waits meanwhile, so the host (if it is the device) is let time it.
    */
-  async #measureForWorker(a: Active, m: { id: number; modelTopology: unknown; label: string }): Promise<MeasureReply> {
+  async #measureForWorker(a: Active, m: Extract<WorkerMessage, { type: 'measure' }>): Promise<MeasureReply> {
     const deviceId = a.config.deviceId as string;
-    const runtime = a.config.runtime as NonNullable<SearchConfig['runtime']>;
     const hostWasPaused = this.#hostPaused === deviceId;
     if (hostWasPaused) this.#o.fleet.resume(deviceId);
     try {
-      const candidate = resolveModel(m.modelTopology, 'candidate network');
-      const reference = a.reference;
-      const measure = reference ? pairedProtocol(a.config.options.measureProtocol) : a.config.options.measureProtocol === 'quick' ? QUICK_PROTOCOL : undefined;
-      const job = await this.#o.fleet.createMeasureJob({ deviceId, runtime, model: candidate, measure, reference: reference?.model });
-      await this.#onEvent(a, { type: 'note', message: `${m.label}: measuring the candidate${reference ? ' interleaved with the seed' : ''} on ${deviceId}/${runtime} (job ${job.id})` }).catch(() => undefined);
-      const r = await this.#waitMeasure(a, job.id);
-      if (!reference) return { type: 'measured', id: m.id, medianMs: r.medianMs };
-      if (!r.reference) throw new MorphError('MORPH_ERR_JOB_FAILED', `measure job ${job.id} came back without its reference figures`);
-      const ms = referencedMs(r.reference.ratio, reference.ms);
-      const note = `${m.label}: ${r.medianMs.toFixed(3)} ms with the seed at ${r.reference.medianMs.toFixed(3)} ms alongside (ratio ${r.reference.ratio.toFixed(4)}, p10–p90 ${r.reference.ratioP10.toFixed(4)}–${r.reference.ratioP90.toFixed(4)}; seed settled ${reference.ms.toFixed(3)} ms): ${ms.toFixed(3)} ms`;
-      await this.#onEvent(a, { type: 'note', message: note }).catch(() => undefined);
-      return { type: 'measured', id: m.id, medianMs: ms };
-    } catch (err) {
-      const e = err as { code?: string; message?: string };
-      return { type: 'measure-failed', id: m.id, error: { code: typeof e?.code === 'string' ? e.code : 'MORPH_ERR_INTERNAL', message: e?.message ?? String(err) } };
+      return await measureCandidate(
+        {
+          fleet: this.#o.fleet,
+          deviceId,
+          runtime: a.config.runtime as NonNullable<SearchConfig['runtime']>,
+          measureProtocol: a.config.options.measureProtocol,
+          reference: a.reference,
+          signal: a.abort.signal,
+          note: (message) => this.#onEvent(a, { type: 'note', message }),
+        },
+        m,
+      );
     } finally {
       if (hostWasPaused && this.#hostPaused === deviceId) this.#o.fleet.pause(deviceId, 'a search is training on this host');
-    }
-  }
-
-  /** Waits for a measure job of search `a`, cancelling it when the search stops. */
-  async #waitMeasure(a: Active, jobId: string): Promise<MeasureResult> {
-    for (;;) {
-      if (a.abort.signal.aborted) {
-        await this.#o.fleet.cancelJob(jobId).catch(() => undefined);
-        throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
-      }
-      const j = (await this.#o.fleet.job(jobId)) as MeasureJobView | undefined;
-      if (j?.state === 'done' && j.result) return j.result;
-      if (!j || j.state === 'failed' || j.state === 'cancelled' || j.state === 'done') {
-        throw new MorphError('MORPH_ERR_JOB_FAILED', `measuring the candidate failed: ${j?.error?.message ?? (j?.state === 'done' ? 'done without a result' : j?.state) ?? 'job gone'}`);
-      }
-      await new Promise((r) => setTimeout(r, 300));
     }
   }
 
@@ -637,42 +546,13 @@ export class SearchService {
     return `queued behind ${running} running and ${ahead} queued search(es); ${this.#concurrency} run at a time`;
   }
 
-  #summary(row: SearchRecord, waiting: string | null): SearchSummaryView {
-    const config = row.config;
-    const active = this.#active.get(row.id);
-    const progress = active ? active.progress : row.progress;
-    return {
-      id: row.id,
-      state: row.state,
-      attempt: row.attempt,
-      model: config.model,
-      cost: config.cost,
-      deviceId: row.deviceId,
-      runtime: row.runtime,
-      target: config.resolvedTarget,
-      progress: progressSummary(progress),
-      waiting,
-      createdAt: row.createdAt,
-      startedAt: row.startedAt,
-      finishedAt: row.finishedAt,
-    };
+  /** The running attempt's progress (live), else the stored one. */
+  #progress(row: SearchRecord): SearchProgress {
+    return this.#active.get(row.id)?.progress ?? row.progress;
   }
 
   async #view(row: SearchRecord): Promise<SearchView> {
-    const active = this.#active.get(row.id);
-    const resumable = RESUMABLE_SEARCH_STATES.includes(row.state);
-    const stored = row.error;
-    const interrupted = row.state === 'interrupted' || row.state === 'cancelled';
-    return {
-      ...this.#summary(row, await this.#waiting(row)),
-      config: row.config,
-      progress: active ? active.progress : row.progress,
-      result: row.result,
-      error: interrupted ? null : (stored as SearchError | null),
-      interruption: interrupted && stored ? { reason: String(stored.reason), at: String(stored.at) } : null,
-      resume: { available: resumable, mode: RESUME_MODE, action: resumable ? `POST /api/searches/${row.id}/resume` : null, note: RESUME_NOTE },
-      artifacts: isTerminal(row.state) || row.state === 'running' ? (await this.artifacts(row.id)).map((x) => x.name) : [],
-      updatedAt: row.updatedAt,
-    };
+    const artifacts = isTerminal(row.state) || row.state === 'running' ? (await this.artifacts(row.id)).map((x) => x.name) : [];
+    return searchView(row, this.#progress(row), await this.#waiting(row), artifacts);
   }
 }
