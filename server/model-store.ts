@@ -8,7 +8,7 @@ import { networkCost } from '../src/cost/counts.ts';
 import type { Graph } from '../src/graph/graph.ts';
 import type { Db } from './db.ts';
 import type { ResolvedModel } from './models.ts';
-import type { ModelInfo } from './contract/models.ts';
+import type { ModelFacts, ModelInfo } from './contract/models.ts';
 import { countUploads, findUpload, insertModel, insertUpload, listUploads } from './store/models.ts';
 
 /** Most models `POST /api/models` keeps. */
@@ -20,6 +20,13 @@ export function modelShapes(graph: Graph): { inputShape: (number | null)[]; outp
   const input = shapeOf(graph.inputs[0].layer) ?? [];
   const output = shapeOf(graph.outputs[0].layer) ?? [];
   return { inputShape: input.slice(1), outputs: output.length > 0 ? (output[output.length - 1] ?? null) : null };
+}
+
+/** What the API lists of a model: its size, cost and shapes. */
+export function modelFacts(model: ResolvedModel): ModelFacts {
+  const cost = networkCost(model.graph);
+  const shapes = modelShapes(model.graph);
+  return { id: model.id, name: model.name, layers: model.graph.layers.length, params: cost.params, macs: cost.macs, inputShape: shapes.inputShape, outputs: shapes.outputs };
 }
 
 export class ModelStore {
@@ -34,15 +41,14 @@ export class ModelStore {
    * @throws MorphError MORPH_ERR_QUOTA when MAX_MODEL_UPLOADS models are stored.
    */
   async put(model: ResolvedModel): Promise<{ model: ModelInfo; created: boolean }> {
-    const cost = networkCost(model.graph);
-    const shapes = modelShapes(model.graph);
+    const facts = modelFacts(model);
     const now = new Date().toISOString();
     const created = await this.#db.write(async (tx) => {
       if (await findUpload(tx, model.id)) return false;
       const n = await countUploads(tx);
       if (n >= MAX_MODEL_UPLOADS) throw new MorphError('MORPH_ERR_QUOTA', `the server already stores ${n} uploaded models (the limit); reuse one by its modelId`, { limit: MAX_MODEL_UPLOADS });
       await insertModel(tx, { id: model.id, name: model.name, topology: model.modelConfig, createdAt: now });
-      await insertUpload(tx, { id: model.id, name: model.name, layers: model.graph.layers.length, params: cost.params, macs: cost.macs, inputShape: shapes.inputShape, outputs: shapes.outputs, uploadedAt: now });
+      await insertUpload(tx, { ...facts, uploadedAt: now });
       return true;
     });
     return { model: (await this.get(model.id))!, created };

@@ -8,8 +8,8 @@ import type { InspectReport } from '../../src/cost/inspect-report.ts';
 
 export type { InspectReport } from '../../src/cost/inspect-report.ts';
 
-/** An uploaded model's facts: `POST /api/models` (201, or 200 when stored already), `GET /api/models/:id`. */
-export interface ModelInfo {
+/** What the API says of a model everywhere it lists one. */
+export interface ModelFacts {
   readonly id: string;
   readonly name: string;
   readonly layers: number;
@@ -19,6 +19,10 @@ export interface ModelInfo {
   readonly inputShape: readonly (number | null)[];
   /** Units of the (first) output, e.g. the number of classes. */
   readonly outputs: number | null;
+}
+
+/** An uploaded model's facts: `POST /api/models` (201, or 200 when stored already), `GET /api/models/:id`. */
+export interface ModelInfo extends ModelFacts {
   readonly uploadedAt: string;
 }
 
@@ -27,16 +31,9 @@ export interface ModelsResponse {
 }
 
 /** A seed or stored model in lists: the facts the UI shows before inspecting it. */
-export interface ModelSummary {
+export interface ModelSummary extends ModelFacts {
   /** `seed:NAME` for a seed, else the `m-…` content id. */
   readonly ref: string;
-  readonly id: string;
-  readonly name: string;
-  readonly layers: number;
-  readonly params: number;
-  readonly macs: number;
-  readonly inputShape: readonly (number | null)[];
-  readonly outputs: number | null;
 }
 
 /** `GET /api/seeds`. */

@@ -77,8 +77,13 @@ async function predictOn(
   };
 }
 
-async function checkRuntime(ctx: FleetApiContext, deviceId: string, runtime: RuntimeName): Promise<void> {
-  const device = await ctx.fleet.requireDevice(deviceId);
+/**
+ * The device exists and, when `runtime` is given, one of its agents has reported that runtime.
+ * @throws MorphError MORPH_ERR_NOT_FOUND for an unknown device, MORPH_ERR_BAD_ARGUMENT for a runtime it does not serve.
+ */
+export async function checkRuntime(fleet: Fleet, deviceId: string, runtime: RuntimeName | undefined): Promise<void> {
+  const device = await fleet.requireDevice(deviceId);
+  if (runtime === undefined) return;
   const reported = device.runtimes.map((r) => r.name);
   if (!reported.includes(runtime)) {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `device ${deviceId} (${device.name}) does not serve runtime ${runtime}; it serves ${reported.join(', ')}`, { field: 'runtime', runtimes: reported });
@@ -123,7 +128,7 @@ export function fleetRouter(ctx: FleetApiContext, log: (line: string) => void): 
     noQuery,
     route(async (req, res) => {
       const body = parse(profileBodySchema, req.body, 'profile request');
-      await checkRuntime(ctx, body.deviceId, body.runtime);
+      await checkRuntime(ctx.fleet, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
       const job = await ctx.fleet.createProfileJob({ deviceId: body.deviceId, runtime: body.runtime, model, grid: body.grid, measure: body.measure, force: body.force, refine: body.refine, forSearch: body.forSearch, paired: body.paired });
       res.status(202).location(`/api/jobs/${job.id}`).json(job);
@@ -135,7 +140,7 @@ export function fleetRouter(ctx: FleetApiContext, log: (line: string) => void): 
     noQuery,
     route(async (req, res) => {
       const body = parse(measureBodySchema, req.body, 'measure request');
-      await checkRuntime(ctx, body.deviceId, body.runtime);
+      await checkRuntime(ctx.fleet, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
       const reference = body.reference === undefined ? undefined : resolveModel(body.reference, 'reference');
       const job = await ctx.fleet.createMeasureJob({ deviceId: body.deviceId, runtime: body.runtime, model, measure: body.measure, reference });
@@ -176,7 +181,7 @@ export function fleetRouter(ctx: FleetApiContext, log: (line: string) => void): 
     noQuery,
     route(async (req, res) => {
       const body = parse(predictBodySchema, req.body, 'predict request');
-      await checkRuntime(ctx, body.deviceId, body.runtime);
+      await checkRuntime(ctx.fleet, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
       const p = await predictOn(ctx, body.deviceId, body.runtime, model);
       if (!p.ok) {

@@ -10,13 +10,13 @@ import express, { type Request, type Response, type Router } from 'express';
 import type { z } from 'zod';
 import { flopsCostModel, paramsCostModel, costOps, type CostModel } from '../../src/cost/cost-model.ts';
 import { apiErrorHandler, jsonBody, MAX_BODY_BYTES, noQuery, parse, route } from '../http.ts';
+import { checkRuntime } from './fleet.ts';
 import { MorphError } from '../../src/errors.ts';
 import { analyzeChannels } from '../../src/graph/channel-groups.ts';
 import { minimumCost } from '../../src/morph/expand.ts';
 import type { Target } from '../../src/morph/search.ts';
 import { seedWidths } from '../../src/graph/widths.ts';
 import { costAt } from '../../src/morph/network-cost.ts';
-import type { RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import { checkDatasetFitsModel, modelDataShape, openDataset, type Dataset, type ModelDataShape } from '../../src/train/data/index.ts';
 import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../../src/train/data/idx-dataset.ts';
 import type { Fleet } from '../fleet.ts';
@@ -60,15 +60,6 @@ export interface SearchApiContext {
 export const SEARCH_DEFAULTS = SEARCH_OPTION_DEFAULTS;
 
 
-
-async function checkRuntime(fleet: Fleet, deviceId: string, runtime: RuntimeName | undefined): Promise<void> {
-  const device = await fleet.requireDevice(deviceId);
-  if (runtime === undefined) return;
-  const reported = device.runtimes.map((r) => r.name);
-  if (!reported.includes(runtime)) {
-    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `device ${deviceId} (${device.name}) does not serve runtime ${runtime}; it serves ${reported.join(', ')}`, { field: 'runtime', runtimes: reported });
-  }
-}
 
 /**
  * The image shape and classes of an API dataset, without loading it on the HTTP thread (the worker

@@ -9,7 +9,6 @@ import { stat } from 'node:fs/promises';
 import express, { type Router } from 'express';
 import { MorphError } from '../../src/errors.ts';
 import { analyzeChannels } from '../../src/graph/channel-groups.ts';
-import { networkCost } from '../../src/cost/counts.ts';
 import { inspectReport } from '../../src/cost/inspect-report.ts';
 import { isSeedName, VALID_SEEDS } from '../../src/seeds/index.ts';
 import { FASHION_MNIST_DIR } from '../../src/train/data/idx-dataset.ts';
@@ -26,7 +25,7 @@ import {
 } from '../contract/models.ts';
 import type { Fleet } from '../fleet.ts';
 import { noQuery, parse, route } from '../http.ts';
-import { modelShapes } from '../model-store.ts';
+import { modelFacts } from '../model-store.ts';
 import { resolveModel, type ResolvedModel } from '../models.ts';
 import type { TableReader } from '../tables.ts';
 
@@ -36,9 +35,7 @@ export interface ViewsContext {
 }
 
 function summary(ref: string, model: ResolvedModel): ModelSummary {
-  const cost = networkCost(model.graph);
-  const shapes = modelShapes(model.graph);
-  return { ref, id: model.id, name: model.name, layers: model.graph.layers.length, params: cost.params, macs: cost.macs, inputShape: shapes.inputShape, outputs: shapes.outputs };
+  return { ref, ...modelFacts(model) };
 }
 
 /**
