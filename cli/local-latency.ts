@@ -6,7 +6,6 @@
  */
 import { MorphError } from '../src/errors.ts';
 import type { CalibrationTerms } from '../src/cost/latency-locate.ts';
-import type { LatencyPoint } from '../src/cost/latency-table.ts';
 import { analyzeChannels } from '../src/graph/channel-groups.ts';
 import type { Graph } from '../src/graph/graph.ts';
 import type { ModelConfigJson } from '../src/graph/keras-json.ts';
@@ -17,7 +16,8 @@ import { PAIRED_MEASURE_OPTIONS } from '../src/measure/interleaved.ts';
 import { latencyHooks, predictedLatencyMs, type DeviceLatencyData } from '../src/morph/latency-hooks.ts';
 import type { SearchCostHooks } from '../src/morph/search.ts';
 import type { CommandIo } from './args.ts';
-import { call, findDevice, waitJob, type Job } from './server-client.ts';
+import type { MeasureJobView, MeasureResult, ProfileJobView, TablesResponse } from '../server/contract/index.ts';
+import { call, findDevice, waitJob } from './server-client.ts';
 
 /** The short timing protocol of `--quick-measure` (the server's QUICK_PROTOCOL). */
 const QUICK_MEASURE = { warmupRuns: 3, warmupMs: 20, minSamples: 10, minWindowMs: 100, maxAttempts: 2, maxMs: 3000 };
@@ -49,11 +49,6 @@ export interface LocalLatencySetup {
   readonly hooks: SearchCostHooks;
 }
 
-interface TablesReply {
-  tables: { signature: string; points: LatencyPoint[] }[];
-  calibration: CalibrationTerms | null;
-}
-
 /**
  * Profiles what the device's table lacks, measures the seed, reads the tables and returns the
  * search's latency cost hooks with closed-loop verification through the server.
@@ -64,18 +59,18 @@ export async function prepareLocalLatency(req: LocalLatencyRequest, io: CommandI
   if (!device.online) io.err(`device ${device.name} (${device.id}) is offline: its jobs wait until its agent connects`);
   const seedTopology = rebuild(req.graph, analyzeChannels(req.graph), identitySelection(analyzeChannels(req.graph)), null).modelTopology;
   const measure = req.quick ? { measure: QUICK_MEASURE } : {};
-  const profile = await call<Job>(req.base, 'POST', '/api/profile', { deviceId: device.id, runtime, model: seedTopology, forSearch: true, grid: { maxPerAxis: req.profileGrid }, ...measure });
+  const profile = await call<ProfileJobView>(req.base, 'POST', '/api/profile', { deviceId: device.id, runtime, model: seedTopology, forSearch: true, grid: { maxPerAxis: req.profileGrid }, ...measure });
   if (profile.progress.total > 0) await waitJob(req.base, profile.id, `profiling ${profile.progress.total} op timing(s) on ${device.name}/${runtime}`, io, req.json, req.timeoutS);
-  const measureOnce = async (modelTopology: unknown, label: string, reference?: unknown, protocol?: object): Promise<NonNullable<Job['result']>> => {
-    const job = await call<Job>(req.base, 'POST', '/api/measure', { deviceId: device.id, runtime, model: modelTopology, ...(reference === undefined ? {} : { reference }), ...(protocol ? { measure: protocol } : measure) });
-    const done = await waitJob(req.base, job.id, `measuring ${label}`, io, req.json, req.timeoutS);
+  const measureOnce = async (modelTopology: unknown, label: string, reference?: unknown, protocol?: object): Promise<MeasureResult> => {
+    const job = await call<MeasureJobView>(req.base, 'POST', '/api/measure', { deviceId: device.id, runtime, model: modelTopology, ...(reference === undefined ? {} : { reference }), ...(protocol ? { measure: protocol } : measure) });
+    const done = await waitJob<MeasureJobView>(req.base, job.id, `measuring ${label}`, io, req.json, req.timeoutS);
     if (!done.result) throw new MorphError('MORPH_ERR_JOB_FAILED', `measure job ${job.id} (${label}) finished without a result`);
     return done.result;
   };
   // Until two measurements agree (settledLow), as the server's latency search does.
   const seedMeasuredMs = (await settledLow(async (run) => (await measureOnce(seedTopology, `the seed end to end (${run})`)).medianMs)).measured;
   const q = new URLSearchParams({ deviceId: device.id, runtime });
-  const { tables, calibration } = await call<TablesReply>(req.base, 'GET', `/api/tables?${q}`);
+  const { tables, calibration } = await call<TablesResponse>(req.base, 'GET', `/api/tables?${q}`);
   const data = { deviceId: device.id, runtime, tables, calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c, d: calibration.d, e: calibration.e } : null };
   const seedPredictedMs = predictedLatencyMs(data, req.graph);
   const targetMs = req.targetMs ?? (req.fraction as number) * seedMeasuredMs;

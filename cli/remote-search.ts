@@ -11,11 +11,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ERROR_CODES, MorphError } from '../src/errors.ts';
 import { checkOutputDir } from '../src/export/tfjs-model.ts';
 import { createProgressReporter, formatDuration, type ProgressReporter } from '../src/train/progress.ts';
+import type { ArtifactsResponse, DevicesResponse, NetworkSummary, SearchBody, SearchEventRecord, SearchEventsEnd, SearchResultSummary, SearchView } from '../server/contract/index.ts';
 import type { CommandIo } from './args.ts';
 import { human, table } from './format.ts';
 import { adminHeaders, call, knownCode, unreachable } from './server-client.ts';
 
-/** Datasets a server search may name (server/search-api.ts `API_DATASETS`): no paths. */
+/** Datasets a server search may name (server/routes/searches.ts `API_DATASETS`): no paths. */
 export const SERVER_DATASETS = ['fashion-mnist', 'mnist', 'synthetic', 'synthetic:h=…,w=…,c=…,classes=…'] as const;
 
 /** Exit status after Ctrl-C (128 + SIGINT), as shells report it. */
@@ -24,24 +25,14 @@ export const EXIT_INTERRUPTED = 130;
 /** Consecutive failed reconnects of the event stream before giving up. */
 const MAX_RECONNECTS = 10;
 
-export type RemoteCost = 'flops' | 'params' | 'latency';
+export type RemoteCost = NonNullable<SearchBody['cost']>;
 
-/** The body of POST /api/searches as the command fills it (device and runtime are added once resolved). */
-export interface RemoteSearchRequest {
-  /** An inline model.json or Keras config (weights are not sent: the server starts from fresh weights). */
-  readonly model?: Record<string, unknown>;
-  /** A built-in seed name. */
-  readonly seed?: string;
-  readonly data: { readonly dataset: string; readonly trainLimit?: number; readonly testLimit?: number };
-  readonly cost: RemoteCost;
-  readonly target?: { readonly fraction: number } | { readonly value: number };
-  /** ms per run, cost `latency` only. */
-  readonly targetMs?: number;
-  /** cost `latency`: the target is our default, so the server may move it up to a reachable one. */
-  readonly clampTarget?: boolean;
-  /** Only the options given on the command line: the server applies its defaults (the same as the CLI's). */
-  readonly options: Readonly<Record<string, number | string | boolean>>;
-}
+/**
+ * The body of POST /api/searches as the command fills it: an inline model (weights are not sent:
+ * the server starts from fresh weights) or a seed, and only the options given on the command line
+ * (the server applies its defaults, the same as the CLI's). Device and runtime are added once resolved.
+ */
+export type RemoteSearchRequest = Omit<SearchBody, 'deviceId' | 'runtime' | 'modelId'>;
 
 export interface RemoteSearchOptions {
   /** `http://HOST:PORT`, as checked by `serverBase`. */
@@ -59,50 +50,8 @@ export interface RemoteSearchOptions {
   readonly reconnectMs?: number;
 }
 
-/** One event of the stream: `data` of an SSE message, `{seq, type, data, at}` (docs/api.md). */
-interface EventRecord {
-  readonly seq: number | null;
-  readonly type: string;
-  readonly data: Record<string, any>;
-  readonly at: string;
-}
-
-interface Net {
-  readonly multiplier?: number;
-  readonly structure?: Record<string, number>;
-  readonly macs: number;
-  readonly params: number;
-  readonly cost: number;
-  readonly accuracy?: number;
-  readonly trainSeconds?: number;
-  readonly measured?: number | null;
-  readonly verify?: readonly unknown[];
-  readonly verifyStop?: string | null;
-}
-
-/** The fields of a SearchView (server/searches.ts) the command reads. */
-interface SearchView {
-  readonly id: string;
-  readonly state: string;
-  readonly model: { readonly name: string };
-  readonly cost: string;
-  readonly deviceId: string | null;
-  readonly runtime: string | null;
-  readonly target: { readonly value: number; readonly unit: string; readonly seedCost: number | null };
-  readonly waiting: string | null;
-  readonly result: {
-    readonly costModel: { readonly name: string; readonly unit: string };
-    readonly seed: Net;
-    readonly target: { readonly value: number; readonly fraction: number };
-    readonly learned: Net;
-    readonly baseline: Net | null;
-    readonly flopSearch?: Net | null;
-    readonly backend: string;
-    readonly seconds: number;
-  } | null;
-  readonly error: { readonly code: string; readonly message: string } | null;
-  readonly interruption: { readonly reason: string } | null;
-}
+/** A network of the summary table: the seed has only its costs, the trained networks the rest too. */
+type Net = SearchResultSummary['seed'] & Partial<Pick<NetworkSummary, 'multiplier' | 'structure' | 'accuracy' | 'trainSeconds' | 'measured'>>;
 
 /** Checks `--server` and returns it without a trailing slash. */
 export function serverBase(command: string, text: string): string {
@@ -150,7 +99,7 @@ export async function readModelJson(path: string): Promise<Record<string, unknow
  * as given, so the server refuses it with its own message.
  */
 async function resolveDevice(base: string, arg: string, runtime: string | undefined): Promise<{ deviceId: string; runtime: string | undefined; known: string }> {
-  const { devices } = await call<{ devices: { id: string; name: string; runtimes: { name: string }[] }[] }>(base, 'GET', '/api/devices');
+  const { devices } = await call<DevicesResponse>(base, 'GET', '/api/devices');
   const known = devices.map((d) => `${d.id} (${d.name})`).join(', ') || 'none; start an agent there with morphnet agent --server …';
   const matches = devices.filter((d) => d.id === arg || d.name === arg);
   if (matches.length > 1) throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `morphnet search: several devices are named ${JSON.stringify(arg)}; give the id: ${matches.map((d) => d.id).join(', ')}`);
@@ -188,7 +137,7 @@ function parseSse(text: string, onMessage: (event: string, id: string | null, da
  * reopened after the last stored event (`Last-Event-ID`); the server replays what was missed.
  * @throws MorphError `MORPH_ERR_NOT_FOUND` after MAX_RECONNECTS failed reconnects in a row.
  */
-async function followEvents(base: string, id: string, onEvent: (e: EventRecord) => void, signal: AbortSignal, reconnectMs: number): Promise<string> {
+async function followEvents(base: string, id: string, onEvent: (e: SearchEventRecord) => void, signal: AbortSignal, reconnectMs: number): Promise<string> {
   let lastSeq = 0;
   let failures = 0;
   for (;;) {
@@ -213,10 +162,10 @@ async function followEvents(base: string, id: string, onEvent: (e: EventRecord) 
             return; // not one of ours; the stream goes on
           }
           if (event === 'end') {
-            endState = String((parsed as { state?: unknown }).state ?? 'failed');
+            endState = String((parsed as Partial<SearchEventsEnd>).state ?? 'failed');
             return;
           }
-          const record = parsed as EventRecord;
+          const record = parsed as SearchEventRecord;
           if (typeof record.seq === 'number') lastSeq = Math.max(lastSeq, record.seq);
           onEvent(record);
         });
@@ -241,7 +190,7 @@ const costText = (x: number): string => (Math.abs(x) >= 1000 ? human(x) : String
 const msText = (x: number | null | undefined): string => (typeof x !== 'number' ? '-' : x < 1 ? x.toFixed(3) : x.toFixed(2));
 
 /** Prints events as the offline command does: `» message` lines, a live training line on a terminal. */
-function progressPrinter(io: CommandIo): { onEvent: (e: EventRecord) => void; close: () => void } {
+function progressPrinter(io: CommandIo): { onEvent: (e: SearchEventRecord) => void; close: () => void } {
   let reporter: ProgressReporter | null = null;
   let phase = '';
   const close = (): void => {
@@ -340,7 +289,7 @@ const ARTIFACT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
  * offline command writes its output). Returns the names and sizes written.
  */
 async function downloadArtifacts(base: string, id: string, dir: string, overwrite: boolean): Promise<{ name: string; bytes: number }[]> {
-  const { artifacts } = await call<{ artifacts: { name: string }[] }>(base, 'GET', `/api/searches/${id}/artifacts`);
+  const { artifacts } = await call<ArtifactsResponse>(base, 'GET', `/api/searches/${id}/artifacts`);
   const target = await checkOutputDir(dir, overwrite);
   await mkdir(dirname(target), { recursive: true });
   const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now()}`);
@@ -408,7 +357,7 @@ export async function runRemoteSearch(o: RemoteSearchOptions, io: CommandIo): Pr
     throw err;
   }
   const id = created.id;
-  const printer = o.json ? { onEvent: (e: EventRecord) => io.out(JSON.stringify(e)), close: () => undefined } : progressPrinter(io);
+  const printer = o.json ? { onEvent: (e: SearchEventRecord) => io.out(JSON.stringify(e)), close: () => undefined } : progressPrinter(io);
   const abort = new AbortController();
   const onSigint = (): void => {
     printer.close();

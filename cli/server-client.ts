@@ -1,10 +1,11 @@
 /**
  * The CLI's client of the REST API (`profile`, `search --server`): one JSON call, with the
- * server's error body turned back into a MorphError carrying the server's code and message.
+ * server's error body turned back into a MorphError carrying the server's code and message. The
+ * shapes it sends and reads are the server's REST contract (server/contract/).
  */
 import { ERROR_CODES, MorphError, type ErrorCode } from '../src/errors.ts';
+import type { DeviceView, DevicesResponse, ErrorBody, JobView } from '../server/contract/index.ts';
 import type { CommandIo } from './args.ts';
-import type { WireMeasurement } from '../src/protocol/agent-protocol.ts';
 
 export function unreachable(base: string, err: unknown): MorphError {
   const e = err as Error;
@@ -37,10 +38,10 @@ export async function call<T>(base: string, method: string, path: string, body?:
     throw new MorphError('MORPH_ERR_INTERNAL', `the server answered ${method} ${path} with ${res.status} and no JSON; is ${base} a MorphNet Edge server?`);
   }
   if (!res.ok) {
-    const e = (json as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }).error;
+    const e = (json as Partial<ErrorBody>).error;
     const code = knownCode(e?.code, 'MORPH_ERR_INTERNAL');
     const hint = code === 'MORPH_ERR_UNAUTHORIZED' ? ' (set MORPHNET_ADMIN_TOKEN to the server\'s admin token)' : '';
-    throw new MorphError(code, `${e?.message ?? `${method} ${path} failed with ${res.status}`}${hint}`, e?.details ?? {});
+    throw new MorphError(code, `${e?.message ?? `${method} ${path} failed with ${res.status}`}${hint}`, { ...e?.details });
   }
   return json as T;
 }
@@ -49,26 +50,16 @@ export function knownCode(code: string | undefined, fallback: ErrorCode): ErrorC
   return code !== undefined && Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : fallback;
 }
 
-/** A job as GET /api/jobs/:id shows it (the fields the CLI reads). */
-export interface Job {
-  id: string;
-  state: string;
-  progress: { total: number; done: number; failed: number };
-  waiting: string | null;
-  /** A measure job's result; `reference` with a reference model (POST /api/measure `reference`). */
-  result: { medianMs: number; p10Ms: number; p90Ms: number; n: number; reference?: WireMeasurement['reference'] } | null;
-  error: { message: string } | null;
-}
-
 /**
  * Polls a job until it is done, printing a line (or a JSON line with `json`) whenever its progress
- * changes. @throws MORPH_ERR_JOB_FAILED when it fails, is cancelled or outlasts `timeoutS`.
+ * changes; `J` is the kind of job it is (`MeasureJobView`, `ProfileJobView`).
+ * @throws MORPH_ERR_JOB_FAILED when it fails, is cancelled or outlasts `timeoutS`.
  */
-export async function waitJob(base: string, id: string, label: string, io: CommandIo, json: boolean, timeoutS: number): Promise<Job> {
+export async function waitJob<J extends JobView = JobView>(base: string, id: string, label: string, io: CommandIo, json: boolean, timeoutS: number): Promise<J> {
   const end = Date.now() + timeoutS * 1000;
   let last = '';
   for (;;) {
-    const job = await call<Job>(base, 'GET', `/api/jobs/${id}`);
+    const job = await call<J>(base, 'GET', `/api/jobs/${id}`);
     const line = `${label}: ${job.state} ${job.progress.done}/${job.progress.total}${job.progress.failed ? ` (${job.progress.failed} failed)` : ''}${job.waiting ? ` — ${job.waiting}` : ''}`;
     if (line !== last) {
       if (json) io.err(JSON.stringify({ event: 'job', label, id, state: job.state, progress: job.progress, waiting: job.waiting }));
@@ -84,21 +75,13 @@ export async function waitJob(base: string, id: string, label: string, io: Comma
   }
 }
 
-/** A device as GET /api/devices lists it (the fields the CLI reads). */
-export interface DeviceSummary {
-  readonly id: string;
-  readonly name: string;
-  readonly online: boolean;
-  readonly runtimes: readonly { readonly name: string }[];
-}
-
 /**
  * The device named or numbered `arg` on the server, and the runtime to use on it: `runtime` when
  * given, else tfjs-wasm where it serves it, else its first.
  * @throws MORPH_ERR_NOT_FOUND for an unknown device (listing the known ones), MORPH_ERR_BAD_ARGUMENT for an ambiguous name.
  */
-export async function findDevice(base: string, command: string, arg: string, runtime: string | undefined): Promise<{ device: DeviceSummary; runtime: string }> {
-  const { devices } = await call<{ devices: DeviceSummary[] }>(base, 'GET', '/api/devices');
+export async function findDevice(base: string, command: string, arg: string, runtime: string | undefined): Promise<{ device: DeviceView; runtime: string }> {
+  const { devices } = await call<DevicesResponse>(base, 'GET', '/api/devices');
   const matches = devices.filter((d) => d.id === arg || d.name === arg);
   if (matches.length === 0) {
     throw new MorphError('MORPH_ERR_NOT_FOUND', `morphnet ${command}: no device ${JSON.stringify(arg)} on ${base}; known: ${devices.map((d) => `${d.id} (${d.name})`).join(', ') || 'none (start an agent)'}`);

@@ -13,7 +13,7 @@
  */
 import { isMorphError, MorphError } from '../src/errors.ts';
 import { measurePaired } from '../src/measure/interleaved.ts';
-import { measure } from '../src/measure/protocol.ts';
+import { measure } from '../src/measure/timing.ts';
 import {
   CLOSE_CODES,
   helloSchema,

@@ -11,12 +11,13 @@ import { join, resolve } from 'node:path';
 import express, { type Express } from 'express';
 import { MorphError } from '../src/errors.ts';
 import { agentPageRouter } from './agent-page.ts';
-import { apiRouter } from './api.ts';
+import { fleetRouter } from './routes/fleet.ts';
 import { AdminAuth, isLoopbackHost, MIN_ADMIN_TOKEN_LENGTH, sameSecret } from './auth.ts';
 import { Db } from './db.ts';
 import { Fleet } from './fleet.ts';
 import { AGENTS_PATH, Hub } from './hub.ts';
 import { acquireDataLock, describeLock } from './data-lock.ts';
+import { Lifecycle, type LifecycleState } from './lifecycle.ts';
 import { LocalAgent } from './local-agent.ts';
 import { pairingRouter, Pairings } from './pairings.ts';
 import { publicOrigin, refusePlaceholderSecret } from './start-config.ts';
@@ -25,10 +26,10 @@ import { FailureLimiter, type FailureLimitOptions } from './rate-limit.ts';
 import { refineAfter } from './refine.ts';
 import { MIGRATIONS } from './schema.ts';
 import { ModelStore } from './model-store.ts';
-import { searchRouter } from './search-api.ts';
-import { SearchService, type SearchServiceOptions } from './searches.ts';
+import { searchRouter } from './routes/searches.ts';
+import { SearchService, type SearchServiceOptions } from './search/service.ts';
 import { TableReader } from './tables.ts';
-import { uiRouter } from './ui.ts';
+import { uiRouter } from './ui/serve.ts';
 
 export const SERVER_VERSION = '0.1.0';
 export const TOKEN_FILE = 'agent-token';
@@ -106,6 +107,9 @@ export interface RunningServer {
   readonly searches: SearchService;
   /** Searches that were running when the server last stopped, now `interrupted`. */
   readonly interruptedSearches: readonly string[];
+  /** `running`; `closing` from the first `close()` call until the shutdown ends; then `closed`. */
+  readonly state: LifecycleState;
+  /** Shuts down gracefully (see `startServer`). A second call returns the first's promise: nothing runs twice. */
   close(): Promise<void>;
 }
 
@@ -226,15 +230,15 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   app.use(auth.guard());
   app.use(auth.router());
   // Graceful shutdown: once `close()` has begun, reads still answer but no new work is taken.
-  let stopping = false;
+  const life = new Lifecycle();
   app.use((req, res, next) => {
-    if (!stopping || req.method === 'GET' || req.method === 'HEAD') return next();
+    if (life.running || req.method === 'GET' || req.method === 'HEAD') return next();
     res.set('connection', 'close').status(503).json({ error: { code: 'MORPH_ERR_UNAVAILABLE', message: 'the server is shutting down and takes no new work; retry once it is back' } });
   });
   // Requests arrive only after listen, when `url` is set.
   app.use('/api', pairingRouter({ pairings, publicOrigin: publicUrl, fallbackOrigin: () => url }, log));
   app.use('/api', searchRouter({ searches, models: new ModelStore(db), fleet, tables, heartbeatMs: options.searches?.heartbeatMs }, log));
-  app.use('/api', apiRouter({ fleet, tables, hub, version: SERVER_VERSION }, log));
+  app.use('/api', fleetRouter({ fleet, tables, hub, version: SERVER_VERSION }, log));
   app.use(agentPageRouter({ log }));
   app.use(uiRouter({ agentToken: token, listenHost: host, version: SERVER_VERSION, log }));
   // Last: a 404 for any other path, and one error handler for whatever no router answered (a
@@ -274,9 +278,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     localAgent.start();
   }
 
-  let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
-    (closing ??= (async () => {
+    life.close(async () => {
       // Every step runs even when one before it failed: the database and the lock are always
       // released (else the next start finds the directory locked). The first failure is thrown.
       const failures: unknown[] = [];
@@ -287,8 +290,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
           failures.push(err);
         }
       };
-      // Stop taking work: no new connections, 503 for writes on open ones.
-      stopping = true;
+      // Stop taking work (the state is `closing` now): no new connections, 503 for writes on open ones.
       const stoppedListening = new Promise<void>((r) => server.close(() => r()));
       // Running searches become `interrupted` (resumable); their pending writes finish.
       await step(() => searches.close());
@@ -303,7 +305,30 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       await step(() => db.close());
       await step(() => lock.release());
       if (failures.length > 0) throw failures[0];
-    })());
+    });
 
-  return { url, wsUrl, port: actualPort, host, dataDir, agentToken: token, adminToken: admin.token, adminTokenSource: admin.source, publicUrl, pairings, tokenSource: source, fleet, hub, app, localAgent, recoveredItems, searches, interruptedSearches, close };
+  return {
+    url,
+    wsUrl,
+    port: actualPort,
+    host,
+    dataDir,
+    agentToken: token,
+    adminToken: admin.token,
+    adminTokenSource: admin.source,
+    publicUrl,
+    pairings,
+    tokenSource: source,
+    fleet,
+    hub,
+    app,
+    localAgent,
+    recoveredItems,
+    searches,
+    interruptedSearches,
+    get state() {
+      return life.state;
+    },
+    close,
+  };
 }

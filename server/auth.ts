@@ -20,8 +20,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { parse as parseCookie } from 'cookie';
 import express, { type CookieOptions, type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
-import { z } from 'zod';
 import type { ErrorCode } from '../src/errors.ts';
+import { loginBodySchema, type ErrorBody, type LoginResponse } from './contract/access.ts';
 import { apiErrorHandler, declaredLengthLimit, errorBody, isApiPath } from './http.ts';
 import type { FailureLimiter } from './rate-limit.ts';
 
@@ -218,8 +218,6 @@ ${message === null ? '' : `<p id="message" role="alert">${escapeHtml(message)}</
 `;
 }
 
-const loginBody = z.object({ token: z.string().min(1).max(1024), next: z.string().max(2048).optional() }).strict();
-
 export interface AdminAuthOptions {
   /** The admin token; null: none (the server then answers loopback Host names only). */
   readonly token: string | null;
@@ -338,7 +336,7 @@ export class AdminAuth {
     res.set('Cache-Control', 'no-store');
     // JSON for the API, and for a JSON login (docs/api.md promises `{error}` to both).
     if (isApiPath(req.path) || (req.path === LOGIN_PATH && typeof req.is('application/json') === 'string')) {
-      res.status(r.status).json({ error: { code: r.code, message: r.message } });
+      res.status(r.status).json({ error: { code: r.code, message: r.message } } satisfies ErrorBody);
     } else if (r.status === 401 && (req.method === 'GET' || req.method === 'HEAD') && req.accepts(['html', 'json', 'text']) === 'html') {
       res.redirect(303, `${LOGIN_PATH}?next=${encodeURIComponent(safeNext(req.originalUrl))}`);
     } else {
@@ -419,18 +417,18 @@ export class AdminAuth {
       const json = typeof req.is('application/json') === 'string';
       const fail = (r: Refusal): void => {
         if (r.retryAfterS !== undefined) res.set('Retry-After', String(r.retryAfterS));
-        if (json) res.status(r.status).set('Cache-Control', 'no-store').json({ error: { code: r.code, message: r.message } });
+        if (json) res.status(r.status).set('Cache-Control', 'no-store').json({ error: { code: r.code, message: r.message } } satisfies ErrorBody);
         else this.#sendPage(res, r.status, safeNext((req.body as { next?: unknown } | undefined)?.next), r.message);
       };
       if (this.#token === null) return fail({ status: 404, code: 'MORPH_ERR_NOT_FOUND', message: 'this server has no admin token, so there is nothing to log in to' });
-      const parsed = loginBody.safeParse(req.body);
+      const parsed = loginBodySchema.safeParse(req.body);
       if (!parsed.success) return fail({ status: 400, code: 'MORPH_ERR_BAD_ARGUMENT', message: 'send the admin token as the form field "token" (or JSON {"token": "…"})' });
       const refused = this.#checkToken(req, parsed.data.token);
       if (refused) return fail(refused);
       const session = this.#newSession();
       res.cookie(SESSION_COOKIE, session.id, { ...this.#cookieOptions(req), maxAge: this.#ttlMs });
       res.set('Cache-Control', 'no-store');
-      if (json) res.json({ ok: true, expiresAt: new Date(session.expiresAt).toISOString() });
+      if (json) res.json({ ok: true, expiresAt: new Date(session.expiresAt).toISOString() } satisfies LoginResponse);
       else res.redirect(303, safeNext(parsed.data.next));
     });
 

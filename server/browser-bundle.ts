@@ -1,6 +1,6 @@
 /**
  * A browser script bundled by esbuild on its first request and kept in memory (gzipped once,
- * with an ETag), shared by the web UI (`server/ui.ts`) and the browser agent page
+ * with an ETag), shared by the web UI (`server/ui/serve.ts`) and the browser agent page
  * (`server/agent-page.ts`). Bundling on demand keeps `npm start` free of a build step; a failed
  * build is logged once and answered with a script that says why.
  */

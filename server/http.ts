@@ -6,6 +6,7 @@
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { z } from 'zod';
 import { ERROR_CODES, isMorphError, MorphError, type ErrorCode } from '../src/errors.ts';
+import type { ErrorBody } from './contract/access.ts';
 
 /** Validates `value` (a body or a query) against `schema`; a 400 naming each problem otherwise. */
 export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -79,6 +80,9 @@ export function declaredLengthLimit(limitBytes: number): RequestHandler {
   };
 }
 
+/** Largest JSON body of a REST request, bytes (a model.json topology is well under this). */
+export const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
 /**
  * The JSON body parser every REST route uses: any Content-Type is read as JSON, at most
  * `limitBytes` (a larger declared length is refused before reading, `declaredLengthLimit`),
@@ -128,10 +132,6 @@ export function isApiPath(path: string): boolean {
 
 /** An error middleware (express tells them by their four parameters). */
 export type ErrorMiddleware = (err: unknown, req: Request, res: Response, next: NextFunction) => void;
-
-export interface ErrorBody {
-  readonly error: { readonly code: string; readonly message: string; readonly details?: unknown };
-}
 
 /**
  * The status and JSON body for any error a route or middleware throws: a MorphError keeps its

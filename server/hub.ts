@@ -19,6 +19,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CLOSE_CODES, HELLO_TIMEOUT_MS, MAX_AGENT_MESSAGE_BYTES, parseAgentMessage, PROTOCOL_VERSION, type ServerMessage } from '../src/protocol/agent-protocol.ts';
 import { isMorphError } from '../src/errors.ts';
 import { sameSecret, upgradeRefusal } from './auth.ts';
+import type { HubStats } from './contract/devices.ts';
 import type { AgentSession, Fleet } from './fleet.ts';
 import { PAIRING_CODE_PATTERN, type Pairings } from './pairings.ts';
 import { FailureLimiter } from './rate-limit.ts';
@@ -53,12 +54,6 @@ export interface HubOptions {
   /** Counts wrong tokens per peer address. Default: 20 per minute. */
   readonly limiter?: FailureLimiter;
   readonly log?: (line: string) => void;
-}
-
-export interface HubStats {
-  readonly connected: number;
-  readonly framesIn: number;
-  readonly rejected: number;
 }
 
 export class Hub {

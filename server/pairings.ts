@@ -13,9 +13,9 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import express, { type Router } from 'express';
-import { z } from 'zod';
 import { MorphError } from '../src/errors.ts';
 import { requestOrigin } from './auth.ts';
+import { pairingBodySchema, type PairingCreated, type PairingsResponse, type PairingState, type PairingView } from './contract/access.ts';
 import { deviceIdOf } from './fleet.ts';
 import { apiErrorHandler, jsonBody, noQuery, parse, route } from './http.ts';
 
@@ -25,18 +25,6 @@ export const PAIRING_CODE_PATTERN = /^pair-[A-Za-z0-9_-]{22}$/;
 export const PAIRING_TTL_MS = 15 * 60_000;
 /** Default number of pairings kept (waiting, paired and recently expired). */
 export const MAX_PAIRINGS = 200;
-
-export type PairingState = 'waiting' | 'paired' | 'expired';
-
-export interface PairingView {
-  readonly id: string;
-  readonly state: PairingState;
-  readonly createdAt: string;
-  /** Until when the code can pair a device (a paired device keeps using it after). */
-  readonly expiresAt: string;
-  readonly deviceId: string | null;
-  readonly pairedAt: string | null;
-}
 
 export type Redemption = { ok: true; pairingId: string } | { ok: false; reason: 'unknown' | 'expired' | 'other-device'; message: string };
 
@@ -152,8 +140,6 @@ export class Pairings {
   }
 }
 
-const pairingBody = z.object({ expiresInS: z.number().int().min(60).max(86_400) }).partial().strict();
-
 export interface PairingApiContext {
   readonly pairings: Pairings;
   /** The server's own URL, for links when the request's Host is unusable. */
@@ -171,7 +157,7 @@ export function pairingRouter(ctx: PairingApiContext, log: (line: string) => voi
     noQuery,
     jsonBody(16 * 1024),
     route(async (req, res) => {
-      const body = parse(pairingBody, req.body ?? {}, 'pairing request');
+      const body = parse(pairingBodySchema, req.body ?? {}, 'pairing request');
       const ttlMs = body.expiresInS !== undefined ? body.expiresInS * 1000 : ctx.pairings.ttlMs;
       const p = ctx.pairings.create(ttlMs);
       const path = `/agent?pair=${p.code}`;
@@ -180,7 +166,14 @@ export function pairingRouter(ctx: PairingApiContext, log: (line: string) => voi
       res
         .status(201)
         .set('Cache-Control', 'no-store')
-        .json({ id: p.id, code: p.code, path, url: `${ctx.publicOrigin ?? requestOrigin(req, ctx.fallbackOrigin())}${path}`, expiresAt: new Date(p.expiresAt).toISOString(), expiresInS: Math.round(ttlMs / 1000) });
+        .json({
+          id: p.id,
+          code: p.code,
+          path,
+          url: `${ctx.publicOrigin ?? requestOrigin(req, ctx.fallbackOrigin())}${path}`,
+          expiresAt: new Date(p.expiresAt).toISOString(),
+          expiresInS: Math.round(ttlMs / 1000),
+        } satisfies PairingCreated);
     }),
   );
 
@@ -188,7 +181,7 @@ export function pairingRouter(ctx: PairingApiContext, log: (line: string) => voi
     '/pairings',
     noQuery,
     route(async (_req, res) => {
-      res.json({ pairings: ctx.pairings.list() });
+      res.json({ pairings: ctx.pairings.list() } satisfies PairingsResponse);
     }),
   );
 

@@ -6,7 +6,8 @@
  */
 import { refinementPoints } from '../src/cost/latency-refine.ts';
 import { withChannels, type OpSpec } from '../src/ops/op-spec.ts';
-import type { Fleet, JobView } from './fleet.ts';
+import type { JobView } from './contract/devices.ts';
+import type { Fleet } from './fleet.ts';
 import type { TableReader } from './tables.ts';
 
 /** Channel counts of refinement points are multiples of this (SIMD-friendly, as the grid). */
@@ -16,8 +17,7 @@ const REFINE_MULTIPLE = 4;
 export async function refineAfter(fleet: Fleet, tables: TableReader, jobId: string): Promise<JobView | null> {
   const job = await fleet.job(jobId);
   if (!job || job.kind !== 'profile' || job.state !== 'done') return null;
-  const options = job.options as { refine?: boolean; refinementOf?: string };
-  if (!options.refine || options.refinementOf) return null;
+  if (!job.options.refine || job.options.refinementOf) return null;
   const templates = await fleet.jobSignatureSpecs(jobId);
   const stored = await tables.tables(job.deviceId, job.runtime);
   const specs: OpSpec[] = [];

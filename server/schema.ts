@@ -102,7 +102,7 @@ export const MIGRATIONS: readonly Migration[] = [
   );
   CREATE INDEX networks_by_device ON networks(device_id, runtime);
   `,
-  // 2: searches run by the server (server/searches.ts) and models uploaded by POST /api/models.
+  // 2: searches run by the server (server/search/service.ts) and models uploaded by POST /api/models.
   `
   CREATE TABLE model_uploads (
     id TEXT PRIMARY KEY REFERENCES models(id),

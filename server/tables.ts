@@ -4,39 +4,15 @@
  * measured end to end whose ops the tables cover.
  */
 import { fitCalibration, type Calibration } from '../src/cost/calibration.ts';
-import { LatencyTable, tableModeOf, type LatencyPoint } from '../src/cost/latency-table.ts';
+import { LatencyTable, tableModeOf } from '../src/cost/latency-table.ts';
 import { predictNetwork } from '../src/cost/predict-network.ts';
 import { isMorphError } from '../src/errors.ts';
+import type { NetworkSample, TablePoint } from './contract/tables.ts';
 import type { Db } from './db.ts';
 import { resolveModel, type ResolvedModel } from './models.ts';
-
-interface PointRow {
-  signature: string;
-  c_in: number;
-  c_out: number;
-  median_ms: number;
-  p10_ms: number;
-  p90_ms: number;
-  n: number;
-  cv: number;
-  stable: number;
-  measured_at: string;
-  ref_ratio: number | null;
-  ref_ms: number | null;
-}
-
-export interface StoredPoint extends LatencyPoint {
-  readonly cv: number;
-  readonly stable: boolean;
-  readonly measuredAt: string;
-  /**
-   * For a point timed against the reference op: the ratio op/reference it was measured at, and
-   * the op's own median as timed (beside the reference). `medianMs` (and p10/p90 with it) is then
-   * ratio × the reference's settled latency on this device and runtime (`referenceOpMs`).
-   */
-  readonly ratio: number | null;
-  readonly timedMs: number;
-}
+import { findModel } from './store/models.ts';
+import { listNetworks } from './store/networks.ts';
+import { tablePoints } from './store/points.ts';
 
 /**
  * The reference op's settled latency on a device and runtime: the median of its medians beside
@@ -52,26 +28,10 @@ export function settledReferenceMs(refMs: readonly number[]): number | null {
 
 export interface StoredTable {
   readonly signature: string;
-  readonly points: readonly StoredPoint[];
+  readonly points: readonly TablePoint[];
   /** The interpolant, or null with the reason when the points do not form a usable table yet. */
   readonly table: LatencyTable | null;
   readonly problem: string | null;
-}
-
-export interface NetworkSample {
-  readonly modelId: string;
-  readonly modelName: string;
-  readonly jobId: string;
-  readonly measuredMs: number;
-  readonly p10Ms: number;
-  readonly p90Ms: number;
-  readonly measuredAt: string;
-  /** Σ of the table latencies of its ops and their number; null when a table is missing. */
-  readonly sumOpsMs: number | null;
-  readonly nOps: number | null;
-  /** Σ over its ops of the MB of activations read and written, and of weights; null likewise. */
-  readonly ioMB: number | null;
-  readonly weightMB: number | null;
 }
 
 export class TableReader {
@@ -83,25 +43,25 @@ export class TableReader {
   }
 
   async tables(deviceId: string, runtime: string): Promise<StoredTable[]> {
-    const rows = await this.#db.all<PointRow>('SELECT * FROM points WHERE device_id = ? AND runtime = ? ORDER BY signature, c_in, c_out', [deviceId, runtime]);
-    const settled = settledReferenceMs(rows.flatMap((r) => (r.ref_ratio !== null && r.ref_ms !== null ? [r.ref_ms] : [])));
-    const bySig = new Map<string, StoredPoint[]>();
+    const rows = await tablePoints(this.#db, deviceId, runtime);
+    const settled = settledReferenceMs(rows.flatMap((r) => (r.refRatio !== null && r.refMs !== null ? [r.refMs] : [])));
+    const bySig = new Map<string, TablePoint[]>();
     for (const r of rows) {
       const list = bySig.get(r.signature) ?? [];
       // A point timed against the reference op is read at the settled scale; p10/p90 keep their spread.
-      const scale = r.ref_ratio !== null && settled !== null ? (r.ref_ratio * settled) / r.median_ms : 1;
+      const scale = r.refRatio !== null && settled !== null ? (r.refRatio * settled) / r.medianMs : 1;
       list.push({
-        cIn: r.c_in,
-        cOut: r.c_out,
-        medianMs: r.median_ms * scale,
-        p10Ms: r.p10_ms * scale,
-        p90Ms: r.p90_ms * scale,
+        cIn: r.cIn,
+        cOut: r.cOut,
+        medianMs: r.medianMs * scale,
+        p10Ms: r.p10Ms * scale,
+        p90Ms: r.p90Ms * scale,
         n: r.n,
         cv: r.cv,
-        stable: r.stable === 1,
-        measuredAt: r.measured_at,
-        ratio: r.ref_ratio,
-        timedMs: r.median_ms,
+        stable: r.stable,
+        measuredAt: r.measuredAt,
+        ratio: r.refRatio,
+        timedMs: r.medianMs,
       });
       bySig.set(r.signature, list);
     }
@@ -120,32 +80,29 @@ export class TableReader {
   async model(modelId: string): Promise<ResolvedModel | undefined> {
     const cached = this.#models.get(modelId);
     if (cached) return cached;
-    const row = await this.#db.get<{ topology_json: string }>('SELECT topology_json FROM models WHERE id = ?', [modelId]);
+    const row = await findModel(this.#db, modelId);
     if (!row) return undefined;
-    const model = resolveModel(JSON.parse(row.topology_json));
+    const model = resolveModel(row.topology);
     this.#models.set(modelId, model);
     return model;
   }
 
   /** Every end-to-end measurement on the device and runtime, with its uncalibrated table sum. */
   async networks(deviceId: string, runtime: string, tables?: StoredTable[]): Promise<NetworkSample[]> {
-    const rows = await this.#db.all<{ model_id: string; job_id: string; median_ms: number; p10_ms: number; p90_ms: number; measured_at: string; name: string }>(
-      'SELECT n.model_id, n.job_id, n.median_ms, n.p10_ms, n.p90_ms, n.measured_at, m.name FROM networks n JOIN models m ON m.id = n.model_id WHERE n.device_id = ? AND n.runtime = ? ORDER BY n.id',
-      [deviceId, runtime],
-    );
+    const rows = await listNetworks(this.#db, deviceId, runtime);
     const bySig = new Map((tables ?? (await this.tables(deviceId, runtime))).filter((t) => t.table).map((t) => [t.signature, t.table as LatencyTable]));
     const out: NetworkSample[] = [];
     for (const r of rows) {
-      const model = await this.model(r.model_id);
+      const model = await this.model(r.modelId);
       const p = model ? predictNetwork(model.specs, (s) => bySig.get(s)) : null;
       out.push({
-        modelId: r.model_id,
-        modelName: r.name,
-        jobId: r.job_id,
-        measuredMs: r.median_ms,
-        p10Ms: r.p10_ms,
-        p90Ms: r.p90_ms,
-        measuredAt: r.measured_at,
+        modelId: r.modelId,
+        modelName: r.modelName,
+        jobId: r.jobId,
+        measuredMs: r.medianMs,
+        p10Ms: r.p10Ms,
+        p90Ms: r.p90Ms,
+        measuredAt: r.measuredAt,
         sumOpsMs: p?.ok ? p.sumOpsMs : null,
         nOps: p?.ok ? p.nOps : null,
         ioMB: p?.ok ? p.ioMB : null,

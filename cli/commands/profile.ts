@@ -9,8 +9,8 @@ import { isRuntimeName, VALID_RUNTIMES } from '../../src/protocol/agent-protocol
 import { isSeedName, VALID_SEEDS } from '../../src/seeds/index.ts';
 import { numberFlag, parseFlags, requireString, type Command, type CommandIo } from '../args.ts';
 import { table } from '../format.ts';
-import { call, findDevice, waitJob, type Job } from '../server-client.ts';
-import type { DeviceComparison } from '../../src/cost/device-comparison.ts';
+import type { CompareResponse, MeasureJobView, MeasureResult, PredictResponse, ProfileJobView } from '../../server/contract/index.ts';
+import { call, findDevice, waitJob } from '../server-client.ts';
 
 const USAGE = `Usage: morphnet profile --server http://HOST:PORT --device D [--runtime R] (MODEL.json | --seed NAME) [options]
        morphnet profile --server http://HOST:PORT --compare (MODEL.json | --seed NAME) [--device D ...] [--json]
@@ -95,22 +95,15 @@ export const profileCommand: Command = {
     const { device, runtime } = await findDevice(base, 'profile', deviceArg, values.runtime as string | undefined);
     const measure = values.quick ? QUICK_MEASURE : undefined;
 
-    const profile = await call<Job>(base, 'POST', '/api/profile', { deviceId: device.id, runtime, model, ...(gridMax ? { grid: { maxPerAxis: gridMax } } : {}), ...(measure ? { measure } : {}) });
+    const profile = await call<ProfileJobView>(base, 'POST', '/api/profile', { deviceId: device.id, runtime, model, ...(gridMax ? { grid: { maxPerAxis: gridMax } } : {}), ...(measure ? { measure } : {}) });
     await waitJob(base, profile.id, 'profile', io, json, timeoutS);
-    let measured: Job['result'] = null;
+    let measured: MeasureResult | null = null;
     if (!values['no-measure']) {
-      const job = await call<Job>(base, 'POST', '/api/measure', { deviceId: device.id, runtime, model, ...(measure ? { measure } : {}) });
-      measured = (await waitJob(base, job.id, 'measure', io, json, timeoutS)).result;
+      const job = await call<MeasureJobView>(base, 'POST', '/api/measure', { deviceId: device.id, runtime, model, ...(measure ? { measure } : {}) });
+      measured = (await waitJob<MeasureJobView>(base, job.id, 'measure', io, json, timeoutS)).result;
     }
     if (compare) return printComparison(base, model, json, io);
-    const p = await call<{
-      modelName: string;
-      predictedMs: number;
-      sumOpsMs: number;
-      nOps: number;
-      calibration: { fitted: boolean; samples: number; a: number; b: number; c: number; d?: number; e?: number; method?: string };
-      layers: { name: string; predictedMs: number; measuredMs: number | null }[];
-    }>(base, 'POST', '/api/predict', { deviceId: device.id, runtime, model });
+    const p = await call<PredictResponse>(base, 'POST', '/api/predict', { deviceId: device.id, runtime, model });
     const errorPct = measured ? (100 * (p.predictedMs - measured.medianMs)) / measured.medianMs : null;
     if (json) {
       io.out(JSON.stringify({ deviceId: device.id, device: device.name, runtime, model: p.modelName, predictedMs: p.predictedMs, sumOpsMs: p.sumOpsMs, nOps: p.nOps, calibration: p.calibration, measured, errorPct, layers: p.layers }));
@@ -129,7 +122,7 @@ export const profileCommand: Command = {
 
 /** `--compare`: the model on every device-runtime with a table or a measurement of it. */
 async function printComparison(base: string, model: unknown, json: boolean, io: CommandIo): Promise<number> {
-  const c = await call<DeviceComparison & { modelName: string }>(base, 'POST', '/api/compare', { model });
+  const c = await call<CompareResponse>(base, 'POST', '/api/compare', { model });
   if (json) {
     io.out(JSON.stringify(c));
     return 0;

@@ -6,6 +6,7 @@ import { torchOptions } from '../torch-env.ts';
 import { startTorchEngine } from '../../src/train/torch/torch-engine.ts';
 import { readFile } from 'node:fs/promises';
 import type { RunningServer } from '../../server/app.ts';
+import type { MeasureJobView } from '../../server/contract/index.ts';
 import { MorphError } from '../../src/errors.ts';
 import { human } from '../format.ts';
 import { isSeedName, VALID_SEEDS } from '../../src/seeds/index.ts';
@@ -39,7 +40,7 @@ async function profileLocal(server: RunningServer, seed: string, log: (line: str
     if ((await wait(profile.id)) !== 'done') return log(`profile job ${profile.id} did not finish; GET /api/jobs/${profile.id} says why`);
     const measure = await server.fleet.createMeasureJob({ deviceId: device.id, runtime, model });
     if ((await wait(measure.id)) !== 'done') return log(`measure job ${measure.id} did not finish; GET /api/jobs/${measure.id} says why`);
-    const m = (await server.fleet.job(measure.id))?.result as { medianMs: number } | null;
+    const m = ((await server.fleet.job(measure.id)) as MeasureJobView | undefined)?.result;
     log(`${seed} on ${device.name} (${runtime}): measured ${m?.medianMs.toFixed(2)} ms end to end; try: npx morphnet profile --server ${server.url} --device ${device.id} --seed ${seed}`);
   } catch (err) {
     // The server may be shutting down; nothing to clean up.

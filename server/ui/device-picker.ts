@@ -2,10 +2,10 @@
 import type { VNode } from 'preact';
 import { html } from 'htm/preact';
 import { Field } from './components.ts';
-import type { DeviceView, RuntimeInfo } from './types.ts';
+import type { DeviceView } from '../contract/index.ts';
 
 export function runtimesOf(d: DeviceView | undefined): string[] {
-  return ((d?.runtimes as RuntimeInfo[] | undefined) ?? []).map((r) => r.name);
+  return (d?.runtimes ?? []).map((r) => r.name);
 }
 
 /** The runtime to pick by default: tfjs-wasm where the device has it (every agent kind does). */

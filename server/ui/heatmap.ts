@@ -8,7 +8,7 @@
 import type { ChartConfiguration } from 'chart.js';
 import { LatencyTable, tableModeOf } from '../../src/cost/latency-table.ts';
 import { viridis } from './charts.ts';
-import type { NetworksResponse, TablePoint } from './types.ts';
+import type { NetworksResponse, TablePoint } from '../contract/index.ts';
 
 /** Up to `n` evenly spaced integer channel counts from lo to hi (both included). */
 export function axisSamples(lo: number, hi: number, n = 16): number[] {

@@ -12,7 +12,7 @@ import { SearchDetail } from './pages/search-detail.ts';
 import { SearchForm } from './pages/search-form.ts';
 import { SearchesPage } from './pages/searches.ts';
 import { TablesPage } from './pages/tables.ts';
-import type { DeviceView } from './types.ts';
+import type { DevicesResponse } from '../contract/index.ts';
 
 declare const MORPHNET_UI_VERSION: string;
 
@@ -25,7 +25,7 @@ const SECTIONS = [
 
 function App(): VNode {
   const route = useRoute();
-  const devices = useLoad(() => api<{ devices: DeviceView[] }>('/api/devices'), [], DEVICE_POLL_MS);
+  const devices = useLoad(() => api<DevicesResponse>('/api/devices'), [], DEVICE_POLL_MS);
   const list = devices.data?.devices ?? [];
   const section = route.path[0] ?? 'devices';
   let page: VNode;

@@ -1,7 +1,7 @@
 /** Chart configs of a search: live curves, alive channels, widths, and the Pareto plot. */
 import type { ChartConfiguration, ChartDataset } from 'chart.js';
 import { COLORS } from './charts.ts';
-import type { NetworkSummary, SearchProgress, SearchView } from './types.ts';
+import type { NetworkSummary, SearchProgress, SearchView } from '../contract/index.ts';
 
 // FLOP-MorphNet's run is drawn in COLORS.flops, so the phases of the search's own run avoid it.
 const PHASE_COLORS = { shrink: COLORS.latency, final: COLORS.accent, baseline: COLORS.uniform } as const;

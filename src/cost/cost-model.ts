@@ -7,8 +7,8 @@
 import type { ChannelAnalysis, ChannelLayout } from '../graph/channel-groups.ts';
 import { layoutOf } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
-import type { Conv2DAttrs, DepthwiseAttrs, SeparableAttrs } from '../graph/ops/conv.ts';
-import type { DenseAttrs } from '../graph/ops/dense.ts';
+import type { Conv2DAttrs, DepthwiseAttrs, SeparableAttrs } from '../graph/layers/conv.ts';
+import type { DenseAttrs } from '../graph/layers/dense.ts';
 
 export const VALID_COST_OP_KINDS = ['conv2d', 'depthwise', 'separable', 'dense', 'conv2dtranspose'] as const;
 export type CostOpKind = (typeof VALID_COST_OP_KINDS)[number];

@@ -4,7 +4,7 @@
  * counts them, batch-norm moving statistics included) and activation bytes (float32 outputs).
  */
 import type { Graph, GraphLayer } from '../graph/graph.ts';
-import { descriptorOf } from '../graph/ops/register-all.ts';
+import { descriptorOf } from '../graph/layers/register-all.ts';
 
 export interface LayerCost {
   readonly layer: string;

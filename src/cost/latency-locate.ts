@@ -14,7 +14,7 @@ import { MorphError } from '../errors.ts';
 import { analyzeChannels, layoutOf, type ChannelAnalysis, type ChannelLayout } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
 import { channelsAt, roundWidth, seedWidths } from '../graph/widths.ts';
-import type { SeparableAttrs } from '../graph/ops/conv.ts';
+import type { SeparableAttrs } from '../graph/layers/conv.ts';
 import { axisValues, graphSpecs, type GraphSpecs, type GridOptions } from '../ops/graph-specs.ts';
 import { signature, specBytes, specKey, withChannels, type OpSpec } from '../ops/op-spec.ts';
 import { applyCalibration, IDENTITY_CALIBRATION, type CalibrationTerms } from './calibration.ts';

@@ -5,7 +5,7 @@
 import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import { layoutOf } from '../graph/channel-groups.ts';
 import type { Graph } from '../graph/graph.ts';
-import { descriptorOf } from '../graph/ops/register-all.ts';
+import { descriptorOf } from '../graph/layers/register-all.ts';
 import { widthOf, type Selection } from '../graph/widths.ts';
 
 export type Structure = Record<string, number>;

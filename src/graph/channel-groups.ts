@@ -11,9 +11,9 @@
  */
 import type { Graph, GraphLayer, TensorRef } from './graph.ts';
 import { channelsOf, formatRef } from './graph.ts';
-import type { BatchNormAttrs } from './ops/batch-norm.ts';
-import type { ChannelRule } from './ops/op.ts';
-import { descriptorOf } from './ops/register-all.ts';
+import type { BatchNormAttrs } from './layers/batch-norm.ts';
+import type { ChannelRule } from './layers/op.ts';
+import { descriptorOf } from './layers/register-all.ts';
 
 /** `repeat` consecutive tensor channels per group channel: group channel c ↦ c·repeat + r. */
 export interface Segment {

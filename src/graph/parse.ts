@@ -9,9 +9,9 @@ import { MorphError } from '../errors.ts';
 import type { Graph, GraphLayer, LayerCall, ModelClass, Shape, WeightSpec } from './graph.ts';
 import { formatRef } from './graph.ts';
 import { isJsonObject, type JsonObject, type ModelConfigJson, type WeightsGroupJson } from './keras-json.ts';
-import type { AnyOpDescriptor, OpContext } from './ops/op.ts';
-import { opFor } from './ops/register-all.ts';
-import { fmt, isUnmodeled } from './ops/shape-utils.ts';
+import type { AnyOpDescriptor, OpContext } from './layers/op.ts';
+import { opFor } from './layers/register-all.ts';
+import { fmt, isUnmodeled } from './layers/shape-utils.ts';
 import { flattenModel, MODEL_CLASSES, notAModel, recordedShapes, type FlatModel, type ScopedLayer } from './scope.ts';
 import { probeLayer } from './tfjs-probe.ts';
 

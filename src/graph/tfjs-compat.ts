@@ -10,9 +10,9 @@
 import type { GraphLayer } from './graph.ts';
 import { channelsOf } from './graph.ts';
 import { isJsonObject, type JsonObject, type JsonValue } from './keras-json.ts';
-import type { RescalingAttrs } from './ops/scale.ts';
-import type { Conv2DTransposeAttrs } from './ops/conv.ts';
-import type { GlobalPoolAttrs } from './ops/passthrough.ts';
+import type { RescalingAttrs } from './layers/scale.ts';
+import type { Conv2DTransposeAttrs } from './layers/conv.ts';
+import type { GlobalPoolAttrs } from './layers/passthrough.ts';
 import { MorphError } from '../errors.ts';
 import type { NamedWeight } from './rebuild.ts';
 import { tfjsKnowsLayer } from './tfjs-probe.ts';

@@ -12,7 +12,7 @@
  * of a reference measured alongside it.
  */
 import { MorphError } from '../errors.ts';
-import { DEFAULT_MEASURE_OPTIONS, summarize, type Measurement, type MeasureOptions, type SampleStats } from './protocol.ts';
+import { DEFAULT_MEASURE_OPTIONS, summarize, type Measurement, type MeasureOptions, type SampleStats } from './timing.ts';
 
 export interface InterleavedOptions {
   /** Clock in milliseconds. Default `performance.now()`. */

@@ -13,7 +13,7 @@
  */
 import type { Graph, GraphLayer, TensorRef } from '../graph/graph.ts';
 import { formatRef } from '../graph/graph.ts';
-import type { ActivationAttrs } from '../graph/ops/passthrough.ts';
+import type { ActivationAttrs } from '../graph/layers/passthrough.ts';
 import type { FusedActivation } from './op-spec.ts';
 
 export interface Fusion {

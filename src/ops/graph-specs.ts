@@ -13,10 +13,10 @@
 import type { ChannelAnalysis } from '../graph/channel-groups.ts';
 import type { Graph, GraphLayer } from '../graph/graph.ts';
 import { channelsOf } from '../graph/graph.ts';
-import type { Conv2DAttrs, Conv2DTransposeAttrs, DepthwiseAttrs, SeparableAttrs } from '../graph/ops/conv.ts';
-import type { UpSamplingAttrs } from '../graph/ops/resample.ts';
-import type { ConcatAttrs } from '../graph/ops/merge.ts';
-import type { GlobalPoolAttrs, PoolAttrs } from '../graph/ops/passthrough.ts';
+import type { Conv2DAttrs, Conv2DTransposeAttrs, DepthwiseAttrs, SeparableAttrs } from '../graph/layers/conv.ts';
+import type { UpSamplingAttrs } from '../graph/layers/resample.ts';
+import type { ConcatAttrs } from '../graph/layers/merge.ts';
+import type { GlobalPoolAttrs, PoolAttrs } from '../graph/layers/passthrough.ts';
 import { MorphError } from '../errors.ts';
 import { activationName, planFusion } from './fusion.ts';
 import type { OpSpec } from './op-spec.ts';

@@ -196,7 +196,7 @@ export type ItemFailedMessage = z.infer<typeof itemFailedSchema>;
 export const agentMessageSchema = z.discriminatedUnion('type', [helloSchema, resultSchema, itemFailedSchema]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
-/** Measurement protocol options a lease may set (see `src/measure/protocol.ts`), bounded. */
+/** Measurement protocol options a lease may set (see `src/measure/timing.ts`), bounded. */
 export const measureOptionsSchema = z
   .object({
     warmupRuns: z.number().int().min(1).max(1000),

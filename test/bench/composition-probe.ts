@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
 import { parseModel } from '../../src/graph/parse.ts';
-import { measure } from '../../src/measure/protocol.ts';
+import { measure } from '../../src/measure/timing.ts';
 import { graphSpecs } from '../../src/ops/graph-specs.ts';
 import { outputShape, type OpSpec } from '../../src/ops/op-spec.ts';
 import { specInputs } from '../../src/ops/spec-weights.ts';

@@ -24,7 +24,7 @@ import * as tf from '@tensorflow/tfjs';
 import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
 import { parseModel } from '../../src/graph/parse.ts';
 import { measureInterleaved } from '../../src/measure/interleaved.ts';
-import { measure } from '../../src/measure/protocol.ts';
+import { measure } from '../../src/measure/timing.ts';
 import { settledLow } from '../../src/morph/closed-loop.ts';
 import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { seedModel, isSeedName } from '../../src/seeds/index.ts';

@@ -24,7 +24,7 @@ import { parseModel } from '../../src/graph/parse.ts';
 import { rebuild } from '../../src/graph/rebuild.ts';
 import { uniformSelection } from '../../src/graph/widths.ts';
 import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
-import { measure, summarize } from '../../src/measure/protocol.ts';
+import { measure, summarize } from '../../src/measure/timing.ts';
 import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { seedModel, type SeedName } from '../../src/seeds/index.ts';
 import { buildTfModel, readWeights } from '../../src/train/tf-model.ts';

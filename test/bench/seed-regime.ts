@@ -28,7 +28,7 @@ import { parseModel } from '../../src/graph/parse.ts';
 import { planGammas } from '../../src/graph/gamma-plan.ts';
 import { initialWeights, rebuild } from '../../src/graph/rebuild.ts';
 import { identitySelection, selectionFromWidths } from '../../src/graph/widths.ts';
-import { measure } from '../../src/measure/protocol.ts';
+import { measure } from '../../src/measure/timing.ts';
 import type { RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import { seedModel, type SeedName } from '../../src/seeds/index.ts';
 import { openDataset } from '../../src/train/data/index.ts';

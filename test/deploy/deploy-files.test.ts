@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { MAX_BODY_BYTES } from '../../server/api.ts';
+import { MAX_BODY_BYTES } from '../../server/http.ts';
 import { startServer } from '../../server/app.ts';
 import { LOCK_FILE } from '../../server/data-lock.ts';
 import { AGENTS_PATH } from '../../server/hub.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MorphError } from '../../src/errors.ts';
 import { measureInterleaved } from '../../src/measure/interleaved.ts';
-import { measure } from '../../src/measure/protocol.ts';
+import { measure } from '../../src/measure/timing.ts';
 
 /**
  * A simulated device with two speeds: a run of base cost `ms` takes `ms · slow` while the

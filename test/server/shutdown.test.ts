@@ -134,6 +134,25 @@ describe('close() in process', () => {
     }
   });
 
+  it('is running, then closing from the first close() call, then closed; a second close() returns the same promise', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'morphnet-shutdown-twice-'));
+    try {
+      const server = await startServer({ port: 0, dataDir: dir, agentToken: TOKEN, localAgent: false, log: () => undefined });
+      assert.equal(server.state, 'running');
+      const first = server.close();
+      assert.equal(server.state, 'closing');
+      assert.equal(server.close(), first, 'during the shutdown');
+      await first;
+      assert.equal(server.state, 'closed');
+      assert.equal(server.close(), first, 'after it');
+      assert.equal(server.fleet.state, 'closed');
+      assert.equal(server.searches.state, 'closed');
+      assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'the lock file is removed');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('releases the database and the lock even when a step before them fails, and reports the first failure', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'morphnet-shutdown-fail-'));
     try {

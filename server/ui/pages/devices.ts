@@ -11,14 +11,14 @@ import { api } from '../api.ts';
 import { Badge, Card, ErrorNote, Notice } from '../components.ts';
 import { ago, count } from '../format.ts';
 import { href, useLoad, type Loaded } from '../hooks.ts';
-import type { AgentInfo, CoverageRow, DeviceEnv, DeviceView, RuntimeInfo } from '../types.ts';
+import type { AgentEnv, AgentInfo, CoverageResponse, CoverageRow, DeviceView, PairingCreated, PairingsResponse, RuntimeInfo } from '../../contract/index.ts';
 
-/** What the agent command needs (served by server/ui.ts). */
+/** What the agent command needs (served by server/ui/serve.ts). */
 const UI_AGENT_INFO = '/ui/agent-info.json';
 
 export const DEVICE_POLL_MS = 3000;
 
-function envText(env: DeviceEnv, platform: string): string {
+function envText(env: AgentEnv, platform: string): string {
   if (platform === 'browser') {
     const ua = env.userAgent ?? '';
     const browser = /(Chrome|Chromium|Firefox|Safari|Edg)\/[\d.]+/.exec(ua)?.[0] ?? 'a browser';
@@ -51,7 +51,7 @@ function RuntimeRow(props: { device: DeviceView; runtime: RuntimeInfo; coverage:
 
 function DeviceCard(props: { device: DeviceView; coverage: readonly CoverageRow[] }): VNode {
   const d = props.device;
-  const runtimes = (d.runtimes as RuntimeInfo[]) ?? [];
+  const runtimes = d.runtimes;
   const agents = d.agents;
   return html`<article class="card device" data-device-id=${d.id} data-online=${String(d.online)}>
     <header class="card-head">
@@ -64,28 +64,13 @@ function DeviceCard(props: { device: DeviceView; coverage: readonly CoverageRow[
     <dl class="facts">
       <dt>Id</dt><dd><code>${d.id}</code></dd>
       <dt>Platform</dt><dd>${d.platform}, agent ${d.agentVersion}</dd>
-      <dt>Environment</dt><dd>${envText((d.env as DeviceEnv) ?? {}, d.platform)}</dd>
+      <dt>Environment</dt><dd>${envText(d.env, d.platform)}</dd>
       <dt>Last seen</dt><dd data-last-seen=${d.lastSeen}>${d.online ? 'now' : ago(d.lastSeen)}</dd>
       <dt>Agents</dt><dd>${agents.length === 0 ? 'none connected' : agents.map((a) => `${a.name} (${a.itemsDone} item${a.itemsDone === 1 ? '' : 's'} done${a.busy ? ', busy' : ''})`).join('; ')}</dd>
     </dl>
     <h3 class="sub">Runtimes and table coverage</h3>
     <ul class="runtimes">${runtimes.map((r) => html`<${RuntimeRow} key=${r.name} device=${d} runtime=${r} coverage=${props.coverage.find((c) => c.deviceId === d.id && c.runtime === r.name)} />`)}</ul>
   </article>`;
-}
-
-interface NewPairing {
-  readonly id: string;
-  readonly url: string;
-  readonly expiresAt: string;
-}
-
-interface PairingView {
-  readonly id: string;
-  readonly state: 'waiting' | 'paired' | 'expired';
-  readonly createdAt: string;
-  readonly expiresAt: string;
-  readonly deviceId: string | null;
-  readonly pairedAt: string | null;
 }
 
 function until(iso: string, now: number): string {
@@ -101,15 +86,15 @@ function until(iso: string, now: number): string {
  */
 function AddDevice(props: { devices: readonly DeviceView[] }): VNode {
   const info = useLoad(() => api<AgentInfo>(UI_AGENT_INFO), []);
-  const [pairing, setPairing] = useState<NewPairing | null>(null);
+  const [pairing, setPairing] = useState<PairingCreated | null>(null);
   const [pairError, setPairError] = useState<unknown>(null);
   const [qr, setQr] = useState<string>('');
   const [now, setNow] = useState(Date.now());
-  const pairings = useLoad(() => api<{ pairings: PairingView[] }>('/api/pairings'), [pairing?.id], 3000);
+  const pairings = useLoad(() => api<PairingsResponse>('/api/pairings'), [pairing?.id], 3000);
   const newLink = async (): Promise<void> => {
     setPairError(null);
     try {
-      setPairing(await api<NewPairing>('/api/pairings', { body: {} }));
+      setPairing(await api<PairingCreated>('/api/pairings', { body: {} }));
     } catch (err) {
       setPairError(err);
     }
@@ -176,7 +161,7 @@ export function DevicesPage(props: { devices: Loaded<{ devices: DeviceView[] }> 
   const list = devices.data?.devices ?? [];
   // Coverage costs more (it reads the tables): reload it when the device set changes, or every 15 s.
   const key = list.map((d) => `${d.id}:${d.online}:${d.agents.reduce((s, a) => s + a.itemsDone, 0)}`).join(',');
-  const coverage = useLoad(() => api<{ coverage: CoverageRow[] }>('/api/coverage'), [key], 15_000);
+  const coverage = useLoad(() => api<CoverageResponse>('/api/coverage'), [key], 15_000);
   // Open by itself while there is no device, and it stays open once a device joins (its pairing shows "paired").
   const [adding, setAdding] = useState<boolean | null>(null);
   useEffect(() => {

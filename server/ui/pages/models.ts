@@ -13,7 +13,7 @@ import { ChartView, COLORS } from '../charts.ts';
 import { defaultRuntime, DevicePicker } from '../device-picker.ts';
 import { count, ms, pct, shape } from '../format.ts';
 import { href, navigate, useLoad, type Route } from '../hooks.ts';
-import type { CompareResponse, ComparisonCell, DeviceView, InspectReport, JobView, ModelInfo, ModelSummary, NetworksResponse, PredictResponse } from '../types.ts';
+import type { CompareResponse, ComparisonCell, DeviceView, InspectReport, JobView, ModelInfo, ModelsResponse, ModelSummary, NetworksResponse, PredictResponse, SeedsResponse } from '../../contract/index.ts';
 
 type Inspected = ModelSummary & { report: InspectReport };
 
@@ -75,8 +75,8 @@ function ModelRow(props: { m: ModelSummary | ModelInfo; mref: string; kind: stri
 }
 
 function ModelList(): VNode {
-  const seeds = useLoad(() => api<{ seeds: ModelSummary[] }>('/api/seeds'), []);
-  const uploads = useLoad(() => api<{ models: ModelInfo[] }>('/api/models'), []);
+  const seeds = useLoad(() => api<SeedsResponse>('/api/seeds'), []);
+  const uploads = useLoad(() => api<ModelsResponse>('/api/models'), []);
   return html`<div class="page" data-page="models">
     <header class="page-head"><h1>Models</h1></header>
     <${Card} title="Upload a model"><${UploadForm} /><//>
@@ -165,7 +165,7 @@ function LatencyBreakdown(props: { m: Inspected; devices: readonly DeviceView[];
     try {
       const job = await api<JobView>(path, { body: { deviceId, runtime, model: await modelField(ref), ...extra } });
       const last = await followJob(job, (j) => setRun({ what, job: j }));
-      if (last.state === 'failed') setActionError(new ApiError(422, 'MORPH_ERR_JOB_FAILED', `${what} failed: ${JSON.stringify((last.error as { message?: string } | null)?.message ?? last.error)}`));
+      if (last.state === 'failed') setActionError(new ApiError(422, 'MORPH_ERR_JOB_FAILED', `${what} failed: ${JSON.stringify(last.error?.message ?? last.error)}`));
     } catch (err) {
       setActionError(err);
     } finally {

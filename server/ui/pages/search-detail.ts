@@ -13,7 +13,7 @@ import { ChartView } from '../charts.ts';
 import { bytes, count, ms, pct, seconds } from '../format.ts';
 import { href, useLoad } from '../hooks.ts';
 import { accuracyChart, aliveChart, costChart, lossChart, networksOf, paretoChart, stepChart, widthsChart, type LiveStep } from '../search-charts.ts';
-import type { ArtifactInfo, DeviceView, SearchView } from '../types.ts';
+import type { ArtifactsResponse, DeviceView, SearchEventRecord, SearchesResponse, SearchView } from '../../contract/index.ts';
 import { STATE_KIND, targetText } from './searches.ts';
 
 const ACTIVE = ['queued', 'preparing', 'running'];
@@ -26,27 +26,21 @@ interface LogLine {
   readonly text: string;
 }
 
-interface StreamEvent {
-  readonly seq: number | null;
-  readonly type: string;
-  readonly data: Record<string, unknown>;
-  readonly at: string;
-}
-
-function logText(e: StreamEvent): string | null {
-  const d = e.data;
+function logText(e: SearchEventRecord): string | null {
   switch (e.type) {
-    case 'state':
-      return `state: ${String(d.state)}${d.backend ? ` (${String(d.backend)})` : ''}${d.reason ? `: ${String(d.reason)}` : ''}${(d.error as { message?: string } | undefined)?.message ? `: ${(d.error as { message: string }).message}` : ''}`;
+    case 'state': {
+      const d = e.data;
+      return `state: ${d.state}${d.backend ? ` (${d.backend})` : ''}${d.reason ? `: ${d.reason}` : ''}${d.error?.message ? `: ${d.error.message}` : ''}`;
+    }
     case 'ready':
-      return `ready: ${String(d.backend)}; ${(d.dataset as { name?: string } | undefined)?.name ?? ''}`;
+      return `ready: ${e.data.backend}; ${e.data.dataset?.name ?? ''}`;
     case 'note':
     case 'export':
-      return String(d.message);
+      return e.data.message;
     case 'phase':
-      return `${String(d.phase)}${d.round ? ` (round ${String(d.round)})` : ''}: ${String(d.message)}`;
+      return `${e.data.phase}${e.data.round ? ` (round ${e.data.round})` : ''}: ${e.data.message}`;
     case 'evaluated':
-      return `${String(d.phase)} network: test accuracy ${pct(d.accuracy as number)}`;
+      return `${e.data.phase} network: test accuracy ${pct(e.data.accuracy)}`;
     default:
       return null;
   }
@@ -72,15 +66,15 @@ function useSearchStream(id: string): { view: SearchView | undefined; error: unk
       if (pending.current === null) pending.current = setTimeout(() => ((pending.current = null), reload()), 400);
     };
     const onStored = (m: MessageEvent): void => {
-      const e = JSON.parse(m.data as string) as StreamEvent;
+      const e = JSON.parse(m.data as string) as SearchEventRecord;
       const text = logText(e);
       if (text !== null) setLog((l) => [...l.slice(-(MAX_LOG - 1)), { at: e.at, text }]);
       refetchSoon();
     };
     const onStep = (m: MessageEvent): void => {
-      const e = JSON.parse(m.data as string) as StreamEvent;
-      const step = e.data.step as { globalStep: number; loss: number };
-      setSteps((s) => [...s.slice(-(MAX_STEPS - 1)), { phase: e.data.phase as LiveStep['phase'], globalStep: step.globalStep, loss: step.loss }]);
+      const e = JSON.parse(m.data as string) as Extract<SearchEventRecord, { type: 'step' }>;
+      const step = e.data.step;
+      setSteps((s) => [...s.slice(-(MAX_STEPS - 1)), { phase: e.data.phase, globalStep: step.globalStep, loss: step.loss }]);
     };
     const onEnd = (): void => {
       // The server closes the stream after `end`; without close() EventSource would reconnect.
@@ -160,7 +154,7 @@ function Widths(props: { view: SearchView }): VNode {
 function Pareto(props: { view: SearchView }): VNode | null {
   const v = props.view;
   const others = useLoad(async () => {
-    const { searches } = await api<{ searches: { id: string; cost: string; deviceId: string | null; runtime: string | null }[] }>('/api/searches?state=done&limit=100');
+    const { searches } = await api<SearchesResponse>('/api/searches?state=done&limit=100');
     const same = searches.filter((s) => s.cost === 'latency' && s.deviceId === v.deviceId && s.runtime === v.runtime && s.id !== v.id).slice(0, 40);
     return Promise.all(same.map((s) => api<SearchView>(`/api/searches/${s.id}`)));
   }, [v.id]);
@@ -174,7 +168,7 @@ function Pareto(props: { view: SearchView }): VNode | null {
 }
 
 function Downloads(props: { view: SearchView }): VNode {
-  const files = useLoad(() => api<{ artifacts: ArtifactInfo[] }>(`/api/searches/${props.view.id}/artifacts`), [props.view.id, props.view.artifacts.length]);
+  const files = useLoad(() => api<ArtifactsResponse>(`/api/searches/${props.view.id}/artifacts`), [props.view.id, props.view.artifacts.length]);
   return html`<${Card} title="Downloads" id="downloads">
     <${ErrorNote} error=${files.error} />
     <ul class="downloads">

@@ -12,7 +12,7 @@ import { Card, ErrorNote, Field, Progress } from '../components.ts';
 import { defaultRuntime, DevicePicker } from '../device-picker.ts';
 import { ms, shape } from '../format.ts';
 import { navigate, useLoad, type Route } from '../hooks.ts';
-import type { DatasetInfo, DeviceView, JobView, ModelInfo, ModelSummary, NetworksResponse, PredictResponse, SearchView } from '../types.ts';
+import type { DatasetInfo, DatasetsResponse, DeviceView, JobView, ModelsResponse, ModelSummary, NetworksResponse, PredictResponse, SearchView, SeedsResponse } from '../../contract/index.ts';
 
 interface FormState {
   model: string;
@@ -126,9 +126,9 @@ function SeedLatency(props: { model: ModelSummary | undefined; deviceId: string;
 }
 
 export function SearchForm(props: { route: Route; devices: readonly DeviceView[] }): VNode {
-  const seeds = useLoad(() => api<{ seeds: ModelSummary[] }>('/api/seeds'), []);
-  const uploads = useLoad(() => api<{ models: ModelInfo[] }>('/api/models'), []);
-  const datasets = useLoad(() => api<{ datasets: DatasetInfo[] }>('/api/datasets'), []);
+  const seeds = useLoad(() => api<SeedsResponse>('/api/seeds'), []);
+  const uploads = useLoad(() => api<ModelsResponse>('/api/models'), []);
+  const datasets = useLoad(() => api<DatasetsResponse>('/api/datasets'), []);
   const models: ModelSummary[] = [
     ...(uploads.data?.models ?? []).map((u) => ({ ref: u.id, id: u.id, name: u.name, layers: u.layers, params: u.params, macs: u.macs, inputShape: u.inputShape, outputs: u.outputs })),
     ...(seeds.data?.seeds ?? []),

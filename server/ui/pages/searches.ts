@@ -5,11 +5,7 @@ import { api } from '../api.ts';
 import { Badge, ErrorNote, Scroll } from '../components.ts';
 import { ago, count, ms, pct } from '../format.ts';
 import { href, useLoad } from '../hooks.ts';
-import type { DeviceView, SearchView } from '../types.ts';
-
-type SearchSummary = Omit<SearchView, 'config' | 'result' | 'error' | 'interruption' | 'resume' | 'artifacts' | 'updatedAt' | 'progress'> & {
-  progress: { phase: string | null; fraction: number; message: string | null; accuracy: { final: number | null; baseline: number | null } };
-};
+import type { DeviceView, SearchesResponse } from '../../contract/index.ts';
 
 export const STATE_KIND: Record<string, string> = { queued: 'wait', preparing: 'run', running: 'run', done: 'ok', failed: 'bad', cancelled: 'off', interrupted: 'warn' };
 
@@ -19,7 +15,7 @@ export function targetText(t: { value: number; unit: string }): string {
 }
 
 export function SearchesPage(props: { devices: readonly DeviceView[] }): VNode {
-  const list = useLoad(() => api<{ searches: SearchSummary[] }>('/api/searches?limit=200'), [], 3000);
+  const list = useLoad(() => api<SearchesResponse>('/api/searches?limit=200'), [], 3000);
   const searches = list.data?.searches ?? [];
   const deviceName = (id: string | null): string => (id === null ? '–' : (props.devices.find((d) => d.id === id)?.name ?? id));
   return html`<div class="page" data-page="searches">

@@ -13,7 +13,7 @@ import { defaultRuntime, DevicePicker } from '../device-picker.ts';
 import { ms, pct } from '../format.ts';
 import { navigate, useLoad, type Route } from '../hooks.ts';
 import { predictedVsMeasured, tableChart } from '../heatmap.ts';
-import type { CalibrationView, DeviceView, NetworksResponse, TablesResponse } from '../types.ts';
+import type { Calibration, DeviceView, NetworksResponse, TablesResponse } from '../../contract/index.ts';
 
 type StoredTableView = TablesResponse['tables'][number];
 
@@ -37,7 +37,7 @@ function TableCard(props: { table: StoredTableView }): VNode {
 }
 
 /** The fitted terms in words, e.g. "1.050·Σops − 0.0030 ms/op − 0.180 ms/MB moved + 0.060 ms/MB of weights + 0.100 ms". */
-function calibrationFormula(c: CalibrationView): string {
+function calibrationFormula(c: Calibration): string {
   const signed = (v: number, digits: number, unit: string): string => ` ${v >= 0 ? '+' : '−'} ${Math.abs(v).toFixed(digits)} ${unit}`;
   const memory = c.method === 'bytes' ? `${signed(c.d ?? 0, 3, 'ms/MB of activations')}${signed(c.e ?? 0, 3, 'ms/MB of weights')}` : '';
   return `${c.a.toFixed(3)}·Σops${signed(c.b, 4, 'ms/op')}${memory} + ${c.c.toFixed(3)} ms`;

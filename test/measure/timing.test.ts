@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MorphError } from '../../src/errors.ts';
-import { measure, summarize } from '../../src/measure/protocol.ts';
+import { measure, summarize } from '../../src/measure/timing.ts';
 
 /** A fake clock and a run that advances it by `durations(i)` ms on its i-th call. */
 function fake(durations: (i: number) => number): { now: () => number; run: () => void; calls: () => number } {

@@ -1,34 +1,45 @@
 /**
  * The REST endpoints of models and searches (docs/api.md, "Searches and models"), a Router that
- * server/app.ts mounts under `/api` before the fleet's router. Same conventions as server/api.ts:
+ * server/app.ts mounts under `/api` before the fleet's router. Same conventions as routes/fleet.ts:
  * JSON bodies validated by zod, errors as `{error: {code, message, details?}}` with the status of
  * their code. A search request is checked whole (model, device and runtime, dataset against the
  * model, target against the seed and the minimum reachable cost) before anything is stored.
  */
 import { stat } from 'node:fs/promises';
 import express, { type Request, type Response, type Router } from 'express';
-import { z } from 'zod';
-import { flopsCostModel, paramsCostModel, costOps, type CostModel } from '../src/cost/cost-model.ts';
-import { apiErrorHandler, jsonBody, noQuery, parse, route } from './http.ts';
-import { MorphError } from '../src/errors.ts';
-import { analyzeChannels } from '../src/graph/channel-groups.ts';
-import { minimumCost } from '../src/morph/expand.ts';
-import type { Target } from '../src/morph/search.ts';
-import { seedWidths } from '../src/graph/widths.ts';
-import { costAt } from '../src/morph/network-cost.ts';
-import { VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
-import { checkDatasetFitsModel, modelDataShape, openDataset, type Dataset, type ModelDataShape } from '../src/train/data/index.ts';
-import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../src/train/data/idx-dataset.ts';
-import { MAX_BODY_BYTES } from './api.ts';
-import type { Fleet } from './fleet.ts';
-import { ModelStore, modelShapes } from './model-store.ts';
-import { resolveModel, type ResolvedModel } from './models.ts';
-import { sendArtifact } from './search-artifacts.ts';
-import { resolveLatencyTarget } from './search-latency.ts';
-import type { SearchConfig } from './search-worker.ts';
-import { SEARCH_OPTION_DEFAULTS, searchOptionsSchema, withDefaults } from '../src/morph/search-options.ts';
-import { TERMINAL_SEARCH_STATES, VALID_SEARCH_STATES, type SearchEventRecord, type SearchService, type SearchState } from './searches.ts';
-import type { TableReader } from './tables.ts';
+import type { z } from 'zod';
+import { flopsCostModel, paramsCostModel, costOps, type CostModel } from '../../src/cost/cost-model.ts';
+import { apiErrorHandler, jsonBody, MAX_BODY_BYTES, noQuery, parse, route } from '../http.ts';
+import { checkRuntime } from './fleet.ts';
+import { MorphError } from '../../src/errors.ts';
+import { analyzeChannels } from '../../src/graph/channel-groups.ts';
+import { minimumCost } from '../../src/morph/expand.ts';
+import type { Target } from '../../src/morph/search.ts';
+import { seedWidths } from '../../src/graph/widths.ts';
+import { costAt } from '../../src/morph/network-cost.ts';
+import { checkDatasetFitsModel, modelDataShape, openDataset, type Dataset, type ModelDataShape } from '../../src/train/data/index.ts';
+import { FASHION_MNIST_APT_PACKAGE, FASHION_MNIST_DIR } from '../../src/train/data/idx-dataset.ts';
+import type { Fleet } from '../fleet.ts';
+import { ModelStore, modelShapes } from '../model-store.ts';
+import { resolveModel, type ResolvedModel } from '../models.ts';
+import { sendArtifact } from '../search/artifacts.ts';
+import { resolveLatencyTarget } from '../search/latency.ts';
+import { SEARCH_OPTION_DEFAULTS, withDefaults } from '../../src/morph/search-options.ts';
+import { modelsQuerySchema, type ModelsResponse } from '../contract/models.ts';
+import type { SearchEventRecord, SearchEventsEnd } from '../contract/search-events.ts';
+import {
+  searchBodySchema,
+  searchDataSchema,
+  searchEventsQuerySchema,
+  searchesQuerySchema,
+  TERMINAL_SEARCH_STATES,
+  type ArtifactsResponse,
+  type SearchConfig,
+  type SearchesResponse,
+  type SearchState,
+} from '../contract/searches.ts';
+import type { SearchService } from '../search/service.ts';
+import type { TableReader } from '../tables.ts';
 
 /** Most searches waiting in the queue at once. */
 export const MAX_QUEUED_SEARCHES = 100;
@@ -48,56 +59,14 @@ export interface SearchApiContext {
 /** Defaults of `options`: the one set (src/morph/search-options.ts) the CLI uses too. */
 export const SEARCH_DEFAULTS = SEARCH_OPTION_DEFAULTS;
 
-const targetSchema = z.union([z.object({ fraction: z.number().gt(0).lt(1) }).strict(), z.object({ value: z.number().finite().positive() }).strict()]);
 
-const dim = z.number().int().min(1).max(1024);
-const dataSchema = z
-  .object({
-    dataset: z.string().min(1).max(200),
-    trainLimit: z.number().int().min(2).max(10_000_000).optional(),
-    testLimit: z.number().int().min(1).max(10_000_000).optional(),
-    /** Resize/convert the images to [h, w, c] (c 1 or 3). */
-    imageShape: z.tuple([dim, dim, z.union([z.literal(1), z.literal(3)])]).optional(),
-  })
-  .strict();
-
-const searchBody = z
-  .object({
-    model: z.union([z.string().min(1).max(100), z.record(z.unknown())]).optional(),
-    modelId: z.string().min(1).max(64).optional(),
-    seed: z.string().min(1).max(100).optional(),
-    data: dataSchema,
-    cost: z.enum(['flops', 'params', 'latency']).optional(),
-    deviceId: z.string().min(1).max(64).optional(),
-    runtime: z.enum(VALID_RUNTIMES).optional(),
-    targetMs: z.number().finite().positive().max(3_600_000).optional(),
-    target: targetSchema.optional(),
-    /** cost 'latency': move a target below the smallest reachable latency up to a reachable one (with a note) instead of failing. */
-    clampTarget: z.boolean().optional(),
-    options: searchOptionsSchema.optional(),
-  })
-  .strict();
-
-const searchesQuery = z.object({ state: z.enum(VALID_SEARCH_STATES).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }).strict();
-const modelsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }).strict();
-const eventsQuery = z.object({ after: z.string().regex(/^\d{1,9}$/, 'a non-negative event number').optional() }).strict();
-
-
-async function checkRuntime(fleet: Fleet, deviceId: string, runtime: RuntimeName | undefined): Promise<void> {
-  const device = await fleet.requireDevice(deviceId);
-  if (runtime === undefined) return;
-  const reported = (device.runtimes as { name: string }[]).map((r) => r.name);
-  if (!reported.includes(runtime)) {
-    throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `device ${deviceId} (${device.name}) does not serve runtime ${runtime}; it serves ${reported.join(', ')}`, { field: 'runtime', runtimes: reported });
-  }
-}
 
 /**
  * The image shape and classes of an API dataset, without loading it on the HTTP thread (the worker
  * loads it): synthetic data is generated lazily, so it is opened for real; the MNIST-style sets
  * have fixed shapes.
  */
-async function describeDataset(data: z.infer<typeof dataSchema>, seed: number, model: ModelDataShape | undefined): Promise<Pick<Dataset, 'name' | 'imageShape' | 'numClasses'>> {
+async function describeDataset(data: z.infer<typeof searchDataSchema>, seed: number, model: ModelDataShape | undefined): Promise<Pick<Dataset, 'name' | 'imageShape' | 'numClasses'>> {
   const spec = data.dataset.trim();
   if (spec === 'synthetic' || spec.startsWith('synthetic:')) {
     const ds = await openDataset(spec, { seed, limit: { train: data.trainLimit, test: data.testLimit }, model, ...(data.imageShape ? { imageShape: data.imageShape } : {}) });
@@ -139,7 +108,7 @@ function resolveCostTarget(model: ResolvedModel, costModel: CostModel, target: T
   return { value, seedCost, minimum };
 }
 
-async function modelOf(ctx: SearchApiContext, body: z.infer<typeof searchBody>): Promise<{ model: ResolvedModel; source: SearchConfig['model']['source'] }> {
+async function modelOf(ctx: SearchApiContext, body: z.infer<typeof searchBodySchema>): Promise<{ model: ResolvedModel; source: SearchConfig['model']['source'] }> {
   const given = (['model', 'modelId', 'seed'] as const).filter((k) => body[k] !== undefined);
   if (given.length !== 1) {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `give exactly one of model (a model.json object or seed name), modelId (from POST /api/models) or seed (mobilenet, resnet, vgg); got ${given.length === 0 ? 'none' : given.join(' and ')}`, { field: 'model' });
@@ -156,7 +125,7 @@ async function modelOf(ctx: SearchApiContext, body: z.infer<typeof searchBody>):
 
 /** Validates a search request whole and returns what the service stores. Creates nothing. */
 async function searchConfigOf(ctx: SearchApiContext, raw: unknown): Promise<{ config: SearchConfig; topology: unknown }> {
-  const body = parse(searchBody, raw, 'search request');
+  const body = parse(searchBodySchema, raw, 'search request');
   const cost = body.cost ?? 'flops';
   const options = withDefaults(body.options);
   const { model, source } = await modelOf(ctx, body);
@@ -230,7 +199,7 @@ async function streamEvents(ctx: SearchApiContext, req: Request, res: Response):
     if (ended) return;
     ended = true;
     cleanup();
-    res.write(`event: end\ndata: ${JSON.stringify({ state })}\n\n`);
+    res.write(`event: end\ndata: ${JSON.stringify({ state } satisfies SearchEventsEnd)}\n\n`);
     res.end();
   };
   const deliver = (e: SearchEventRecord, state: SearchState | null, live: boolean): void => {
@@ -281,8 +250,8 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
   r.get(
     '/models',
     route(async (req, res) => {
-      const q = parse(modelsQuery, req.query, 'query');
-      res.json({ models: await ctx.models.list(q.limit) });
+      const q = parse(modelsQuerySchema, req.query, 'query');
+      res.json({ models: await ctx.models.list(q.limit) } satisfies ModelsResponse);
     }),
   );
 
@@ -312,8 +281,8 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
   r.get(
     '/searches',
     route(async (req, res) => {
-      const q = parse(searchesQuery, req.query, 'query');
-      res.json({ searches: await ctx.searches.list(q) });
+      const q = parse(searchesQuerySchema, req.query, 'query');
+      res.json({ searches: await ctx.searches.list(q) } satisfies SearchesResponse);
     }),
   );
 
@@ -344,7 +313,7 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
   r.get(
     '/searches/:id/events',
     route((req, res) => {
-      parse(eventsQuery, req.query, 'query');
+      parse(searchEventsQuerySchema, req.query, 'query');
       return streamEvents(ctx, req, res);
     }),
   );
@@ -356,7 +325,7 @@ export function searchRouter(ctx: SearchApiContext, log: (line: string) => void)
       const id = String(req.params.id);
       await ctx.searches.require(id);
       const list = await ctx.searches.artifacts(id);
-      res.json({ id, artifacts: list.map((a) => ({ ...a, url: `/api/searches/${id}/artifacts/${a.name}` })) });
+      res.json({ id, artifacts: list.map((a) => ({ ...a, url: `/api/searches/${id}/artifacts/${a.name}` })) } satisfies ArtifactsResponse);
     }),
   );
 

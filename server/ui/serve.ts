@@ -16,16 +16,17 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type Request, type Response, type Router } from 'express';
-import { isLoopbackHost } from './auth.ts';
-import { asset, bundleHandler, sendAsset, type Asset } from './browser-bundle.ts';
-import { AGENTS_PATH } from './hub.ts';
+import { isLoopbackHost } from '../auth.ts';
+import { asset, bundleHandler, sendAsset, type Asset } from '../browser-bundle.ts';
+import type { AgentInfo } from '../contract/access.ts';
+import { AGENTS_PATH } from '../hub.ts';
 
 export const UI_BUNDLE_PATH = '/ui/app.js';
 export const UI_STYLE_PATH = '/ui/app.css';
 export const UI_AGENT_INFO_PATH = '/ui/agent-info.json';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const UI_DIR = join(ROOT, 'server', 'ui');
+const UI_DIR = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(UI_DIR, '..', '..');
 
 export interface UiOptions {
   /** The agent token that "Add a device" puts in the agent command and the browser-agent link. */
@@ -110,7 +111,7 @@ export function uiRouter(options: UiOptions): Router {
       listenHost: options.listenHost,
       loopbackOnly: isLoopbackHost(options.listenHost),
       version: options.version,
-    });
+    } satisfies AgentInfo);
   });
 
   return router;

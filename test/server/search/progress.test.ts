@@ -1,7 +1,7 @@
-/** The search progress reducer (server/search-progress.ts): what the search page's bar shows. */
+/** The search progress reducer (server/search/progress.ts): what the search page's bar shows. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyEvent, emptyProgress, type ProgressPlan } from '../../server/search-progress.ts';
+import { applyEvent, emptyProgress, type ProgressPlan } from '../../../server/search/progress.ts';
 
 const PLAN: ProgressPlan = { rounds: 1, shrinkEpochs: 1, finalEpochs: 1, baseline: false };
 

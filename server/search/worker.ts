@@ -1,12 +1,12 @@
 /**
  * One server-side search, in a `worker_threads` Worker so that training never blocks the HTTP
- * event loop. The SearchService (server/searches.ts) starts it through a small bootstrap that
+ * event loop. The SearchService (server/search/service.ts) starts it through a small bootstrap that
  * registers tsx first (as cli/bin.js does), since a worker does not inherit the main thread's
  * loader hooks. The worker opens the dataset, runs `runSearch`, writes the artifacts under server-
  * chosen names into its directory, and posts back:
  *
  * - `{type: 'event', event}` for every search event (src/morph/search.ts) and its own `ready`,
- *   `groups` and `export` events (server/search-progress.ts);
+ *   `groups` and `export` events (server/contract/search-events.ts);
  * - `{type: 'done', result}` once every artifact is written, or `{type: 'failed', error}`.
  *
  * The service terminates the worker after either message, or at once on cancel.
@@ -15,47 +15,24 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { isMorphError, MorphError } from '../src/errors.ts';
-import { writeTfjsModel } from '../src/export/tfjs-model.ts';
-import { writeNetworkTflite } from '../src/export/tflite/network.ts';
-import { analyzeChannels } from '../src/graph/channel-groups.ts';
-import type { ModelConfigJson } from '../src/graph/keras-json.ts';
-import { parseModel } from '../src/graph/parse.ts';
-import type { RebuiltModel } from '../src/graph/rebuild.ts';
-import type { WeightMap } from '../src/graph/weights.ts';
-import { runSearch, type CostName, type NetworkSummary, type SearchCostHooks, type SearchOptions, type SearchReport, type Target } from '../src/morph/search.ts';
-import type { RuntimeName } from '../src/protocol/agent-protocol.ts';
-import { runOptionsOf, withDefaults, type SearchOptionValues } from '../src/morph/search-options.ts';
-import type { EngineReport, TrainingEngine } from '../src/train/engine.ts';
-import { selectEngine } from '../src/train/select-engine.ts';
-import type { TorchEngineOptions } from '../src/train/torch/torch-engine.ts';
-import { modelDataShape, openDataset } from '../src/train/data/index.ts';
-import type { LatencyTargetResolution, PreparedLatency } from './search-latency.ts';
-import { latencyHooks } from '../src/morph/latency-hooks.ts';
-import type { ProgressEvent } from './search-progress.ts';
-
-export const VALID_SEARCH_COSTS = ['flops', 'params', 'latency'] as const;
-export type SearchCost = (typeof VALID_SEARCH_COSTS)[number];
-
-/** The search's options with every default applied (what `config.options` holds): src/morph/search-options.ts. */
-export type SearchRunOptions = SearchOptionValues;
-
-/** A search as it was asked for and validated (stored as `searches.config_json`). */
-export interface SearchConfig {
-  readonly model: { readonly id: string; readonly name: string; readonly source: 'seed' | 'upload' | 'inline' };
-  readonly data: { readonly dataset: string; readonly trainLimit: number | null; readonly testLimit: number | null; readonly imageShape: readonly [number, number, number] | null };
-  readonly cost: SearchCost;
-  readonly deviceId: string | null;
-  readonly runtime: RuntimeName | null;
-  /** The target as requested (`targetMs` is the latency form). */
-  readonly target: Target | null;
-  readonly targetMs: number | null;
-  /** The target in the cost's unit, checked against the seed's cost and the minimum reachable. */
-  readonly resolvedTarget: { readonly value: number; readonly unit: string; readonly seedCost: number | null; readonly minimum: number | null };
-  /** What the latency hook resolved (cost `latency` only). */
-  readonly latency: LatencyTargetResolution | null;
-  readonly options: SearchRunOptions;
-}
+import { isMorphError, MorphError } from '../../src/errors.ts';
+import { writeTfjsModel } from '../../src/export/tfjs-model.ts';
+import { writeNetworkTflite } from '../../src/export/tflite/network.ts';
+import { analyzeChannels } from '../../src/graph/channel-groups.ts';
+import type { ModelConfigJson } from '../../src/graph/keras-json.ts';
+import { parseModel } from '../../src/graph/parse.ts';
+import type { RebuiltModel } from '../../src/graph/rebuild.ts';
+import type { WeightMap } from '../../src/graph/weights.ts';
+import { runSearch, type CostName, type NetworkSummary, type SearchCostHooks, type SearchOptions } from '../../src/morph/search.ts';
+import { runOptionsOf, withDefaults } from '../../src/morph/search-options.ts';
+import type { EngineReport, TrainingEngine } from '../../src/train/engine.ts';
+import { selectEngine } from '../../src/train/select-engine.ts';
+import type { TorchEngineOptions } from '../../src/train/torch/torch-engine.ts';
+import { modelDataShape, openDataset } from '../../src/train/data/index.ts';
+import type { PreparedLatency } from './latency.ts';
+import { latencyHooks } from '../../src/morph/latency-hooks.ts';
+import type { ExportOutcome, SearchConfig, SearchError, SearchResultSummary } from '../contract/searches.ts';
+import type { ProgressEvent } from '../contract/search-events.ts';
 
 export interface SearchWorkerData {
   readonly searchId: string;
@@ -70,41 +47,14 @@ export interface SearchWorkerData {
   readonly torch?: TorchEngineOptions;
 }
 
-export interface ExportOutcome {
-  readonly tflite: { readonly ok: true; readonly bytes: number; readonly operators: number } | { readonly ok: false; readonly code: string; readonly message: string };
-}
-
-/** `searches.result_json`: the report without the per-round detail (that is in report.json). */
-export interface SearchResultSummary {
-  readonly costModel: SearchReport['costModel'];
-  readonly seed: Omit<SearchReport['seed'], 'structure'>;
-  readonly target: SearchReport['target'];
-  readonly minimumCost: number;
-  /** The strength used, and the trials that chose it when the options left it to the search. */
-  readonly strength: SearchReport['strength'];
-  readonly learned: NetworkSummary;
-  readonly baseline: NetworkSummary | null;
-  /** A latency search's FLOP-MorphNet baseline (shrunk with FLOPs, expanded to the same ms). */
-  readonly flopSearch?: NetworkSummary | null;
-  readonly exports: { readonly learned: ExportOutcome; readonly baseline: ExportOutcome | null };
-  readonly backend: string;
-  readonly seconds: number;
-}
-
-export interface WorkerError {
-  readonly code: string;
-  readonly message: string;
-  readonly details?: unknown;
-}
-
 export type WorkerMessage =
   | { readonly type: 'event'; readonly event: ProgressEvent }
   | { readonly type: 'done'; readonly result: SearchResultSummary }
-  | { readonly type: 'failed'; readonly error: WorkerError }
+  | { readonly type: 'failed'; readonly error: SearchError }
   | { readonly type: 'measure'; readonly id: number; readonly modelTopology: ModelConfigJson; readonly label: string };
 
 /** A request to measure a candidate network on the device (closed-loop expand), answered by the service. */
-export type MeasureReply = { readonly type: 'measured'; readonly id: number; readonly medianMs: number } | { readonly type: 'measure-failed'; readonly id: number; readonly error: WorkerError };
+export type MeasureReply = { readonly type: 'measured'; readonly id: number; readonly medianMs: number } | { readonly type: 'measure-failed'; readonly id: number; readonly error: SearchError };
 
 /** `verify` through the parent: posts a `measure` request and waits for its reply. */
 function verifyThroughParent(post: (m: WorkerMessage) => void): NonNullable<SearchCostHooks['verify']> {
@@ -167,7 +117,7 @@ async function exportTflite(model: RebuiltModel, path: string): Promise<ExportOu
   }
 }
 
-export function serializeError(err: unknown): WorkerError {
+export function serializeError(err: unknown): SearchError {
   if (isMorphError(err)) return { code: err.code, message: err.message, ...(Object.keys(err.details).length > 0 ? { details: err.details } : {}) };
   const e = err as Error;
   return { code: 'MORPH_ERR_INTERNAL', message: `the search failed: ${e?.message ?? String(err)}`, details: { stack: e?.stack?.split('\n').slice(0, 8).join('\n') } };

@@ -1,7 +1,7 @@
 /**
  * Where `cost: 'latency'` joins a device's measured tables: the target check at POST time, the
  * preparation (profile what the table lacks, measure the seed), and (in the worker,
- * `search-worker.ts`) the cost hooks built from what preparation returns.
+ * `worker.ts`) the cost hooks built from what preparation returns.
  *
  * Call order for one latency search:
  * 1. POST /api/searches → `resolveLatencyTarget` (on the HTTP thread, before anything is stored):
@@ -13,24 +13,26 @@
  *    reachable network, check the target against them; return the JSON the worker needs
  *    (the table points, the calibration). It must honour `signal` (the search was cancelled or
  *    the server is stopping) and may report progress through `note`.
- * 3. In the worker, `latencyHooks` (server/search-worker.ts) turns that JSON into the cost the
+ * 3. In the worker, `latencyHooks` (server/search/worker.ts) turns that JSON into the cost the
  *    search runs with.
  */
-import { networkLatencyAt, planNetworkLatency, type NetworkLatencyPlan } from '../src/cost/latency-locate.ts';
-import type { CalibrationTerms } from '../src/cost/calibration.ts';
-import type { LatencyPoint, LatencyTable } from '../src/cost/latency-table.ts';
-import { isMorphError, MorphError } from '../src/errors.ts';
-import type { Graph } from '../src/graph/graph.ts';
-import { rebuild } from '../src/graph/rebuild.ts';
-import { selectionFromWidths } from '../src/graph/widths.ts';
-import type { Target } from '../src/morph/search.ts';
-import { referencedMs, settledLow } from '../src/morph/closed-loop.ts';
-import { floorWidths } from '../src/morph/expand.ts';
-import type { RuntimeName, WireMeasureOptions } from '../src/protocol/agent-protocol.ts';
-import { PAIRED_MEASURE_OPTIONS } from '../src/measure/interleaved.ts';
-import type { Fleet, JobView, MeasureResult } from './fleet.ts';
-import { resolveModel, type ResolvedModel } from './models.ts';
-import type { StoredTable, TableReader } from './tables.ts';
+import { networkLatencyAt, planNetworkLatency, type NetworkLatencyPlan } from '../../src/cost/latency-locate.ts';
+import type { CalibrationTerms } from '../../src/cost/calibration.ts';
+import type { LatencyPoint, LatencyTable } from '../../src/cost/latency-table.ts';
+import { isMorphError, MorphError } from '../../src/errors.ts';
+import type { Graph } from '../../src/graph/graph.ts';
+import { rebuild } from '../../src/graph/rebuild.ts';
+import { selectionFromWidths } from '../../src/graph/widths.ts';
+import type { Target } from '../../src/morph/search.ts';
+import { referencedMs, settledLow } from '../../src/morph/closed-loop.ts';
+import { floorWidths } from '../../src/morph/expand.ts';
+import type { RuntimeName, WireMeasureOptions } from '../../src/protocol/agent-protocol.ts';
+import { PAIRED_MEASURE_OPTIONS } from '../../src/measure/interleaved.ts';
+import type { JobView, MeasureJobView, MeasureResult } from '../contract/devices.ts';
+import type { LatencyTargetResolution } from '../contract/searches.ts';
+import type { Fleet } from '../fleet.ts';
+import { resolveModel, type ResolvedModel } from '../models.ts';
+import type { StoredTable, TableReader } from '../tables.ts';
 
 export interface LatencyTargetRequest {
   readonly model: ResolvedModel;
@@ -47,17 +49,6 @@ export interface LatencyTargetRequest {
   readonly clamp?: boolean;
   readonly fleet: Fleet;
   readonly tables: TableReader;
-}
-
-export interface LatencyTargetResolution {
-  /** The target in ms per run. */
-  readonly targetMs: number;
-  /** The seed's predicted (or measured) latency, ms; null where not known yet (table not profiled). */
-  readonly seedMs: number | null;
-  /** The smallest reachable latency, ms; null where not known yet. */
-  readonly minimumMs: number | null;
-  /** Anything else the later hooks need (JSON). */
-  readonly plan?: unknown;
 }
 
 /** The 'quick' protocol: fewer samples (a first look, tests). */
@@ -148,20 +139,20 @@ export interface LatencyPrepareContext {
   readonly note: (message: string, progress?: { label: string; done: number; total: number }) => void;
 }
 
-async function waitJob(ctx: LatencyPrepareContext, jobId: string, label: string): Promise<JobView> {
+async function waitJob<J extends JobView>(ctx: LatencyPrepareContext, jobId: string, label: string): Promise<J> {
   let last = '';
   for (;;) {
     if (ctx.signal.aborted) {
       await ctx.fleet.cancelJob(jobId).catch(() => undefined);
       throw new MorphError('MORPH_ERR_INTERNAL', 'stopped');
     }
-    const job = (await ctx.fleet.job(jobId)) as JobView;
+    const job = (await ctx.fleet.job(jobId)) as J;
     const line = `${label}: ${job.progress.done}/${job.progress.total}${job.waiting ? ` (${job.waiting})` : ''}`;
     if (line !== last) ctx.note(line, { label, done: job.progress.done, total: job.progress.total });
     last = line;
     if (job.state === 'done') return job;
     if (job.state === 'failed' || job.state === 'cancelled') {
-      throw new MorphError('MORPH_ERR_JOB_FAILED', `${label} job ${jobId} ${job.state}: ${(job.error as { message?: string } | null)?.message ?? 'no reason given'}`);
+      throw new MorphError('MORPH_ERR_JOB_FAILED', `${label} job ${jobId} ${job.state}: ${job.error?.message ?? 'no reason given'}`);
     }
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -191,7 +182,9 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
   // low end for every prediction that follows.
   const measureOnce = async (what: ResolvedModel, label: string, reference?: ResolvedModel, protocol: WireMeasureOptions | undefined = measure): Promise<MeasureResult> => {
     const job = await ctx.fleet.createMeasureJob({ deviceId: ctx.deviceId, runtime: ctx.runtime, model: what, measure: protocol, reference });
-    return (await waitJob(ctx, job.id, label)).result as MeasureResult;
+    const done = await waitJob<MeasureJobView>(ctx, job.id, label);
+    if (!done.result) throw new MorphError('MORPH_ERR_JOB_FAILED', `${label}: measure job ${job.id} finished without a result`);
+    return done.result;
   };
   const seedMeasuredMs = (await settledLow(async (run) => (await measureOnce(model, `measuring the seed end to end (${run})`)).medianMs)).measured;
   const plan = planNetworkLatency(model.graph);

@@ -2,69 +2,40 @@
  * Read-only REST views the web UI needs and the other routers do not give (docs/api.md, "Views for
  * the web UI"): the built-in seeds and the datasets a search may name, a stored model's layers and
  * channel groups (what `morphnet inspect --json` prints), its topology back as a model.json, and how
- * much of each device's latency tables is filled. Mounted by server/api.ts inside `/api`, before
+ * much of each device's latency tables is filled. Mounted by routes/fleet.ts inside `/api`, before
  * its catch-all 404; the error envelope is that router's.
  */
 import { stat } from 'node:fs/promises';
 import express, { type Router } from 'express';
-import { z } from 'zod';
-import { MorphError } from '../src/errors.ts';
-import { analyzeChannels } from '../src/graph/channel-groups.ts';
-import { networkCost } from '../src/cost/counts.ts';
-import { inspectReport, type InspectReport } from '../src/cost/inspect-report.ts';
-import { isSeedName, VALID_SEEDS } from '../src/seeds/index.ts';
-import { FASHION_MNIST_DIR } from '../src/train/data/idx-dataset.ts';
-import type { Fleet } from './fleet.ts';
-import { noQuery, parse, route } from './http.ts';
-import { modelShapes } from './model-store.ts';
-import { resolveModel, type ResolvedModel } from './models.ts';
-import type { TableReader } from './tables.ts';
+import { MorphError } from '../../src/errors.ts';
+import { analyzeChannels } from '../../src/graph/channel-groups.ts';
+import { inspectReport } from '../../src/cost/inspect-report.ts';
+import { isSeedName, VALID_SEEDS } from '../../src/seeds/index.ts';
+import { FASHION_MNIST_DIR } from '../../src/train/data/idx-dataset.ts';
+import {
+  coverageQuerySchema,
+  type CoverageResponse,
+  type CoverageRow,
+  type DatasetInfo,
+  type DatasetsResponse,
+  type InspectResponse,
+  type ModelJsonResponse,
+  type ModelSummary,
+  type SeedsResponse,
+} from '../contract/models.ts';
+import type { Fleet } from '../fleet.ts';
+import { noQuery, parse, route } from '../http.ts';
+import { modelFacts } from '../model-store.ts';
+import { resolveModel, type ResolvedModel } from '../models.ts';
+import type { TableReader } from '../tables.ts';
 
 export interface ViewsContext {
   readonly fleet: Fleet;
   readonly tables: TableReader;
 }
 
-/** A seed or stored model in lists: the facts the UI shows before inspecting it. */
-export interface ModelSummary {
-  /** `seed:NAME` for a seed, else the `m-…` content id. */
-  readonly ref: string;
-  readonly id: string;
-  readonly name: string;
-  readonly layers: number;
-  readonly params: number;
-  readonly macs: number;
-  readonly inputShape: readonly (number | null)[];
-  readonly outputs: number | null;
-}
-
-export interface DatasetInfo {
-  readonly name: string;
-  readonly available: boolean;
-  /** Image shape [h, w, c] as the dataset comes (a search may resize with data.imageShape). */
-  readonly imageShape: readonly [number, number, number];
-  readonly classes: number;
-  readonly note: string;
-}
-
-export interface CoverageRow {
-  readonly deviceId: string;
-  readonly runtime: string;
-  /** Op signatures with at least one stored point, and how many of them form a usable table. */
-  readonly signatures: number;
-  readonly usable: number;
-  readonly points: number;
-  /** End-to-end measurements of whole networks (calibration samples). */
-  readonly networks: number;
-  readonly lastMeasuredAt: string | null;
-}
-
-const coverageQuery = z.object({ deviceId: z.string().min(1).max(64).optional() }).strict();
-
 function summary(ref: string, model: ResolvedModel): ModelSummary {
-  const cost = networkCost(model.graph);
-  const shapes = modelShapes(model.graph);
-  return { ref, id: model.id, name: model.name, layers: model.graph.layers.length, params: cost.params, macs: cost.macs, inputShape: shapes.inputShape, outputs: shapes.outputs };
+  return { ref, ...modelFacts(model) };
 }
 
 /**
@@ -111,7 +82,7 @@ async function coverage(ctx: ViewsContext, deviceId: string | undefined): Promis
   const devices = deviceId === undefined ? await ctx.fleet.devices() : [await ctx.fleet.requireDevice(deviceId)];
   const rows: CoverageRow[] = [];
   for (const d of devices) {
-    for (const runtime of (d.runtimes as { name: string }[]).map((r) => r.name)) {
+    for (const runtime of d.runtimes.map((r) => r.name)) {
       const stored = await ctx.tables.tables(d.id, runtime);
       const networks = await ctx.tables.networks(d.id, runtime, stored);
       const times = [...stored.flatMap((t) => t.points.map((p) => p.measuredAt)), ...networks.map((n) => n.measuredAt)].sort();
@@ -136,7 +107,7 @@ export function viewsRouter(ctx: ViewsContext): Router {
     '/seeds',
     noQuery,
     route(async (_req, res) => {
-      res.json({ seeds: VALID_SEEDS.map((name) => summary(`seed:${name}`, resolveModel(name))) });
+      res.json({ seeds: VALID_SEEDS.map((name) => summary(`seed:${name}`, resolveModel(name))) } satisfies SeedsResponse);
     }),
   );
 
@@ -144,7 +115,7 @@ export function viewsRouter(ctx: ViewsContext): Router {
     '/datasets',
     noQuery,
     route(async (_req, res) => {
-      res.json({ datasets: await datasets() });
+      res.json({ datasets: await datasets() } satisfies DatasetsResponse);
     }),
   );
 
@@ -154,14 +125,14 @@ export function viewsRouter(ctx: ViewsContext): Router {
     route(async (req, res) => {
       const ref = String(req.params.ref);
       const model = await modelByRef(ctx, ref);
-      const report: InspectReport = inspectReport({
+      const report = inspectReport({
         graph: model.graph,
         analysis: analyzeChannels(model.graph),
         format: 'keras-config',
         weights: null,
         path: ref.startsWith('m-') ? model.name : `seed:${ref.replace(/^seed:/, '')}`,
       });
-      res.json({ ...summary(ref.startsWith('m-') ? model.id : `seed:${ref.replace(/^seed:/, '')}`, model), report });
+      res.json({ ...summary(ref.startsWith('m-') ? model.id : `seed:${ref.replace(/^seed:/, '')}`, model), report } satisfies InspectResponse);
     }),
   );
 
@@ -170,15 +141,15 @@ export function viewsRouter(ctx: ViewsContext): Router {
     noQuery,
     route(async (req, res) => {
       const model = await modelByRef(ctx, String(req.params.ref));
-      res.json({ format: 'layers-model', modelTopology: model.modelConfig });
+      res.json({ format: 'layers-model', modelTopology: model.modelConfig } satisfies ModelJsonResponse);
     }),
   );
 
   r.get(
     '/coverage',
     route(async (req, res) => {
-      const q = parse(coverageQuery, req.query, 'query');
-      res.json({ coverage: await coverage(ctx, q.deviceId) });
+      const q = parse(coverageQuerySchema, req.query, 'query');
+      res.json({ coverage: await coverage(ctx, q.deviceId) } satisfies CoverageResponse);
     }),
   );
 

@@ -1,74 +1,62 @@
 /**
- * The REST API under `/api` (documented in docs/api.md). JSON in and out; every body and query
- * is validated, and every failure is `{ "error": { "code", "message", "details"? } }` with the
- * status of its code (src/errors.ts): never a stack trace.
+ * The fleet's REST endpoints under `/api` (docs/api.md): health, devices, profile and measure jobs,
+ * the latency tables, networks, prediction and comparison; it mounts the UI's views
+ * (routes/views.ts) and ends `/api` with its JSON 404 and error envelope, so server/app.ts mounts
+ * it after the other `/api` routers. JSON in and out; every body and query is checked against the
+ * REST contract (server/contract/), and every failure is `{ "error": { "code", "message",
+ * "details"? } }` with the status of its code (src/errors.ts): never a stack trace.
  */
 import express, { type Router } from 'express';
-import { z } from 'zod';
-import { MorphError } from '../src/errors.ts';
-import { apiErrorHandler, jsonBody, noQuery, notFound, parse, route } from './http.ts';
-import { applyCalibration } from '../src/cost/calibration.ts';
-import { predictNetwork } from '../src/cost/predict-network.ts';
-import { measureOptionsSchema, VALID_RUNTIMES, type RuntimeName } from '../src/protocol/agent-protocol.ts';
-import type { Fleet } from './fleet.ts';
-import type { Hub } from './hub.ts';
-import { resolveModel, type ResolvedModel } from './models.ts';
-import { compareDevices, type ColumnInput } from '../src/cost/device-comparison.ts';
-import type { StoredTable, TableReader } from './tables.ts';
-import { viewsRouter } from './views-api.ts';
+import { MorphError } from '../../src/errors.ts';
+import { apiErrorHandler, jsonBody, MAX_BODY_BYTES, noQuery, notFound, parse, route } from '../http.ts';
+import { applyCalibration } from '../../src/cost/calibration.ts';
+import { predictNetwork, type MissingTable } from '../../src/cost/predict-network.ts';
+import type { RuntimeName } from '../../src/protocol/agent-protocol.ts';
+import { jobsQuerySchema, measureBodySchema, profileBodySchema, type DevicesResponse, type HealthResponse, type JobsResponse } from '../contract/devices.ts';
+import {
+  compareBodySchema,
+  networksQuerySchema,
+  predictBodySchema,
+  tablesQuerySchema,
+  type CompareResponse,
+  type NetworksResponse,
+  type PredictResponse,
+  type TablesResponse,
+} from '../contract/tables.ts';
+import type { Fleet } from '../fleet.ts';
+import type { Hub } from '../hub.ts';
+import { resolveModel, type ResolvedModel } from '../models.ts';
+import { compareDevices, type ColumnInput } from '../../src/cost/device-comparison.ts';
+import type { StoredTable, TableReader } from '../tables.ts';
+import { viewsRouter } from './views.ts';
 
-/** Largest JSON body, bytes (a model.json topology is well under this). */
-export const MAX_BODY_BYTES = 8 * 1024 * 1024;
-
-export interface ApiContext {
+export interface FleetApiContext {
   readonly fleet: Fleet;
   readonly tables: TableReader;
   readonly hub: Hub;
   readonly version: string;
 }
 
-const gridSchema = z
-  .object({
-    step: z.number().int().min(1).max(1024),
-    maxPerAxis: z.number().int().min(2).max(64),
-    maxScale: z.number().finite().min(0.01).max(4),
-    seedOnly: z.boolean(),
-  })
-  .partial()
-  .strict();
-
-const deviceRuntimeModel = {
-  deviceId: z.string().min(1).max(64),
-  runtime: z.enum(VALID_RUNTIMES),
-  model: z.union([z.string().min(1).max(100), z.record(z.unknown())]),
-};
-
-const profileBody = z
-  .object({ ...deviceRuntimeModel, grid: gridSchema.optional(), measure: measureOptionsSchema.optional(), force: z.boolean().optional(), refine: z.boolean().optional(), forSearch: z.boolean().optional(), paired: z.boolean().optional() })
-  .strict();
-const measureBody = z.object({ ...deviceRuntimeModel, reference: deviceRuntimeModel.model.optional(), measure: measureOptionsSchema.optional() }).strict();
-const predictBody = z.object(deviceRuntimeModel).strict();
-const compareBody = z.object({ model: deviceRuntimeModel.model, slowest: z.number().int().min(0).max(100).default(3) }).strict();
-const tablesQuery = z.object({ deviceId: z.string().min(1).max(64), runtime: z.enum(VALID_RUNTIMES), signature: z.string().max(300).optional() }).strict();
-const jobsQuery = z
-  .object({ deviceId: z.string().max(64).optional(), state: z.enum(['queued', 'running', 'done', 'failed', 'cancelled']).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() })
-  .strict();
-
-
 /**
  * The model's latency on one device-runtime from its tables: per layer the calibrated prediction
  * and, where the table holds the layer's op(s) at exactly these widths, the op-alone measurement;
  * or the op signatures the table lacks.
  */
-async function predictOn(ctx: ApiContext, deviceId: string, runtime: RuntimeName, model: ResolvedModel, tables?: StoredTable[]) {
+async function predictOn(
+  ctx: FleetApiContext,
+  deviceId: string,
+  runtime: RuntimeName,
+  model: ResolvedModel,
+  tables?: StoredTable[],
+): Promise<{ ok: true; prediction: Omit<PredictResponse, 'deviceId' | 'runtime'> } | { ok: false; missing: (MissingTable & { problem: string })[] }> {
   const stored = tables ?? (await ctx.tables.tables(deviceId, runtime));
   const bySig = new Map(stored.map((t) => [t.signature, t]));
   const calibration = await ctx.tables.calibration(deviceId, runtime, stored);
   const p = predictNetwork(model.specs, (s) => bySig.get(s)?.table ?? undefined, calibration ?? undefined);
-  if (!p.ok) return { ok: false as const, missing: p.missing.map((m) => ({ ...m, problem: bySig.get(m.signature)?.problem ?? 'no table' })) };
+  if (!p.ok) return { ok: false, missing: p.missing.map((m) => ({ ...m, problem: bySig.get(m.signature)?.problem ?? 'no table' })) };
   const measuredPoint = (sig: string, cIn: number, cOut: number): number | null => bySig.get(sig)?.points.find((pt) => pt.cIn === cIn && pt.cOut === cOut)?.medianMs ?? null;
   return {
-    ok: true as const,
+    ok: true,
     prediction: {
       modelId: model.id,
       modelName: model.name,
@@ -89,15 +77,20 @@ async function predictOn(ctx: ApiContext, deviceId: string, runtime: RuntimeName
   };
 }
 
-async function checkRuntime(ctx: ApiContext, deviceId: string, runtime: RuntimeName): Promise<void> {
-  const device = await ctx.fleet.requireDevice(deviceId);
-  const reported = (device.runtimes as { name: string }[]).map((r) => r.name);
+/**
+ * The device exists and, when `runtime` is given, one of its agents has reported that runtime.
+ * @throws MorphError MORPH_ERR_NOT_FOUND for an unknown device, MORPH_ERR_BAD_ARGUMENT for a runtime it does not serve.
+ */
+export async function checkRuntime(fleet: Fleet, deviceId: string, runtime: RuntimeName | undefined): Promise<void> {
+  const device = await fleet.requireDevice(deviceId);
+  if (runtime === undefined) return;
+  const reported = device.runtimes.map((r) => r.name);
   if (!reported.includes(runtime)) {
     throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `device ${deviceId} (${device.name}) does not serve runtime ${runtime}; it serves ${reported.join(', ')}`, { field: 'runtime', runtimes: reported });
   }
 }
 
-export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router {
+export function fleetRouter(ctx: FleetApiContext, log: (line: string) => void): Router {
   const api = express.Router();
   api.use(jsonBody(MAX_BODY_BYTES));
 
@@ -106,11 +99,11 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     route(async (_req, res) => {
       // Open without the admin token (for load balancers and health checks), but then it says no more than this.
       if (res.locals.admin === false) {
-        res.json({ ok: true, version: ctx.version });
+        res.json({ ok: true, version: ctx.version } satisfies HealthResponse);
         return;
       }
       const devices = await ctx.fleet.devices();
-      res.json({ ok: true, version: ctx.version, devices: devices.length, online: devices.filter((d) => d.online).length, hub: ctx.hub.stats() });
+      res.json({ ok: true, version: ctx.version, devices: devices.length, online: devices.filter((d) => d.online).length, hub: ctx.hub.stats() } satisfies HealthResponse);
     }),
   );
 
@@ -118,7 +111,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     '/devices',
     noQuery,
     route(async (_req, res) => {
-      res.json({ devices: await ctx.fleet.devices() });
+      res.json({ devices: await ctx.fleet.devices() } satisfies DevicesResponse);
     }),
   );
 
@@ -134,8 +127,8 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     '/profile',
     noQuery,
     route(async (req, res) => {
-      const body = parse(profileBody, req.body, 'profile request');
-      await checkRuntime(ctx, body.deviceId, body.runtime);
+      const body = parse(profileBodySchema, req.body, 'profile request');
+      await checkRuntime(ctx.fleet, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
       const job = await ctx.fleet.createProfileJob({ deviceId: body.deviceId, runtime: body.runtime, model, grid: body.grid, measure: body.measure, force: body.force, refine: body.refine, forSearch: body.forSearch, paired: body.paired });
       res.status(202).location(`/api/jobs/${job.id}`).json(job);
@@ -146,8 +139,8 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     '/measure',
     noQuery,
     route(async (req, res) => {
-      const body = parse(measureBody, req.body, 'measure request');
-      await checkRuntime(ctx, body.deviceId, body.runtime);
+      const body = parse(measureBodySchema, req.body, 'measure request');
+      await checkRuntime(ctx.fleet, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
       const reference = body.reference === undefined ? undefined : resolveModel(body.reference, 'reference');
       const job = await ctx.fleet.createMeasureJob({ deviceId: body.deviceId, runtime: body.runtime, model, measure: body.measure, reference });
@@ -158,8 +151,8 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
   api.get(
     '/jobs',
     route(async (req, res) => {
-      const q = parse(jobsQuery, req.query, 'query');
-      res.json({ jobs: await ctx.fleet.jobs(q) });
+      const q = parse(jobsQuerySchema, req.query, 'query');
+      res.json({ jobs: await ctx.fleet.jobs(q) } satisfies JobsResponse);
     }),
   );
 
@@ -187,8 +180,8 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     '/predict',
     noQuery,
     route(async (req, res) => {
-      const body = parse(predictBody, req.body, 'predict request');
-      await checkRuntime(ctx, body.deviceId, body.runtime);
+      const body = parse(predictBodySchema, req.body, 'predict request');
+      await checkRuntime(ctx.fleet, body.deviceId, body.runtime);
       const model = resolveModel(body.model);
       const p = await predictOn(ctx, body.deviceId, body.runtime, model);
       if (!p.ok) {
@@ -198,7 +191,7 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
           { missing: p.missing },
         );
       }
-      res.json({ deviceId: body.deviceId, runtime: body.runtime, ...p.prediction });
+      res.json({ deviceId: body.deviceId, runtime: body.runtime, ...p.prediction } satisfies PredictResponse);
     }),
   );
 
@@ -206,11 +199,11 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
     '/compare',
     noQuery,
     route(async (req, res) => {
-      const body = parse(compareBody, req.body, 'compare request');
+      const body = parse(compareBodySchema, req.body, 'compare request');
       const model = resolveModel(body.model);
       const inputs: ColumnInput[] = [];
       for (const device of await ctx.fleet.devices()) {
-        for (const runtime of (device.runtimes as { name: RuntimeName }[]).map((r) => r.name)) {
+        for (const runtime of device.runtimes.map((r) => r.name)) {
           const stored = await ctx.tables.tables(device.id, runtime);
           const measured = (await ctx.tables.networks(device.id, runtime, stored)).filter((n) => n.modelId === model.id).at(-1);
           // A device-runtime that has neither a table nor a measurement of this model has nothing to show.
@@ -226,14 +219,14 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
           });
         }
       }
-      res.json({ modelId: model.id, modelName: model.name, ...compareDevices(inputs, body.slowest) });
+      res.json({ modelId: model.id, modelName: model.name, ...compareDevices(inputs, body.slowest) } satisfies CompareResponse);
     }),
   );
 
   api.get(
     '/tables',
     route(async (req, res) => {
-      const q = parse(tablesQuery, req.query, 'query');
+      const q = parse(tablesQuerySchema, req.query, 'query');
       await ctx.fleet.requireDevice(q.deviceId);
       const all = await ctx.tables.tables(q.deviceId, q.runtime);
       const stored = all.filter((t) => q.signature === undefined || t.signature === q.signature);
@@ -243,14 +236,14 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
         runtime: q.runtime,
         tables: stored.map((t) => ({ signature: t.signature, mode: t.table?.mode ?? null, problem: t.problem, points: t.points })),
         calibration,
-      });
+      } satisfies TablesResponse);
     }),
   );
 
   api.get(
     '/networks',
     route(async (req, res) => {
-      const q = parse(tablesQuery.omit({ signature: true }), req.query, 'query');
+      const q = parse(networksQuerySchema, req.query, 'query');
       await ctx.fleet.requireDevice(q.deviceId);
       const stored = await ctx.tables.tables(q.deviceId, q.runtime);
       const networks = await ctx.tables.networks(q.deviceId, q.runtime, stored);
@@ -263,11 +256,11 @@ export function apiRouter(ctx: ApiContext, log: (line: string) => void): Router 
           ...n,
           predictedMs: calibration && n.sumOpsMs !== null && n.nOps !== null ? applyCalibration(calibration, { sumOpsMs: n.sumOpsMs, nOps: n.nOps, ioMB: n.ioMB ?? 0, weightMB: n.weightMB ?? 0 }) : null,
         })),
-      });
+      } satisfies NetworksResponse);
     }),
   );
 
-  // Seeds, datasets, model inspection, table coverage (server/views-api.ts): read by the web UI.
+  // Seeds, datasets, model inspection, table coverage (routes/views.ts): read by the web UI.
   api.use(viewsRouter(ctx));
 
   // Anything else under /api: a JSON 404 (a wrong method on a known path too).

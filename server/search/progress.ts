@@ -3,88 +3,11 @@
  * posts (src/morph/search.ts `SearchEvent`, plus the worker's own `ready`/`groups`), folded into
  * one `SearchProgress` (curves per phase, the alive count of every channel group after each
  * shrink epoch, the last step, an overall fraction). Pure: the service stores the result as
- * `searches.progress_json` and streams the events themselves over SSE.
+ * `searches.progress_json` and streams the events themselves over SSE. The shapes of both are the
+ * REST contract's (server/contract/search-events.ts).
  */
-import type { SearchEvent } from '../src/morph/search.ts';
-
-/** One point of a training curve (the end of an epoch). */
-export interface CurvePoint {
-  readonly epoch: number;
-  readonly trainLoss: number;
-  readonly valLoss: number | null;
-  readonly valAccuracy: number | null;
-  readonly seconds: number;
-}
-
-export interface ShrinkPoint {
-  readonly round: number;
-  readonly epoch: number;
-  /** Alive channels of every group (index = group id; unregularized groups keep their width). */
-  readonly alive: readonly number[];
-  readonly aliveCost: number;
-  readonly regularizer: number;
-  readonly trainLoss: number;
-  readonly valAccuracy: number | null;
-}
-
-export interface GroupInfo {
-  readonly id: number;
-  readonly layers: readonly string[];
-  readonly channels: number;
-}
-
-export interface LastStep {
-  readonly phase: 'shrink' | 'final' | 'baseline';
-  readonly epoch: number;
-  readonly epochs: number;
-  readonly step: number;
-  readonly stepsPerEpoch: number;
-  readonly loss: number;
-  readonly lr: number;
-  readonly imagesPerSec: number;
-}
-
-export interface SearchProgress {
-  /** The phase running now (`prepare` before training starts). */
-  readonly phase: 'prepare' | 'shrink' | 'expand' | 'final' | 'baseline' | 'export' | null;
-  readonly round: number | null;
-  /** The last phase message, e.g. `round 1: shrinking with λ = …`. */
-  readonly message: string | null;
-  /** Share of the planned training steps done, 0–1 (1 once the search is done). */
-  readonly fraction: number;
-  readonly step: LastStep | null;
-  readonly curves: { readonly shrink: readonly CurvePoint[]; readonly final: readonly CurvePoint[]; readonly baseline: readonly CurvePoint[] };
-  readonly groups: readonly GroupInfo[];
-  readonly shrink: readonly ShrinkPoint[];
-  readonly accuracy: { readonly final: number | null; readonly baseline: number | null };
-  /**
-   * The FLOP-MorphNet baseline's run of a latency search (a second shrink/expand/train after the
-   * search's own), kept apart so its curves and accuracy never pass for the search's; null until it starts.
-   */
-  readonly flop: FlopRunProgress | null;
-  /** The tfjs backend the worker trains on, e.g. `backend wasm (SIMD on, threads off) tfjs 4.22.0`. */
-  readonly backend: string | null;
-  readonly dataset: { readonly name: string; readonly trainSize: number; readonly valSize: number; readonly testSize: number } | null;
-  /** The preparation's job in progress (a latency search profiling the device, measuring the seed); null otherwise. */
-  readonly prepare: { readonly label: string; readonly done: number; readonly total: number } | null;
-}
-
-export interface FlopRunProgress {
-  readonly curves: { readonly shrink: readonly CurvePoint[]; readonly final: readonly CurvePoint[] };
-  readonly shrink: readonly ShrinkPoint[];
-  readonly accuracy: number | null;
-}
-
-/** Events of the worker that are not search events. */
-export type WorkerInfoEvent =
-  | { readonly type: 'ready'; readonly backend: string; readonly dataset: NonNullable<SearchProgress['dataset']> }
-  | { readonly type: 'groups'; readonly groups: readonly GroupInfo[] }
-  | { readonly type: 'export'; readonly message: string }
-  /** A line from the preparation (e.g. the latency hook profiling the device), with its job's progress when it has one. */
-  | { readonly type: 'note'; readonly message: string; readonly progress?: { readonly label: string; readonly done: number; readonly total: number } };
-
-/** `run: 'flop'` marks the events of the FLOP-MorphNet baseline's run. */
-export type ProgressEvent = (SearchEvent & { readonly run?: 'flop' }) | WorkerInfoEvent;
+import type { SearchEvent } from '../../src/morph/search.ts';
+import type { CurvePoint, FlopRunProgress, ProgressEvent, SearchProgress, SearchProgressSummary } from '../contract/search-events.ts';
 
 /** The epochs the search will train, from its options (for `fraction`). */
 export interface ProgressPlan {
@@ -206,6 +129,6 @@ export function applyEvent(p: SearchProgress, e: ProgressEvent, plan: ProgressPl
 }
 
 /** A short form for lists: phase, fraction, message and the last accuracies. */
-export function progressSummary(p: SearchProgress): { phase: SearchProgress['phase']; fraction: number; message: string | null; accuracy: SearchProgress['accuracy'] } {
+export function progressSummary(p: SearchProgress): SearchProgressSummary {
   return { phase: p.phase, fraction: p.fraction, message: p.message, accuracy: p.accuracy };
 }

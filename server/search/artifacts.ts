@@ -1,6 +1,6 @@
 /**
  * The files a finished search offers for download, under fixed public names that map to fixed
- * places in its directory (`DATA_DIR/searches/<id>/`, written by server/search-worker.ts). A name
+ * places in its directory (`DATA_DIR/searches/<id>/`, written by server/search/worker.ts). A name
  * from a request is only ever looked up in this table, never joined onto a path.
  */
 import { createReadStream } from 'node:fs';
@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Response } from 'express';
 import yazl from 'yazl';
-import { MorphError } from '../src/errors.ts';
+import { MorphError } from '../../src/errors.ts';
+import type { ArtifactInfo } from '../contract/searches.ts';
 
 export interface ArtifactSpec {
   /** File (or, for a zip, tfjs model directory) relative to the search's directory. */
@@ -36,14 +37,6 @@ export const SEARCH_ARTIFACTS: Readonly<Record<string, ArtifactSpec>> = Object.f
 });
 
 const MODEL_FILES = ['model.json', 'weights.bin'] as const;
-
-export interface ArtifactInfo {
-  readonly name: string;
-  /** Size in bytes; null for zips (built on request). */
-  readonly bytes: number | null;
-  readonly type: string;
-  readonly what: string;
-}
 
 async function isFile(path: string): Promise<number | null> {
   const s = await stat(path).catch(() => null);
