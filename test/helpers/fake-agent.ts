@@ -4,7 +4,7 @@
  * of the item), so that the server's storing, leasing and acking can be checked exactly.
  */
 import WebSocket from 'ws';
-import { PROTOCOL_VERSION, type HelloMessage, type ServerMessage, type WorkMessage } from '../../src/protocol/agent-protocol.ts';
+import { PROTOCOL_VERSION, type HelloMessage, type ServerMessage, type WireMeasurement, type WorkMessage } from '../../src/protocol/agent-protocol.ts';
 
 export interface FakeAgentOptions {
   readonly url: string;
@@ -18,6 +18,8 @@ export interface FakeAgentOptions {
   readonly silent?: boolean;
   /** The median to report for an item (default `fakeMedian(itemId)`). */
   readonly medianOf?: (item: WorkMessage['items'][number]) => number;
+  /** The whole measurement to report for an item (e.g. a simulated device's, with reference figures); wins over `medianOf`. */
+  readonly measurementOf?: (item: WorkMessage['items'][number]) => WireMeasurement;
 }
 
 export interface AckTiming {
@@ -83,14 +85,12 @@ export class FakeAgent {
   }
 
   sendResult(leaseId: string, itemId: number, medianMs = fakeMedian(itemId)): void {
+    this.sendMeasurement(leaseId, itemId, { medianMs, p10Ms: medianMs * 0.9, p90Ms: medianMs * 1.1, meanMs: medianMs, cv: 0.05, n: 20, runsPerSample: 1, stable: true, attempts: 1, totalMs: 250 });
+  }
+
+  sendMeasurement(leaseId: string, itemId: number, measurement: WireMeasurement): void {
     this.#sentAt.set(itemId, performance.now());
-    this.send({
-      v: PROTOCOL_VERSION,
-      type: 'result',
-      leaseId,
-      itemId,
-      measurement: { medianMs, p10Ms: medianMs * 0.9, p90Ms: medianMs * 1.1, meanMs: medianMs, cv: 0.05, n: 20, runsPerSample: 1, stable: true, attempts: 1, totalMs: 250 },
-    });
+    this.send({ v: PROTOCOL_VERSION, type: 'result', leaseId, itemId, measurement });
   }
 
   #onMessage(m: ServerMessage): void {
@@ -114,7 +114,8 @@ export class FakeAgent {
     for (const item of work.items) {
       if (this.ws.readyState !== WebSocket.OPEN) return;
       if (this.#o.delayMs) await new Promise((r) => setTimeout(r, this.#o.delayMs));
-      this.sendResult(work.leaseId, item.itemId, this.#o.medianOf?.(item));
+      if (this.#o.measurementOf) this.sendMeasurement(work.leaseId, item.itemId, this.#o.measurementOf(item));
+      else this.sendResult(work.leaseId, item.itemId, this.#o.medianOf?.(item));
     }
   }
 
