@@ -59,6 +59,8 @@ export interface ServerOptions {
   readonly publicUrl?: string | null;
   /** Lifetime of a new pairing code, ms. Default 15 min. */
   readonly pairingTtlMs?: number;
+  /** The clock pairing codes expire by, ms since the epoch. Default Date.now (tests pass a fake one). */
+  readonly pairingClock?: () => number;
   /** Wrong-token limiting per client address for the API/login and for agent hellos (each its own count). */
   readonly authLimits?: FailureLimitOptions;
   /** Caps on what clients can make the server hold (defaults in docs/security.md). */
@@ -209,7 +211,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   });
   const recoveredItems = await fleet.recover();
   const searches = new SearchService(db, { dataDir, fleet, tables, log, ...options.searches });
-  const pairings = new Pairings({ ttlMs: options.pairingTtlMs });
+  const pairings = new Pairings({ ttlMs: options.pairingTtlMs, now: options.pairingClock });
   const hub = new Hub({
     fleet,
     token,

@@ -12,12 +12,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '../../server/app.ts';
 import { FunctionalBuilder } from '../../src/seeds/builder.ts';
+import { assertClosedLoop } from '../helpers/closed-loop.ts';
 
 const TOKEN = 'local-latency-token-1';
 const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
 const DEVICE = 'local-latency-dev';
-/** The closed loop aims at ±3%; the quick protocol on 2 shared cores is noisier. */
-const TOLERANCE = 0.15;
 
 /**
  * Compute must outweigh the fixed per-op costs: with only two small convs (32 and 64 channels)
@@ -115,11 +114,14 @@ describe('offline latency search (--local) with a server-side device table', () 
     assert.equal(report.costModel.name, 'latency');
     const learned = report.learned;
     t.diagnostic(`target ${target.toFixed(3)} ms, predicted ${learned.cost.toFixed(3)} ms, measured ${learned.measured.toFixed(3)} ms (${learned.verifyStop}, ${learned.verify.length} candidate(s))`);
-    assert.ok(learned.verify.length >= 1, 'the learned network was measured on the device');
-    // Within the tolerance, or stopped for a stated reason: a busy machine spreads one network's runs ±40% (issue 18).
-    const within = Math.abs(learned.measured / target - 1) <= TOLERANCE;
-    assert.ok(within || ['same-network', 'unreachable', 'tries'].includes(learned.verifyStop), `measured ${learned.measured} ms vs target ${target} ms: ${JSON.stringify(learned.verify)}`);
-    assert.ok(report.baseline && report.baseline.measured > 0, 'the uniform baseline was measured too');
+    // Measured on the device in closed loop, stopped for a valid reason that its steps bear out.
+    // How close the device's figure lands depends on the machine's load (a table profiled on a
+    // busy machine predicted 4.7 ms for a network that measured 0.43 ms, issue 18): the closing
+    // itself is tested on a simulated device (test/morph/closed-loop.test.ts), the closeness on
+    // real devices is test/bench/latency-search.ts.
+    assertClosedLoop('learned', learned, target);
+    assert.ok(report.baseline, 'the uniform baseline is in the report');
+    assertClosedLoop('uniform', report.baseline, target);
     // The server's table now holds the points the search priced: a second run profiles nothing.
     const q = new URLSearchParams({ deviceId: report.latency.deviceId, runtime: 'tfjs-wasm' });
     const tables = (await (await fetch(`${server.url}/api/tables?${q}`)).json()) as { tables: { points: unknown[] }[] };

@@ -4,7 +4,7 @@
  * of the item), so that the server's storing, leasing and acking can be checked exactly.
  */
 import WebSocket from 'ws';
-import { PROTOCOL_VERSION, type HelloMessage, type ServerMessage, type WorkMessage } from '../../src/protocol/agent-protocol.ts';
+import { PROTOCOL_VERSION, type HelloMessage, type ServerMessage, type WireMeasurement, type WorkMessage } from '../../src/protocol/agent-protocol.ts';
 
 export interface FakeAgentOptions {
   readonly url: string;
@@ -18,6 +18,10 @@ export interface FakeAgentOptions {
   readonly silent?: boolean;
   /** The median to report for an item (default `fakeMedian(itemId)`). */
   readonly medianOf?: (item: WorkMessage['items'][number]) => number;
+  /** The whole measurement to report for an item (e.g. a simulated device's, with reference figures); wins over `medianOf`. */
+  readonly measurementOf?: (item: WorkMessage['items'][number]) => WireMeasurement;
+  /** Items to answer in all (see `FakeAgent.answerLimit`). Default unlimited. */
+  readonly answerLimit?: number;
 }
 
 export interface AckTiming {
@@ -38,12 +42,20 @@ export class FakeAgent {
   deviceId: string | null = null;
   agentId: string | null = null;
   closeCode: number | null = null;
+  /**
+   * Items answered in all before the agent stops answering and holds its leases, as a device
+   * still busy would: lets a test stop a server while a job is certainly unfinished, however
+   * fast the machine runs. May be changed at any time; `answered` counts the items it answered.
+   */
+  answerLimit: number;
+  answered = 0;
   readonly #sentAt = new Map<number, number>();
   readonly #o: FakeAgentOptions;
   readonly #waiters: { test: () => boolean; resolve: () => void }[] = [];
 
   constructor(options: FakeAgentOptions) {
     this.#o = options;
+    this.answerLimit = options.answerLimit ?? Number.POSITIVE_INFINITY;
     this.ws = new WebSocket(options.url);
     this.ws.on('message', (data) => this.#onMessage(JSON.parse(data.toString()) as ServerMessage));
     this.ws.on('close', (code) => {
@@ -60,7 +72,7 @@ export class FakeAgent {
       a.ws.once('error', reject);
     });
     a.send(a.hello());
-    await a.until(() => a.deviceId !== null || a.closeCode !== null, 10_000);
+    await a.until(() => a.deviceId !== null || a.closeCode !== null);
     return a;
   }
 
@@ -83,14 +95,12 @@ export class FakeAgent {
   }
 
   sendResult(leaseId: string, itemId: number, medianMs = fakeMedian(itemId)): void {
+    this.sendMeasurement(leaseId, itemId, { medianMs, p10Ms: medianMs * 0.9, p90Ms: medianMs * 1.1, meanMs: medianMs, cv: 0.05, n: 20, runsPerSample: 1, stable: true, attempts: 1, totalMs: 250 });
+  }
+
+  sendMeasurement(leaseId: string, itemId: number, measurement: WireMeasurement): void {
     this.#sentAt.set(itemId, performance.now());
-    this.send({
-      v: PROTOCOL_VERSION,
-      type: 'result',
-      leaseId,
-      itemId,
-      measurement: { medianMs, p10Ms: medianMs * 0.9, p90Ms: medianMs * 1.1, meanMs: medianMs, cv: 0.05, n: 20, runsPerSample: 1, stable: true, attempts: 1, totalMs: 250 },
-    });
+    this.send({ v: PROTOCOL_VERSION, type: 'result', leaseId, itemId, measurement });
   }
 
   #onMessage(m: ServerMessage): void {
@@ -112,9 +122,12 @@ export class FakeAgent {
 
   async #answer(work: WorkMessage): Promise<void> {
     for (const item of work.items) {
-      if (this.ws.readyState !== WebSocket.OPEN) return;
+      if (this.ws.readyState !== WebSocket.OPEN || this.answered >= this.answerLimit) return;
       if (this.#o.delayMs) await new Promise((r) => setTimeout(r, this.#o.delayMs));
-      this.sendResult(work.leaseId, item.itemId, this.#o.medianOf?.(item));
+      if (this.ws.readyState !== WebSocket.OPEN || this.answered >= this.answerLimit) return;
+      this.answered++;
+      if (this.#o.measurementOf) this.sendMeasurement(work.leaseId, item.itemId, this.#o.measurementOf(item));
+      else this.sendResult(work.leaseId, item.itemId, this.#o.medianOf?.(item));
     }
   }
 
@@ -127,8 +140,8 @@ export class FakeAgent {
     }
   }
 
-  /** Resolves when `test` holds (checked on every message), rejects after `timeoutMs`. */
-  until(test: () => boolean, timeoutMs = 10_000): Promise<void> {
+  /** Resolves when `test` holds (checked on every message), rejects after `timeoutMs` (a bound on the wait only). */
+  until(test: () => boolean, timeoutMs = 30_000): Promise<void> {
     if (test()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const w = {

@@ -316,7 +316,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     const open = async (): Promise<number> => (await dbAll<{ n: number }>(db as sqlite3.Database, "SELECT COUNT(*) AS n FROM job_items WHERE state IN ('pending', 'leased')"))[0].n;
     while ((await open()) > 0 && performance.now() - drainStart < o.drainTimeoutMs) await sleep(200);
     const expectedAcks = (): number => devices.reduce((n, d) => n + d.items.size + d.replayed.size, 0);
-    const ackDeadline = performance.now() + 10_000;
+    // Bounds the wait for the last acks only (they are on their way once the items are done).
+    const ackDeadline = performance.now() + 60_000;
     while (devices.reduce((n, d) => n + d.agent.acks.length, 0) < expectedAcks() && performance.now() < ackDeadline) await sleep(100);
     const drainS = (performance.now() - drainStart) / 1000;
     sampling = false;

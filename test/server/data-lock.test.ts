@@ -44,6 +44,19 @@ async function writeLock(dir: string, info: Partial<LockInfo> | string, ageMs = 
   return path;
 }
 
+/**
+ * Asserts that the age in seconds `text` gives (the first group of `pattern`) is the lock's age
+ * (from its mtime `refreshedAt`) at some moment between `before` and now, rounded as the code
+ * rounds: what holds however long the check took on a busy machine.
+ */
+function assertAgeBetween(text: string, pattern: RegExp, refreshedAt: number, before: number): void {
+  const m = pattern.exec(text);
+  assert.ok(m, text);
+  const said = Number(m[1]);
+  const [youngest, oldest] = [before, Date.now()].map((t) => Math.round((t - refreshedAt) / 1000));
+  assert.ok(said >= youngest && said <= oldest, `said ${said} s; the lock was ${youngest}–${oldest} s old meanwhile: ${text}`);
+}
+
 function inUse(pattern: RegExp): (err: unknown) => boolean {
   return (err: unknown) => {
     assert.ok(err instanceof MorphError, String(err));
@@ -173,9 +186,15 @@ describe('data directory lock', () => {
   it('refuses a lock from another host that was refreshed lately, says how to clear it, and leaves it as it was', { timeout: 60_000 }, async () => {
     const dir = await tempDir();
     const path = await writeLock(dir, { ...selfLockInfo('morphnet serve'), hostname: 'other-container-1f2e3d', pid: 1 }, 5000);
+    const refreshedAt = (await stat(path)).mtimeMs;
     const before = readFileSync(path, 'utf8');
-    const message = /locked by morphnet serve \(pid 1 on other-container-1f2e3d.*written in host other-container-1f2e3d, which cannot be checked from .*refreshed it [4-7] s ago\. If that server runs, stop it first.*stale 60 s after its last refresh: start again then, or delete .*server\.lock$/s;
-    await assert.rejects(acquireDataLock(dir, 'test'), inUse(message));
+    const message = /locked by morphnet serve \(pid 1 on other-container-1f2e3d.*written in host other-container-1f2e3d, which cannot be checked from .*refreshed it (\d+) s ago\. If that server runs, stop it first.*stale 60 s after its last refresh: start again then, or delete .*server\.lock$/s;
+    const asked = Date.now();
+    await assert.rejects(acquireDataLock(dir, 'test'), (err: unknown) => {
+      inUse(message)(err);
+      assertAgeBetween((err as Error).message, message, refreshedAt, asked);
+      return true;
+    });
     // The server itself no longer takes it over.
     await assert.rejects(startServer({ port: 0, dataDir: dir, agentToken: TOKEN, localAgent: false, log: () => undefined }), inUse(/other-container-1f2e3d/));
     assert.equal(readFileSync(path, 'utf8'), before);
@@ -190,10 +209,12 @@ describe('data directory lock', () => {
 
   it('takes over a lock from another host that has not been refreshed for staleMs', async () => {
     const dir = await tempDir();
-    await writeLock(dir, { ...selfLockInfo('morphnet serve'), hostname: 'gone-container', pid: 1 }, 2 * 60_000);
+    const path = await writeLock(dir, { ...selfLockInfo('morphnet serve'), hostname: 'gone-container', pid: 1 }, 2 * 60_000);
+    const refreshedAt = (await stat(path)).mtimeMs;
+    const asked = Date.now();
     const lock = await acquireDataLock(dir, 'test');
     assert.equal(lock.replaced?.state, 'stale');
-    assert.match(lock.replaced!.reason, /written in host gone-container and not refreshed for 1[12]\d s/);
+    assertAgeBetween(lock.replaced!.reason, /written in host gone-container and not refreshed for (\d+) s/, refreshedAt, asked);
     await lock.release();
     // A shorter staleMs, as an option.
     await writeLock(dir, { ...selfLockInfo('morphnet serve'), hostname: 'gone-container', pid: 1 }, 3000);
@@ -240,11 +261,12 @@ describe('data directory lock', () => {
     await utimes(lock.path, old, old);
     await lock.update({ url: 'http://127.0.0.1:1' });
     await utimes(lock.path, old, old);
-    for (let i = 0; i < 50 && (await stat(lock.path)).mtimeMs < Date.now() - 60_000; i++) await new Promise((r) => setTimeout(r, 20));
+    // Waits for a refresh every 40 ms; the 30 s only bound the wait on a busy machine.
+    for (const end = Date.now() + 30_000; (await stat(lock.path)).mtimeMs < Date.now() - 60_000 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
     assert.ok((await stat(lock.path)).mtimeMs > Date.now() - 60_000, 'the holder refreshed its lock');
     assert.equal((await readLock(dir))?.info?.url, 'http://127.0.0.1:1');
     await rm(lock.path);
-    for (let i = 0; i < 50 && lost.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (const end = Date.now() + 30_000; lost.length === 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(lost, [null], 'onLost is called once, with nothing in its place');
     await lock.release();
     await lock.release();

@@ -79,12 +79,13 @@ describe('a lease written while its agent disconnects', () => {
     const model = resolveModel(seedModel('mobilenet'));
     const job = await fleet.createMeasureJob({ deviceId: first.deviceId, runtime: 'tfjs-wasm', model });
 
+    // Polls `probe`; the 30 s only bound the wait (SQLite writes on a busy machine).
     const until = async (what: string, probe: () => Promise<boolean> | boolean): Promise<void> => {
-      for (let i = 0; i < 200; i++) {
-        if (await probe()) return;
+      const end = Date.now() + 30_000;
+      while (!(await probe())) {
+        if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
         await new Promise((r) => setTimeout(r, 10));
       }
-      assert.fail(`timed out waiting for ${what}`);
     };
     await until('the race', () => raced === 1);
     await until('the item back in the queue', async () => (await real.get<{ state: string }>('SELECT state FROM job_items WHERE job_id = ?', [job.id]))?.state === 'pending');

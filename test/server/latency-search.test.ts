@@ -1,12 +1,19 @@
 /**
- * A latency-targeted search end to end through the REST API with a real Node agent on 127.0.0.1:
- * the server profiles what the device's table lacks, measures the seed, shrinks with the
- * measured-latency regularizer, expands in closed loop (each candidate measured on the device),
- * trains the result and both baselines (uniform multiplier, FLOP-MorphNet) at the same target,
- * and serves every artifact. Small model, synthetic data, 1 + 1 epochs, the quick protocol.
+ * A latency-targeted search end to end through the REST API on a simulated device (a fake agent
+ * over a real WebSocket whose timings are a deterministic function of each item,
+ * test/helpers/simulated-device.ts): the server profiles what the device's table lacks, measures
+ * the seed and the smallest reachable network, shrinks with the measured-latency regularizer,
+ * expands in closed loop (each candidate measured on the device), trains the result and both
+ * baselines (uniform multiplier, FLOP-MorphNet) at the same target, and serves every artifact.
+ * Small model, synthetic data, 1 + 1 epochs.
+ *
+ * Simulated, because what such a search does follows from the device's timings: on a real agent
+ * beside a CPU-bound process the seed measured 10.3 ms against a 2.1 ms calibrated prediction and
+ * the search refused its own target (issue 18). Real agents run searches in
+ * test/cli/local-latency-search.test.ts (Node) and test/browser/ui.test.ts (browser), which
+ * assert what holds under any load; test/bench/latency-search.ts measures how close real devices land.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,11 +21,13 @@ import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '../../server/app.ts';
 import { loadTfliteModel } from '../../device-agent/node/tflite-runtime.ts';
 import { FunctionalBuilder } from '../../src/seeds/builder.ts';
+import { assertClosedLoop } from '../helpers/closed-loop.ts';
+import { FakeAgent } from '../helpers/fake-agent.ts';
+import { simulatedDevice } from '../helpers/simulated-device.ts';
 
 const TOKEN = 'latency-search-token-1';
-const BIN = new URL('../../cli/bin.js', import.meta.url).pathname;
-/** Within this of the target; the closed loop aims at ±3%, the quick protocol on shared cores is noisier. */
-const TOLERANCE = 0.15;
+/** Networks cost more than their ops' sum, and more so the larger: the calibration is off between the networks it saw. */
+const device = simulatedDevice({ networkExponent: 1.3 });
 
 function smallModel(): object {
   const b = new FunctionalBuilder('small_latency');
@@ -36,42 +45,35 @@ async function api(server: RunningServer, method: string, path: string, body?: u
   return { status: res.status, json: await res.json() };
 }
 
-describe('latency-targeted search through the API with a real agent', () => {
+describe('latency-targeted search through the API on a simulated device', () => {
   let dir: string;
   let server: RunningServer;
-  let agent: ChildProcess;
+  let agent: FakeAgent;
+  let deviceId: string;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'morphnet-latsearch-'));
     server = await startServer({ port: 0, dataDir: dir, agentToken: TOKEN, localAgent: false, log: () => undefined });
-    agent = spawn(process.execPath, [BIN, 'agent', '--server', server.wsUrl, '--runtime', 'tfjs-wasm', '--device-key', 'latency-search-device'], {
-      env: { ...process.env, MORPHNET_AGENT_TOKEN: TOKEN },
-      stdio: 'ignore',
-    });
+    agent = await FakeAgent.connect({ url: server.wsUrl, token: TOKEN, deviceKey: 'latency-search-device', name: 'simulated device', runtimes: ['tfjs-wasm'], measurementOf: (item) => device.measurementOf(item) });
+    assert.ok(agent.deviceId, JSON.stringify(agent.errors));
+    deviceId = agent.deviceId;
   });
   after(async () => {
-    if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+    agent.close();
     await server.close();
     await rm(dir, { recursive: true, force: true });
   });
 
   it('finds a network at the target latency measured on the device, with both baselines', { timeout: 400_000 }, async (t) => {
-    let deviceId: string | undefined;
-    for (let i = 0; i < 300 && !deviceId; i++) {
-      deviceId = (await api(server, 'GET', '/api/devices')).json.devices.find((d: { online: boolean }) => d.online)?.id;
-      if (!deviceId) await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.ok(deviceId, 'the agent came online');
-
-    // Refused before anything is stored: a target above the seed's latency, once the table knows it.
+    const model = smallModel();
     const created = await api(server, 'POST', '/api/searches', {
-      model: smallModel(),
+      model,
       data: { dataset: 'synthetic:h=32,w=32,c=3,classes=3,noise=0.2', trainLimit: 96, testLimit: 32 },
       cost: 'latency',
       deviceId,
       runtime: 'tfjs-wasm',
       target: { fraction: 0.5 },
-      options: { shrinkEpochs: 1, finalEpochs: 1, batchSize: 32, divisor: 8, strength: 30, learningRate: 0.1, backend: 'wasm', seed: 1, baseline: true, profileGrid: 3, measureProtocol: 'quick' },
+      options: { shrinkEpochs: 1, finalEpochs: 1, batchSize: 32, divisor: 4, strength: 30, learningRate: 0.1, backend: 'wasm', seed: 1, baseline: true, profileGrid: 3, measureProtocol: 'quick' },
     });
     assert.equal(created.status, 201, JSON.stringify(created.json));
     const id = created.json.id;
@@ -84,19 +86,22 @@ describe('latency-targeted search through the API with a real agent', () => {
     assert.equal(search.state, 'done', JSON.stringify(search.error ?? search.progress));
 
     const report = await (await fetch(`${server.url}/api/searches/${id}/artifacts/report.json`)).json();
-    const target = report.latency.targetMs;
-    assert.ok(Math.abs(target / (0.5 * report.latency.seedMeasuredMs) - 1) < 1e-9, 'target = 50% of the seed measured on the device');
+    const l = report.latency;
+    const target = l.targetMs;
+    const close = (a: number, b: number): boolean => Math.abs(a / b - 1) < 1e-9;
+    assert.ok(close(l.seedMeasuredMs, device.networkMs((model as { modelTopology: unknown }).modelTopology)), `the seed as the device times it: ${l.seedMeasuredMs} ms`);
+    assert.ok(close(target, 0.5 * l.seedMeasuredMs), 'target = 50% of the seed measured on the device');
+    assert.equal(l.requestedTargetMs, null, 'not moved');
+    assert.ok(l.minimumMs > 0 && l.minimumMs < target, `the smallest reachable (${l.minimumMs} ms) is below the target`);
     for (const [name, net] of [['learned', report.learned], ['uniform', report.baseline], ['FLOP-MorphNet', report.flopSearch]] as const) {
       assert.ok(net, `${name} is in the report`);
-      assert.ok(net.measured > 0 && net.verify.length >= 1, `${name} was measured on the device`);
-      const within = Math.abs(net.measured / target - 1) <= TOLERANCE;
       t.diagnostic(`${name}: target ${target.toFixed(3)} ms, predicted ${net.cost.toFixed(3)} ms, measured ${net.measured.toFixed(3)} ms after ${net.verify.length} candidate(s) (${net.verifyStop}), accuracy ${net.accuracy.toFixed(3)}`);
-      const detail = `${name}: measured ${net.measured} ms vs target ${target} ms; stop ${net.verifyStop}; steps ${JSON.stringify(net.verify)}`;
-      // Within the tolerance, or stopped for a stated reason: on a busy machine one network's runs
-      // spread ±40% (issue 18), so what holds whatever the load is that the loop ends and says why.
-      assert.ok(within || ['same-network', 'unreachable', 'tries'].includes(net.verifyStop), detail);
+      assertClosedLoop(name, net, target);
       assert.ok(net.accuracy >= 0 && net.accuracy <= 1 && net.macs > 0 && net.params > 0);
     }
+    // The device's timings are exact and the tables interpolate its ops exactly: the searched
+    // network lands within ±3% of the target.
+    assert.equal(report.learned.verifyStop, 'within', JSON.stringify(report.learned.verify));
     assert.equal(report.costModel.name, 'latency');
     // The FLOP-MorphNet run's curves and accuracy are its own, never the search's.
     assert.equal(search.progress.accuracy.final, report.learned.accuracy);
@@ -122,12 +127,6 @@ describe('latency-targeted search through the API with a real agent', () => {
   });
 
   it('moves a default target below the smallest reachable latency up to a reachable one (clampTarget), and refuses it otherwise', { timeout: 400_000 }, async () => {
-    let deviceId: string | undefined;
-    for (let i = 0; i < 300 && !deviceId; i++) {
-      deviceId = (await api(server, 'GET', '/api/devices')).json.devices.find((d: { online: boolean }) => d.online)?.id;
-      if (!deviceId) await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.ok(deviceId, 'the agent came online');
     const body = {
       model: smallModel(),
       data: { dataset: 'synthetic:h=32,w=32,c=3,classes=3,noise=0.2', trainLimit: 96, testLimit: 32 },
@@ -147,17 +146,14 @@ describe('latency-targeted search through the API with a real agent', () => {
       }
       return search;
     };
-    // Without clampTarget: refused once the seed and the smallest network are measured (the
-    // search fails), never searched; at once where the target is not below the seed.
+    // Without clampTarget: accepted (1 ns is below the seed), refused once the seed and the
+    // smallest network are measured (the search fails), never searched.
     const refused = await api(server, 'POST', '/api/searches', body);
-    if (refused.status === 201) {
-      const failed = await ended(refused.json.id);
-      assert.equal(failed.state, 'failed', JSON.stringify(failed.progress));
-      assert.equal(failed.error.code, 'MORPH_ERR_TARGET');
-    } else {
-      assert.equal(refused.status, 400, JSON.stringify(refused.json));
-      assert.equal(refused.json.error.code, 'MORPH_ERR_TARGET');
-    }
+    assert.equal(refused.status, 201, JSON.stringify(refused.json));
+    const failed = await ended(refused.json.id);
+    assert.equal(failed.state, 'failed', JSON.stringify(failed.progress));
+    assert.equal(failed.error.code, 'MORPH_ERR_TARGET');
+    assert.match(failed.error.message, /is below the smallest reachable .* ms, measured on/);
     const created = await api(server, 'POST', '/api/searches', { ...body, clampTarget: true });
     assert.equal(created.status, 201, JSON.stringify(created.json));
     const search = await ended(created.json.id);
@@ -168,5 +164,6 @@ describe('latency-targeted search through the API with a real agent', () => {
     assert.equal(l.requestedTargetMs, 1e-6, 'the requested target is kept in the report');
     assert.ok(Math.abs(l.targetMs - (l.minimumMs + 0.1 * (l.seedMeasuredMs - l.minimumMs))) < 1e-9, 'moved 10% of the way from the smallest reachable to the seed, both measured');
     assert.ok(l.targetMs > l.minimumMs && l.targetMs < l.seedMeasuredMs);
+    assertClosedLoop('learned', report.learned, l.targetMs);
   });
 });

@@ -23,7 +23,9 @@ it('50 agents streaming for 5 s while the API is polled: nothing lost, nothing s
     pollsAnswered: true,
     allPassed: true,
   }, JSON.stringify(r.checks));
-  assert.ok(r.figures.window.resultsStored > 0 && r.checks.itemsTotal >= r.figures.window.resultsStored);
+  // How many results the 5 s window stores depends on the machine (the bench reports it); that
+  // results were stored, none more than the jobs hold, does not.
+  assert.ok(r.checks.storedAcks > 0 && r.checks.itemsTotal >= r.checks.storedAcks && r.checks.itemsTotal >= r.figures.window.resultsStored);
   assert.ok(r.checks.replayed > 0, 'some results were sent twice');
   assert.ok(Object.values(r.figures.pollLatencyMs).every((p) => p.n > 0));
   assert.ok(r.figures.serverRssMb.peak > 0);

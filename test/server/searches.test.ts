@@ -344,7 +344,7 @@ describe('cancelling searches', () => {
     assert.match(second.waiting, /queued behind/);
     // The stream of a queued search stays open and sends heartbeats.
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), 10_000);
+    const timer = setTimeout(() => abort.abort(), 30_000); // bounds the wait for a 100 ms heartbeat
     const res = await fetch(`${server.url}/api/searches/${second.id}/events`, { signal: abort.signal });
     let raw = '';
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -379,7 +379,7 @@ describe('cancelling searches', () => {
     assert.equal((await api(server, 'GET', `/api/searches/${first.id}/artifacts`)).json.artifacts.length, 0);
     // The training engine's scratch directory goes with the terminated worker.
     const scratch = join(dir, 'searches', `${first.id}.scratch`);
-    for (let i = 0; i < 50 && existsSync(scratch); i++) await new Promise((r) => setTimeout(r, 100));
+    for (const end = Date.now() + 30_000; existsSync(scratch) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
     assert.equal(existsSync(scratch), false, 'no scratch directory left behind');
   });
 });

@@ -554,10 +554,13 @@ describe('pairing links for browser agents', () => {
   let server: RunningServer;
   const logs: string[] = [];
   const TTL_MS = 1500;
+  // Expiry goes by a fake clock, moved on by hand: a real 1.5 s lifetime ran out before a busy
+  // machine had paired the device (issue 18).
+  let clock = Date.parse('2026-01-01T00:00:00Z');
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'morphnet-sec-pair-'));
-    server = await startServer({ port: 0, dataDir: dir, agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, pairingTtlMs: TTL_MS, localAgent: false, log: (l) => logs.push(l) });
+    server = await startServer({ port: 0, dataDir: dir, agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, pairingTtlMs: TTL_MS, pairingClock: () => clock, localAgent: false, log: (l) => logs.push(l) });
   });
   after(async () => {
     await server.close();
@@ -567,14 +570,12 @@ describe('pairing links for browser agents', () => {
   const pair = async (body = '{}'): Promise<Reply> => call(server.url, 'POST', '/api/pairings', { headers: { ...bearer(ADMIN_TOKEN), 'content-type': 'application/json' }, body });
 
   it('gives an expiring link whose code pairs exactly one device, which may reconnect', async () => {
-    const before = Date.now();
     const p = await pair();
     assert.equal(p.status, 201, p.text);
     assert.match(p.json.code, PAIRING_CODE_PATTERN);
     assert.equal(p.json.path, `/agent?pair=${p.json.code}`);
     assert.equal(p.json.url, `${server.url}/agent?pair=${p.json.code}`);
-    const expires = Date.parse(p.json.expiresAt);
-    assert.ok(expires >= before + TTL_MS - 50 && expires <= Date.now() + TTL_MS + 50);
+    assert.equal(Date.parse(p.json.expiresAt), clock + TTL_MS);
     assert.equal((await call(server.url, 'GET', p.json.path)).status, 200, 'the page opens without the admin token');
 
     const phone = await FakeAgent.connect({ url: server.wsUrl, token: p.json.code, deviceKey: 'phone-key-000001', name: 'phone' });
@@ -593,7 +594,7 @@ describe('pairing links for browser agents', () => {
 
     // The paired phone reconnects with the same link after it expired.
     phone.close();
-    await new Promise((r) => setTimeout(r, TTL_MS + 100));
+    clock += TTL_MS + 100;
     const again = await FakeAgent.connect({ url: server.wsUrl, token: p.json.code, deviceKey: 'phone-key-000001', name: 'phone' });
     assert.equal(again.deviceId, phone.deviceId);
 
@@ -610,7 +611,9 @@ describe('pairing links for browser agents', () => {
 
   it('refuses an expired link with close 4401 and a message saying to ask for a new one', async () => {
     const p = await pair();
-    await new Promise((r) => setTimeout(r, TTL_MS + 100));
+    clock += TTL_MS - 1;
+    assert.equal((await call(server.url, 'GET', '/api/pairings', { headers: bearer(ADMIN_TOKEN) })).json.pairings.find((x: { id: string }) => x.id === p.json.id).state, 'waiting', 'live until its last millisecond');
+    clock += 1;
     const late = new FakeAgent({ url: server.wsUrl, token: p.json.code, deviceKey: 'late-phone-0001' });
     const closed = new Promise<{ code: number; reason: string }>((resolve) => late.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
     await new Promise((r) => late.ws.once('open', r));
@@ -721,7 +724,8 @@ describe('limits', () => {
       new Promise((resolve, reject) => {
         const socket = connect(server.port, '127.0.0.1');
         let data = '';
-        const timer = setTimeout(() => reject(new Error(`no answer in 5 s: ${JSON.stringify(data)}`)), 5000);
+        // A server that waited for the body would never answer; 30 s only bounds the wait.
+        const timer = setTimeout(() => reject(new Error(`no answer in 30 s: ${JSON.stringify(data)}`)), 30_000);
         socket.setEncoding('latin1');
         socket.on('data', (c: string) => {
           data += c;

@@ -43,6 +43,10 @@ describe('SIGTERM with work in flight', () => {
     assert.equal(profile.status, 202);
     const jobId: string = profile.json.id;
     const total: number = profile.json.progress.total;
+    // The device answers all but the last few items, then holds its lease: however long the search
+    // takes to start training on this machine, the job is unfinished when the server is stopped.
+    assert.ok(total > 20, `${total} items`);
+    agent.answerLimit = total - 5;
     const search = await api(first.url, 'POST', '/api/searches', {
       model: { format: 'layers-model', modelTopology: tinyTopology([12, 12, 1], 3) },
       data: { dataset: 'synthetic:h=12,w=12,c=1,classes=3,noise=0.2', trainLimit: 256, testLimit: 32 },
@@ -60,7 +64,7 @@ describe('SIGTERM with work in flight', () => {
 
     const stopped = await stopChild(first, 'SIGTERM', 30_000);
     assert.deepEqual(stopped, { code: 0, signal: null, timedOut: false }, first.lines.slice(-10).join('\n'));
-    await agent.until(() => agent.closeCode !== null, 5000);
+    await agent.until(() => agent.closeCode !== null);
     assert.equal(agent.closeCode, 4503, 'agents are told the server is shutting down');
 
     const acked = agent.acks.filter((a) => a.status === 'stored').map((a) => a.itemId);
