@@ -487,25 +487,39 @@ export class DeviceAgent {
     this.#emit({ type: 'lease-start', leaseId: work.leaseId, jobId: work.jobId, runtime: work.runtime, items: total });
     this.#report();
     const adapter = this.#adapters.get(work.runtime);
-    for (let index = 0; index < total; index++) {
-      if (lease.cancelled || this.#state !== 'running') break;
-      const item = work.items[index];
-      const outcome = await this.#runItem(adapter, work, item);
-      // A cancel or a close that came while measuring: the server no longer wants this result.
-      if (lease.cancelled || this.#state !== 'running') break;
-      if (!this.#send(lease.socket, outcome.message)) break;
-      if (outcome.ok) {
-        lease.done++;
-        this.#itemsDone++;
-        this.#emit({ type: 'item-done', leaseId: work.leaseId, itemId: item.itemId, index, total, medianMs: outcome.medianMs, stable: outcome.stable });
-      } else {
-        lease.failed++;
-        this.#itemsFailed++;
-        this.#lastError = `item ${item.itemId}: ${outcome.message.error.code}: ${outcome.message.error.message}`;
-        this.#emit({ type: 'item-failed', leaseId: work.leaseId, itemId: item.itemId, index, total, code: outcome.message.error.code, message: outcome.message.error.message });
+    // The reference op every op of a profile job is timed against is prepared once per lease, not
+    // once per item: half the model loads, which a runtime that leaks a little per load (TFLite in
+    // a browser) cannot afford over a long job.
+    const references = new Map<string, Runnable>();
+    try {
+      for (let index = 0; index < total; index++) {
+        if (lease.cancelled || this.#state !== 'running') break;
+        const item = work.items[index];
+        const outcome = await this.#runItem(adapter, work, item, references);
+        // A cancel or a close that came while measuring: the server no longer wants this result.
+        if (lease.cancelled || this.#state !== 'running') break;
+        if (!this.#send(lease.socket, outcome.message)) break;
+        if (outcome.ok) {
+          lease.done++;
+          this.#itemsDone++;
+          this.#emit({ type: 'item-done', leaseId: work.leaseId, itemId: item.itemId, index, total, medianMs: outcome.medianMs, stable: outcome.stable });
+        } else {
+          lease.failed++;
+          this.#itemsFailed++;
+          this.#lastError = `item ${item.itemId}: ${outcome.message.error.code}: ${outcome.message.error.message}`;
+          this.#emit({ type: 'item-failed', leaseId: work.leaseId, itemId: item.itemId, index, total, code: outcome.message.error.code, message: outcome.message.error.message });
+        }
+        this.#report();
+        await (this.#options.yieldToEventLoop ?? defaultYield)();
       }
-      this.#report();
-      await (this.#options.yieldToEventLoop ?? defaultYield)();
+    } finally {
+      for (const r of references.values()) {
+        try {
+          r.dispose();
+        } catch (err) {
+          this.#logger.warn(`disposing a reference op of lease ${work.leaseId} failed: ${errorText(err)}`);
+        }
+      }
     }
     this.#leasesDone++;
     this.#current = null;
@@ -513,7 +527,7 @@ export class DeviceAgent {
     this.#report();
   }
 
-  async #runItem(adapter: RuntimeAdapter | undefined, work: WorkMessage, item: WorkItem): Promise<ItemOutcome> {
+  async #runItem(adapter: RuntimeAdapter | undefined, work: WorkMessage, item: WorkItem, references: Map<string, Runnable>): Promise<ItemOutcome> {
     const failed = (code: string, message: string): ItemOutcome => ({
       ok: false,
       message: { v: PROTOCOL_VERSION, type: 'item-failed', leaseId: work.leaseId, itemId: item.itemId, error: { code: clip(code, 64), message: clip(message, MAX_FAILURE_MESSAGE) } },
@@ -529,9 +543,17 @@ export class DeviceAgent {
       // An item with a reference is timed interleaved with it, so that the ratio between the two
       // holds whatever speed the machine runs at meanwhile (src/measure/interleaved.ts).
       if (item.kind === 'network' && item.reference) reference = await adapter.prepareNetwork(item.reference);
-      if (item.kind === 'op' && item.reference) reference = await adapter.prepareOp(item.reference);
-      const ref = reference;
-      const m = ref ? await measurePaired(() => ref.run(), () => prepared.run(), work.measure) : await measure(() => prepared.run(), work.measure);
+      let ref = reference;
+      if (item.kind === 'op' && item.reference) {
+        const key = JSON.stringify(item.reference);
+        ref = references.get(key) ?? null;
+        if (!ref) {
+          ref = await adapter.prepareOp(item.reference);
+          references.set(key, ref);
+        }
+      }
+      const paired = ref;
+      const m = paired ? await measurePaired(() => paired.run(), () => prepared.run(), work.measure) : await measure(() => prepared.run(), work.measure);
       const message: ResultMessage = { v: PROTOCOL_VERSION, type: 'result', leaseId: work.leaseId, itemId: item.itemId, measurement: toWireMeasurement({ ...m }) };
       const checked = resultSchema.safeParse(message);
       if (!checked.success) {

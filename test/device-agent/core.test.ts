@@ -191,7 +191,19 @@ describe('DeviceAgent', () => {
     assert.ok(paired && paired.medianMs > 0 && paired.ratioP10 <= paired.ratio && paired.ratio <= paired.ratioP90, JSON.stringify(paired));
     assert.equal(resultSchema.parse(answers.get(1)).measurement.reference, undefined, 'an op without a reference is timed alone');
     assert.equal(tflite.prepared, 3, 'the op, its reference, the second op');
-    assert.equal(tflite.disposed, 3);
+    await until(() => tflite.disposed === 3, 'the reference freed at the lease end');
+  });
+
+  it('prepares a lease\'s reference op once for all its items and frees it when the lease ends', async (t) => {
+    const tflite = fakeAdapter('tflite');
+    const { conn, events } = await startAgent({ adapters: [tflite] }, t);
+    const reference = makeSpec({ kind: 'conv2d', inH: 4, inW: 4, cIn: 16, cOut: 4, kernel: 1 });
+    conn.work('LP', 'tflite', [0, 1, 2].map((i) => ({ ...op(i, 8 + 4 * i), reference })));
+    const answers = await conn.answers('LP', 3);
+    for (const [, frame] of answers) assert.ok(resultSchema.parse(frame).measurement.reference, 'every op timed against the reference');
+    await until(() => events.some((e) => e.type === 'lease-end'), 'lease-end');
+    assert.equal(tflite.prepared, 4, 'three ops and one reference');
+    assert.equal(tflite.disposed, 4, 'all freed, the reference at the lease end');
   });
 
   it('sends item-failed with the MorphError code (or MORPH_ERR_INTERNAL) and goes on with the next item', async (t) => {
