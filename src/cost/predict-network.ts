@@ -6,7 +6,7 @@
  */
 import type { GraphSpecs } from '../ops/graph-specs.ts';
 import { signature, specBytes, type OpSpec } from '../ops/op-spec.ts';
-import { applyCalibration, calibratedOpMs, type Calibration, type CalibrationTerms } from './calibration.ts';
+import { applyCalibration, calibratedOpMs, IDENTITY_CALIBRATION, type Calibration, type CalibrationTerms } from './calibration.ts';
 import type { LatencyTable } from './latency-table.ts';
 
 export interface PredictedOp {
@@ -85,7 +85,7 @@ export function predictNetwork(specs: GraphSpecs, tableOf: (signature: string) =
       missing: [...missing.entries()].map(([sig, m]) => ({ signature: sig, points: [...m.points.values()], layers: [...m.layers] })),
     };
   }
-  const terms: Required<CalibrationTerms> = calibration ? { a: calibration.a, b: calibration.b, c: calibration.c, d: calibration.d ?? 0, e: calibration.e ?? 0 } : { a: 1, b: 0, c: 0, d: 0, e: 0 };
+  const terms: Required<CalibrationTerms> = calibration ? { a: calibration.a, b: calibration.b, c: calibration.c, d: calibration.d ?? 0, e: calibration.e ?? 0 } : IDENTITY_CALIBRATION;
   const cal = { ...terms, fitted: calibration !== undefined, samples: calibration?.samples ?? 0 };
   const layers = new Map<string, { predictedMs: number; ops: PredictedOp[] }>();
   let sumOpsMs = 0;
