@@ -74,10 +74,11 @@ export async function prepareLocalLatency(req: LocalLatencyRequest, io: CommandI
   const data = { deviceId: device.id, runtime, tables, calibration: calibration ? { a: calibration.a, b: calibration.b, c: calibration.c, d: calibration.d, e: calibration.e } : null };
   const seedPredictedMs = predictedLatencyMs(data, req.graph);
   const targetMs = req.targetMs ?? (req.fraction as number) * seedMeasuredMs;
-  if (!(targetMs < seedPredictedMs)) {
-    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's ${seedPredictedMs.toFixed(3)} ms (measured ${seedMeasuredMs.toFixed(3)} ms) on ${device.name}/${runtime}; give a smaller --target-ms`);
+  // Against the measurement, as the server's searches check it (the hooks scale the prediction to it).
+  if (!(targetMs < seedMeasuredMs)) {
+    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's measured ${seedMeasuredMs.toFixed(3)} ms (predicted ${seedPredictedMs.toFixed(3)} ms) on ${device.name}/${runtime}; give a smaller --target-ms`);
   }
-  const full: DeviceLatencyData = { ...data, seedPredictedMs };
+  const full: DeviceLatencyData = { ...data, seedPredictedMs, seedMeasuredMs };
   // Each candidate interleaved with the seed, read in the seed's settled terms, as the server's searches do (`referencedMs`).
   const verify = async (modelTopology: ModelConfigJson, label: string): Promise<number> => {
     const r = await measureOnce(modelTopology, `${label}, interleaved with the seed`, seedTopology, req.quick ? QUICK_MEASURE : PAIRED_MEASURE_OPTIONS);

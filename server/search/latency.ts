@@ -68,7 +68,7 @@ export interface PreparedLatency {
   readonly requestedTargetMs: number | null;
   /** The seed's latency measured end to end on the device, ms. */
   readonly seedMeasuredMs: number;
-  /** The seed's predicted (calibrated) latency, ms: the ceiling of expand. */
+  /** The seed's predicted (calibrated) latency, ms; the worker scales every prediction by measured/predicted of the seed. */
   readonly seedPredictedMs: number;
   readonly minimumMs: number;
   readonly tables: readonly { readonly signature: string; readonly points: readonly LatencyPoint[] }[];
@@ -107,8 +107,14 @@ export async function resolveLatencyTarget(req: LatencyTargetRequest): Promise<L
     throw err;
   }
   const targetMs = absolute ?? (fraction as number) * seedMs;
-  if (targetMs >= seedMs) {
-    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's predicted ${seedMs.toFixed(3)} ms on ${req.deviceId}/${req.runtime}; give a smaller targetMs`, { field: 'targetMs', seedMs });
+  // The device's own word where it has one: the Search form offers a share of the seed's last
+  // measurement, which may lie above the prediction (preparation measures the seed again and
+  // checks the target against that).
+  const lastMeasuredMs = (await req.tables.networks(req.deviceId, req.runtime, stored)).filter((n) => n.modelId === req.model.id).at(-1)?.measuredMs ?? null;
+  const ceilingMs = Math.max(seedMs, lastMeasuredMs ?? 0);
+  if (targetMs >= ceilingMs) {
+    const measured = lastMeasuredMs !== null ? ` (last measured ${lastMeasuredMs.toFixed(3)} ms)` : '';
+    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's predicted ${seedMs.toFixed(3)} ms${measured} on ${req.deviceId}/${req.runtime}; give a smaller targetMs`, { field: 'targetMs', seedMs });
   }
   return { targetMs, seedMs, minimumMs: null, plan: { fraction, clamp: req.clamp === true } };
 }
@@ -206,8 +212,10 @@ export async function prepareLatencySearch(ctx: LatencyPrepareContext): Promise<
   const fraction = planned.fraction ?? null;
   let targetMs = fraction !== null ? fraction * seedMeasuredMs : ctx.latency.targetMs;
   let requestedTargetMs: number | null = null;
-  if (targetMs >= seedPredictedMs) {
-    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's ${seedPredictedMs.toFixed(3)} ms (measured ${seedMeasuredMs.toFixed(3)} ms) on ${ctx.deviceId}/${ctx.runtime}`, { seedMs: seedPredictedMs });
+  // Against the measurement: the closed loop reads every candidate in the terms of this same
+  // measurement, and the worker scales the prediction to it (`anchorScale`).
+  if (targetMs >= seedMeasuredMs) {
+    throw new MorphError('MORPH_ERR_TARGET', `target ${targetMs.toFixed(3)} ms is not below the seed's measured ${seedMeasuredMs.toFixed(3)} ms (predicted ${seedPredictedMs.toFixed(3)} ms) on ${ctx.deviceId}/${ctx.runtime}; give a smaller targetMs`, { seedMs: seedMeasuredMs });
   }
   if (targetMs < minimum && planned.clamp === true && minimum < seedMeasuredMs) {
     requestedTargetMs = targetMs;

@@ -64,6 +64,9 @@ export interface InterleavedMeasurement {
 
 type Run = () => void | Promise<void>;
 
+/** Times a runnable's loop is grown when its samples turn out far shorter than `targetSampleMs`. */
+const MAX_RESIZES = 3;
+
 async function runOnce(run: Run): Promise<void> {
   const r = run();
   if (r !== undefined && typeof (r as Promise<void>).then === 'function') await r;
@@ -111,6 +114,7 @@ export async function measureInterleaved(runs: readonly Run[], options: Interlea
   }
 
   const samples: number[][] = runs.map(() => []);
+  const resizes: number[] = runs.map(() => 0);
   const roundsStart = clock();
   let longestRound = 0;
   let capped = false;
@@ -124,14 +128,30 @@ export async function measureInterleaved(runs: readonly Run[], options: Interlea
     }
     // Forward on even rounds, backward on odd ones: a drift within a round cancels over two.
     const order = rounds % 2 === 0 ? runs.map((_, i) => i) : runs.map((_, i) => runs.length - 1 - i);
+    const round: number[] = runs.map(() => 0);
+    let resized = false;
     for (const i of order) {
       const t = clock();
       for (let j = 0; j < k[i]; j++) await runOnce(runs[i]);
       const elapsed = clock() - t;
+      // Runs far shorter than the warm-up said (its runs were slowed by compilation or a busy
+      // machine): a loop this short reads the clock's ticks, not the runs (a browser's clock moves
+      // in steps of 0.1 ms or more and reads 0 over a fast run). Grow this loop and take the round
+      // again, a bounded number of times, as the plain protocol does.
+      if (elapsed < o.targetSampleMs / 4 && k[i] < o.maxRunsPerSample && resizes[i] < MAX_RESIZES) {
+        resizes[i]++;
+        const grow = elapsed > 0 ? Math.ceil((k[i] * o.targetSampleMs * 1.2) / elapsed) : k[i] * 10;
+        k[i] = Math.min(o.maxRunsPerSample, Math.max(k[i] + 1, grow));
+        resized = true;
+        continue;
+      }
       if (elapsed <= 0) throw new MorphError('MORPH_ERR_MEASUREMENT', `the clock did not advance over ${k[i]} runs; use a finer clock or a larger targetSampleMs`, { runs: k[i] });
-      samples[i].push(elapsed / k[i]);
+      round[i] = elapsed / k[i];
     }
     longestRound = Math.max(longestRound, clock() - t0);
+    // A round with a re-sized loop is incomplete: its ratios would pair samples of unequal loops.
+    if (resized) continue;
+    for (let i = 0; i < runs.length; i++) samples[i].push(round[i]);
     rounds++;
   }
   return {

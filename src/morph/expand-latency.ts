@@ -20,15 +20,21 @@ export interface ExpandLatencyOptions {
    * target), so it passes the original seed's latency here.
    */
   readonly seedMs?: number;
+  /**
+   * Multiplies every predicted latency (default 1). A search anchors the prediction to the seed's
+   * measured latency with it (`DeviceLatencyData.seedMeasuredMs`), so a target in measured ms and
+   * the predictions it is compared with are in the same units.
+   */
+  readonly scale?: number;
 }
 
-/** The network of `plan` priced by the device's tables (and calibration), in ms. */
-export function latencyCost(plan: NetworkLatencyPlan, tableOf: TableOf, calibration?: CalibrationTerms): WidthCost {
-  return { at: (widths) => networkLatencyAt(plan, widths, tableOf, calibration).predictedMs, unit: 'ms', digits: 3 };
+/** The network of `plan` priced by the device's tables (and calibration), in ms, times `scale`. */
+export function latencyCost(plan: NetworkLatencyPlan, tableOf: TableOf, calibration?: CalibrationTerms, scale = 1): WidthCost {
+  return { at: (widths) => networkLatencyAt(plan, widths, tableOf, calibration).predictedMs * scale, unit: 'ms', digits: 3 };
 }
 
 /**
- * `expandToTarget` on `latencyCost(plan, tableOf, options.calibration)`, capped at
+ * `expandToTarget` on `latencyCost(plan, tableOf, options.calibration, options.scale)`, capped at
  * `options.seedMs`: the largest ω with `networkLatencyAt(round(ω·base)).predictedMs ≤ targetMs`,
  * rounding filled back (`cost` is the predicted latency in ms). Only regularized groups change.
  * @throws MorphError `MORPH_ERR_TARGET` for a target below the minimum reachable latency (every
@@ -37,7 +43,7 @@ export function latencyCost(plan: NetworkLatencyPlan, tableOf: TableOf, calibrat
  *   `networkLatencyAt`; `MORPH_ERR_BAD_ARGUMENT` for a bad divisor, tolerance or base length.
  */
 export function expandToLatency(plan: NetworkLatencyPlan, base: ArrayLike<number>, targetMs: number, tableOf: TableOf, options: ExpandLatencyOptions = {}): ExpandResult {
-  const cost = latencyCost(plan, tableOf, options.calibration);
+  const cost = latencyCost(plan, tableOf, options.calibration, options.scale);
   const ceiling = options.seedMs ?? cost.at(seedWidths(plan.analysis));
   return expandToTarget(plan.analysis, cost, base, targetMs, { divisor: options.divisor, tolerance: options.tolerance, ceiling });
 }

@@ -20,8 +20,17 @@ export interface DeviceLatencyData {
   readonly runtime: string;
   readonly tables: readonly { readonly signature: string; readonly points: readonly LatencyPoint[] }[];
   readonly calibration: CalibrationTerms | null;
-  /** The seed's predicted (calibrated) latency, ms: the ceiling of expand. */
+  /** The seed's predicted (calibrated) latency, ms. */
   readonly seedPredictedMs: number;
+  /**
+   * The seed's measured latency, ms, where it was measured: every prediction is scaled by
+   * measured/predicted of the seed, and the seed's measurement is the ceiling of expand. Why: the
+   * closed loop reads each candidate as its ratio to the seed times this same measurement, and a
+   * `{fraction}` target is a fraction of it; a calibration 18% below the seed's measurement
+   * (Chromium tfjs-wasm) made a target between the two unreachable on paper though the device
+   * measured it below the seed.
+   */
+  readonly seedMeasuredMs?: number | null;
   /**
    * The smallest reachable network's measured latency, ms, where it was measured. A target at or
    * above it is reachable on the device even where the calibration predicts the smallest network
@@ -40,6 +49,8 @@ export function latencyHooks(data: DeviceLatencyData, verify: SearchCostHooks['v
   const bySig = new Map(tables.map((t) => [t.key.signature, t]));
   const tableOf = (sig: string): LatencyTable | undefined => bySig.get(sig);
   const calibration = data.calibration ?? undefined;
+  const scale = anchorScale(data);
+  const seedMs = data.seedPredictedMs * scale;
   // Each shrink round works on a new graph; the plan of one graph is reused by every call on it.
   const plans = new WeakMap<Graph, NetworkLatencyPlan>();
   const planOf = (graph: Graph, analysis: ChannelAnalysis): NetworkLatencyPlan => {
@@ -55,10 +66,10 @@ export function latencyHooks(data: DeviceLatencyData, verify: SearchCostHooks['v
     unit: 'ms',
     digits: 3,
     costModel: (graph, analysis) => (regularizer === 'flops' ? flopsCostModel : latencyCostModel(graph, { device: data.deviceId, runtime: data.runtime, tables, analysis })),
-    costAt: (graph, analysis, widths) => networkLatencyAt(planOf(graph, analysis), widths, tableOf, calibration).predictedMs,
+    costAt: (graph, analysis, widths) => networkLatencyAt(planOf(graph, analysis), widths, tableOf, calibration).predictedMs * scale,
     expand: (graph, analysis, base, target, divisor) => {
       const plan = planOf(graph, analysis);
-      const options = { divisor, calibration, seedMs: data.seedPredictedMs };
+      const options = { divisor, calibration, seedMs, scale };
       try {
         return expandToLatency(plan, base, target, tableOf, options);
       } catch (err) {
@@ -71,6 +82,13 @@ export function latencyHooks(data: DeviceLatencyData, verify: SearchCostHooks['v
     },
     verify,
   };
+}
+
+/** measured/predicted of the seed where both are known and positive, else 1. */
+export function anchorScale(data: Pick<DeviceLatencyData, 'seedPredictedMs' | 'seedMeasuredMs'>): number {
+  const m = data.seedMeasuredMs;
+  const p = data.seedPredictedMs;
+  return m != null && m > 0 && Number.isFinite(m) && p > 0 && Number.isFinite(p) ? m / p : 1;
 }
 
 /** The device's tables as the server interpolates them (holes filled by the bilinear fit). */

@@ -47,6 +47,23 @@ describe('measureInterleaved', () => {
     assert.ok(Math.abs(m.ratios[1].median - 5) < 1e-9 && Math.abs(m.ratios[2].median - 40) < 1e-9);
   });
 
+  it('grows a loop whose runs turn out far shorter than the warm-up said, on a coarse clock', async () => {
+    // A browser's clock: 0.1 ms steps. Each runnable's first three runs are slow (compilation),
+    // then the reference takes 0.02 ms and the network 0.05 ms; a loop of one run reads 0 ticks.
+    let t = 0;
+    const now = (): number => Math.floor(t / 0.1) * 0.1;
+    const op = (ms: number): (() => void) => {
+      let n = 0;
+      return () => {
+        t += n++ < 3 ? 2 : ms;
+      };
+    };
+    const m = await measureInterleaved([op(0.02), op(0.05)], { now, targetSampleMs: 1, minRounds: 20, minWindowMs: 0 });
+    assert.ok(m.runsPerSample[0] >= 12 && m.runsPerSample[1] >= 5, `runs per sample ${m.runsPerSample}`);
+    assert.ok(Math.abs(m.ratios[1].median / 2.5 - 1) < 0.1, `ratio ${m.ratios[1].median}`);
+    assert.equal(m.rounds, 20);
+  });
+
   it('stops at the time budget, after at least one round, and says so', async () => {
     const dev = twoSpeedDevice(1e9, 1);
     const m = await measureInterleaved([dev.op(50), dev.op(60)], { now: dev.now, maxMs: 400, minRounds: 15 });

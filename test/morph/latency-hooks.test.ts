@@ -82,3 +82,33 @@ describe('resolveTarget on latency hooks', () => {
     );
   });
 });
+
+describe('latencyHooks anchored to the seed\'s measurement', () => {
+  const { data, graph } = device();
+  const net = netOf(graph);
+  const plain = latencyHooks(data, undefined);
+  const seedPredicted = plain.costAt(graph, net.analysis, seedWidths(net.analysis));
+  // The device measured the seed 25% slower than the calibration predicts.
+  const anchored = latencyHooks({ ...data, seedPredictedMs: seedPredicted, seedMeasuredMs: seedPredicted * 1.25 }, undefined);
+
+  it('scales every prediction by measured/predicted of the seed', () => {
+    const half = floorWidths(net.analysis, 4);
+    assert.ok(Math.abs(anchored.costAt(graph, net.analysis, half) / plain.costAt(graph, net.analysis, half) - 1.25) < 1e-12);
+    assert.ok(Math.abs(anchored.costAt(graph, net.analysis, seedWidths(net.analysis)) - seedPredicted * 1.25) < 1e-12);
+  });
+
+  it('takes a target between the seed\'s prediction and its measurement, and expands to a network the anchored prediction puts at or under it', () => {
+    const value = seedPredicted * 1.1;
+    assert.throws(() => resolveTarget(net, plain, { value }, 4), (e: unknown) => e instanceof MorphError && e.code === 'MORPH_ERR_TARGET');
+    const r = resolveTarget(net, anchored, { value }, 4);
+    assert.equal(r.value, value);
+    assert.ok(Math.abs(r.seedCost - seedPredicted * 1.25) < 1e-12);
+    const e = anchored.expand(graph, net.analysis, seedWidths(net.analysis), value, 4);
+    assert.ok(e.cost <= value && e.cost > value * 0.9, `expanded to ${e.cost} for ${value}`);
+    assert.ok(Math.abs(e.cost - anchored.costAt(graph, net.analysis, e.widths)) < 1e-12);
+  });
+
+  it('leaves the prediction alone without a measurement', () => {
+    assert.equal(latencyHooks({ ...data, seedPredictedMs: seedPredicted, seedMeasuredMs: null }, undefined).costAt(graph, net.analysis, seedWidths(net.analysis)), seedPredicted);
+  });
+});
