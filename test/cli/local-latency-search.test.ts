@@ -40,7 +40,8 @@ interface Run {
   stderr: string;
 }
 
-function morphnet(args: string[], timeoutMs = 300_000): Promise<Run> {
+/** Runs the bin, killed after `timeoutMs`: a bound only (beside a CPU-bound process the search outlasted 300 s, issue 18). */
+function morphnet(args: string[], timeoutMs = 1_500_000): Promise<Run> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -70,7 +71,7 @@ describe('offline latency search (--local) with a server-side device table', () 
       env: { ...process.env, MORPHNET_AGENT_TOKEN: TOKEN },
       stdio: 'ignore',
     });
-    for (let i = 0; i < 300; i++) {
+    for (const end = Date.now() + 600_000; Date.now() < end; ) {
       const { devices } = (await (await fetch(`${server.url}/api/devices`)).json()) as { devices: { online: boolean }[] };
       if (devices.some((d) => d.online)) return;
       await new Promise((r) => setTimeout(r, 100));
@@ -98,7 +99,7 @@ describe('offline latency search (--local) with a server-side device table', () 
     assert.match(absolute.stderr, /--target-ms/);
   });
 
-  it('trains here at the device latency target, measured on the device in closed loop', { timeout: 400_000 }, async (t) => {
+  it('trains here at the device latency target, measured on the device in closed loop', { timeout: 1_800_000 }, async (t) => {
     const out = join(dir, 'out');
     const run = await morphnet([
       'search', '--local', '--server', server.url, '--device', DEVICE, '--runtime', 'tfjs-wasm', '--model', modelPath,

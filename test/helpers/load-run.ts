@@ -129,7 +129,7 @@ function startServer(dataDir: string, token: string): Promise<Server> {
   const stderr: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
   return new Promise((resolveStart, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the server did not listen within 60 s: ${stderr.slice(-5).join(' | ')}`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`the server did not listen within 600 s: ${stderr.slice(-5).join(' | ')}`)), 600_000);
     child.once('exit', (code) => reject(new Error(`the server exited (${code}) before listening: ${stderr.slice(-5).join(' | ')}`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
       if (!line.startsWith('{"event":"listening"')) return;

@@ -52,7 +52,7 @@ export function spawnCli(args: readonly string[], env: Record<string, string> = 
 }
 
 /** Runs a CLI command to its end (killed after `timeoutMs`). */
-export async function runCli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 600_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -71,7 +71,7 @@ export async function runCli(args: readonly string[], env: Record<string, string
 export async function startServeChild(options: { dataDir: string; token: string; port?: number; extra?: readonly string[]; env?: Record<string, string>; timeoutMs?: number }): Promise<ServeChild> {
   const args = ['serve', '--json', '--port', String(options.port ?? 0), '--data-dir', options.dataDir, ...(options.extra ?? [])];
   const c = spawnCli(args, { MORPHNET_AGENT_TOKEN: options.token, ...options.env });
-  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  const deadline = Date.now() + (options.timeoutMs ?? 600_000);
   let exit: { code: number | null } | null = null;
   void c.exited.then((e) => (exit = e));
   for (;;) {
@@ -84,7 +84,7 @@ export async function startServeChild(options: { dataDir: string; token: string;
     if (exit) throw new Error(`morphnet serve exited (${JSON.stringify(exit)}) before listening:\n${c.lines.join('\n')}`);
     if (Date.now() > deadline) {
       c.child.kill('SIGKILL');
-      throw new Error(`morphnet serve did not listen within ${options.timeoutMs ?? 60_000} ms:\n${c.lines.join('\n')}`);
+      throw new Error(`morphnet serve did not listen within ${options.timeoutMs ?? 600_000} ms:\n${c.lines.join('\n')}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -129,8 +129,8 @@ export function killIfRunning(c: Child | null | undefined): void {
   if (c && c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
 }
 
-/** Polls `probe` until it returns a truthy value. */
-export async function until<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+/** Polls `probe` until it returns a truthy value; `timeoutMs` only bounds the wait. */
+export async function until<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 300_000, everyMs = 100): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();

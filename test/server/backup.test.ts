@@ -46,7 +46,7 @@ describe('backup and restore', () => {
     if (root) await rm(root, { recursive: true, force: true });
   });
 
-  it('backs up a server while it writes; restores into a fresh directory that a server then serves unchanged', { timeout: 180_000 }, async (t) => {
+  it('backs up a server while it writes; restores into a fresh directory that a server then serves unchanged', { timeout: 1_800_000 }, async (t) => {
     root = await mkdtemp(join(tmpdir(), 'morphnet-backup-'));
     const dataDir = join(root, 'data');
     live = await startServeChild({ dataDir, token: TOKEN, extra: ['--no-local-agent'] });
@@ -61,7 +61,7 @@ describe('backup and restore', () => {
     assert.equal(search.status, 201, JSON.stringify(search.json));
     const profile = await api(live.url, 'POST', '/api/profile', { deviceId: agent.deviceId, runtime: 'tfjs-wasm', model: 'mobilenet', grid: { maxPerAxis: 3 }, refine: false });
     const jobId: string = profile.json.id;
-    await until('results streaming', () => agent!.acks.length >= 20, 60_000, 50);
+    await until('results streaming', () => agent!.acks.length >= 20, 600_000, 50);
 
     // The backup, while results keep being stored.
     const backupFile = join(root, 'backup.db');

@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { runLoad } from '../helpers/load-run.ts';
 
-it('50 agents streaming for 5 s while the API is polled: nothing lost, nothing stored twice', { timeout: 240_000 }, async (t) => {
-  const r = await runLoad({ agents: 50, seconds: 5, warmupS: 1, grid: 2, pollers: 4, replay: 0.1 });
+it('50 agents streaming for 5 s while the API is polled: nothing lost, nothing stored twice', { timeout: 1_800_000 }, async (t) => {
+  // The drain and the test's timeout only bound the run: beside a CPU-bound process it outlasted 240 s (issue 18).
+  const r = await runLoad({ agents: 50, seconds: 5, warmupS: 1, grid: 2, pollers: 4, replay: 0.1, drainTimeoutMs: 900_000 });
   t.diagnostic(
     `${r.figures.window.resultsStoredPerS} results/s stored; ack p50 ${r.figures.ackLatencyMs.window.p50} ms, p99 ${r.figures.ackLatencyMs.window.p99} ms; ` +
       `polls ${Object.entries(r.figures.pollLatencyMs).map(([k, v]) => `${k} p99 ${v.p99} ms`).join(', ')}; server RSS peak ${r.figures.serverRssMb.peak} MiB`,
