@@ -74,6 +74,16 @@ export function disposeOnce(free: () => void): () => void {
 }
 
 /** An adapter for one tfjs backend: ops via `buildLayersOp` (as tfjs-layers runs them), networks via `modelFromJSON`. */
+/**
+ * Backends whose kernels have finished when the op call returns: an op timed alone on them is not
+ * read back. Why: inside a network no op's output leaves the backend (only the network's last),
+ * but a read-back copies the whole activation out of the wasm heap into a fresh JS array, which
+ * cost an op alone more than the op itself on small ops: Σ of ops timed alone was 1.1–2.8× the
+ * network on Chromium tfjs-wasm (docs/benchmarks.md). GPU backends (webgl) run asynchronously and
+ * must still be read back to wait for the kernel.
+ */
+const SYNC_BACKENDS: ReadonlySet<string> = new Set(['wasm', 'cpu', 'tensorflow']);
+
 export function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInfo): RuntimeAdapter {
   return {
     name,
@@ -82,10 +92,11 @@ export function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInf
       await useBackend(backend);
       const op = buildLayersOp(spec);
       const inputs = specInputs(spec).map((data, i) => tf.tensor(data, [...op.inputShapes[i]], 'float32'));
+      const readOut = !SYNC_BACKENDS.has(backend);
       return {
         run() {
           const y = op.run(inputs);
-          y.dataSync();
+          if (readOut) y.dataSync();
           y.dispose();
         },
         dispose: disposeOnce(() => {
