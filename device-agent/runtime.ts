@@ -7,7 +7,7 @@
 import type { OpSpec } from '../src/ops/op-spec.ts';
 import type { NetworkPayload, RuntimeInfo, RuntimeName } from '../src/protocol/agent-protocol.ts';
 
-/** A prepared op or network: `run` executes it once (and has finished it when it returns: an asynchronous backend reads the output back). */
+/** A prepared op or network: `run` executes it once and has finished it when it returns (tfjs reads the output back; TFLite returns from `infer()`). */
 export interface Runnable {
   run(): void | Promise<void>;
   /** Frees what `prepare*` allocated. Safe to call twice. */

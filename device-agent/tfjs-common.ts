@@ -74,16 +74,6 @@ export function disposeOnce(free: () => void): () => void {
 }
 
 /** An adapter for one tfjs backend: ops via `buildLayersOp` (as tfjs-layers runs them), networks via `modelFromJSON`. */
-/**
- * Backends whose kernels have finished when the op call returns: an op timed alone on them is not
- * read back. Why: inside a network no op's output leaves the backend (only the network's last),
- * but a read-back copies the whole activation out of the wasm heap into a fresh JS array, which
- * cost an op alone more than the op itself on small ops: Σ of ops timed alone was 1.1–2.8× the
- * network on Chromium tfjs-wasm (docs/benchmarks.md). GPU backends (webgl) run asynchronously and
- * must still be read back to wait for the kernel.
- */
-const SYNC_BACKENDS: ReadonlySet<string> = new Set(['wasm', 'cpu', 'tensorflow']);
-
 export function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInfo): RuntimeAdapter {
   return {
     name,
@@ -92,11 +82,10 @@ export function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInf
       await useBackend(backend);
       const op = buildLayersOp(spec);
       const inputs = specInputs(spec).map((data, i) => tf.tensor(data, [...op.inputShapes[i]], 'float32'));
-      const readOut = !SYNC_BACKENDS.has(backend);
       return {
         run() {
           const y = op.run(inputs);
-          if (readOut) y.dataSync();
+          y.dataSync();
           y.dispose();
         },
         dispose: disposeOnce(() => {
@@ -146,5 +135,45 @@ export function predictRunnable(predict: (x: tf.Tensor | tf.Tensor[]) => tf.Tens
       inputs.forEach((t) => t.dispose());
       free();
     }),
+  };
+}
+
+/** The part of `@tensorflow/tfjs-tflite`'s interpreter wrapper (`TFLiteWebModelRunner`) a timed run needs. */
+interface TfliteRunnerLike {
+  getInputs(): readonly { readonly dataType: string; data(): ArrayLike<number> & { set(values: ArrayLike<number>): void; readonly length: number } }[];
+  infer(): boolean;
+}
+
+function tfliteRunnerOf(model: unknown): TfliteRunnerLike | null {
+  const runner = (model as { modelRunner?: Partial<TfliteRunnerLike> } | null)?.modelRunner;
+  return runner && typeof runner.infer === 'function' && typeof runner.getInputs === 'function' ? (runner as TfliteRunnerLike) : null;
+}
+
+/**
+ * A run of a loaded `TFLiteModel` by its interpreter alone: `data` (or random values in [−1, 1))
+ * written into the interpreter's input buffers once, and a run is one `infer()`; `free` on
+ * dispose. Null where the model keeps no reachable runner (the caller falls back to `predict`).
+ * Why not `predict`: it asks the runtime for its tensor descriptors on every call and copies every
+ * output into a new tfjs tensor. Over the millions of runs of a profile job (an op of a few µs is
+ * looped a thousand times a sample) Chromium's TFLite module aborted after ~25 networks' ops, and
+ * the copies made an op alone cost what it does not inside a network, where no op's output leaves
+ * the interpreter (docs/benchmarks.md, "On a quiet machine").
+ * @throws MorphError for an input that is not float32 or not the size `data` gives.
+ */
+export function tfliteInferRunnable(model: unknown, data: readonly Float32Array[] | null, free: () => void): Runnable | null {
+  const runner = tfliteRunnerOf(model);
+  if (!runner) return null;
+  runner.getInputs().forEach((info, i) => {
+    if (info.dataType !== 'float32') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `the .tflite input ${i} is ${info.dataType}; only float32 inputs are timed`);
+    const buffer = info.data();
+    const values = data ? data[i] : Float32Array.from({ length: buffer.length }, () => Math.random() * 2 - 1);
+    if (values === undefined || values.length !== buffer.length) throw new MorphError('MORPH_ERR_SHAPE', `the .tflite input ${i} holds ${buffer.length} values, the item gives ${values?.length ?? 0}`);
+    buffer.set(values);
+  });
+  return {
+    run() {
+      if (!runner.infer()) throw new MorphError('MORPH_ERR_MEASUREMENT', 'tflite: the interpreter failed to run the model');
+    },
+    dispose: disposeOnce(free),
   };
 }

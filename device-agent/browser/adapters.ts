@@ -2,9 +2,9 @@
  * The browser runtime adapters: `tfjs-wasm` (@tensorflow/tfjs-backend-wasm), `tfjs-webgl`
  * (tfjs's WebGL backend) and `tflite` (@tensorflow/tfjs-tflite, TFLite compiled to wasm). They
  * mirror the Node adapters (`../node/adapters.ts`): fixed random weights and inputs per item.
- * A network's run reads its output back (`dataSync`), which for WebGL is the honest end-to-end
- * time (queueing the shaders alone would say nothing); an op's run reads it back only on WebGL
- * (`SYNC_BACKENDS` in ../tfjs-common.ts); a `tflite` run is one `infer()` of the interpreter.
+ * A tfjs run reads its output back (`dataSync`), which for WebGL is the honest end-to-end time
+ * (queueing the shaders alone would say nothing); a `tflite` run is one `infer()` of the
+ * interpreter (`tfliteInferRunnable` in ../tfjs-common.ts).
  *
  * tfjs has one global backend, so a tfjs adapter switches it before it prepares an item; the agent
  * prepares and runs one item at a time. `tflite` switches to `cpu` (its fallback path, `predict`,
@@ -31,7 +31,7 @@ import { makeSpec } from '../../src/ops/op-spec.ts';
 import { specInputs } from '../../src/ops/spec-weights.ts';
 import type { RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from '../runtime.ts';
-import { boolFlag, concreteShape, disposeOnce, firstLine, predictRunnable, tfjsAdapter, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
+import { boolFlag, concreteShape, firstLine, predictRunnable, tfjsAdapter, tfliteInferRunnable, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
 
 /** The runtimes a browser agent can serve, in the order they are probed and reported. */
 export const BROWSER_RUNTIMES = ['tfjs-wasm', 'tfjs-webgl', 'tflite'] as const satisfies readonly RuntimeName[];
@@ -125,48 +125,19 @@ async function loadTfliteModel(bytes: Uint8Array): Promise<TfliteModelLike> {
   }
 }
 
-/** The part of the web runtime's interpreter wrapper a run needs (`TFLiteWebModelRunner`). */
-interface TfliteRunnerLike {
-  getInputs(): readonly { readonly dataType: string; data(): ArrayLike<number> & { set(values: ArrayLike<number>): void; readonly length: number } }[];
-  infer(): boolean;
-}
-
-function runnerOf(model: unknown): TfliteRunnerLike | null {
-  const runner = (model as { modelRunner?: Partial<TfliteRunnerLike> }).modelRunner;
-  return runner && typeof runner.infer === 'function' && typeof runner.getInputs === 'function' ? (runner as TfliteRunnerLike) : null;
-}
-
 /**
- * Times a loaded `.tflite` by its interpreter alone: the inputs are written into the
- * interpreter's buffers once, and a run is one `infer()`. Why not `predict`: it asks the runtime
- * for its input and output descriptors on every call and copies every output into a new tfjs
- * tensor; over the millions of runs of a profile job (an op of a few µs is looped 1,000 times a
- * sample) Chromium's TFLite module aborted after ~25 networks' ops, and the copies made an op alone
- * cost what it does not inside a network. Falls back to `predict` where the runner is not reachable.
+ * Times a loaded `.tflite` by its interpreter alone (`tfliteInferRunnable`), or through `predict`
+ * where the interpreter is not reachable: inputs made once, each run reads every output back.
  */
 function tfliteRunnable(model: TfliteModelLike, data: readonly Float32Array[] | null): Runnable {
-  const runner = runnerOf(model);
-  if (runner) {
-    try {
-      const infos = runner.getInputs();
-      infos.forEach((info, i) => {
-        if (info.dataType !== 'float32') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `the .tflite input ${i} is ${info.dataType}; only float32 inputs are timed`);
-        const buffer = info.data();
-        const values = data ? data[i] : Float32Array.from({ length: buffer.length }, () => Math.random() * 2 - 1);
-        if (values.length !== buffer.length) throw new MorphError('MORPH_ERR_SHAPE', `the .tflite input ${i} holds ${buffer.length} values, the item gives ${values.length}`);
-        buffer.set(values);
-      });
-    } catch (err) {
-      disposeRunner(model);
-      throw err;
-    }
-    return {
-      run() {
-        if (!runner.infer()) throw new MorphError('MORPH_ERR_MEASUREMENT', 'tflite: the interpreter failed to run the model');
-      },
-      dispose: disposeOnce(() => disposeRunner(model)),
-    };
+  let direct: Runnable | null;
+  try {
+    direct = tfliteInferRunnable(model, data, () => disposeRunner(model));
+  } catch (err) {
+    disposeRunner(model);
+    throw err;
   }
+  if (direct) return direct;
   const inputs: tf.Tensor[] = [];
   try {
     model.inputs.forEach((input, i) => {

@@ -4,8 +4,9 @@
  *
  * tfjs has one global backend, so a tfjs adapter switches it (`tf.setBackend`) before it prepares
  * an item; the agent prepares and runs one item at a time, so nothing else runs in between. The
- * `tflite` adapter switches to `cpu` too: its interpreter reads its inputs from, and writes its
- * outputs to, tfjs tensors, and on `cpu` those are plain arrays (no copy into another heap).
+ * `tflite` adapter times the interpreter alone (one `infer()` a run, `tfliteInferRunnable`) and
+ * switches to `cpu` too: its fallback, `predict`, reads inputs from and writes outputs to tfjs
+ * tensors, and on `cpu` those are plain arrays (no copy into another heap).
  * Whoever else uses tfjs in the same process must set its own backend again afterwards.
  */
 import { createRequire } from 'node:module';
@@ -18,7 +19,7 @@ import { specInputs } from '../../src/ops/index.ts';
 import type { RuntimeInfo, RuntimeName } from '../../src/protocol/agent-protocol.ts';
 import type { Runnable, RuntimeAdapter } from '../runtime.ts';
 import { loadTfliteModel, loadTfliteRuntime, type TfliteNodeModel } from './tflite-runtime.ts';
-import { boolFlag, concreteShape, firstLine, predictRunnable, tfjsAdapter, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
+import { boolFlag, concreteShape, firstLine, predictRunnable, tfjsAdapter, tfliteInferRunnable, tfjsVersion, truncate, useBackend } from '../tfjs-common.ts';
 
 /** The runtimes a Node agent can serve, in the order they are probed and reported. */
 export const NODE_RUNTIMES = ['tfjs-wasm', 'tfjs-cpu', 'tfjs-node', 'tflite'] as const satisfies readonly RuntimeName[];
@@ -97,8 +98,14 @@ function loadTfjsNode(): Promise<Loaded<{ version: string }>> {
   return tfjsNodeLoad;
 }
 
-/** Times a loaded `.tflite`: inputs made once, each run reads every output back. */
+/**
+ * Times a loaded `.tflite` by its interpreter alone (`tfliteInferRunnable`: one `infer()` a run),
+ * or through `predict` where the interpreter is not reachable: inputs made once, each run reads
+ * every output back.
+ */
 function tfliteRunnable(model: TfliteNodeModel, data: readonly Float32Array[] | null): Runnable {
+  const direct = tfliteInferRunnable(model.tfliteModel, data, () => model.dispose());
+  if (direct) return direct;
   const inputs = model.inputs.map((input, i) => {
     const shape = concreteShape(input.shape);
     if (shape === null) throw new MorphError('MORPH_ERR_SHAPE', `the .tflite input ${input.name} has shape ${JSON.stringify(input.shape)}; only the batch dimension may be unknown`);
@@ -157,7 +164,7 @@ async function loadAdapter(name: RuntimeName): Promise<Loaded<RuntimeAdapter>> {
     case 'tflite': {
       try {
         const rt = await loadTfliteRuntime();
-        const note = truncate(`TFLite in WebAssembly, non-threaded ${rt.simd ? 'SIMD ' : ''}build from ${rt.wasmDir}`, 500);
+        const note = truncate(`TFLite in WebAssembly, non-threaded ${rt.simd ? 'SIMD ' : ''}build from ${rt.wasmDir}; a run is one infer() of the interpreter`, 500);
         return { ok: true, value: tfliteAdapter({ name, version: `@tensorflow/tfjs-tflite ${rt.version}`, threads: 1, simd: rt.simd, note }) };
       } catch (err) {
         return { ok: false, reason: firstLine(err) };

@@ -157,6 +157,8 @@ export interface TfliteNodeModel {
   run(inputs: readonly Float32Array[]): Float32Array[];
   /** Runs one inference on tensors (for timing; the caller disposes the returned tensors). */
   predict(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor | tf.Tensor[];
+  /** The package's `TFLiteModel`, for timing by its interpreter alone (`tfliteInferRunnable`). */
+  readonly tfliteModel: unknown;
   dispose(): void;
 }
 
@@ -210,6 +212,7 @@ export async function loadTfliteModel(model: ArrayBuffer | Uint8Array, options: 
       }
     },
     predict,
+    tfliteModel: loaded,
     dispose() {
       // The runner frees its interpreter on cleanUp; TFLiteModel keeps it private.
       if (disposed) return;
