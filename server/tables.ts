@@ -87,6 +87,11 @@ export class TableReader {
     return model;
   }
 
+  /** The latest end-to-end measurement of one model on the device and runtime, ms, or null. */
+  async lastMeasuredMs(deviceId: string, runtime: string, modelId: string): Promise<number | null> {
+    return (await listNetworks(this.#db, deviceId, runtime)).filter((r) => r.modelId === modelId).at(-1)?.medianMs ?? null;
+  }
+
   /** Every end-to-end measurement on the device and runtime, with its uncalibrated table sum. */
   async networks(deviceId: string, runtime: string, tables?: StoredTable[]): Promise<NetworkSample[]> {
     const rows = await listNetworks(this.#db, deviceId, runtime);

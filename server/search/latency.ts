@@ -110,7 +110,7 @@ export async function resolveLatencyTarget(req: LatencyTargetRequest): Promise<L
   // The device's own word where it has one: the Search form offers a share of the seed's last
   // measurement, which may lie above the prediction (preparation measures the seed again and
   // checks the target against that).
-  const lastMeasuredMs = (await req.tables.networks(req.deviceId, req.runtime, stored)).filter((n) => n.modelId === req.model.id).at(-1)?.measuredMs ?? null;
+  const lastMeasuredMs = await req.tables.lastMeasuredMs(req.deviceId, req.runtime, req.model.id);
   const ceilingMs = Math.max(seedMs, lastMeasuredMs ?? 0);
   if (targetMs >= ceilingMs) {
     const measured = lastMeasuredMs !== null ? ` (last measured ${lastMeasuredMs.toFixed(3)} ms)` : '';
