@@ -13,7 +13,7 @@
  */
 import { isMorphError, MorphError } from '../src/errors.ts';
 import { measurePaired } from '../src/measure/interleaved.ts';
-import { measure } from '../src/measure/timing.ts';
+import { clockTickMs, measure, withClockFloor } from '../src/measure/timing.ts';
 import {
   CLOSE_CODES,
   helloSchema,
@@ -158,6 +158,8 @@ function fatalExit(code: number, reason: string): AgentExit | null {
 
 export class DeviceAgent {
   readonly #options: DeviceAgentOptions;
+  /** This agent's clock step, ms, read before the first measurement. */
+  #clockTick: number | undefined;
   readonly #logger: AgentLogger;
   readonly #adapters: ReadonlyMap<RuntimeName, RuntimeAdapter>;
   readonly #hello: HelloMessage;
@@ -553,7 +555,10 @@ export class DeviceAgent {
         }
       }
       const paired = ref;
-      const m = paired ? await measurePaired(() => paired.run(), () => prepared.run(), work.measure) : await measure(() => prepared.run(), work.measure);
+      // A coarse clock (a browser page: 100 µs steps) needs longer samples than the server asks.
+      this.#clockTick ??= clockTickMs();
+      const options = withClockFloor(work.measure, this.#clockTick);
+      const m = paired ? await measurePaired(() => paired.run(), () => prepared.run(), options) : await measure(() => prepared.run(), options);
       const message: ResultMessage = { v: PROTOCOL_VERSION, type: 'result', leaseId: work.leaseId, itemId: item.itemId, measurement: toWireMeasurement({ ...m }) };
       const checked = resultSchema.safeParse(message);
       if (!checked.success) {

@@ -203,24 +203,61 @@ export function fitCalibration(samples: readonly CalibrationSample[], options: F
   const weighting = options.weighting ?? 'relative';
   if (weighting !== 'relative' && weighting !== 'absolute') throw new MorphError('MORPH_ERR_BAD_ARGUMENT', `weighting must be relative or absolute, got ${String(weighting)}`);
   const tolerance = options.tolerance ?? 0.1;
-  const base: CalibrationMethod = samples.length >= 3 ? 'full' : samples.length === 2 ? 'scale-offset' : 'scale';
-  let method: CalibrationMethod = base;
+  const base = baseForm(samples.length);
+  let form = base;
   let outOfSample = samples.length >= 2 ? leaveOneOut(samples, base, weighting, tolerance) : null;
   let why = '';
-  // The memory terms only where they predict networks the fit has not seen better than the classic fit.
+  // With enough networks, the terms are chosen by how well they predict networks the fit has not
+  // seen: every subset of b, c, d, e beside a·Σ ops, best leave-one-out share within the tolerance,
+  // then fewer terms, then median error. Which terms carry a device depends on its runtime (an
+  // op alone pays a read-back in proportion to its output on tfjs, a per-call cost on TFLite), and
+  // ten networks do not pin five terms at once: a term the data cannot confirm only fits noise.
   if (samples.length >= MIN_BYTES_NETWORKS && samples.every((s) => (s.ioMB ?? 0) > 0)) {
-    const rich = leaveOneOut(samples, 'bytes', weighting, tolerance);
-    const better = outOfSample !== null && (rich.withinCount > outOfSample.withinCount || (rich.withinCount === outOfSample.withinCount && rich.medianApe < outOfSample.medianApe));
-    if (better) {
-      why = `; the memory terms kept: out of sample ${rich.withinCount}/${rich.n} within ±${Math.round(tolerance * 100)}% against ${outOfSample?.withinCount}/${outOfSample?.n} without`;
-      method = 'bytes';
-      outOfSample = rich;
-    } else {
-      why = `; the memory terms left out: out of sample ${rich.withinCount}/${rich.n} within ±${Math.round(tolerance * 100)}% with them, ${outOfSample?.withinCount}/${outOfSample?.n} without`;
+    const classic = outOfSample;
+    let best: { form: Form; quality: CalibrationQuality } | undefined;
+    for (const candidate of ALL_FORMS) {
+      const q = leaveOneOut(samples, candidate, weighting, tolerance);
+      // ALL_FORMS runs fewest terms first, so a form with more terms must predict more networks.
+      const better = best === undefined || q.withinCount > best.quality.withinCount || (q.withinCount === best.quality.withinCount && candidate.length === best.form.length && q.medianApe < best.quality.medianApe - 1e-12);
+      if (better) best = { form: candidate, quality: q };
     }
+    if (best === undefined) throw calibrationError('no calibration form to choose from');
+    form = best.form;
+    outOfSample = best.quality;
+    const pct = Math.round(tolerance * 100);
+    const memory = form.includes('d') || form.includes('e');
+    why = `; terms chosen out of sample (leave-one-out over every subset of b, c, d, e): ${describeForm(form)}, ${outOfSample?.withinCount}/${outOfSample?.n} within ±${pct}%, against ${classic?.withinCount}/${classic?.n} for the classic a·Σops + b·nOps + c; the memory terms ${memory ? 'kept' : 'left out'}`;
   }
-  const fitted = fitTerms(samples, method, weighting);
+  const fitted = fitTerms(samples, form, weighting);
   return { ...fitted, note: fitted.note + why, quality: calibrationQuality(fitted, samples, tolerance), outOfSample };
+}
+
+/** A term beside a·Σ ops: b per op, c constant, d per MB of activations, e per MB of weights. */
+type Term = 'b' | 'c' | 'd' | 'e';
+/** The terms fitted beside a·Σ ops, in the order b, c, d, e. */
+type Form = readonly Term[];
+
+/** Every subset of b, c, d, e, fewest terms first. */
+const ALL_FORMS: readonly Form[] = (() => {
+  const terms: Term[] = ['b', 'c', 'd', 'e'];
+  const forms: Term[][] = [];
+  for (let mask = 0; mask < 1 << terms.length; mask++) forms.push(terms.filter((_, j) => mask & (1 << j)));
+  return forms.sort((x, y) => x.length - y.length);
+})();
+
+/** What is fitted without choosing: the classic terms, fewer with fewer than 3 networks. */
+function baseForm(networks: number): Form {
+  return networks >= 3 ? ['b', 'c'] : networks === 2 ? ['c'] : [];
+}
+
+function methodOf(form: Form): CalibrationMethod {
+  return form.includes('d') || form.includes('e') ? 'bytes' : form.includes('b') ? 'full' : form.includes('c') ? 'scale-offset' : 'scale';
+}
+
+const TERM_TEXT: Record<Term, string> = { b: 'b·nOps', c: 'c', d: 'd·Σ activation MB', e: 'e·Σ weight MB' };
+
+function describeForm(form: Form): string {
+  return ['a·Σops', ...(['b', 'd', 'e', 'c'] as const).filter((t) => form.includes(t)).map((t) => TERM_TEXT[t])].join(' + ');
 }
 
 /**
@@ -233,11 +270,13 @@ const FOLDS = 10;
 
 /**
  * Each network predicted by the same kind of fit on the others (leave-one-out; k-fold above
- * `MAX_LEAVE_ONE_OUT`, network i in fold i mod 10), a simpler kind when too few are left.
+ * `MAX_LEAVE_ONE_OUT`, network i in fold i mod 10). The classic form falls back to a simpler one
+ * when too few networks are left; a chosen form is judged as it is.
  */
-function leaveOneOut(samples: readonly CalibrationSample[], method: CalibrationMethod, weighting: 'relative' | 'absolute', tolerance: number): CalibrationQuality {
+function leaveOneOut(samples: readonly CalibrationSample[], form: Form, weighting: 'relative' | 'absolute', tolerance: number): CalibrationQuality {
   const folds = samples.length > MAX_LEAVE_ONE_OUT ? FOLDS : samples.length;
   const apes = new Array<number>(samples.length);
+  const chosen = samples.length >= MIN_BYTES_NETWORKS;
   for (let f = 0; f < folds; f++) {
     const others = samples.filter((_, j) => j % folds !== f);
     const held = samples.map((s, i) => ({ s, i })).filter(({ i }) => i % folds === f);
@@ -246,60 +285,33 @@ function leaveOneOut(samples: readonly CalibrationSample[], method: CalibrationM
       for (const { i } of held) apes[i] = Number.POSITIVE_INFINITY;
       continue;
     }
-    const m: CalibrationMethod = method === 'bytes' ? 'bytes' : others.length >= 3 ? 'full' : others.length === 2 ? 'scale-offset' : 'scale';
-    const fit = fitTerms(others, m, weighting);
+    const fit = fitTerms(others, chosen ? form : baseForm(others.length), weighting);
     for (const { s, i } of held) apes[i] = Math.abs(applyCalibration(fit, s) - s.measuredMs) / s.measuredMs;
   }
   return qualityOf(apes, tolerance);
 }
 
-/** The columns of each method: Σ ops, then the op count, 1, activation MB, weight MB as the method has them. */
-function features(method: CalibrationMethod, s: NetworkOps): number[] {
-  switch (method) {
-    case 'bytes':
-      return [s.sumOpsMs, s.nOps, 1, s.ioMB ?? 0, s.weightMB ?? 0];
-    case 'full':
-      return [s.sumOpsMs, s.nOps, 1];
-    case 'scale-offset':
-      return [s.sumOpsMs, 1];
-    case 'scale':
-      return [s.sumOpsMs];
-  }
-}
+const COLUMN: Record<Term, (s: NetworkOps) => number> = { b: (s) => s.nOps, c: () => 1, d: (s) => s.ioMB ?? 0, e: (s) => s.weightMB ?? 0 };
 
-/** Which columns of `features` must be ≥ 0: a (Σ ops) and c (the constant); b, d, e take either sign. */
-const NON_NEGATIVE: Record<CalibrationMethod, readonly boolean[]> = {
-  bytes: [true, false, true, false, false],
-  full: [true, false, true],
-  'scale-offset': [true, true],
-  scale: [true],
-};
-
-function fitTerms(samples: readonly CalibrationSample[], method: CalibrationMethod, weighting: 'relative' | 'absolute'): Omit<Calibration, 'quality' | 'outOfSample'> {
+function fitTerms(samples: readonly CalibrationSample[], form: Form, weighting: 'relative' | 'absolute'): Omit<Calibration, 'quality' | 'outOfSample'> {
   const { device, runtime } = samples[0];
   const n = samples.length;
   const weight = (s: CalibrationSample): number => (weighting === 'relative' ? 1 / s.measuredMs : 1);
+  // a (Σ ops) and c (the constant) are ≥ 0; b, d, e take either sign.
   const x = constrainedLeastSquares(
-    samples.map((s) => features(method, s).map((v) => v * weight(s))),
+    samples.map((s) => [s.sumOpsMs, ...form.map((t) => COLUMN[t](s))].map((v) => v * weight(s))),
     samples.map((s) => s.measuredMs * weight(s)),
-    NON_NEGATIVE[method],
+    [true, ...form.map((t) => t === 'c')],
   );
-  const terms: Required<CalibrationTerms> =
-    method === 'bytes'
-      ? { a: x[0], b: x[1], c: x[2], d: x[3], e: x[4] }
-      : method === 'full'
-        ? { a: x[0], b: x[1], c: x[2], d: 0, e: 0 }
-        : method === 'scale-offset'
-          ? { a: x[0], b: 0, c: x[1], d: 0, e: 0 }
-          : { a: x[0], b: 0, c: 0, d: 0, e: 0 };
+  const terms: Record<'a' | Term, number> = { a: x[0], b: 0, c: 0, d: 0, e: 0 };
+  form.forEach((t, j) => (terms[t] = x[j + 1]));
+  const method = methodOf(form);
   const note =
-    method === 'bytes'
-      ? `fitted a·Σops + b·nOps + d·Σ activation MB + e·Σ weight MB + c on ${n} networks (${weighting} least squares, a ≥ 0, c ≥ 0)`
-      : method === 'full'
-        ? `fitted a·Σops + b·nOps + c on ${n} networks (${weighting} least squares, a ≥ 0, c ≥ 0)`
-        : method === 'scale-offset'
-          ? 'only 2 networks measured: fitted a·Σops + c without a per-op overhead; measure 3 or more for the full fit'
-          : 'only 1 network measured: a = measured / Σops, no overhead terms; measure 3 or more for the full fit';
+    n === 1 && form.length === 0
+      ? 'only 1 network measured: a = measured / Σops, no overhead terms; measure 3 or more for the full fit'
+      : n === 2 && form.length === 1 && form[0] === 'c'
+        ? 'only 2 networks measured: fitted a·Σops + c without a per-op overhead; measure 3 or more for the full fit'
+        : `fitted ${describeForm(form)} on ${n} networks (${weighting} least squares, a ≥ 0${form.includes('c') ? ', c ≥ 0' : ''})`;
   return { device, runtime, ...terms, method, samples: n, note };
 }
 

@@ -148,6 +148,45 @@ function resolveOptions(options: MeasureOptions): Required<MeasureOptions> {
   return o;
 }
 
+/**
+ * Fewest clock ticks one sample spans. A sample is rounded to the clock, so at 100 ticks the
+ * rounding is within ±1% of it. A browser page that is not cross-origin isolated reads
+ * `performance.now()` in 100 µs steps: there the 1 ms default sample was rounded by ±10%, and
+ * the median of per-round ratios fell on a grid of ratios of small integers (0.5, 0.483, 0.25:
+ * docs/benchmarks.md, Chromium tfjs-wasm readings of one network 25% apart).
+ */
+export const MIN_TICKS_PER_SAMPLE = 100;
+
+/**
+ * The clock's step, ms: the smallest positive difference between successive readings, over
+ * `advances` steps (at most `reads` readings). 0 when the clock never advanced.
+ */
+export function clockTickMs(now: () => number = defaultNow, advances = 20, reads = 1_000_000): number {
+  let tick = Number.POSITIVE_INFINITY;
+  let seen = 0;
+  let last = now();
+  for (let i = 0; i < reads && seen < advances; i++) {
+    const t = now();
+    if (t > last) {
+      tick = Math.min(tick, t - last);
+      seen++;
+      last = t;
+    }
+  }
+  return Number.isFinite(tick) ? tick : 0;
+}
+
+/**
+ * `targetSampleMs` raised to `MIN_TICKS_PER_SAMPLE` ticks of a clock of step `tickMs` (no
+ * change for a fine clock: Node's 1 ms default is already 10⁴ ticks and more).
+ */
+export function withClockFloor<T extends { readonly targetSampleMs?: number }>(options: T | undefined, tickMs: number, defaultTargetMs = DEFAULT_MEASURE_OPTIONS.targetSampleMs): T {
+  const o = (options ?? {}) as T;
+  const floor = MIN_TICKS_PER_SAMPLE * (Number.isFinite(tickMs) && tickMs > 0 ? tickMs : 0);
+  const target = o.targetSampleMs ?? defaultTargetMs;
+  return target >= floor ? o : { ...o, targetSampleMs: floor };
+}
+
 function defaultNow(): number {
   return globalThis.performance.now();
 }

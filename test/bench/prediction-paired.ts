@@ -22,9 +22,14 @@
  * One JSON line per runtime is appended to `--out` as it finishes (resumable: a runtime already in
  * the file is skipped). Progress goes to stderr.
  *
+ * `--refit FILE` measures nothing: it fits the calibration of the code as it is now on the stored
+ * readings of every line of FILE (the same first networks) and prints, per line, the held-out
+ * figures then and now, so a change of the calibration is judged on readings taken before it.
+ *
  *   node --import tsx test/bench/prediction-paired.ts [--runtimes tflite,tfjs-wasm] [--browser]
  *     [--browser-runtimes tfjs-wasm,tflite] [--networks 30] [--calibrate 10] [--seed 7000]
  *     [--rounds 2] [--reference mobilenetv2] [--out docs/bench/prediction-paired.jsonl]
+ *   node --import tsx test/bench/prediction-paired.ts --refit docs/bench/prediction-paired.jsonl
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -51,6 +56,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '2' },
     reference: { type: 'string', default: 'mobilenetv2' },
     out: { type: 'string' },
+    refit: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -242,7 +248,24 @@ async function record(agent: string, result: Record<string, unknown>): Promise<v
   if (values.out) await appendFile(String(values.out), `${JSON.stringify(row)}\n`);
 }
 
+/** `--refit`: the stored readings of each line, calibrated by the code as it is now. */
+async function refit(file: string): Promise<void> {
+  const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
+  for (const line of lines) {
+    const r = JSON.parse(line);
+    const rows: Row[] = r.perNetwork;
+    const cal = rows.slice(0, r.calibrationNetworks);
+    const test = rows.slice(r.calibrationNetworks);
+    const now = heldOut(cal, test, (x) => x.sumOpsMs, true);
+    const q = (x: { within10: number; of: number; medianApe: number }): string => `${x.within10}/${x.of} (median ${(x.medianApe * 100).toFixed(1)}%)`;
+    process.stdout.write(
+      `${JSON.stringify({ agent: r.agent, runtime: r.runtime, seed: r.seed, date: r.date, noiseFloor: r.noiseFloor, then: q(r.prediction.current), now: q(now.quality), classic: q(r.prediction.classic), note: now.calibration.note })}\n`,
+    );
+  }
+}
+
 async function main(): Promise<void> {
+  if (values.refit) return refit(String(values.refit));
   const skip = await done();
   const nodeRuntimes = String(values.runtimes).split(',').filter((r) => r && !skip.has(`node/${r}`));
   const browserRuntimes = values.browser ? String(values['browser-runtimes']).split(',').filter((r) => r && !skip.has(`chromium/${r}`)) : [];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MorphError } from '../../src/errors.ts';
-import { DEFAULT_MEASURE_OPTIONS, measure, summarize } from '../../src/measure/timing.ts';
+import { clockTickMs, DEFAULT_MEASURE_OPTIONS, MIN_TICKS_PER_SAMPLE, measure, summarize, withClockFloor } from '../../src/measure/timing.ts';
 
 /** A fake clock and a run that advances it by `durations(i)` ms on its i-th call. */
 function fake(durations: (i: number) => number): { now: () => number; run: () => void; calls: () => number } {
@@ -235,5 +235,43 @@ describe('measure (real clock)', () => {
     assert.ok(m.medianMs >= 0.05 - EPS, `median ${m.medianMs}`);
     assert.ok(m.p10Ms <= m.medianMs && m.medianMs <= m.p90Ms, `${m.p10Ms} ${m.medianMs} ${m.p90Ms}`);
     assert.ok(m.totalMs >= m.samplesMs.reduce((a, b) => a + b, 0) * m.runsPerSample - EPS * m.n * m.runsPerSample, `totalMs ${m.totalMs}`);
+  });
+});
+
+describe('the clock floor on a sample', () => {
+  /** A clock that reads in steps of `step` ms, each value read `repeat` times, like a coarsened browser clock. */
+  function stepped(step: number, repeat: number): () => number {
+    let reads = 0;
+    return () => Math.floor(reads++ / repeat) * step;
+  }
+
+  it('reads the step of a coarse clock and of a fine one, and 0 for a clock that never advances', () => {
+    assert.ok(close(clockTickMs(stepped(0.1, 50)), 0.1));
+    assert.ok(close(clockTickMs(stepped(0.005, 3)), 0.005));
+    assert.equal(clockTickMs(() => 42, 20, 10_000), 0);
+  });
+
+  it('raises the sample to 100 ticks of a coarse clock and leaves a fine clock alone', () => {
+    assert.equal(MIN_TICKS_PER_SAMPLE, 100);
+    assert.ok(close(withClockFloor({ minSamples: 5 }, 0.1).targetSampleMs ?? 0, 10));
+    assert.equal(withClockFloor({ minSamples: 5 }, 0.1).minSamples, 5);
+    // What the server asked stays where it is already long enough.
+    assert.equal(withClockFloor({ targetSampleMs: 25 }, 0.1).targetSampleMs, 25);
+    const fine = { targetSampleMs: 1 };
+    assert.equal(withClockFloor(fine, 0.0001), fine);
+    assert.deepEqual(withClockFloor(undefined, 0), {});
+    assert.equal(DEFAULT_MEASURE_OPTIONS.targetSampleMs * 1e4 >= MIN_TICKS_PER_SAMPLE, true);
+  });
+
+  it('makes a sample on a 0.1 ms clock read to within 1%', async () => {
+    // A 0.013 ms run on a clock of 0.1 ms steps: a 1 ms sample reads 10 or 11 ticks; 10 ms, 100 or 101.
+    let t = 0;
+    const now = (): number => Math.floor(t / 0.1) * 0.1;
+    const run = (): void => {
+      t += 0.013;
+    };
+    const m = await measure(run, { ...withClockFloor({}, 0.1), now, warmupRuns: 2, minSamples: 10, minWindowMs: 0 });
+    assert.ok(m.runsPerSample * 0.013 >= 10, `${m.runsPerSample} runs a sample`);
+    assert.ok(Math.abs(m.medianMs - 0.013) / 0.013 < 0.011, `median ${m.medianMs}`);
   });
 });
