@@ -10,12 +10,15 @@
  * that ops inside a network do not, while a network may pay for memory traffic between ops that
  * single ops do not. Fitted by constrained least squares on end-to-end measurements.
  *
- * d and e (either sign) are the memory terms, fitted only with enough networks and kept only
- * where they predict better out of sample (`method` 'bytes'): an op timed alone copies its input
- * in and its output out on every run (d < 0 takes that back in proportion to the bytes: Σ over
- * ops of the MB each reads and writes), while inside a network its weights and its input may no
- * longer be in cache (e > 0, d > 0). Every term is per op, so the layers of a prediction still add
- * up to the total less c.
+ * d and e (either sign) are the memory terms: an op timed alone copies its input in and its
+ * output out on every run (d < 0 takes that back in proportion to the bytes: Σ over ops of the MB
+ * each reads and writes), while inside a network its weights and its input may no longer be in
+ * cache (e > 0, d > 0). With enough networks (`MIN_BYTES_NETWORKS`) the terms are chosen out of
+ * sample: every subset of b, c, d, e beside a·Σ ops is judged leave-one-out, and the fewest terms
+ * whose mean squared relative error is within one standard error of the least are kept. Which
+ * terms hold depends on the runtime, and ten networks do not pin five terms at once. `method`
+ * names the family chosen ('bytes' where d or e is in it). Every term is per op, so the layers of
+ * a prediction still add up to the total less c.
  *
  * The fit minimises *relative* squared error by default (rows weighted by 1/measured): the
  * quality figure is a relative one (share of networks within ±10%), and networks span orders of
@@ -208,25 +211,20 @@ export function fitCalibration(samples: readonly CalibrationSample[], options: F
   let outOfSample = samples.length >= 2 ? leaveOneOut(samples, base, weighting, tolerance) : null;
   let why = '';
   // With enough networks, the terms are chosen by how well they predict networks the fit has not
-  // seen: every subset of b, c, d, e beside a·Σ ops, best leave-one-out share within the tolerance,
-  // then fewer terms, then median error. Which terms carry a device depends on its runtime (an
-  // op alone pays a read-back in proportion to its output on tfjs, a per-call cost on TFLite), and
-  // ten networks do not pin five terms at once: a term the data cannot confirm only fits noise.
+  // seen: every subset of b, c, d, e beside a·Σ ops is judged leave-one-out by its mean squared
+  // relative error, and the fewest terms within one standard error of the best are kept (the
+  // "one-standard-error rule" of cross-validation: a term the data cannot confirm only fits
+  // noise). Which terms carry a device depends on its runtime (an op alone pays a read-back in
+  // proportion to its output on tfjs, a per-call cost on TFLite), and ten networks do not pin five
+  // terms at once.
   if (samples.length >= MIN_BYTES_NETWORKS && samples.every((s) => (s.ioMB ?? 0) > 0)) {
     const classic = outOfSample;
-    let best: { form: Form; quality: CalibrationQuality } | undefined;
-    for (const candidate of ALL_FORMS) {
-      const q = leaveOneOut(samples, candidate, weighting, tolerance);
-      // ALL_FORMS runs fewest terms first, so a form with more terms must predict more networks.
-      const better = best === undefined || q.withinCount > best.quality.withinCount || (q.withinCount === best.quality.withinCount && candidate.length === best.form.length && q.medianApe < best.quality.medianApe - 1e-12);
-      if (better) best = { form: candidate, quality: q };
-    }
-    if (best === undefined) throw calibrationError('no calibration form to choose from');
-    form = best.form;
-    outOfSample = best.quality;
+    const chosen = chooseForm(samples, weighting);
+    form = chosen.form;
+    outOfSample = qualityOf(chosen.apes, tolerance);
     const pct = Math.round(tolerance * 100);
     const memory = form.includes('d') || form.includes('e');
-    why = `; terms chosen out of sample (leave-one-out over every subset of b, c, d, e): ${describeForm(form)}, ${outOfSample?.withinCount}/${outOfSample?.n} within ±${pct}%, against ${classic?.withinCount}/${classic?.n} for the classic a·Σops + b·nOps + c; the memory terms ${memory ? 'kept' : 'left out'}`;
+    why = `; terms chosen out of sample (the fewest within one standard error of the least leave-one-out squared error, over every subset of b, c, d, e): ${describeForm(form)}, ${outOfSample.withinCount}/${outOfSample.n} within ±${pct}% (RMS ${(Math.sqrt(chosen.mse) * 100).toFixed(1)}%), against ${classic?.withinCount}/${classic?.n} for the classic a·Σops + b·nOps + c; the memory terms ${memory ? 'kept' : 'left out'}`;
   }
   const fitted = fitTerms(samples, form, weighting);
   return { ...fitted, note: fitted.note + why, quality: calibrationQuality(fitted, samples, tolerance), outOfSample };
@@ -269,11 +267,34 @@ export const MAX_LEAVE_ONE_OUT = 50;
 const FOLDS = 10;
 
 /**
- * Each network predicted by the same kind of fit on the others (leave-one-out; k-fold above
- * `MAX_LEAVE_ONE_OUT`, network i in fold i mod 10). The classic form falls back to a simpler one
- * when too few networks are left; a chosen form is judged as it is.
+ * The form with the fewest terms whose leave-one-out mean squared relative error is within one
+ * standard error of the least (ties: the lower error), with its held-out errors.
  */
+function chooseForm(samples: readonly CalibrationSample[], weighting: 'relative' | 'absolute'): { form: Form; apes: number[]; mse: number } {
+  const judged = ALL_FORMS.map((form) => {
+    const apes = heldOutErrors(samples, form, weighting);
+    const sq = apes.map((e) => e * e);
+    const mse = sq.reduce((t, v) => t + v, 0) / sq.length;
+    const sd = Math.sqrt(sq.reduce((t, v) => t + (v - mse) ** 2, 0) / Math.max(1, sq.length - 1));
+    return { form, apes, mse, se: sd / Math.sqrt(sq.length) };
+  });
+  const best = judged.reduce((x, y) => (y.mse < x.mse ? y : x));
+  // Every form missed a network entirely (Σ ops = 0 in all others): the classic form.
+  if (!Number.isFinite(best.mse)) return judged.find((j) => j.form.join() === baseForm(samples.length).join()) ?? best;
+  const near = judged.filter((j) => j.mse <= best.mse + best.se);
+  return near.reduce((x, y) => (y.form.length < x.form.length || (y.form.length === x.form.length && y.mse < x.mse) ? y : x));
+}
+
 function leaveOneOut(samples: readonly CalibrationSample[], form: Form, weighting: 'relative' | 'absolute', tolerance: number): CalibrationQuality {
+  return qualityOf(heldOutErrors(samples, form, weighting), tolerance);
+}
+
+/**
+ * Each network's relative error predicted by the same kind of fit on the others (leave-one-out;
+ * k-fold above `MAX_LEAVE_ONE_OUT`, network i in fold i mod 10). The classic form falls back to a
+ * simpler one when too few networks are left; a chosen form is judged as it is.
+ */
+function heldOutErrors(samples: readonly CalibrationSample[], form: Form, weighting: 'relative' | 'absolute'): number[] {
   const folds = samples.length > MAX_LEAVE_ONE_OUT ? FOLDS : samples.length;
   const apes = new Array<number>(samples.length);
   const chosen = samples.length >= MIN_BYTES_NETWORKS;
@@ -288,7 +309,7 @@ function leaveOneOut(samples: readonly CalibrationSample[], form: Form, weightin
     const fit = fitTerms(others, chosen ? form : baseForm(others.length), weighting);
     for (const { s, i } of held) apes[i] = Math.abs(applyCalibration(fit, s) - s.measuredMs) / s.measuredMs;
   }
-  return qualityOf(apes, tolerance);
+  return apes;
 }
 
 const COLUMN: Record<Term, (s: NetworkOps) => number> = { b: (s) => s.nOps, c: () => 1, d: (s) => s.ioMB ?? 0, e: (s) => s.weightMB ?? 0 };

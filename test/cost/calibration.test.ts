@@ -147,13 +147,11 @@ describe('the memory terms (method bytes)', () => {
   it('recovers d and e from exact data and keeps them, because only they predict unseen networks within the tolerance', () => {
     const samples = withBytes(20, truth);
     assert.ok(samples.every((x) => x.measuredMs > 0));
-    // At ±0.1% no form without all five terms predicts every held-out network; at ±10% a simpler
-    // one does, and fewer terms win a tie (below).
     const cal = fitCalibration(samples, { tolerance: 0.001 });
     assert.equal(cal.method, 'bytes');
     for (const k of ['a', 'b', 'c', 'd', 'e'] as const) assert.ok(Math.abs(cal[k] - truth[k]) < 1e-6, `${k}: ${cal[k]} vs ${truth[k]}`);
     assert.equal(cal.outOfSample?.within, 1);
-    assert.match(cal.note, /terms chosen out of sample .*a·Σops \+ b·nOps \+ d·Σ activation MB \+ e·Σ weight MB \+ c, 20\/20 within ±0%.*memory terms kept/);
+    assert.match(cal.note, /terms chosen out of sample .*: a·Σops \+ b·nOps \+ d·Σ activation MB \+ e·Σ weight MB \+ c, 20\/20 within ±0% \(RMS 0\.0%\).*memory terms kept/);
     // The classic fit cannot bend to the bytes: out of sample it misses some of these networks.
     const classic = fitCalibration(samples.map(({ ioMB: _i, weightMB: _w, ...rest }) => rest));
     assert.equal(classic.method, 'full');
@@ -167,8 +165,7 @@ describe('the memory terms (method bytes)', () => {
     assert.notEqual(cal.method, 'bytes');
     assert.equal(cal.d, 0);
     assert.equal(cal.e, 0);
-    assert.match(cal.note, /terms chosen out of sample .*\d+\/12 within ±10%, against \d+\/12 for the classic .*memory terms left out/);
-    // Fewer terms win a tie: the richest form predicts no more of these networks than the chosen one.
+    assert.match(cal.note, /terms chosen out of sample .*\d+\/12 within ±10% \(RMS [\d.]+%\), against \d+\/12 for the classic .*memory terms left out/);
     assert.ok((cal.outOfSample?.withinCount ?? 0) >= 11, JSON.stringify(cal.outOfSample));
   });
 
