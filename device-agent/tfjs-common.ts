@@ -73,8 +73,20 @@ export function disposeOnce(free: () => void): () => void {
   };
 }
 
+/**
+ * Backends whose kernels have run when the call returns (wasm, the JavaScript cpu backend,
+ * libtensorflow): an op's output need not be read to time it. A GPU backend (webgl) queues its
+ * work, and only a read waits for it.
+ */
+const SYNCHRONOUS_BACKENDS: ReadonlySet<string> = new Set(['wasm', 'cpu', 'tensorflow']);
+
 /** An adapter for one tfjs backend: ops via `buildLayersOp` (as tfjs-layers runs them), networks via `modelFromJSON`. */
 export function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInfo): RuntimeAdapter {
+  // Inside a network no op's output is read: only the network's own. Reading a large output on
+  // every run of an op alone copied it into a new JavaScript array, and the garbage collector
+  // then ran while the op was timed: on Node tfjs-wasm a 124×124×48 conv read 11 ms that
+  // runs in 4 ms (docs/benchmarks.md). A network's outputs are still read (`predictRunnable`).
+  const readOps = !SYNCHRONOUS_BACKENDS.has(backend);
   return {
     name,
     info: () => ({ ...info }),
@@ -85,7 +97,7 @@ export function tfjsAdapter(name: RuntimeName, backend: string, info: RuntimeInf
       return {
         run() {
           const y = op.run(inputs);
-          y.dataSync();
+          if (readOps) y.dataSync();
           y.dispose();
         },
         dispose: disposeOnce(() => {

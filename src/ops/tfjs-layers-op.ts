@@ -1,6 +1,10 @@
 /**
- * An OpSpec as a one-op tfjs LayersModel: the op as a tfjs runtime really runs it in a model
- * (`tf.loadLayersModel` → `predict`), which is what tfjs agents time.
+ * An OpSpec as a one-op tfjs LayersModel: the op as a tfjs runtime really runs it in a model,
+ * which is what tfjs agents time. `run` applies the model to its inputs (`model.apply`, eager), as
+ * a network's `predict` applies each of its layers: `predict` itself adds, per call, the batching
+ * of its inputs (a slice and a concat of every tensor) that a network pays once and an op timed
+ * alone paid on every run. On tfjs-wasm in Node an add on 124×124×8 took 0.07 ms applied and 2.9 ms
+ * through `predict` (docs/benchmarks.md).
  *
  * Why not `buildTfjsOp` (the fused kernels): tfjs-layers does not run an op the way the fused
  * kernels could. It fuses only linear/relu/elu into a conv, so a ReLU6 runs as Relu + Minimum (a
@@ -99,7 +103,8 @@ export function buildLayersOp(spec: OpSpec, options: TfjsOpOptions = {}): TfjsOp
       if (disposed) throw new Error('this tfjs layers op was disposed');
       const list = xs instanceof tf.Tensor ? [xs] : [...xs];
       if (list.length !== shapes.length) throw new Error(`op ${spec.kind} takes ${shapes.length} inputs, got ${list.length}`);
-      return model.predict(list.length === 1 ? list[0] : list) as tf.Tensor;
+      // tidy: an activation layer after the op leaves the op's own output to free.
+      return tf.tidy(() => model.apply(list.length === 1 ? list[0] : list) as tf.Tensor);
     },
     dispose() {
       if (disposed) return;

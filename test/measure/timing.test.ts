@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MorphError } from '../../src/errors.ts';
-import { clockTickMs, DEFAULT_MEASURE_OPTIONS, MIN_TICKS_PER_SAMPLE, measure, summarize, withClockFloor } from '../../src/measure/timing.ts';
+import { clockTickMs, DEFAULT_MEASURE_OPTIONS, MIN_TICKS_PER_SAMPLE, measure, summarize, withClockFloor, type MeasureOptions } from '../../src/measure/timing.ts';
 
 /** A fake clock and a run that advances it by `durations(i)` ms on its i-th call. */
 function fake(durations: (i: number) => number): { now: () => number; run: () => void; calls: () => number } {
@@ -253,8 +253,8 @@ describe('the clock floor on a sample', () => {
 
   it('raises the sample to 100 ticks of a coarse clock and leaves a fine clock alone', () => {
     assert.equal(MIN_TICKS_PER_SAMPLE, 100);
-    assert.ok(close(withClockFloor({ minSamples: 5 }, 0.1).targetSampleMs ?? 0, 10));
-    assert.equal(withClockFloor({ minSamples: 5 }, 0.1).minSamples, 5);
+    assert.ok(close(withClockFloor<MeasureOptions>({ minSamples: 5 }, 0.1).targetSampleMs ?? 0, 10));
+    assert.equal(withClockFloor<MeasureOptions>({ minSamples: 5 }, 0.1).minSamples, 5);
     // What the server asked stays where it is already long enough.
     assert.equal(withClockFloor({ targetSampleMs: 25 }, 0.1).targetSampleMs, 25);
     const fine = { targetSampleMs: 1 };

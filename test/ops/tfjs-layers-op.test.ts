@@ -34,3 +34,19 @@ describe('tfjs-layers op vs fused tfjs op', () => {
     });
   }
 });
+
+describe('a tfjs-layers op run', () => {
+  it('gives what the model predicts and leaves only its output behind, an activation layer after it included', () => {
+    const spec = makeSpec({ kind: 'add', inH: 6, inW: 5, cIn: 4, cOut: 4, numInputs: 2, activation: 'relu6' });
+    const op = buildLayersOp(spec);
+    const xs = specInputs(spec).map((x, i) => tf.tensor(x, [...op.inputShapes[i]]));
+    const before = tf.memory().numTensors;
+    const y = op.run(xs);
+    assert.equal(tf.memory().numTensors, before + 1, 'the op output only: the add before the ReLU6 is freed');
+    const [a, b] = xs.map((x) => x.dataSync());
+    const want = Array.from(a, (v, i) => Math.min(6, Math.max(0, v + b[i])));
+    assert.deepEqual(Array.from(y.dataSync()).map((v) => Math.round(v * 1e5)), want.map((v) => Math.round(v * 1e5)));
+    tf.dispose([y, ...xs]);
+    op.dispose();
+  });
+});
