@@ -36,7 +36,7 @@ describe('tfjs-layers op vs fused tfjs op', () => {
 });
 
 describe('a tfjs-layers op run', () => {
-  it('gives what the model predicts and leaves only its output behind, an activation layer after it included', () => {
+  it('computes the op and leaves only its output behind, an activation layer after it included', () => {
     const spec = makeSpec({ kind: 'add', inH: 6, inW: 5, cIn: 4, cOut: 4, numInputs: 2, activation: 'relu6' });
     const op = buildLayersOp(spec);
     const xs = specInputs(spec).map((x, i) => tf.tensor(x, [...op.inputShapes[i]]));
