@@ -260,7 +260,6 @@ describe('the clock floor on a sample', () => {
     const fine = { targetSampleMs: 1 };
     assert.equal(withClockFloor(fine, 0.0001), fine);
     assert.deepEqual(withClockFloor(undefined, 0), {});
-    assert.equal(DEFAULT_MEASURE_OPTIONS.targetSampleMs * 1e4 >= MIN_TICKS_PER_SAMPLE, true);
   });
 
   it('makes a sample on a 0.1 ms clock read to within 1%', async () => {
